@@ -41,6 +41,16 @@ from referencing.jsonschema import DRAFT7
 
 from shared.settings import PREFIX, Settings
 from tools.package import Practice, load_practice
+from tools.ram_policy import (
+    AUTO_START_VALUES,
+    NO_RESOURCE_LEVEL,
+    RULES,
+    TAG_CONDITION_KEYS,
+    TAG_CONDITION_OPERATOR,
+    Reach,
+    Scope,
+    policy_document,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO.parent / "shared" / "schemas"
@@ -174,10 +184,15 @@ def fc3_functions(rendered_doc: Doc) -> dict[str, Doc]:
 # --------------------------------------------------------------------------- ROS intrinsics
 
 
-def resolve(template_doc: Doc) -> Doc:
-    """The template as ROS hands it to the transform: parameters at their defaults, pseudo
-    parameters and attributes of native resources substituted."""
+def resolve(template_doc: Doc, overrides: Mapping[str, str] | None = None) -> Doc:
+    """The template as ROS hands it to the transform: parameters at their defaults (or
+    ``overrides``), conditions evaluated, pseudo parameters, attributes of native resources and
+    the functions the template uses (Fn::Sub, Fn::If, Fn::Split, Fn::Replace, Fn::GetJsonValue)
+    substituted."""
     params = {k: v.get("Default", "") for k, v in template_doc.get("Parameters", {}).items()}
+    unknown = set(overrides or {}) - set(params)
+    assert not unknown, f"no such parameters: {sorted(unknown)}"
+    params.update(overrides or {})
     resources: Doc = template_doc["Resources"]
     pseudo = {"ALIYUN::AccountId": ACCOUNT, "ALIYUN::Region": REGION}
 
@@ -203,20 +218,43 @@ def resolve(template_doc: Doc) -> Doc:
     def sub(text: str) -> str:
         return re.sub(r"\$\{([^}]+)\}", lambda m: str(ref(m.group(1))), text)
 
+    def condition(node: Any) -> bool:
+        if isinstance(node, str):
+            return condition(template_doc["Conditions"][node])
+        (function, args), = node.items()
+        if function == "Fn::Equals":
+            left, right = (walk(a) for a in args)
+            return bool(left == right)
+        if function == "Fn::Not":
+            return not condition(args[0] if isinstance(args, list) else args)
+        raise AssertionError(f"condition function {function} is not resolved offline")
+
+    def replace(mapping: Doc, text: str) -> str:
+        for old, new in mapping.items():
+            text = text.replace(old, walk(new))
+        return text
+
+    functions: dict[str, Callable[[Any], Any]] = {
+        "Ref": ref,
+        "Fn::GetAtt": lambda args: get_att(*args),
+        "Fn::Sub": lambda text: sub(text),
+        "Fn::If": lambda args: walk(args[1] if condition(args[0]) else args[2]),
+        "Fn::Split": lambda args: walk(args[1]).split(args[0]),
+        "Fn::Replace": lambda args: replace(args[0], walk(args[1])),
+        "Fn::GetJsonValue": lambda args: json.loads(walk(args[1]))[args[0]],
+    }
+
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
-            if set(node) == {"Ref"}:
-                return ref(node["Ref"])
-            if set(node) == {"Fn::GetAtt"}:
-                return get_att(*node["Fn::GetAtt"])
-            if set(node) == {"Fn::Sub"}:
-                return sub(node["Fn::Sub"])
+            if len(node) == 1 and next(iter(node)) in functions:
+                (name, args), = node.items()
+                return functions[name](args)
             return {k: walk(v) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node
 
-    resolved: Doc = walk(template_doc)
+    resolved: Doc = walk({k: v for k, v in template_doc.items() if k != "Conditions"})
     return resolved
 
 
@@ -281,12 +319,30 @@ def fc3_errors(props: Doc, schema: Doc) -> list[str]:
     return errors
 
 
+def with_conditions(by_id: Mapping[str, Doc]) -> dict[str, Doc]:
+    """Funcraft's policy schema knows Effect/Action/Resource only (its Service ``Policies`` have
+    no conditions); a RAM policy statement may also carry ``Condition``: operator -> {key:
+    [values]} (RAM policy grammar). Widened in memory, like the Runtime enum."""
+    result = copy.deepcopy(dict(by_id))
+    statement = result["/Resources/Service/Role"]["properties"]["Statement"]["items"]
+    statement["properties"]["Condition"] = {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        },
+    }
+    return result
+
+
 def funcraft_errors(template_doc: Doc, schemas: Mapping[str, Doc]) -> list[str]:
     """Funcraft schema over the resolved Serverless part, policy schema over RAM policies,
     required properties of the native resources."""
     resolved = resolve(template_doc)
     errors = messages(validator(widened(schemas), "/ROS").iter_errors(serverless_part(resolved)))
-    policy_schema = validator(schemas, "/Resources/Service/Role")
+    policy_schema = validator(with_conditions(schemas), "/Resources/Service/Role")
     required = {
         "ALIYUN::RAM::Role": ("RoleName", "AssumeRolePolicyDocument"),
         "ALIYUN::EventBridge::Rule": ("EventBusName", "RuleName", "FilterPattern", "Targets"),
@@ -325,10 +381,38 @@ def role_of(resolved: Doc, function: str) -> Doc:
     raise AssertionError(f"{function}: its service role {arn} is not created by the template")
 
 
-def policy_errors(template_doc: Doc, practices: Mapping[str, Practice]) -> list[str]:
-    """Every role grants exact actions, never '*'; a practice's role grants exactly RAM_ACTIONS
+def scope_of(resolved: Doc) -> Scope:
+    """The scope the template's parameters give the roles, read as Settings reads the same
+    values from the functions' environment (comma-separated, blanks ignored)."""
+    env = template_functions(resolved)["sweep"][1]["Properties"]["EnvironmentVariables"]
+    settings = Settings.from_env({k: str(v) for k, v in env.items()})
+    return Scope(ACCOUNT, settings.regions, settings.lb_ids, settings.auto_start_tag)
+
+
+def normalized(statements: Iterable[Doc]) -> list[str]:
+    """Statements as sorted JSON strings: action, resource and condition-value order do not
+    matter to RAM, so they do not matter here either."""
+    out = []
+    for statement in statements:
+        resource = statement["Resource"]
+        condition = {op: {k: sorted(v) for k, v in keys.items()}
+                     for op, keys in statement.get("Condition", {}).items()}
+        out.append(json.dumps({
+            "Effect": statement["Effect"], "Action": sorted(statement["Action"]),
+            "Resource": sorted([resource] if isinstance(resource, str) else resource),
+            "Condition": condition,
+        }, sort_keys=True))
+    return sorted(out)
+
+
+def policy_errors(template_doc: Doc, practices: Mapping[str, Practice],
+                  overrides: Mapping[str, str] | None = None) -> list[str]:
+    """Every role grants exact actions, never '*'; ``Resource: "*"`` only for actions without
+    resource-level authorization; starts only under the auto-start tag condition; a practice's
+    role is exactly tools/ram_policy.py's policy for its RAM_ACTIONS and the template's scope
     (plus writing its own logstore)."""
-    resolved = resolve(template_doc)
+    resolved = resolve(template_doc, overrides)
+    scope = scope_of(resolved)
     errors: list[str] = []
     for rid, resource in resolved["Resources"].items():
         if resource.get("Type") != "ALIYUN::RAM::Role":
@@ -340,6 +424,13 @@ def policy_errors(template_doc: Doc, practices: Mapping[str, Practice]) -> list[
                     errors.append(f"{rid}: Action must be a list, got {actions!r}")
                     continue
                 errors += [f"{rid}: wildcard action {a!r}" for a in actions if "*" in a]
+                resources = statement.get("Resource")
+                if "*" in ([resources] if isinstance(resources, str) else resources or []):
+                    errors += [f"{rid}: {a} on Resource '*' but Alibaba authorizes it per resource"
+                               for a in actions if a not in NO_RESOURCE_LEVEL]
+                for action in ("ecs:StartInstance", "ecs:StartInstances"):
+                    if action in actions and not tag_conditioned(statement, scope.auto_start_tag):
+                        errors.append(f"{rid}: {action} without the {scope.auto_start_tag} tag condition")
     functions = template_functions(resolved)
     for name, declared in practices.items():
         if name not in functions:
@@ -349,21 +440,22 @@ def policy_errors(template_doc: Doc, practices: Mapping[str, Practice]) -> list[
         assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"] == [
             "fc.aliyuncs.com"
         ], f"{name}: role is not assumable by Function Compute"
-        granted: list[str] = []
-        for policy in role.get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                if actions == [LOG_ACTION]:
-                    if "logstore/" not in str(statement["Resource"]):
-                        errors.append(f"{name}: log statement is not scoped to a logstore")
-                    continue
-                granted += actions
-        if sorted(granted) != sorted(declared.ram_actions) or len(set(granted)) != len(granted):
+        granted = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+        expected = policy_document(declared.ram_actions, scope,
+                                   log_project=f"ecs-event-ops-{ACCOUNT}")["Statement"]
+        if normalized(granted) != normalized(expected):
             errors.append(
-                f"{name}: policy grants {sorted(granted)}, RAM_ACTIONS declares "
-                f"{sorted(declared.ram_actions)}"
+                f"{name}: policy grants {normalized(granted)}, tools/ram_policy.py builds "
+                f"{normalized(expected)} from RAM_ACTIONS {sorted(declared.ram_actions)}"
             )
     return errors
+
+
+def tag_conditioned(statement: Doc, tag: str) -> bool:
+    """The statement allows only instances whose ``tag`` is one of the opt-in values."""
+    keys = statement.get("Condition", {}).get(TAG_CONDITION_OPERATOR, {})
+    wanted = {key.format(tag=tag) for key in TAG_CONDITION_KEYS}
+    return any(k in wanted and sorted(v) == sorted(AUTO_START_VALUES) for k, v in keys.items())
 
 
 def pattern_types(pattern: Any) -> list[str]:
