@@ -150,6 +150,51 @@ def test_rowcount_insert_path_matches_returning_path(store: Store) -> None:
     assert record.last_state == "Stopped"
 
 
+@pytest.mark.parametrize("size", [1, 10, 100])
+def test_a_batch_is_two_statements_whatever_its_size(store: Store, size: int) -> None:
+    """GIVEN a batch of new events over many instances WHEN recorded THEN one multi-row INSERT of
+    the events and one upsert of the instances reach the driver (plus SQLite's BEGIN IMMEDIATE),
+    no executemany, and the rows are those of recording each event alone."""
+    from sqlalchemy import event as sa_event
+    from sqlalchemy.engine.interfaces import ExecuteStyle
+
+    store.ensure_schema()
+    engine = store._get_engine()
+    seen: list[tuple[str, ExecuteStyle]] = []
+
+    def before(_c: Any, _cur: Any, statement: str, _p: Any, context: Any, _many: bool) -> None:
+        seen.append((" ".join(statement.split()[:3]), context.execute_style))
+
+    n = next(_ids)
+    batch = [
+        state_event(f"i-batch{n}x{i // 3}", ("Pending", "Running", "Deleted")[i % 3], T0 + timedelta(seconds=i))
+        for i in range(size)
+    ]
+    sa_event.listen(engine, "before_cursor_execute", before)
+    try:
+        result = store.record(batch)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", before)
+    assert len(result.inserted) == size
+    heads = [head for head, _ in seen]
+    insert_events = "INSERT IGNORE INTO" if engine.dialect.name == "mysql" else "INSERT INTO events"
+    expected = [insert_events, "INSERT INTO instances"]
+    if engine.dialect.name == "sqlite":
+        expected.insert(0, "BEGIN IMMEDIATE")
+    assert heads == expected
+    assert ExecuteStyle.EXECUTEMANY not in {style for _, style in seen}
+    first = store.instance(f"i-batch{n}x0")  # Pending at T0, Running at +1 s, Deleted at +2 s
+    assert first is not None
+    if size == 1:
+        assert (first.first_seen, first.created_at, first.released_at, first.last_state) == (T0, T0, None, "Pending")
+    else:
+        released = T0 + timedelta(seconds=2)
+        assert (first.first_seen, first.created_at, first.released_at, first.last_state, first.last_state_at) == (
+            T0, T0, released, "Deleted", released,
+        )
+    assert store.stats()["instances"]["known"] == (size + 2) // 3
+
+
 STATES = ("Pending", "Created", "Starting", "Running", "Stopping", "Stopped", "Deleted")
 
 

@@ -96,6 +96,56 @@ def bench_record(url: str, events: int, writers: int, batch: int) -> dict[str, A
 
 
 # ---------------------------------------------------------------------------------------------
+# SQL statements per recorded batch
+
+
+BATCH_SIZES = (1, 10, 100)
+
+
+def count_statements(store: Store, events: Sequence[EcsEvent]) -> dict[str, Any]:
+    """Record ``events`` as one batch and count what reached the database driver.
+
+    ``statements``: SQL statements the server runs (a DBAPI ``executemany`` of n parameter sets
+    is n statements; a multi-row ``INSERT ... VALUES (..), (..)`` is one); ``calls``: cursor
+    calls from SQLAlchemy (round trips, ``COMMIT`` aside).
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine.interfaces import ExecuteStyle
+
+    store.ensure_schema()
+    engine = store._get_engine()
+    seen: list[tuple[str, int]] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        style = getattr(context, "execute_style", ExecuteStyle.EXECUTE)
+        count = len(parameters) if many and style is ExecuteStyle.EXECUTEMANY else 1
+        if engine.dialect.name in ("mysql", "mariadb") and statement.lstrip().upper().startswith("INSERT"):
+            count = 1  # PyMySQL sends an INSERT executemany as one multi-row statement
+        seen.append((" ".join(statement.split()[:3]), count))
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        result = store.record(events)
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    return {
+        "events": len(events), "inserted": len(result.inserted),
+        "instances": len({e.instance_id for e in events if e.instance_id}),
+        "calls": len(seen), "statements": sum(n for _, n in seen),
+        "kinds": sorted({head for head, _ in seen}),
+    }
+
+
+def bench_statements(url: str, sizes: Sequence[int] = BATCH_SIZES) -> dict[str, Any]:
+    """Statements per batch of new events (about six per instance) for each batch size."""
+    store = Store(url)
+    try:
+        return {str(size): count_statements(store, writer_events(100 + size, size)) for size in sizes}
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------------------------
 # released latency over a large store
 
 
