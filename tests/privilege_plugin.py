@@ -16,11 +16,15 @@ received per function (``Emulator.actions_by_function``), and hands every emulat
 
 Calls without a function in the User-Agent (client tests calling the adapters directly) do not
 count. The report goes to ``.cache/privileges.json``.
+
+This check is per action. The deployed policies also scope each action to resources
+(tools/ram_policy.py: the account's instances under the auto-start tag condition, the CLBs in
+scope, ``*`` only where Alibaba has no resource-level authorization); tests/test_deploy.py checks
+that template.yml states exactly those statements for the same RAM_ACTIONS.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tools import ram_policy
 
 if TYPE_CHECKING:
     from tools.emulator import Emulator
@@ -42,22 +48,9 @@ REPORT_PATH = REPO_ROOT / ".cache" / "privileges.json"
 
 
 def declared_actions(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, frozenset[str]]:
-    """``{function: RAM_ACTIONS}``, read from each ``index.py`` without importing it."""
-    out: dict[str, frozenset[str]] = {}
-    for index in sorted(functions_dir.glob("*/index.py")):
-        tree = ast.parse(index.read_text(encoding="utf-8"), filename=str(index))
-        for node in tree.body:
-            target = node.target if isinstance(node, ast.AnnAssign) else (
-                node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1
-                else None)
-            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
-            if isinstance(target, ast.Name) and target.id == "RAM_ACTIONS" and value is not None:
-                actions = ast.literal_eval(value)
-                out[index.parent.name] = frozenset(str(a) for a in actions)
-                break
-        else:
-            raise ValueError(f"{index} declares no literal RAM_ACTIONS")
-    return out
+    """``{function: RAM_ACTIONS}``, read from each ``index.py`` without importing it (the same
+    reader tools/ram_policy.py builds the deployed policies from)."""
+    return {fn: frozenset(actions) for fn, actions in ram_policy.declared_actions(functions_dir).items()}
 
 
 def function_test_files(functions: Iterable[str], tests_dir: Path = TESTS_DIR) -> set[Path]:

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -237,7 +238,7 @@ def resolve(template_doc: Doc, overrides: Mapping[str, str] | None = None) -> Do
     functions: dict[str, Callable[[Any], Any]] = {
         "Ref": ref,
         "Fn::GetAtt": lambda args: get_att(*args),
-        "Fn::Sub": lambda text: sub(text),
+        "Fn::Sub": sub,
         "Fn::If": lambda args: walk(args[1] if condition(args[0]) else args[2]),
         "Fn::Split": lambda args: walk(args[1]).split(args[0]),
         "Fn::Replace": lambda args: replace(args[0], walk(args[1])),
@@ -692,6 +693,90 @@ def test_template_policies_are_least_privilege(template: Doc, practices: dict[st
     assert policy_errors(template, practices) == []
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"Regions": "cn-hangzhou, cn-shanghai"},
+        {"LbIds": "lb-bp1one,lb-bp1two"},
+        {"AutoStartTag": "keep-up"},
+        {"Regions": "cn-beijing", "LbIds": " lb-bp1one , lb-bp1two ", "AutoStartTag": "keep-up"},
+    ],
+    ids=["regions", "lb-ids", "tag", "all"],
+)
+def test_template_policies_follow_every_parameter_shape(
+    template: Doc, practices: dict[str, Practice], overrides: dict[str, str]
+) -> None:
+    """GIVEN Regions, LbIds or AutoStartTag set WHEN the stack resolves THEN each role equals
+    tools/ram_policy.py's policy for the same scope, read as the functions read it."""
+    assert policy_errors(template, practices, overrides) == []
+
+
+def resolved_statements(resolved: Doc, role: str) -> list[Doc]:
+    statements: list[Doc] = resolved["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def test_template_scope_resolves_to_the_expected_arns(template: Doc) -> None:
+    """GIVEN two regions, two CLB ids (with blanks) and a custom tag WHEN resolved THEN the ARNs
+    and the condition are exactly these (the ROS string functions, checked without the builder)."""
+    resolved = resolve(template, {"Regions": "cn-hangzhou, cn-shanghai",
+                                  "LbIds": "lb-bp1one, lb-bp1two", "AutoStartTag": "keep-up"})
+    instances = [f"acs:ecs:cn-hangzhou:{ACCOUNT}:instance/*", f"acs:ecs:cn-shanghai:{ACCOUNT}:instance/*"]
+    sweep = resolved_statements(resolved, "SweepRole")
+    starts = [s for s in sweep if "ecs:StartInstance" in s["Action"]]
+    assert [(s["Resource"], s["Condition"]) for s in starts] == [
+        (instances, {"StringEqualsIgnoreCase": {"ecs:tag/keep-up": ["true", "always"]}}),
+        (instances, {"StringEqualsIgnoreCase": {"acs:ResourceTag/keep-up": ["true", "always"]}}),
+    ]
+    by_first_action = {s["Action"][0]: s["Resource"] for s in sweep}
+    assert by_first_action["slb:DescribeLoadBalancers"] == [
+        f"acs:slb:cn-hangzhou:{ACCOUNT}:loadbalancer/*", f"acs:slb:cn-shanghai:{ACCOUNT}:loadbalancer/*"]
+    assert by_first_action["slb:DescribeLoadBalancerAttribute"] == [
+        f"acs:slb:*:{ACCOUNT}:loadbalancer/lb-bp1one", f"acs:slb:*:{ACCOUNT}:loadbalancer/lb-bp1two"]
+    assert by_first_action["slb:AddBackendServers"] == instances
+    defaults = resolved_statements(resolve(template), "DrainSpotRole")
+    assert [s["Resource"] for s in defaults] == [
+        "*", [f"acs:slb:*:{ACCOUNT}:loadbalancer/*"], [f"acs:slb:*:{ACCOUNT}:loadbalancer/*"],
+        [f"acs:ecs:*:{ACCOUNT}:instance/*"],
+        f"acs:log:*:{ACCOUNT}:project/ecs-event-ops-{ACCOUNT}/logstore/functions"]
+
+
+def test_every_declared_action_has_a_sourced_rule(practices: dict[str, Practice]) -> None:
+    """GIVEN every function's RAM_ACTIONS WHEN looked up THEN each has a rule naming Alibaba's
+    page; only the table's actions are granted on '*'."""
+    declared = {a for p in practices.values() for a in p.ram_actions}
+    assert declared - set(RULES) == set()
+    assert all(r.source.startswith("https://www.alibabacloud.com/help/") for r in RULES.values())
+    assert sorted(NO_RESOURCE_LEVEL) == ["actiontrail:LookupEvents", "ecs:DescribeInstances"]
+    assert {a for a, r in RULES.items() if r.reach is Reach.EVERYTHING} == set(NO_RESOURCE_LEVEL)
+
+
+def test_s_yaml_scope_prints_the_template_policy(s_cli: Path, template: Doc,
+                                                 practices: dict[str, Practice]) -> None:
+    """GIVEN one exported scope WHEN s.yaml renders it and tools.ram_policy prints each policy
+    from the same environment THEN every role equals the stack's with the same parameters."""
+    env = {"ECS_EVENT_OPS_REGIONS": "cn-hangzhou,cn-shanghai", "ECS_EVENT_OPS_LB_IDS": "lb-bp1one",
+           "ECS_EVENT_OPS_AUTO_START_TAG": "keep-up"}
+    doc = render(s_cli, S_YAML, **env)
+    resolved = resolve(template, {"Regions": "cn-hangzhou,cn-shanghai", "LbIds": "lb-bp1one",
+                                  "AutoStartTag": "keep-up"})
+    for name in practices:
+        function_env = fc3_functions(doc)[name]["environmentVariables"]
+        assert {k: function_env.get(k) for k in env if k in function_env} == {
+            k: v for k, v in env.items() if k in function_env}, name
+        completed = subprocess.run(
+            [sys.executable, "-m", "tools.ram_policy", name, "--account", ACCOUNT,
+             "--log-project", f"ecs-event-ops-{ACCOUNT}"],
+            cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr
+        printed = json.loads(completed.stdout)["Statement"]
+        granted = [s for p in role_of(resolved, name).get("Policies", [])
+                   for s in p["PolicyDocument"]["Statement"]]
+        assert normalized(printed) == normalized(granted), name
+
+
 def test_template_has_one_service_and_role_per_practice(template: Doc) -> None:
     """GIVEN template.yml WHEN services are listed THEN one per function, each with its own role."""
     resolved = resolve(template)
@@ -817,6 +902,56 @@ def test_missing_action_fails_least_privilege(practices: dict[str, Practice]) ->
         t["Resources"]["DrainSpotRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"].pop()
 
     assert any(e.startswith("drain_spot: policy grants") for e in policy_errors(broken_template(edit), practices))
+
+
+def test_start_on_every_resource_fails_least_privilege(practices: dict[str, Practice]) -> None:
+    """GIVEN auto_start's starts granted on '*' without their condition WHEN checked THEN the
+    resource check, the condition check and the builder comparison all report it."""
+    def edit(t: Doc) -> None:
+        statement = t["Resources"]["AutoStartRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][1]
+        statement["Resource"] = "*"
+        del statement["Condition"]
+
+    errors = policy_errors(broken_template(edit), practices)
+    assert "AutoStartRole: ecs:StartInstance on Resource '*' but Alibaba authorizes it per resource" in errors
+    assert "AutoStartRole: ecs:StartInstances without the auto-start tag condition" in errors
+    assert any(e.startswith("auto_start: policy grants") for e in errors)
+
+
+def test_condition_on_another_tag_fails_least_privilege(practices: dict[str, Practice]) -> None:
+    """GIVEN the sweep's start condition on a fixed key while AutoStartTag is another WHEN checked
+    THEN reported (the role would refuse the starts the function decides)."""
+    def edit(t: Doc) -> None:
+        statement = t["Resources"]["SweepRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][1]
+        statement["Condition"] = {"StringEqualsIgnoreCase": {"ecs:tag/auto-start": ["true", "always"]}}
+
+    errors = policy_errors(broken_template(edit), practices, {"AutoStartTag": "keep-up"})
+    assert "SweepRole: ecs:StartInstance without the keep-up tag condition" in errors
+
+
+def test_load_balancers_out_of_scope_fail_least_privilege(practices: dict[str, Practice]) -> None:
+    """GIVEN drain_spot's per-LB statement on the account's CLBs while LbIds names some WHEN
+    checked THEN the comparison with the builder reports it."""
+    def edit(t: Doc) -> None:
+        statement = t["Resources"]["DrainSpotRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][2]
+        statement["Resource"] = {"Fn::Sub": "acs:slb:*:${ALIYUN::AccountId}:loadbalancer/*"}
+
+    assert policy_errors(broken_template(edit), practices) == []  # no ids: the same thing
+    errors = policy_errors(broken_template(edit), practices, {"LbIds": "lb-bp1one"})
+    assert [e.split(":")[0] for e in errors] == ["drain_spot"]
+
+
+def test_policy_schema_accepts_conditions_only_in_ram_shape(funcraft: dict[str, Doc]) -> None:
+    """GIVEN the widened policy schema WHEN a condition value is a string THEN refused."""
+    schema = validator(with_conditions(funcraft), "/Resources/Service/Role")
+    good: Doc = {"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["ecs:StartInstance"],
+             "Resource": "*", "Condition": {"StringEquals": {"ecs:tag/k": ["true"]}}}]}
+    bad = copy.deepcopy(good)
+    bad["Statement"][0]["Condition"] = {"StringEquals": {"ecs:tag/k": "true"}}
+    assert list(schema.iter_errors(good)) == []
+    assert [e.message for e in schema.iter_errors(bad)] == ["'true' is not of type 'array'"]
+    unwidened = validator(funcraft, "/Resources/Service/Role")
+    assert list(unwidened.iter_errors(good)), "Funcraft's own schema refuses Condition"
 
 
 def test_mismatched_schedule_fails_in_template(rendered: Doc, practices: dict[str, Practice]) -> None:

@@ -6,6 +6,7 @@ function made against the emulators of the whole suite, compared with its RAM_AC
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.privilege_plugin import (
     function_test_files,
     is_complete,
 )
+from tools import ram_policy
 from tools.emulator import Emulator, load_fleet, server
 from tools.invoke import known_functions, load_function
 
@@ -171,3 +173,70 @@ def test_every_closed_emulator_reaches_the_on_close_hooks() -> None:
     assert seen == [emulator]
     assert any(getattr(cb, "__self__", None).__class__.__name__ == "_Session"
                for cb in server.ON_CLOSE), "the least-privilege plugin is not registered"
+
+
+# --- the resource scope of the deployed grants (tools/ram_policy.py) -------------------------------
+
+
+def test_statements_scope_each_action_to_what_alibaba_authorizes() -> None:
+    """Synthetic actions of every reach, with regions, ids and a tag: exact statements."""
+    # GIVEN a start, a list, a per-LB read, a backend write and a '*' action
+    actions = ["ecs:DescribeInstances", "ecs:StartInstances", "slb:DescribeLoadBalancers",
+               "slb:DescribeVServerGroups", "slb:RemoveVServerGroupBackendServers"]
+    scope = ram_policy.Scope("123", ("cn-hangzhou",), ("lb-1", "lb-2"), "keep-up")
+    # WHEN the statements are built
+    built = ram_policy.statements(actions, scope)
+    # THEN each reach names exactly its resources, starts only under the tag
+    instances = ["acs:ecs:cn-hangzhou:123:instance/*"]
+    tagged = [{"StringEqualsIgnoreCase": {key: ["true", "always"]}}
+              for key in ("ecs:tag/keep-up", "acs:ResourceTag/keep-up")]
+    assert built == [
+        {"Effect": "Allow", "Action": ["ecs:DescribeInstances"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["ecs:StartInstances"], "Resource": instances,
+         "Condition": tagged[0]},
+        {"Effect": "Allow", "Action": ["ecs:StartInstances"], "Resource": instances,
+         "Condition": tagged[1]},
+        {"Effect": "Allow", "Action": ["slb:DescribeLoadBalancers"],
+         "Resource": ["acs:slb:cn-hangzhou:123:loadbalancer/*"]},
+        {"Effect": "Allow", "Action": ["slb:DescribeVServerGroups",
+                                       "slb:RemoveVServerGroupBackendServers"],
+         "Resource": ["acs:slb:*:123:loadbalancer/lb-1", "acs:slb:*:123:loadbalancer/lb-2"]},
+        {"Effect": "Allow", "Action": ["slb:RemoveVServerGroupBackendServers"],
+         "Resource": instances},
+    ]
+
+
+def test_without_ids_or_regions_the_account_bounds_every_grant() -> None:
+    """No regions, no CLB ids: every ARN still names the account, never another one."""
+    scope = ram_policy.Scope("123")
+    built = ram_policy.statements(["slb:SetVServerGroupAttribute"], scope)
+    assert [s["Resource"] for s in built] == [["acs:slb:*:123:loadbalancer/*"],
+                                              ["acs:ecs:*:123:instance/*"]]
+
+
+def test_an_action_without_a_rule_is_refused() -> None:
+    """A new action needs a decision (and its source) before any policy is printed."""
+    with pytest.raises(ram_policy.UnknownActionError, match="ecs:StopInstance: no rule"):
+        ram_policy.statements(["ecs:StopInstance"], ram_policy.Scope("123"))
+
+
+def test_the_cli_reads_the_scope_from_the_deployment_environment(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--lb-ids / --regions / --auto-start-tag default to the ECS_EVENT_OPS_* s.yaml reads."""
+    env = {"ECS_EVENT_OPS_LB_IDS": "lb-1", "ECS_EVENT_OPS_REGIONS": "cn-beijing",
+           "ECS_EVENT_OPS_AUTO_START_TAG": "keep-up"}
+    assert ram_policy.main(["sweep", "--account", "123", "--log-project", "p"], env) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = ram_policy.policy_document(
+        declared_actions()["sweep"], ram_policy.Scope("123", ("cn-beijing",), ("lb-1",), "keep-up"),
+        log_project="p")
+    assert [(sorted(s["Action"]), s["Resource"], s.get("Condition")) for s in printed["Statement"]] \
+        == [(sorted(s["Action"]), s["Resource"], s.get("Condition")) for s in expected["Statement"]]
+    assert printed["Statement"][-1] == {"Effect": "Allow", "Action": ["log:PostLogStoreLogs"],
+                                        "Resource": "acs:log:*:123:project/p/logstore/functions"}
+
+
+def test_the_cli_refuses_an_unknown_function(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown function name is an error naming the available ones, not an empty policy."""
+    assert ram_policy.main(["nope", "--account", "123"], {}) == 2
+    assert "unknown function 'nope'; available: " in capsys.readouterr().err
