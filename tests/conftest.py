@@ -98,4 +98,7 @@ def store(store_url: str) -> Iterator[Store]:
     instance = Store(store_url)
     yield instance
     instance.close()
-pytest_plugins = ["tests.privilege_plugin"]  # least-privilege check over the whole session
+pytest_plugins = [
+    "tests.privilege_plugin",  # least-privilege check over the whole session
+    "tests.conformance_plugin",  # every emulator answer and product request against api-meta
+]

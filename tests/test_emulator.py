@@ -232,8 +232,9 @@ def test_locked_and_stock_errors_on_start(emu: Emulator) -> None:
     assert states(emu, STOPPED1)[0] == "Starting"
 
 
-def test_dry_run_answers_dry_run_operation_and_changes_nothing(emu: Emulator) -> None:
-    """DryRun=True gives DryRunOperation when the start would succeed, else the real error."""
+def test_dry_run_answers_documented_codes_and_changes_nothing(emu: Emulator) -> None:
+    """DryRun=True: StartInstance answers DryRunOperation, StartInstances DRYRUN.SUCCESS (each
+    action's documented code) when the start would succeed, else the real error."""
     client = ecs(emu)
     # WHEN dry-running a start of a stopped and of a running instance
     ok = api_error(lambda: client.start_instance(
@@ -242,10 +243,15 @@ def test_dry_run_answers_dry_run_operation_and_changes_nothing(emu: Emulator) ->
         ecs_models.StartInstanceRequest(instance_id=WEB1, dry_run=True)))
     batch = api_error(lambda: client.start_instances(ecs_models.StartInstancesRequest(
         region_id=REGION, instance_id=[BATCH1, STOPPED1], dry_run=True)))
-    # THEN the codes are DryRunOperation (400) / IncorrectInstanceStatus and nothing moved
+    success_first = api_error(lambda: client.start_instances(ecs_models.StartInstancesRequest(
+        region_id=REGION, instance_id=[BATCH1, WEB1], dry_run=True,
+        batch_optimization="SuccessFirst")))
+    # THEN the codes are DryRunOperation (400) / IncorrectInstanceStatus / DRYRUN.SUCCESS (400;
+    # with SuccessFirst whatever the instances, as documented) and nothing moved
     assert (ok.code, ok.data["statusCode"]) == ("DryRunOperation", 400)
-    assert bad.code == "IncorrectInstanceStatus"
-    assert batch.code == "DryRunOperation"
+    assert (bad.code, bad.data["statusCode"]) == ("IncorrectInstanceStatus", 403)
+    assert (batch.code, batch.data["statusCode"]) == ("DRYRUN.SUCCESS", 400)
+    assert (success_first.code, success_first.data["statusCode"]) == ("DRYRUN.SUCCESS", 400)
     assert emu.instance(BATCH1)["status"] == "Stopped"
     assert emu.events() == []
     assert emu.calls()[0].params == {"InstanceId": BATCH1, "DryRun": "True"}
@@ -279,7 +285,8 @@ def test_start_instances_all_together_fails_entirely(emu: Emulator) -> None:
     assert emu.instance(BATCH1)["status"] == "Stopped"
     too_many = api_error(lambda: client.start_instances(ecs_models.StartInstancesRequest(
         region_id=REGION, instance_id=[f"i-bp1x{n:016d}" for n in range(101)])))
-    assert (too_many.code, too_many.data["statusCode"]) == ("InvalidParameter", 400)
+    assert (too_many.code, too_many.data["statusCode"]) == (
+        "InvalidParameter.TooManyInstanceIds", 403)
 
 
 def test_stop_instances_and_reboot_and_delete(emu: Emulator) -> None:
@@ -372,7 +379,7 @@ def test_describe_instances_rejects_bad_ids_and_other_region_is_empty(emu: Emula
     malformed = api_error(lambda: describe(client, instance_ids="i-bp1aaaaaaaaaaaaaaaa1"))
     assert too_many.data["statusCode"] == 400
     assert malformed.data["statusCode"] == 400
-    assert malformed.code == "InvalidInstanceIds.Malformed"
+    assert malformed.code == "InvalidParameter"
     other = client.describe_instances(ecs_models.DescribeInstancesRequest(region_id="cn-beijing"))
     assert other.body.total_count == 0
 

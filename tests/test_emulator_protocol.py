@@ -131,10 +131,10 @@ def test_fail_next_queues_exact_errors(emu: Emulator) -> None:
 
 def test_throttling_with_retry_after_header_raises_throttling_exception(emu: Emulator) -> None:
     """With retry_after_ms the SDK sees x-acs-retry-after and raises ThrottlingException."""
-    emu.set_faults(retry_after_ms=250, fail_next={"DescribeInstances": ["Throttling:429"]})
+    emu.set_faults(retry_after_ms=250, fail_next={"DescribeInstances": ["Throttling"]})
     err = api_error(lambda: describe(client(emu)))
     assert isinstance(err, ThrottlingException)
-    assert (err.code, err.retry_after, err.data["statusCode"]) == ("Throttling", 250, 429)
+    assert (err.code, err.retry_after, err.data["statusCode"]) == ("Throttling", 250, 400)
 
 
 def test_rate_limit_per_action(emu: Emulator) -> None:

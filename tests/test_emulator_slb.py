@@ -161,11 +161,12 @@ def test_set_weight_then_add_back_and_modify(slb: Slb) -> None:
         slb_models.AddVServerGroupBackendServersRequest(
             region_id=REGION, vserver_group_id=API_GROUP,
             backend_servers=json.dumps([{"ServerId": "i-bp1unknown0000001", "Port": 80}]))))
-    assert unknown.code == "InvalidParameter"
+    assert (unknown.code, unknown.data["statusCode"]) == ("InvalidServerId.NotExist", 400)
     missing = api_error(lambda: slb.describe_vserver_group_attribute(
         slb_models.DescribeVServerGroupAttributeRequest(region_id=REGION,
                                                         vserver_group_id="rsp-bp1nothere01")))
-    assert (missing.code, missing.data["statusCode"]) == ("InvalidVServerGroupId.NotFound", 404)
+    assert (missing.code, missing.data["statusCode"]) == ("InvalidParameter", 400)
+    assert "The specified VServerGroupId does not exist. (rsp-bp1nothere01)" in missing.message
 
 
 def test_default_group_remove_add_set(slb: Slb) -> None:
@@ -176,13 +177,14 @@ def test_default_group_remove_add_set(slb: Slb) -> None:
     added = slb.add_backend_servers(slb_models.AddBackendServersRequest(
         region_id=REGION, load_balancer_id=FRONT,
         backend_servers=json.dumps([{"ServerId": SPOT, "Weight": "30", "Type": "ecs"}]))).body
+    # AddBackendServers and SetBackendServers document Weight as a string
     assert [(b.server_id, b.weight) for b in added.backend_servers.backend_server] == [
-        (WEB1, 100), (SPOT, 30)]
+        (WEB1, "100"), (SPOT, "30")]
     weights = slb.set_backend_servers(slb_models.SetBackendServersRequest(
         region_id=REGION, load_balancer_id=FRONT,
         backend_servers=json.dumps([{"ServerId": SPOT, "Weight": "0"}]))).body
     assert [(b.server_id, b.weight) for b in weights.backend_servers.backend_server] == [
-        (WEB1, 100), (SPOT, 0)]
+        (WEB1, "100"), (SPOT, "0")]
     missing = api_error(lambda: slb.describe_load_balancer_attribute(
         slb_models.DescribeLoadBalancerAttributeRequest(region_id=REGION,
                                                         load_balancer_id="lb-bp1nothere01")))

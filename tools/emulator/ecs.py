@@ -19,9 +19,12 @@ STATUSES = ("Pending", "Running", "Starting", "Stopping", "Stopped")
 class Context:
     """Who is calling (for ActionTrail) and the per-instance start failures."""
 
-    def __init__(self, identity: dict[str, str], start_errors: Mapping[str, str]) -> None:
+    def __init__(self, identity: dict[str, str], start_errors: Mapping[str, str],
+                 status_of: Callable[[str], int] | None = None) -> None:
         self.identity = identity
         self.start_errors = start_errors
+        # The documented HTTP status of a code for the action being answered (the contract).
+        self.status_of = status_of
 
 
 Handler = Callable[[World, dict[str, str], Context], dict[str, Any]]
@@ -66,8 +69,10 @@ def integer(params: Mapping[str, str], name: str, default: int, lo: int, hi: int
 _INDEXED_RE_CACHE: dict[str, re.Pattern[str]] = {}
 
 
-def indexed(params: Mapping[str, str], prefix: str, limit: int) -> list[str]:
-    """Values of ``Prefix.1``, ``Prefix.2`` ... in index order (flattened SDK lists)."""
+def indexed(params: Mapping[str, str], prefix: str, limit: int,
+            too_many: tuple[str, int] = ("InvalidParameter", 400)) -> list[str]:
+    """Values of ``Prefix.1``, ``Prefix.2`` ... in index order (flattened SDK lists); more than
+    ``limit`` answers ``too_many`` (code, HTTP status)."""
     pattern = _INDEXED_RE_CACHE.setdefault(prefix, re.compile(re.escape(prefix) + r"\.(\d+)$"))
     found: list[tuple[int, str]] = []
     for key, value in params.items():
@@ -75,7 +80,7 @@ def indexed(params: Mapping[str, str], prefix: str, limit: int) -> list[str]:
         if match:
             found.append((int(match.group(1)), value))
     if len(found) > limit:
-        raise ApiError("InvalidParameter", f"The number of {prefix} exceeds {limit}.")
+        raise ApiError(too_many[0], f"The number of {prefix} exceeds {limit}.", too_many[1])
     return [value for _, value in sorted(found)]
 
 
@@ -94,7 +99,7 @@ def token_page(items: list[Any], params: Mapping[str, str], max_size: int
     start = 0
     if token:
         if not token.startswith("t") or not token[1:].isdigit():
-            raise ApiError("InvalidNextToken.Malformed", "The specified NextToken is not valid.")
+            raise ApiError("InvalidParameter", "The specified NextToken is not valid.")
         start = int(token[1:])
     chunk = items[start:start + size]
     nxt = f"t{start + size}" if start + size < len(items) else ""
@@ -162,7 +167,13 @@ def _check_lock(inst: Instance) -> None:
                        "support this operation (instance is being recycled).")
 
 
+# InstanceId.N beyond 100 (DescribeInstanceStatus, StartInstances, StopInstances: documented 403).
+TOO_MANY_IDS = ("InvalidParameter.TooManyInstanceIds", 403)
+
+
 def _dry_run(params: Mapping[str, str]) -> None:
+    """Single-instance actions: "If the request passes the dry run, the DryRunOperation error
+    code is returned" (their DryRun parameter; contract.PLATFORM_CODES)."""
     if flag(params, "DryRun"):
         raise ApiError("DryRunOperation", "Request validation has been passed with DryRun flag "
                        "set.")
@@ -178,21 +189,20 @@ def describe_instances(world: World, params: dict[str, str], ctx: Context) -> di
         try:
             ids = json.loads(raw_ids)
         except ValueError:
-            raise ApiError("InvalidInstanceIds.Malformed", "The specified parameter InstanceIds "
-                           "is not a JSON array.") from None
+            raise ApiError("InvalidParameter", "The specified parameter InstanceIds is not a "
+                           "JSON array.") from None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ApiError("InvalidInstanceIds.Malformed", "The specified parameter InstanceIds "
-                           "is not a JSON array of strings.")
+            raise ApiError("InvalidParameter", "The specified parameter InstanceIds is not a "
+                           "JSON array of strings.")
         if len(ids) > MAX_IDS:
-            raise ApiError("InvalidInstanceIds.Malformed", f"The number of InstanceIds exceeds "
-                           f"{MAX_IDS}.")
+            raise ApiError("InvalidParameter", f"The number of InstanceIds exceeds {MAX_IDS}.")
         wanted = set(ids)
         items = [i for i in items if i.id in wanted]
     status = params.get("Status")
     if status:
         if status not in STATUSES:
-            raise ApiError("InvalidStatus.ValueNotSupported", f"The specified Status {status} "
-                           "is not valid.")
+            raise ApiError("InvalidStatus.NotFound", f"The specified Status {status} is not "
+                           "valid.", 404)
         items = [i for i in items if i.status == status]
     lock_reason = params.get("LockReason")
     if lock_reason:
@@ -207,11 +217,11 @@ def describe_instances(world: World, params: dict[str, str], ctx: Context) -> di
         if tag_key is None and tag_value is None:
             continue
         if not tag_key:
-            raise ApiError("InvalidTagKey.Malformed", f"Tag.{n}.Key is required with a value.")
+            raise ApiError("InvalidParameter", f"Tag.{n}.Key is required with a value.")
         items = [i for i in items if tag_key in i.tags
                  and (tag_value is None or i.tags[tag_key] == tag_value)]
     if any(re.match(r"Tag\.(\d+)\.", k) and int(k.split(".")[1]) > 20 for k in params):
-        raise ApiError("InvalidParameter", "At most 20 tags can be specified.")
+        raise ApiError("InvalidTagCount", "At most 20 tags can be specified.")
     body: dict[str, Any] = {"TotalCount": len(items)}
     if "MaxResults" in params or "NextToken" in params:
         chunk, nxt = token_page(items, params, 100)
@@ -230,7 +240,7 @@ def describe_instance_status(world: World, params: dict[str, str], ctx: Context
                              ) -> dict[str, Any]:
     in_region = _region(world, params)
     items = list(world.instances.values()) if in_region else []
-    ids = indexed(params, "InstanceId", MAX_IDS)
+    ids = indexed(params, "InstanceId", MAX_IDS, TOO_MANY_IDS)
     if ids:
         wanted = set(ids)
         items = [i for i in items if i.id in wanted]
@@ -252,7 +262,9 @@ def _check_start(inst: Instance, ctx: Context) -> None:
                        f"support this operation (instance is {inst.status}).")
     err = ctx.start_errors.get(inst.id)
     if err:
-        raise ApiError(err, f"StartInstance on {inst.id} fails with {err} (emulator fault).")
+        status = ctx.status_of(err) if ctx.status_of is not None else None
+        raise ApiError(err, f"StartInstance on {inst.id} fails with {err} (emulator fault).",
+                       status)
 
 
 def start_instance(world: World, params: dict[str, str], ctx: Context) -> dict[str, Any]:
@@ -267,9 +279,14 @@ def start_instance(world: World, params: dict[str, str], ctx: Context) -> dict[s
 def _batch(world: World, params: dict[str, str], ctx: Context, *, event: str,
            check: Callable[[Instance], None], act: Callable[[Instance], None],
            next_status: str) -> dict[str, Any]:
-    """Start/StopInstances: AllTogether fails entirely on any failure; SuccessFirst reports."""
+    """Start/StopInstances: AllTogether fails entirely on any failure; SuccessFirst reports.
+
+    DryRun answers 400 ``DRYRUN.SUCCESS`` (their documented code) when the check passes; with
+    SuccessFirst "only DRYRUN.SUCCESS is returned regardless of whether the request passes the
+    dry run" (StartInstances reference, DryRun).
+    """
     _region(world, params)
-    ids = indexed(params, "InstanceId", MAX_IDS)
+    ids = indexed(params, "InstanceId", MAX_IDS, TOO_MANY_IDS)
     if not ids:
         require(params, "InstanceId.1")
     mode = params.get("BatchOptimization") or "AllTogether"
@@ -286,22 +303,19 @@ def _batch(world: World, params: dict[str, str], ctx: Context, *, event: str,
         except ApiError as failure:
             outcomes.append((iid, world.instances.get(iid), failure))
     failures = [bad for _, _, bad in outcomes if bad is not None]
+    if dry_run and (mode == "SuccessFirst" or not failures):
+        raise ApiError("DRYRUN.SUCCESS", "Request validation has been passed with DryRun flag "
+                       "set.", 400)
     if mode == "AllTogether" and failures:
         raise failures[0]
-    if dry_run and not failures:
-        _dry_run(params)
     responses = []
     for iid, inst, problem in outcomes:
         previous = inst.status if inst is not None else ""
-        if problem is not None:
-            responses.append({"InstanceId": iid, "Code": problem.code,
-                              "Message": problem.message, "PreviousStatus": previous,
+        if problem is not None or inst is None:
+            err = problem or ApiError("InvalidInstanceId.NotFound", f"{iid} does not exist.")
+            responses.append({"InstanceId": iid, "Code": err.code,
+                              "Message": err.message, "PreviousStatus": previous,
                               "CurrentStatus": previous})
-        elif dry_run or inst is None:
-            responses.append({"InstanceId": iid, "Code": "DryRunOperation",
-                              "Message": "Request validation has been passed with DryRun flag "
-                                         "set.",
-                              "PreviousStatus": previous, "CurrentStatus": previous})
         else:
             act(inst)
             world.record_trail(event, iid, ctx.identity)

@@ -2,13 +2,20 @@
 
 Decisions, in order, for each API call (after the signature check):
 
-1. ``fail_next[action]`` queue: pop the next code and answer it. ``"Code:Status"`` picks the
-   HTTP status (``"Throttling:429"``); the pseudo code ``ConnectionDropped`` closes the socket
-   without answering. Deterministic, for tests.
+1. ``fail_next[action]`` queue: pop the next code and answer it, with the HTTP status the
+   contract documents for that code on that action (``tools/emulator/contract.py``: the action's
+   own ``errorCodes`` or the platform-wide table). ``"Code:Status"`` picks one of the documented
+   statuses when there are several; the pseudo code ``ConnectionDropped`` closes the socket
+   without answering. A code the contract does not allow for the action is refused when set
+   (``ValueError``), so a test cannot inject what Alibaba never answers. Deterministic.
 2. Rate limit: ``throttle_actions[action]`` or else ``throttle_qps`` (a token bucket per action,
    burst = max(1, qps)) -> 400 ``Throttling.User``.
 3. ``fault_rate``: a seeded ``random.Random`` picks 500 ``InternalError``, 503
    ``ServiceUnavailable`` or a dropped connection.
+
+After a successful write, ``lose_answer[action]`` (a queue like ``fail_next``) replaces the 200
+with the popped code (a documented 5xx such as ``InternalError``) or ``ConnectionDropped``: the
+change took effect, the caller does not know it ("applied but the answer was lost").
 
 Throttling answers carry ``x-acs-retry-after: <ms>`` only when ``retry_after_ms`` is set: with
 that header the SDK raises ``ThrottlingException`` (not ``ClientException``), so both shapes can
@@ -21,15 +28,15 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-
-from tools.emulator.world import status_for
 
 __all__ = ["DROP", "UNSET", "Faults", "Verdict"]
 
 DROP = "ConnectionDropped"
 UNSET: object = object()
+# (action, code) -> the HTTP statuses the contract allows, documented first; [] = not allowed.
+StatusLookup = Callable[[str, str], "list[int]"]
 
 
 @dataclass(frozen=True)
@@ -64,14 +71,16 @@ class Faults:
 
     def __init__(self, latency_ms: float = 0, throttle_qps: float | None = None,
                  throttle_actions: Mapping[str, float] | None = None, fault_rate: float = 0.0,
-                 seed: int | None = 0) -> None:
+                 seed: int | None = 0, statuses: StatusLookup | None = None) -> None:
         self._lock = threading.Lock()
+        self._statuses = statuses
         self.latency_ms = float(latency_ms)
         self.throttle_qps = throttle_qps
         self.throttle_actions: dict[str, float] = dict(throttle_actions or {})
         self.fault_rate = float(fault_rate)
         self.retry_after_ms: int | None = None
         self.fail_next: dict[str, deque[str]] = {}
+        self.lose_answer: dict[str, deque[str]] = {}
         self.start_error: dict[str, str] = {}
         self._rng = random.Random(seed)
         self._buckets: dict[str, _Bucket] = {}
@@ -91,9 +100,26 @@ class Faults:
                fault_rate: float | None = None, seed: int | None = None,
                fail_next: Mapping[str, Iterable[str]] | None = None,
                start_error: Mapping[str, str | None] | None = None,
-               retry_after_ms: object = UNSET) -> None:
-        """Change settings; only the given ones. ``fail_next`` replaces the queue of each named
-        action; ``start_error`` sets (or with ``None``, clears) per instance."""
+               retry_after_ms: object = UNSET,
+               lose_answer: Mapping[str, Iterable[str]] | None = None) -> None:
+        """Change settings; only the given ones. ``fail_next`` / ``lose_answer`` replace the
+        queue of each named action; ``start_error`` sets (or with ``None``, clears) per
+        instance. Codes the contract does not allow raise ``ValueError`` and change nothing."""
+        queued = {a: list(codes) for a, codes in (fail_next or {}).items()}
+        lost = {a: list(codes) for a, codes in (lose_answer or {}).items()}
+        for action, specs in queued.items():
+            for spec in specs:
+                self._verdict(action, str(spec))
+        for action, specs in lost.items():
+            for spec in specs:
+                if self._verdict(action, str(spec)).status not in (0, 500, 502, 503, 504):
+                    raise ValueError(f"lose_answer {spec!r} for {action}: a lost answer is a "
+                                     "documented 5xx or ConnectionDropped")
+        for code in (start_error or {}).values():
+            if code and self._statuses is not None and not (
+                    self._statuses("StartInstance", code) or self._statuses("StartInstances", code)):
+                raise ValueError(f"start_error {code!r} is documented neither for StartInstance "
+                                 "nor for StartInstances")
         with self._lock:
             if latency_ms is not None:
                 self.latency_ms = float(latency_ms)
@@ -107,9 +133,10 @@ class Faults:
                 self.fault_rate = float(fault_rate)
             if seed is not None:
                 self._rng = random.Random(seed)
-            if fail_next is not None:
-                for action, codes in fail_next.items():
-                    self.fail_next[action] = deque(codes)
+            for action, specs in queued.items():
+                self.fail_next[action] = deque(str(s) for s in specs)
+            for action, specs in lost.items():
+                self.lose_answer[action] = deque(str(s) for s in specs)
             if start_error is not None:
                 for iid, code in start_error.items():
                     if code:
@@ -127,6 +154,7 @@ class Faults:
                 "throttle_actions": dict(self.throttle_actions), "fault_rate": self.fault_rate,
                 "retry_after_ms": self.retry_after_ms,
                 "fail_next": {a: list(q) for a, q in self.fail_next.items() if q},
+                "lose_answer": {a: list(q) for a, q in self.lose_answer.items() if q},
                 "start_error": dict(self.start_error),
             }
 
@@ -139,7 +167,7 @@ class Faults:
         with self._lock:
             queue = self.fail_next.get(action)
             if queue:
-                return self._verdict(queue.popleft())
+                return self._verdict(action, queue.popleft())
             qps = self.throttle_actions.get(action, self.throttle_qps)
             if qps is not None:
                 bucket = self._buckets.get(action)
@@ -155,10 +183,29 @@ class Faults:
                                "some unknown error (emulator fault).")
             return None
 
-    def _verdict(self, spec: str) -> Verdict:
-        code, _, status = spec.partition(":")
-        if code == DROP:
+    def lost_answer(self, action: str) -> Verdict | None:
+        """After a successful call of ``action``: the answer to send instead, or None."""
+        with self._lock:
+            queue = self.lose_answer.get(action)
+            return self._verdict(action, queue.popleft()) if queue else None
+
+    def _verdict(self, action: str, spec: str) -> Verdict:
+        """``Code``, ``Code:Status`` or ``ConnectionDropped``, checked against the contract."""
+        code, sep, status = spec.partition(":")
+        if code == DROP and not sep:
             return Verdict(DROP, 0, "connection dropped")
-        http = int(status) if status else status_for(code)
+        if not code:
+            raise ValueError(f"empty fault code in {spec!r} for {action}")
+        allowed = self._statuses(action, code) if self._statuses is not None else [400]
+        if not allowed:
+            raise ValueError(f"{action} cannot answer {code}: it is neither documented for the "
+                             "action nor a platform-wide code (tools/emulator/contract.py)")
+        if sep:
+            if not status.isdigit() or int(status) not in allowed:
+                raise ValueError(f"{action} answers {code} with HTTP {allowed}, not {status!r}")
+            http = int(status)
+        else:
+            http = allowed[0]
         retry = self.retry_after_ms if code.startswith("Throttling") else None
         return Verdict(code, http, f"{code} (emulator fault).", retry)
+

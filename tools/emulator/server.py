@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tools.emulator import ecs, slb, trail
+from tools.emulator.contract import Contract, Violation, load_contract
 from tools.emulator.faults import DROP, UNSET, Faults
 from tools.emulator.fc import FC2_PREFIX, FC3_PREFIX, FcResponse, FunctionHost, handle_fc
 from tools.emulator.fleet import (
@@ -48,6 +49,12 @@ COMMON_PARAMS = frozenset({
 
 # ``ecs-event-ops/<function>`` in the User-Agent (shared.clients.user_agent) names the caller.
 _FUNCTION_UA = re.compile(r"(?:^|\s)ecs-event-ops/(?P<function>[A-Za-z0-9_.-]+)")
+# Any ``ecs-event-ops`` User-Agent is the product: its request parameters are checked against the
+# contract (tests that send deliberately bad requests use the SDK's own User-Agent).
+_PRODUCT_UA = re.compile(r"(?:^|\s)ecs-event-ops(?:/|\s|$)")
+# action -> product, for the faults' contract look-ups (action names are unique across products).
+ACTION_PRODUCT: dict[str, str] = {action: product for product, actions, _ in PRODUCTS.values()
+                                  for action in actions}
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,16 @@ class Call:
     status: int
     code: str | None
     user_agent: str = ""
+    # The JSON body answered (None for a dropped connection): what the conformance suite checks.
+    body: dict[str, Any] | None = None
+    # The write took effect but its answer was replaced by an error or a dropped connection
+    # (``set_faults(lose_answer=...)``).
+    answer_lost: bool = False
+
+    @property
+    def from_product(self) -> bool:
+        """True when the call came from the product (``ecs-event-ops`` User-Agent)."""
+        return _PRODUCT_UA.search(self.user_agent) is not None
 
     @property
     def function(self) -> str | None:
@@ -190,7 +207,9 @@ class Emulator:
                  function_env: Mapping[str, Mapping[str, str]] | None = None,
                  qualifiers: Mapping[str, Mapping[str, str]] | None = None,
                  fc_service: str = "ecs-event-ops", function_credential: str | None = None,
-                 function_timeout_s: float = 120.0) -> None:
+                 function_timeout_s: float = 120.0, contract: Contract | None = None,
+                 trail_lag_s: float | None = None, trail_skew_s: float | None = None,
+                 trail_qps: object = UNSET) -> None:
         self._creds = {c.access_key_id: c for c in fleet.credentials}
         if function_credential is not None and function_credential not in self._creds:
             raise ValueError(f"function_credential {function_credential!r} is not a fleet "
@@ -199,8 +218,20 @@ class Emulator:
                 else (fleet.credentials[0] if fleet.credentials else None))
         self.fleet = fleet
         self._host = host
-        self.faults = Faults(latency_ms, throttle_qps, throttle_actions, fault_rate, seed)
-        self._world = World(fleet, start_delay_s, events_out)
+        self.contract = contract if contract is not None else load_contract()
+        self.faults = Faults(latency_ms, throttle_qps, throttle_actions, fault_rate, seed,
+                             statuses=self._fault_statuses)
+        # Every departure from the documented contract seen in an answer, or in a request from
+        # the product (tests/conformance_plugin.py fails the session on any).
+        self._violations: list[Violation] = []
+        # ActionTrail realism: the arguments win over the fleet file's ``actiontrail`` section
+        # (tools/emulator/trail.py).
+        self._world = World(
+            fleet, start_delay_s, events_out,
+            trail_lag_s=fleet.actiontrail.lag_s if trail_lag_s is None else trail_lag_s,
+            trail_skew_s=fleet.actiontrail.skew_s if trail_skew_s is None else trail_skew_s,
+            trail_qps=fleet.actiontrail.qps if trail_qps is UNSET else trail_qps,  # type: ignore[arg-type]
+        )
         self._calls: list[Call] = []
         self._calls_lock = threading.Lock()
         # (function, "product:Action") -> count; kept apart from _calls so clear_calls() does
@@ -271,6 +302,24 @@ class Emulator:
         with self._calls_lock:
             return list(self._calls)
 
+    def contract_violations(self) -> list[Violation]:
+        """Departures from api-meta over the emulator's life: every answer it gave, and every
+        request the product (``ecs-event-ops`` User-Agent) sent. ``clear_calls`` keeps them."""
+        with self._calls_lock:
+            return list(self._violations)
+
+    def _violation(self, found: list[Violation]) -> None:
+        if found:
+            with self._calls_lock:
+                self._violations.extend(found)
+
+    def _fault_statuses(self, action: str, code: str) -> list[int]:
+        product = ACTION_PRODUCT.get(action)
+        if product is None:
+            raise ValueError(f"{action!r} is not an action the emulator serves "
+                             f"({sorted(ACTION_PRODUCT)})")
+        return self.contract.statuses_of(product, action, code)
+
     def clear_calls(self) -> None:
         with self._calls_lock:
             self._calls.clear()
@@ -296,6 +345,35 @@ class Emulator:
     def events(self) -> list[dict[str, Any]]:
         with self._world.lock:
             return json.loads(json.dumps(self._world.events))  # type: ignore[no-any-return]
+
+    def now(self) -> float:
+        """The emulated clock (epoch seconds): events and ActionTrail records are stamped by it."""
+        return self._world.now()
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulated clock forward (tests that pass ``now`` to the product look minutes
+        ahead, e.g. past the ActionTrail lag, without waiting). Instance transitions still run
+        on this machine's time (``start_delay_s``)."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._world.lock:
+            self._world.clock_offset_s += seconds
+
+    def set_trail(self, *, lag_s: float | None = None, skew_s: float | None = None,
+                  qps: object = UNSET) -> None:
+        """Change the ActionTrail realism for the calls made from now on (records keep the lag
+        and skew of their call); ``qps=None`` removes the LookupEvents rate limit."""
+        with self._world.lock:
+            if lag_s is not None:
+                if lag_s < 0:
+                    raise ValueError("lag_s must be >= 0")
+                self._world.trail_lag_s = float(lag_s)
+            if skew_s is not None:
+                self._world.trail_skew_s = float(skew_s)
+            if qps is not UNSET:
+                if qps is not None and float(qps) <= 0:  # type: ignore[arg-type]
+                    raise ValueError("qps must be > 0 or None")
+                self._world.trail_qps = None if qps is None else float(qps)  # type: ignore[arg-type]
 
     def trail(self) -> list[dict[str, Any]]:
         """ActionTrail records so far (oldest first)."""
@@ -410,12 +488,14 @@ class Emulator:
                    fault_rate: float | None = None, seed: int | None = None,
                    fail_next: Mapping[str, Iterable[str]] | None = None,
                    start_error: Mapping[str, str | None] | None = None,
-                   retry_after_ms: object = UNSET) -> None:
-        """See :mod:`tools.emulator.faults`; only the given settings change."""
+                   retry_after_ms: object = UNSET,
+                   lose_answer: Mapping[str, Iterable[str]] | None = None) -> None:
+        """See :mod:`tools.emulator.faults`; only the given settings change. Error codes are
+        checked against the contract (``ValueError`` for one the action cannot answer)."""
         self.faults.update(latency_ms=latency_ms, throttle_qps=throttle_qps,
                            throttle_actions=throttle_actions, fault_rate=fault_rate, seed=seed,
                            fail_next=fail_next, start_error=start_error,
-                           retry_after_ms=retry_after_ms)
+                           retry_after_ms=retry_after_ms, lose_answer=lose_answer)
 
     # --- HTTP API ------------------------------------------------------------------------
 
@@ -437,16 +517,23 @@ class Emulator:
         api_params = {k: v for k, v in params.items() if k not in COMMON_PARAMS}
 
         user_agent = (headers.get("user-agent") or [""])[0]
+        contract = self.contract
 
-        def record(status: int, code: str | None) -> None:
+        def record(status: int, code: str | None, body: dict[str, Any] | None,
+                   lost: bool = False) -> None:
             self._record(Call(product, action, api_params, access_key_id, time.time(), status,
-                              code, user_agent))
+                              code, user_agent, body, lost))
 
-        def error(err: ApiError) -> tuple[int, dict[str, Any], dict[str, str]]:
-            record(err.status, err.code)
-            return err.status, {"RequestId": request_id, "HostId": host_id, "Code": err.code,
-                                "Message": err.message,
-                                "Recommend": "https://api.aliyun.com/troubleshoot"}, {}
+        def error(err: ApiError, lost: bool = False
+                  ) -> tuple[int, dict[str, Any], dict[str, str]]:
+            # Every code the emulator answers, whatever its origin (handler, signature, fault),
+            # is checked here: the one place all error answers pass.
+            self._violation(contract.check_error(product, action, err.status, err.code))
+            payload = {"RequestId": request_id, "HostId": host_id, "Code": err.code,
+                       "Message": err.message,
+                       "Recommend": "https://api.aliyun.com/troubleshoot"}
+            record(err.status, err.code, payload, lost)
+            return err.status, payload, {}
 
         if self.faults.latency_ms > 0:
             time.sleep(self.faults.latency_ms / 1000.0)
@@ -474,10 +561,12 @@ class Emulator:
         except ApiError as err:
             return error(err)
 
+        if _PRODUCT_UA.search(user_agent):
+            self._violation(contract.check_request(product, action, api_params))
         verdict = self.faults.decide(action)
         if verdict is not None:
             if verdict.code == DROP:
-                record(0, DROP)
+                record(0, DROP, None)
                 return None
             status, payload, extra = error(ApiError(verdict.code, verdict.message,
                                                     verdict.status))
@@ -485,15 +574,30 @@ class Emulator:
                 extra = {"x-acs-retry-after": str(verdict.retry_after_ms)}
             return status, payload, extra
 
-        ctx = ecs.Context(self._identity(cred), self.faults.start_errors())
+        ctx = ecs.Context(self._identity(cred), self.faults.start_errors(),
+                          lambda code: contract.status_of(product, action, code))
         try:
+            missing = contract.missing_required(product, action, params)
+            if missing:
+                # The documented answer for an absent required parameter, before any handler.
+                raise ApiError("MissingParameter", f"The input parameter \"{missing[0]}\" that "
+                               "is mandatory for processing this request is not supplied.", 400)
             with self._world.lock:
                 result = handler(self._world, params, ctx)
         except ApiError as err:
             return error(err)
-        record(200, None)
         out = {"RequestId": request_id}
         out.update(result)
+        self._violation(contract.check_response(product, action, out))
+        lost = self.faults.lost_answer(action)
+        if lost is not None:
+            # Applied, then the answer is lost: the state changed, the caller sees a 5xx or a
+            # dropped connection.
+            if lost.code == DROP:
+                record(0, DROP, None, lost=True)
+                return None
+            return error(ApiError(lost.code, lost.message, lost.status), lost=True)
+        record(200, None, out)
         return 200, out, {}
 
     def _fc(self, *, method: str, path: str, raw_query: str, headers: Mapping[str, list[str]],

@@ -5,11 +5,18 @@ Emulator choices where the API reference is silent (documented here, asserted in
 - ``DescribeLoadBalancers(ServerId=…)`` matches members of the default group, of every vServer
   group and of every master-slave group.
 - Without ``PageSize`` it returns every match (``PageSize`` 1..100 pages them).
-- Adding a member that is already there updates its weight (idempotent), unknown ECS ids are
-  refused with 400 ``InvalidParameter``; removing non-members is silently ignored (documented).
-- Missing groups answer 404 ``InvalidVServerGroupId.NotFound`` /
-  ``InvalidMasterSlaveServerGroupId.NotFound``; a missing load balancer 404
-  ``InvalidLoadBalancerId.NotFound``.
+- Adding: identical servers in one request count once (the first; documented for
+  AddBackendServers); a server already a member is refused with 400 ``InvalidParameter`` (the
+  reference says "an error message is returned" without a code); an ECS server must exist
+  (AddBackendServers: 400 ``InvalidParameter``; vServer groups: 400
+  ``InvalidServerId.NotExist``, their documented code) and be Running (400
+  ``InvalidParameter``: "must be in the Running state", no code documented); more than 20
+  entries: 400 ``InvalidParameter``. Removing non-members is silently ignored (documented).
+- A missing vServer / master-slave group answers 400 ``InvalidParameter`` "The specified
+  VServerGroupId does not exist." (CLB's observed answer, no .NotFound code is documented); a
+  missing load balancer 404 ``InvalidLoadBalancerId.NotFound`` (see contract.PLATFORM_CODES).
+- Member lists in answers carry exactly the fields each action documents: no ``ServerIp`` in
+  write answers, ``Weight`` a string in AddBackendServers / SetBackendServers.
 - ``DescribeHealthStatus`` uses the fleet's ``listeners``; without them each vServer group
   member is reported on its own port and default members on port 80. A member is ``normal``
   when its instance exists and is Running, else ``abnormal``.
@@ -46,9 +53,11 @@ def _group(world: World, params: Mapping[str, str], key: str, kind: str) -> Serv
     gid = require(params, key)
     group = world.groups.get(gid)
     if group is None or group.kind != kind or params.get("RegionId", world.region) != world.region:
-        code = ("InvalidVServerGroupId.NotFound" if kind == "vserver"
-                else "InvalidMasterSlaveServerGroupId.NotFound")
-        raise ApiError(code, f"The specified {key} {gid} does not exist.", 404)
+        # CLB answers a missing group with 400 InvalidParameter and this message (what
+        # terraform-provider-alicloud matches: VServerGroupNotFoundMessage,
+        # MasterSlaveServerGroupNotFoundMessage); no .NotFound code is documented.
+        name = "VServerGroupId" if kind == "vserver" else "MasterSlaveGroupId"
+        raise ApiError("InvalidParameter", f"The specified {name} does not exist. ({gid})", 400)
     return group
 
 
@@ -115,11 +124,45 @@ def _backends(params: Mapping[str, str], key: str, with_port: bool,
     return out
 
 
-def _require_instances(world: World, entries: list[dict[str, Any]]) -> None:
+def _require_instances(world: World, entries: list[dict[str, Any]], unknown_code: str) -> None:
+    """ECS members must exist (``unknown_code``) and be Running: the API reference of
+    AddBackendServers says the servers added "must be in the Running state" and names no code
+    for it; the emulator answers 400 ``InvalidParameter`` (documented for AddBackendServers,
+    platform-wide elsewhere)."""
     for entry in entries:
-        if entry["Type"] == "ecs" and entry["ServerId"] not in world.instances:
-            raise ApiError("InvalidParameter", f"ServerId {entry['ServerId']} is not an existing "
-                           "ECS instance.")
+        if entry["Type"] != "ecs":
+            continue
+        inst = world.instances.get(entry["ServerId"])
+        if inst is None:
+            raise ApiError(unknown_code, f"The specified ServerId {entry['ServerId']} does not "
+                           "exist.", 400)
+        if inst.status != "Running":
+            raise ApiError("InvalidParameter", f"The backend server {entry['ServerId']} is "
+                           f"{inst.status}; only Running servers can be added.", 400)
+
+
+def _first_of_each(entries: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Identical servers in one request: the first is added, the others ignored (documented
+    for AddBackendServers; the emulator does the same for vServer groups)."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for entry in entries:
+        ident = tuple(entry.get(k) for k in key)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(entry)
+    return out
+
+
+def _refuse_existing(existing: set[tuple[Any, ...]], entries: list[dict[str, Any]],
+                     key: tuple[str, ...], where: str) -> None:
+    """Adding a server that is already a member is refused ("an error message is returned",
+    AddBackendServers); the code is not documented: 400 ``InvalidParameter``."""
+    for entry in entries:
+        if tuple(entry.get(k) for k in key) in existing:
+            port = f":{entry['Port']}" if "Port" in key else ""
+            raise ApiError("InvalidParameter", f"The backend server {entry['ServerId']}{port} "
+                           f"already exists in {where}.", 400)
 
 
 # --- views -----------------------------------------------------------------------------------
@@ -129,18 +172,39 @@ def _ip(world: World, server_id: str) -> str:
     return inst.private_ip if inst is not None else ""
 
 
-def _default_view(world: World, lb: LoadBalancer) -> dict[str, Any]:
-    return {"BackendServer": [
-        {"ServerId": m.server_id, "Weight": m.weight, "Type": m.type,
-         "ServerIp": _ip(world, m.server_id), "Description": m.description}
-        for m in lb.default_members]}
+# The member fields each answer documents (api-meta slb 2014-05-15): write answers carry no
+# ServerIp; AddBackendServers and SetBackendServers document Weight as a string, every other
+# answer as an integer; RemoveVServerGroupBackendServers documents no Description.
+_DESCRIBE_FIELDS = ("ServerId", "Port", "Weight", "Type", "ServerIp", "Description")
+_WRITE_FIELDS = ("ServerId", "Port", "Weight", "Type", "Description")
+_STRING_WEIGHT = frozenset({"AddBackendServers", "SetBackendServers"})
 
 
-def _vgroup_view(world: World, group: ServerGroup) -> dict[str, Any]:
-    return {"BackendServer": [
-        {"ServerId": m.server_id, "Port": m.port, "Weight": m.weight, "Type": m.type,
-         "ServerIp": _ip(world, m.server_id), "Description": m.description}
-        for m in group.members]}
+def _members_view(world: World, members: list[Member], fields: tuple[str, ...],
+                  string_weight: bool = False) -> dict[str, Any]:
+    out = []
+    for m in members:
+        values: dict[str, Any] = {
+            "ServerId": m.server_id, "Port": m.port,
+            "Weight": str(m.weight) if string_weight else m.weight, "Type": m.type,
+            "ServerIp": _ip(world, m.server_id), "Description": m.description}
+        out.append({f: values[f] for f in fields if values[f] is not None})
+    return {"BackendServer": out}
+
+
+def _default_view(world: World, lb: LoadBalancer, action: str = "") -> dict[str, Any]:
+    fields = _WRITE_FIELDS if action else _DESCRIBE_FIELDS
+    return _members_view(world, lb.default_members, fields, action in _STRING_WEIGHT)
+
+
+def _vgroup_view(world: World, group: ServerGroup, action: str = "") -> dict[str, Any]:
+    if not action:
+        fields = _DESCRIBE_FIELDS
+    elif action == "RemoveVServerGroupBackendServers":
+        fields = ("ServerId", "Port", "Weight", "Type")
+    else:
+        fields = _WRITE_FIELDS
+    return _members_view(world, group.members, fields)
 
 
 def _tags_view(tags: Mapping[str, str]) -> dict[str, Any]:
@@ -244,7 +308,7 @@ def describe_load_balancer_attribute(world: World, params: dict[str, str], ctx: 
         "ListenerPorts": {"ListenerPort": [p for p, _, _ in listeners]},
         "ListenerPortsAndProtocol": {"ListenerPortAndProtocol": [
             {"ListenerPort": p, "ListenerProtocol": proto} for p, proto, _ in listeners]},
-        "Bandwidth": 5120, "DeleteProtection": "off", "Description": lb.name,
+        "Bandwidth": 5120, "DeleteProtection": "off",
     })
     return out
 
@@ -254,24 +318,24 @@ def _set_default(world: World, params: dict[str, str], mode: str) -> dict[str, A
     entries = _backends(params, "BackendServers", with_port=False, allow_id_strings=True)
     by_id = {m.server_id: m for m in lb.default_members}
     if mode == "add":
-        _require_instances(world, entries)
+        entries = _first_of_each(entries, ("ServerId",))
+        _require_instances(world, entries, "InvalidParameter")
+        _refuse_existing({(sid,) for sid in by_id}, entries, ("ServerId",), lb.id)
         for e in entries:
-            if e["ServerId"] in by_id:
-                by_id[e["ServerId"]].weight = e.get("Weight", by_id[e["ServerId"]].weight)
-            else:
-                member = Member(e["ServerId"], e.get("Weight", 100), None,
-                                e.get("Description", ""), None, e["Type"])
-                lb.default_members.append(member)
-                by_id[member.server_id] = member
+            lb.default_members.append(Member(e["ServerId"], e.get("Weight", 100), None,
+                                             e.get("Description", ""), None, e["Type"]))
+        action = "AddBackendServers"
     elif mode == "remove":
         gone = {e["ServerId"] for e in entries}
         lb.default_members = [m for m in lb.default_members if m.server_id not in gone]
+        action = "RemoveBackendServers"
     else:  # set: weights of existing members
         for e in entries:
             existing = by_id.get(e["ServerId"])
             if existing is not None and "Weight" in e:
                 existing.weight = e["Weight"]
-    return {"LoadBalancerId": lb.id, "BackendServers": _default_view(world, lb)}
+        action = "SetBackendServers"
+    return {"LoadBalancerId": lb.id, "BackendServers": _default_view(world, lb, action)}
 
 
 def add_backend_servers(world: World, params: dict[str, str], ctx: Context) -> dict[str, Any]:
@@ -307,17 +371,13 @@ def describe_vserver_group_attribute(world: World, params: dict[str, str], ctx: 
 
 
 def _add_members(world: World, group: ServerGroup, entries: list[dict[str, Any]]) -> None:
-    _require_instances(world, entries)
-    index = {(m.server_id, m.port): m for m in group.members}
+    entries = _first_of_each(entries, ("ServerId", "Port"))
+    _require_instances(world, entries, "InvalidServerId.NotExist")
+    _refuse_existing({(m.server_id, m.port) for m in group.members}, entries,
+                     ("ServerId", "Port"), group.id)
     for e in entries:
-        key = (e["ServerId"], e["Port"])
-        if key in index:
-            index[key].weight = e.get("Weight", index[key].weight)
-            continue
-        member = Member(e["ServerId"], e.get("Weight", 100), e["Port"],
-                        e.get("Description", ""), None, e["Type"])
-        group.members.append(member)
-        index[key] = member
+        group.members.append(Member(e["ServerId"], e.get("Weight", 100), e["Port"],
+                                    e.get("Description", ""), None, e["Type"]))
 
 
 def _remove_members(group: ServerGroup, entries: list[dict[str, Any]]) -> None:
@@ -325,22 +385,22 @@ def _remove_members(group: ServerGroup, entries: list[dict[str, Any]]) -> None:
     group.members = [m for m in group.members if (m.server_id, m.port) not in gone]
 
 
-def _group_result(world: World, group: ServerGroup) -> dict[str, Any]:
-    return {"VServerGroupId": group.id, "BackendServers": _vgroup_view(world, group)}
+def _group_result(world: World, group: ServerGroup, action: str) -> dict[str, Any]:
+    return {"VServerGroupId": group.id, "BackendServers": _vgroup_view(world, group, action)}
 
 
 def add_vserver_group_backend_servers(world: World, params: dict[str, str], ctx: Context
                                       ) -> dict[str, Any]:
     group = _group(world, params, "VServerGroupId", "vserver")
     _add_members(world, group, _backends(params, "BackendServers", with_port=True))
-    return _group_result(world, group)
+    return _group_result(world, group, "AddVServerGroupBackendServers")
 
 
 def remove_vserver_group_backend_servers(world: World, params: dict[str, str], ctx: Context
                                          ) -> dict[str, Any]:
     group = _group(world, params, "VServerGroupId", "vserver")
     _remove_members(group, _backends(params, "BackendServers", with_port=True))
-    return _group_result(world, group)
+    return _group_result(world, group, "RemoveVServerGroupBackendServers")
 
 
 def set_vserver_group_attribute(world: World, params: dict[str, str], ctx: Context
@@ -359,7 +419,7 @@ def set_vserver_group_attribute(world: World, params: dict[str, str], ctx: Conte
             found.weight = e["Weight"]
         if "Description" in e:
             found.description = e["Description"]
-    out = _group_result(world, group)
+    out = _group_result(world, group, "SetVServerGroupAttribute")
     out["VServerGroupName"] = group.name
     return out
 
@@ -371,10 +431,15 @@ def modify_vserver_group_backend_servers(world: World, params: dict[str, str], c
         if params.get("OldBackendServers") else []
     new = _backends(params, "NewBackendServers", with_port=True) \
         if params.get("NewBackendServers") else []
-    _require_instances(world, new)
+    _require_instances(world, new, "InvalidServerId.NotExist")
+    before = list(group.members)
     _remove_members(group, old)
-    _add_members(world, group, new)
-    return _group_result(world, group)
+    try:
+        _add_members(world, group, new)
+    except ApiError:
+        group.members = before  # all or nothing
+        raise
+    return _group_result(world, group, "ModifyVServerGroupBackendServers")
 
 
 # --- master-slave groups ---------------------------------------------------------------------

@@ -1,0 +1,433 @@
+"""Alibaba's documented contract (``../shared/api-meta``) as a checker for the emulator.
+
+``api-meta`` holds, per action, the request parameters, the schema of the 200 body and the
+documented error codes per HTTP status. :class:`Contract` checks three things against it:
+
+- a 200 body: no field at any path the schema does not document, JSON types as documented
+  (``"type": "integer"`` is an int, a ``"string"`` stays a string: CLB ``Weight`` is a string in
+  ``AddBackendServers`` and an int in ``AddVServerGroupBackendServers``);
+- an error answer: its code is documented for the action with that HTTP status, or it is in
+  :data:`PLATFORM_CODES`, the one table of codes every action (or a named set of actions) can
+  answer, each entry naming its source;
+- a request: every parameter is documented for the action (after the signing/protocol ones),
+  and the required ones are present.
+
+The emulator checks every answer and request in ``Emulator._api`` and keeps the violations
+(``Emulator.contract_violations()``); ``tests/conformance_plugin.py`` fails the test session on
+any. Faults look the HTTP status of a code up here (:meth:`Contract.status_of`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "API_META_ENV",
+    "IGNORED_REQUEST_PARAMS",
+    "PLATFORM_CODES",
+    "Contract",
+    "ContractError",
+    "PlatformCode",
+    "Violation",
+    "ViolationKind",
+    "load_contract",
+]
+
+API_META_ENV = "ECS_EVENT_OPS_API_META"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+# Product name (as the emulator's Call.product) -> file of api-meta.
+PRODUCT_FILES = {
+    "ecs": "ecs-2014-05-26.json",
+    "slb": "slb-2014-05-15.json",
+    "actiontrail": "actiontrail-2020-07-06.json",
+}
+# Signing and protocol parameters (the OpenAPI common request parameters), plus the
+# owner/resource-owner parameters every RPC SDK model carries but api-meta leaves out: none of
+# them is an action's own parameter.
+IGNORED_REQUEST_PARAMS = frozenset({
+    "Action", "Version", "Format", "AccessKeyId", "Signature", "SignatureMethod",
+    "SignatureVersion", "SignatureNonce", "SignatureType", "Timestamp", "SecurityToken",
+    "BearerToken", "OwnerId", "OwnerAccount", "ResourceOwnerId", "ResourceOwnerAccount",
+})
+
+
+class ContractError(ValueError):
+    """The contract cannot be loaded, or a code is not documented where it is asked for."""
+
+
+class ViolationKind(str, Enum):
+    UNDOCUMENTED_FIELD = "undocumented-field"
+    WRONG_TYPE = "wrong-type"
+    UNDOCUMENTED_ERROR = "undocumented-error"
+    UNDOCUMENTED_PARAM = "undocumented-param"
+    MISSING_REQUIRED = "missing-required"
+    BAD_PARAM_VALUE = "bad-param-value"
+    UNKNOWN_ACTION = "unknown-action"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One departure from the documented contract."""
+
+    product: str
+    action: str
+    kind: ViolationKind
+    where: str  # a JSON path (``BackendServers.BackendServer[].ServerIp``), a param, a code
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.product}:{self.action} {self.kind.value} at {self.where}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class PlatformCode:
+    """An error code an action may answer although its own ``errorCodes`` do not list it.
+
+    ``code`` ending in ``*`` is a prefix. Empty ``products`` / ``actions`` mean every one.
+    """
+
+    code: str
+    statuses: tuple[int, ...]
+    source: str
+    products: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    note: str = ""
+
+    def matches(self, product: str, action: str, code: str) -> bool:
+        if self.products and product not in self.products:
+            return False
+        if self.actions and action not in self.actions:
+            return False
+        if self.code.endswith("*"):
+            return code.startswith(self.code[:-1])
+        return code == self.code
+
+
+_COMMON_CLIENT = ("Alibaba Cloud OpenAPI client error codes: help.aliyun.com/document_detail/51132.html "
+                  "and developer.aliyun.com/ask/278265 ('管控OpenAPI的客户端公用错误码')")
+_COMMON_SERVER = ("Alibaba Cloud error code tables, server errors: "
+                  "help.aliyun.com/document_detail/435312.html (InternalError 500, "
+                  "ServiceUnavailable 503)")
+_CLB_WRITES = ("AddBackendServers", "RemoveBackendServers", "SetBackendServers",
+               "AddVServerGroupBackendServers", "RemoveVServerGroupBackendServers",
+               "SetVServerGroupAttribute", "ModifyVServerGroupBackendServers")
+_CLB_SIBLING = ("error page of sibling action AddVServerGroupBackendServers (api-meta slb "
+                "2014-05-15 errorCodes 400; api-meta README 'known gaps': "
+                "RemoveVServerGroupBackendServers documents only LbStatusNotSupport)")
+
+# The one table of codes beyond each action's own list. Where metadata and Alibaba's pages
+# disagree, both are accepted and the note says so.
+PLATFORM_CODES: tuple[PlatformCode, ...] = (
+    PlatformCode("Throttling", (400,), _COMMON_CLIENT),
+    PlatformCode("Throttling.User", (400,), _COMMON_CLIENT),
+    PlatformCode("Throttling.Api", (400,), _COMMON_CLIENT),
+    PlatformCode("Throttling.Resource", (429,), "api-meta ecs 2014-05-26 RunInstances errorCodes "
+                 "429", note="the only documented 429; other Throttling codes are 400"),
+    PlatformCode("InternalError", (500,), _COMMON_SERVER,
+                 note="api-meta ecs DescribeInstances lists it under 400 as well (accepted "
+                 "there through the action's own list)"),
+    PlatformCode("ServiceUnavailable", (503,), _COMMON_SERVER,
+                 note="api-meta ecs lists it under 500 for some actions and alb under 400; "
+                 "those are accepted through the actions' own lists"),
+    PlatformCode("MissingParameter", (400,), _COMMON_CLIENT,
+                 note="api-meta ecs DescribeInstanceHistoryEvents lists it under 404"),
+    PlatformCode("InvalidParameter", (400,), _COMMON_CLIENT),
+    PlatformCode("IncompleteSignature", (400,), _COMMON_CLIENT),
+    PlatformCode("SignatureDoesNotMatch", (400, 403), _COMMON_CLIENT,
+                 note="developer.aliyun.com/ask/278265 says 400, help.aliyun.com/"
+                 "document_detail/30137 says 403: both accepted; the emulator answers 400"),
+    PlatformCode("SignatureNonceUsed", (400,), _COMMON_CLIENT),
+    PlatformCode("InvalidTimeStamp.Expired", (400,), _COMMON_CLIENT),
+    PlatformCode("InvalidAccessKeyId.NotFound", (404, 400), _COMMON_CLIENT,
+                 note="document_detail/51132 says 404, document_detail/30137 says 400: both "
+                 "accepted; the emulator answers 404"),
+    PlatformCode("InvalidAccessKeyId.Inactive", (400,), _COMMON_CLIENT),
+    PlatformCode("InvalidSecurityToken.*", (400, 403),
+                 "OpenAPI signature docs for STS temporary credentials (SecurityToken: "
+                 "InvalidSecurityToken.Missing / .Malformed / .Expired / "
+                 ".MismatchWithAccessKey)",
+                 note="no page gives one status per code; the emulator answers Missing and "
+                 "Malformed 400, MismatchWithAccessKey 403"),
+    PlatformCode("Forbidden.RAM", (403,), _COMMON_CLIENT),
+    PlatformCode("Forbidden", (403,), _COMMON_CLIENT),
+    PlatformCode("InvalidAction.NotFound", (404,),
+                 "OpenAPI gateway answer for an unknown action ('Specified api is not found, "
+                 "please check your url and method.'); developer.aliyun.com/ask/278265 lists "
+                 "the same message as InvalidApi.NotFound 404",
+                 note="both names accepted"),
+    PlatformCode("InvalidApi.NotFound", (404,), "developer.aliyun.com/ask/278265"),
+    PlatformCode("InvalidVersion", (400,),
+                 "OpenAPI gateway answer for an unknown Version ('Specified parameter Version "
+                 "is not valid.'); document_detail/435312 names it NoSuchVersion 400",
+                 note="both names accepted"),
+    PlatformCode("NoSuchVersion", (400,), "help.aliyun.com/document_detail/435312.html"),
+    # Product-wide.
+    PlatformCode("DryRunOperation", (400,),
+                 "ECS API reference, DryRun parameter of StartInstance, StopInstance, "
+                 "RebootInstance and DeleteInstance: 'If the request passes the dry run, the "
+                 "DryRunOperation error code is returned'",
+                 products=("ecs",),
+                 actions=("StartInstance", "StopInstance", "RebootInstance", "DeleteInstance"),
+                 note="the batch actions StartInstances/StopInstances answer DRYRUN.SUCCESS "
+                 "(their own errorCodes, 400) instead"),
+    PlatformCode("InvalidLoadBalancerId.NotFound", (404, 400),
+                 "CLB's answer for an unknown LoadBalancerId as handled by "
+                 "terraform-provider-alicloud (LoadBalancerNotFound) and "
+                 "cloud-provider-alibaba-cloud; Auto Scaling's error pages list it 404, EIP's "
+                 "400",
+                 products=("slb",),
+                 note="absent from the slb metadata; both statuses accepted, the emulator "
+                 "answers 404"),
+    PlatformCode("SystemBusy", (400,), _CLB_SIBLING, products=("slb",), actions=_CLB_WRITES),
+    PlatformCode("OperationBusy", (400,), _CLB_SIBLING, products=("slb",), actions=_CLB_WRITES),
+    PlatformCode("OperationFailed.ServiceGroupProcessing", (400,), _CLB_SIBLING,
+                 products=("slb",), actions=_CLB_WRITES),
+    PlatformCode("BackendServerProcessing", (400,), _CLB_SIBLING, products=("slb",),
+                 actions=_CLB_WRITES, note="also in AddBackendServers' own list"),
+    PlatformCode("VpcSystemBusy", (400,), _CLB_SIBLING, products=("slb",), actions=_CLB_WRITES),
+)
+
+
+def api_meta_dir() -> Path:
+    """``$ECS_EVENT_OPS_API_META``, else ``<repo>/../shared/api-meta`` (where the issue puts it)."""
+    configured = os.environ.get(API_META_ENV)
+    return Path(configured) if configured else _REPO_ROOT.parent / "shared" / "api-meta"
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "object": (dict,), "array": (list,),
+}
+_INDEX = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<n>\d+)(?:\.(?P<sub>[A-Za-z0-9]+))?$")
+_FLAT = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<sub>[A-Za-z0-9]+)$")
+
+
+class Contract:
+    """The parsed api-meta of the products the emulator serves."""
+
+    def __init__(self, directory: Path | None = None,
+                 files: Mapping[str, str] | None = None) -> None:
+        self.directory = directory or api_meta_dir()
+        self._apis: dict[str, dict[str, Any]] = {}
+        self._components: dict[str, dict[str, Any]] = {}
+        for product, name in (files or PRODUCT_FILES).items():
+            path = self.directory / name
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ContractError(f"cannot read the contract {path}: {exc} (set "
+                                    f"{API_META_ENV} to the api-meta directory)") from exc
+            self._apis[product] = data["apis"]
+            self._components[product] = (data.get("components") or {}).get("schemas") or {}
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def api(self, product: str, action: str) -> dict[str, Any] | None:
+        found = self._apis.get(product, {}).get(action)
+        return found if isinstance(found, dict) else None
+
+    def actions(self, product: str) -> list[str]:
+        return sorted(self._apis.get(product, {}))
+
+    def documented_codes(self, product: str, action: str) -> dict[str, set[int]]:
+        """``{code: {statuses}}`` from the action's own ``errorCodes``."""
+        out: dict[str, set[int]] = {}
+        api = self.api(product, action) or {}
+        for status, codes in (api.get("errorCodes") or {}).items():
+            for code in codes:
+                out.setdefault(code, set()).add(int(status))
+        return out
+
+    def platform_entry(self, product: str, action: str, code: str) -> PlatformCode | None:
+        for entry in PLATFORM_CODES:
+            if entry.matches(product, action, code):
+                return entry
+        return None
+
+    def statuses_of(self, product: str, action: str, code: str) -> list[int]:
+        """Every HTTP status the contract allows for ``code`` on this action (documented first)."""
+        own = sorted(self.documented_codes(product, action).get(code, set()))
+        entry = self.platform_entry(product, action, code)
+        extra = [s for s in (entry.statuses if entry else ()) if s not in own]
+        return own + extra
+
+    def status_of(self, product: str, action: str, code: str) -> int:
+        """The HTTP status to answer ``code`` with; ContractError when it is not documented."""
+        statuses = self.statuses_of(product, action, code)
+        if not statuses:
+            raise ContractError(f"{code} is neither documented for {product}:{action} nor a "
+                                "platform-wide code (tools/emulator/contract.py PLATFORM_CODES)")
+        return statuses[0]
+
+    # --- checks --------------------------------------------------------------------------
+
+    def check_error(self, product: str, action: str, status: int, code: str) -> list[Violation]:
+        if status in self.statuses_of(product, action, code):
+            return []
+        allowed = self.statuses_of(product, action, code)
+        detail = (f"HTTP {status} {code}: documented with {allowed}" if allowed else
+                  f"HTTP {status} {code} is neither documented for the action nor platform-wide")
+        return [Violation(product, action, ViolationKind.UNDOCUMENTED_ERROR, code, detail)]
+
+    def check_response(self, product: str, action: str, body: Any) -> list[Violation]:
+        api = self.api(product, action)
+        if api is None:
+            return [Violation(product, action, ViolationKind.UNKNOWN_ACTION, action,
+                              "the action is not in api-meta")]
+        out: list[Violation] = []
+        self._walk(product, action, api.get("response") or {}, body, "", out)
+        return out
+
+    def _resolve(self, product: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            return self._components[product].get(ref.rsplit("/", 1)[1], {})
+        return schema
+
+    def _walk(self, product: str, action: str, schema: Mapping[str, Any], value: Any,
+              path: str, out: list[Violation]) -> None:
+        schema = self._resolve(product, schema)
+        kind = schema.get("type")
+        where = path or "(body)"
+        if kind in _TYPES:
+            ok = isinstance(value, _TYPES[kind]) and not (
+                kind in ("integer", "number") and isinstance(value, bool))
+            if not ok:
+                out.append(Violation(product, action, ViolationKind.WRONG_TYPE, where,
+                                     f"{type(value).__name__} {value!r:.60}, documented "
+                                     f"{kind}{'/' + str(schema['format']) if 'format' in schema else ''}"))
+                return
+        if kind == "object" and isinstance(value, dict):
+            props = schema.get("properties")
+            # An object without documented properties is a free-form map (ActionTrail Events
+            # items, CLB Labels): its keys are data, not fields.
+            if not props:
+                return
+            for key, item in value.items():
+                sub = f"{path}.{key}" if path else key
+                if key not in props:
+                    out.append(Violation(product, action, ViolationKind.UNDOCUMENTED_FIELD, sub,
+                                         f"{key!r} is not documented here"))
+                    continue
+                self._walk(product, action, props[key], item, sub, out)
+        elif kind == "array" and isinstance(value, list):
+            items = schema.get("items") or {}
+            for item in value:
+                self._walk(product, action, items, item, f"{path}[]", out)
+
+    def check_request(self, product: str, action: str, params: Mapping[str, str]
+                      ) -> list[Violation]:
+        """Undocumented, missing required or mistyped parameters (signing ones left out)."""
+        api = self.api(product, action)
+        if api is None:
+            return [Violation(product, action, ViolationKind.UNKNOWN_ACTION, action,
+                              "the action is not in api-meta")]
+        documented = {p["name"]: p for p in api.get("parameters") or []}
+        out: list[Violation] = []
+        seen: dict[str, set[int]] = {}
+        for key, value in params.items():
+            if key in IGNORED_REQUEST_PARAMS:
+                continue
+            problem = self._param_problem(documented, key, value, seen)
+            if problem is not None:
+                kind, detail = problem
+                out.append(Violation(product, action, kind, key, detail))
+        for name in self.missing_required(product, action, params):
+            out.append(Violation(product, action, ViolationKind.MISSING_REQUIRED, name,
+                                 "required by the contract, not sent"))
+        for name, indexes in seen.items():
+            limit = (documented[name]["schema"] or {}).get("maxItems")
+            if isinstance(limit, int) and len(indexes) > limit:
+                out.append(Violation(product, action, ViolationKind.BAD_PARAM_VALUE, name,
+                                     f"{len(indexes)} items, documented maxItems {limit}"))
+        return out
+
+    @staticmethod
+    def _param_problem(documented: Mapping[str, Mapping[str, Any]], key: str, value: str,
+                       seen: dict[str, set[int]]) -> tuple[ViolationKind, str] | None:
+        spec = documented.get(key)
+        if spec is not None:
+            schema = spec.get("schema") or {}
+            kind = schema.get("type")
+            if kind == "integer" and not re.fullmatch(r"-?\d+", value):
+                return ViolationKind.BAD_PARAM_VALUE, f"{value!r} is not an integer"
+            if kind == "boolean" and value.lower() not in ("true", "false"):
+                return ViolationKind.BAD_PARAM_VALUE, f"{value!r} is not a boolean"
+            if kind in ("array", "object"):
+                return ViolationKind.BAD_PARAM_VALUE, f"{kind} {key} sent unflattened"
+            return None
+        indexed = _INDEX.match(key)
+        if indexed:
+            parent = documented.get(indexed.group("name"))
+            schema = (parent or {}).get("schema") or {}
+            if parent is not None and schema.get("type") == "array":
+                items = schema.get("items") or {}
+                sub = indexed.group("sub")
+                props = items.get("properties") or {}
+                if (sub is None and items.get("type") != "object") or (sub is not None
+                                                                      and sub in props):
+                    seen.setdefault(indexed.group("name"), set()).add(int(indexed.group("n")))
+                    return None
+        flat = _FLAT.match(key)
+        if flat:
+            parent = documented.get(flat.group("name"))
+            schema = (parent or {}).get("schema") or {}
+            if parent is not None and parent.get("style") == "flat" \
+                    and flat.group("sub") in (schema.get("properties") or {}):
+                return None
+        return ViolationKind.UNDOCUMENTED_PARAM, "not a documented parameter of the action"
+
+    def missing_required(self, product: str, action: str, params: Mapping[str, str]
+                         ) -> list[str]:
+        """Required parameters absent (or empty) from ``params``; arrays need ``Name.1``."""
+        api = self.api(product, action) or {}
+        missing = []
+        for spec in api.get("parameters") or []:
+            schema = spec.get("schema") or {}
+            if not schema.get("required") or spec.get("in") not in ("query", "formData", None):
+                continue
+            name = spec["name"]
+            if schema.get("type") == "array":
+                if not any(k.startswith(name + ".") and v != "" for k, v in params.items()):
+                    missing.append(name)
+            elif params.get(name, "") == "":
+                missing.append(name)
+        return missing
+
+    def max_items(self, product: str, action: str, name: str) -> int | None:
+        api = self.api(product, action) or {}
+        for spec in api.get("parameters") or []:
+            if spec["name"] == name:
+                limit = (spec.get("schema") or {}).get("maxItems")
+                return limit if isinstance(limit, int) else None
+        return None
+
+
+@lru_cache(maxsize=4)
+def _load(directory: str) -> Contract:
+    return Contract(Path(directory))
+
+
+def load_contract(directory: Path | None = None) -> Contract:
+    """The contract of :func:`api_meta_dir` (parsed once per directory)."""
+    return _load(str(directory or api_meta_dir()))
+
+
+def platform_table(entries: Iterable[PlatformCode] = PLATFORM_CODES) -> str:
+    """The table as Markdown (README and reports)."""
+    lines = ["| code | HTTP | scope | source | note |", "|---|---|---|---|---|"]
+    for e in entries:
+        scope = ", ".join(e.products) or "all"
+        if e.actions:
+            scope += ": " + ", ".join(e.actions)
+        lines.append(f"| `{e.code}` | {', '.join(map(str, e.statuses))} | {scope} | {e.source} "
+                     f"| {e.note} |")
+    return "\n".join(lines)
