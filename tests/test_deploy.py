@@ -8,12 +8,18 @@ What is checked offline (docs/deploy.md, "What is validated"):
   against its own definition (the component schema accepts any trigger config).
 * template.yml's ``Aliyun::Serverless::*`` part is validated against the Funcraft schemas
   (``$id``-linked, resolved through a ``referencing`` registry) with the Runtime enum widened in
-  memory to the current Python runtimes, after resolving ``Ref``/``Fn::GetAtt``/``Fn::Sub`` the
-  way ROS does before the transform. The native RAM policies are validated against Funcraft's
-  policy-document schema. No offline validator exists for the other native ``ALIYUN::*``
-  resources: their required properties are checked here by hand.
+  memory to the current Python runtimes, after resolving the ROS functions the template uses
+  (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::If`` over ``Conditions``, ``Fn::Split``,
+  ``Fn::Replace``, ``Fn::GetJsonValue``) the way ROS documents them. The native RAM policies are
+  validated against Funcraft's policy-document schema widened with RAM's ``Condition``. No
+  offline validator exists for the other native ``ALIYUN::*`` resources: their required
+  properties are checked here by hand.
 * Each function's EVENT_TYPES equals its EventBridge pattern types in both files, its SCHEDULE
-  equals the timer's cron, and its RAM_ACTIONS equal its role's policy actions (never ``*``).
+  equals the timer's cron, and its role's statements equal tools/ram_policy.py's for its
+  RAM_ACTIONS and the template's scope (Regions, LbIds, AutoStartTag; every shape of them):
+  exact actions, ``*`` resources only for actions without resource-level authorization, starts
+  only under the auto-start tag condition. s.yaml rendered with a scope and the policy printed
+  from the same environment equal the stack's policies.
 * Both files agree on functions, handlers, runtimes, memory, timeouts, environment, roles, logs.
 
 Broken copies (built in tmp_path) must fail the same validators.
@@ -984,3 +990,24 @@ def test_docs_list_the_granted_actions(practices: dict[str, Practice]) -> None:
         role = name.replace("_", "-")
         row = next(line for line in text.splitlines() if line.startswith(f"| {role} |"))
         assert re.findall(r"`([a-z]+:[A-Za-z]+)`", row) == list(declared.ram_actions), name
+
+
+def test_docs_table_the_actions_granted_on_every_resource() -> None:
+    """GIVEN docs/deploy.md's table of '*' actions WHEN compared with NO_RESOURCE_LEVEL THEN the
+    same actions, each row linking the source the rule names."""
+    text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = text.split("Actions without resource-level authorization", 1)[1].split("\n\n", 2)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert {re.findall(r"^\| `([a-z]+:[A-Za-z]+)`", row)[0] for row in rows} == set(NO_RESOURCE_LEVEL)
+    for row in rows:
+        action = re.findall(r"^\| `([a-z]+:[A-Za-z]+)`", row)[0]
+        assert f"({NO_RESOURCE_LEVEL[action]})" in row, action
+
+
+def test_readme_states_the_worst_case_of_every_role(practices: dict[str, Practice]) -> None:
+    """GIVEN README's deploy section WHEN its worst-case table is read THEN one row per function."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Deploy", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| (.+) \|$", section, flags=re.MULTILINE)
+    assert sorted(name for name, _ in rows) == sorted(practices)
+    assert all(len(worst) > 20 for _, worst in rows)
