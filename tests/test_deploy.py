@@ -388,10 +388,10 @@ def role_of(resolved: Doc, function: str) -> Doc:
     raise AssertionError(f"{function}: its service role {arn} is not created by the template")
 
 
-def scope_of(resolved: Doc) -> Scope:
-    """The scope the template's parameters give the roles, read as Settings reads the same
-    values from the functions' environment (comma-separated, blanks ignored)."""
-    env = template_functions(resolved)["sweep"][1]["Properties"]["EnvironmentVariables"]
+def scope_of(resolved: Doc, function: str = "sweep") -> Scope:
+    """The scope a function acts in, read by Settings from its environment in the template
+    (comma-separated, blanks ignored): its role must reach exactly that."""
+    env = template_functions(resolved)[function][1]["Properties"]["EnvironmentVariables"]
     settings = Settings.from_env({k: str(v) for k, v in env.items()})
     return Scope(ACCOUNT, settings.regions, settings.lb_ids, settings.auto_start_tag)
 
@@ -448,7 +448,7 @@ def policy_errors(template_doc: Doc, practices: Mapping[str, Practice],
             "fc.aliyuncs.com"
         ], f"{name}: role is not assumable by Function Compute"
         granted = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
-        expected = policy_document(declared.ram_actions, scope,
+        expected = policy_document(declared.ram_actions, scope_of(resolved, name),
                                    log_project=f"ecs-event-ops-{ACCOUNT}")["Statement"]
         if normalized(granted) != normalized(expected):
             errors.append(
