@@ -202,6 +202,7 @@ class ClientsPort(Protocol):
     def lb(self) -> LbPort: ...
     @property
     def ecs(self) -> EcsPort: ...
+    def for_region(self, region: str | None) -> ClientsPort: ...
 
 
 class NotifierPort(Protocol):
@@ -363,6 +364,7 @@ class _Run:
     status: Status
     data: dict[str, Any]
     store: Ledger
+    region: str  # the instance's (the notice's) region: every call of the drain goes there
     writes: int = 0  # mutating API calls made by this invocation
 
     def save(self, status: Status | None = None, **data: Any) -> None:
@@ -400,6 +402,25 @@ def _tag(settings: Settings) -> tuple[str, str] | None:
     return key.strip(), value.strip()
 
 
+def _lb_scope(lb: LbPort, settings: Settings, region: str) -> list[str]:
+    """The load balancers in scope in ``region``: ``lb_ids`` as given in the function's own
+    region; elsewhere (and with ``lb_tag``) those DescribeLoadBalancers finds in that region,
+    since a load balancer lives in one region and the ids may name several."""
+    ids, tag = settings.lb_ids, _tag(settings)
+    if ids and tag is None and region == settings.region:
+        return list(dict.fromkeys(ids))
+    if not ids and tag is None:
+        emit(log, "load balancer scope unbounded", level=30, region=region,
+             reason="neither lb_ids nor lb_tag is set: scanning every CLB")
+    return sorted(lb.id for lb in lb.list_load_balancers(ids=ids, tag=tag))
+
+
+def _entry_region(entry: LedgerEntryLike, settings: Settings) -> str:
+    """A drain's region, as recorded; entries from before regions were recorded are ours."""
+    region = entry.data.get("region")
+    return region if isinstance(region, str) and region else settings.region
+
+
 # --------------------------------------------------------------------------------------------
 # The drain
 
@@ -427,7 +448,7 @@ class Drainer:
         self.clock = clock
         self.sleep = sleep
         self.owner = owner or uuid.uuid4().hex
-        self._scope: list[str] | None = None
+        self._scopes: dict[str, list[str]] = {}  # region -> load balancers in scope there
         self._scope_lock = threading.Lock()
 
     @property
@@ -440,6 +461,10 @@ class Drainer:
             self._local.clients = built
         return built
 
+    def clients_in(self, region: str) -> ClientsPort:
+        """This thread's clients of ``region`` (a notice is drained in its own region)."""
+        return self.clients.for_region(region)
+
     # --- entry point ----------------------------------------------------------------------
 
     def drain(self, event: EcsEvent) -> DrainResult:
@@ -451,14 +476,15 @@ class Drainer:
         now = self.clock()
         phase = deadline.phase(now)
         key = self._key_for(iid, event.event_time)
+        region = event.region or self.settings.region
         emit(
             log, "drain decision", event_id=event.event_id, instance_id=iid, key=key,
-            decision=phase.value, time_left_s=round(deadline.time_left_s(now), 3),
+            region=region, decision=phase.value, time_left_s=round(deadline.time_left_s(now), 3),
             deadline=iso(deadline.at), dry_run=self.settings.dry_run or None,
         )
         if self.settings.dry_run:
-            return self._dry_run(event, iid, key, deadline)
-        run = self._acquire(event, iid, key, deadline, now)
+            return self._dry_run(event, iid, key, deadline, region)
+        run = self._acquire(event, iid, key, deadline, now, region=region)
         if isinstance(run, DrainResult):
             return run
         try:
@@ -484,12 +510,14 @@ class Drainer:
         return now + timedelta(seconds=wait + LEASE_GRACE_S)
 
     def _acquire(
-        self, event: EcsEvent, iid: str, key: str, deadline: Deadline, now: datetime
+        self, event: EcsEvent, iid: str, key: str, deadline: Deadline, now: datetime,
+        *, region: str,
     ) -> _Run | DrainResult:
         lease = {"owner": self.owner, "lease_until": iso(self._lease_until(deadline, now))}
         initial = {
             "event_id": event.event_id,
             "envelope": event.envelope.value,
+            "region": region,
             "notice_time": iso(deadline.notice_time),
             "deadline": iso(deadline.at),
             "generation": 0,
@@ -498,7 +526,9 @@ class Drainer:
         if self.store.ledger_claim(
             key, kind=DRAIN_KIND, instance_id=iid, data=initial, status=Status.CLAIMED.value
         ):
-            return _Run(key, iid, event.event_id, Status.CLAIMED, dict(initial), self.store)
+            return _Run(
+                key, iid, event.event_id, Status.CLAIMED, dict(initial), self.store, region
+            )
         entry = self.store.ledger_get(key)
         if entry is None:  # claimed by someone, then gone: let the platform retry later
             return self._busy(event, iid, key, deadline, "ledger entry vanished after the claim")
@@ -522,7 +552,9 @@ class Drainer:
         }
         data.update(takeover)
         self.store.ledger_update(key, data=takeover)
-        return _Run(key, iid, event.event_id, status, data, self.store)
+        # The region the drain began in (its memberships live there), whatever this copy says.
+        return _Run(key, iid, event.event_id, status, data, self.store,
+                    str(entry.data.get("region") or region))
 
     def _release(self, run: _Run) -> None:
         """After a failure: drop the lease so the platform's retry resumes at once."""
@@ -568,7 +600,7 @@ class Drainer:
     def _execute(self, run: _Run, deadline: Deadline) -> DrainResult:
         iid = run.instance_id
         if run.status is Status.CLAIMED:
-            if deadline.phase(self.clock()) is Phase.LEFTOVER and self._in_service(iid):
+            if deadline.phase(self.clock()) is Phase.LEFTOVER and self._in_service(iid, run.region):
                 return self._finish(
                     run, deadline, Outcome.SKIPPED, Phase.LEFTOVER, [],
                     reason="notice long past its deadline and the instance is Running without "
@@ -624,10 +656,10 @@ class Drainer:
             outcome = Outcome.LEFTOVERS_REMOVED
         return self._finish(run, deadline, outcome, path, leftover, reason=reason)
 
-    def _in_service(self, iid: str) -> bool:
+    def _in_service(self, iid: str, region: str) -> bool:
         """Running with no recycling lock: the notice did not take it (late notices only)."""
         try:
-            instance = self.clients.ecs.describe_instances([iid]).get(iid)
+            instance = self.clients_in(region).ecs.describe_instances([iid]).get(iid)
         except CloudError as err:
             emit(log, "instance check failed", level=30, instance_id=iid, code=err.code)
             return False
@@ -637,20 +669,14 @@ class Drainer:
             and "recycling" not in instance.lock_reasons
         )
 
-    def scope(self) -> list[str]:
-        """The load balancers in scope (``lb_ids``, ``lb_tag``, else the whole region)."""
+    def scope(self, region: str | None = None) -> list[str]:
+        """The load balancers in scope in ``region`` (default ours): ``lb_ids``, ``lb_tag``,
+        else every CLB there; looked up once per region and invocation."""
+        region = region or self.settings.region
         with self._scope_lock:
-            if self._scope is None:
-                ids, tag = self.settings.lb_ids, _tag(self.settings)
-                if ids and tag is None:
-                    self._scope = list(dict.fromkeys(ids))
-                else:
-                    if not ids and tag is None:
-                        emit(log, "load balancer scope unbounded", level=30,
-                             reason="neither lb_ids nor lb_tag is set: scanning every CLB")
-                    found = self.clients.lb.list_load_balancers(ids=ids, tag=tag)
-                    self._scope = sorted(lb.id for lb in found)
-            return list(self._scope)
+            if region not in self._scopes:
+                self._scopes[region] = _lb_scope(self.clients_in(region).lb, self.settings, region)
+            return list(self._scopes[region])
 
     def _discover_in_time(
         self, run: _Run, deadline: Deadline
@@ -659,7 +685,7 @@ class Drainer:
         (a burst of notices all scan at once; the platform's own retry may come too late)."""
         for attempt in range(MAX_ROUNDS):
             try:
-                return self._discover(run.instance_id)
+                return self._discover(run.instance_id, run.region)
             except TransientError as err:
                 pause = ROUND_PAUSES_S[min(attempt, len(ROUND_PAUSES_S) - 1)]
                 pause *= random.uniform(0.5, 1.0)
@@ -672,12 +698,15 @@ class Drainer:
                 self.sleep(pause)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _discover(self, iid: str) -> tuple[list[Membership], list[Membership], list[str]]:
-        scope = self.scope()
+    def _discover(
+        self, iid: str, region: str
+    ) -> tuple[list[Membership], list[Membership], list[str]]:
+        scope = self.scope(region)
+        lb_client = self.clients_in(region).lb
         try:
             hinted = {
                 lb.id
-                for lb in self.clients.lb.list_load_balancers(
+                for lb in lb_client.list_load_balancers(
                     ids=self.settings.lb_ids, tag=_tag(self.settings), server_id=iid
                 )
             }
@@ -685,7 +714,7 @@ class Drainer:
             emit(log, "server id hint failed", level=30, instance_id=iid, code=err.code)
             hinted = set()
         ordered = [lb for lb in scope if lb in hinted] + [lb for lb in scope if lb not in hinted]
-        found = self.clients.lb.find_memberships(iid, ordered)
+        found = lb_client.find_memberships(iid, ordered)
         removable = [m for m in found if m.removable]
         master_slave = [m for m in found if not m.removable]
         emit(
@@ -700,7 +729,7 @@ class Drainer:
     ) -> list[tuple[list[Membership], CloudError]]:
         """Apply ``operation`` group by group, so one failing or vanished group cannot keep
         the instance in the others. Returns the groups that failed, with their errors."""
-        lb = self.clients.lb
+        lb = self.clients_in(run.region if run is not None else self.settings.region).lb
         failures: list[tuple[list[Membership], CloudError]] = []
         for members in _groups(memberships).values():
             try:
@@ -773,7 +802,7 @@ class Drainer:
 
     def _verify(self, run: _Run, memberships: Sequence[Membership]) -> list[Membership]:
         """Describe each group again; remove again what is still there (bounded)."""
-        lb = self.clients.lb
+        lb = self.clients_in(run.region).lb
         still: list[Membership] = []
         for attempt in range(VERIFY_ROUNDS):
             still = []
@@ -840,20 +869,22 @@ class Drainer:
 
     # --- dry run -----------------------------------------------------------------------------
 
-    def _dry_run(self, event: EcsEvent, iid: str, key: str, deadline: Deadline) -> DrainResult:
+    def _dry_run(
+        self, event: EcsEvent, iid: str, key: str, deadline: Deadline, region: str
+    ) -> DrainResult:
         """Decide and log as usual; no mutating call, no ledger write."""
         entry = self.store.ledger_get(key)
         if entry is not None and Status(entry.status) in FINISHED:
             return self._recorded(entry, event, key, deadline)
         phase = deadline.phase(self.clock())
-        if phase is Phase.LEFTOVER and self._in_service(iid):
+        if phase is Phase.LEFTOVER and self._in_service(iid, region):
             removable: list[Membership] = []
             master_slave: list[Membership] = []
             reason: str | None = "late notice, instance in service: would be left in place"
         else:
-            removable, master_slave, _ = self._discover(iid)
+            removable, master_slave, _ = self._discover(iid, region)
             reason = None
-        lb = self.clients.lb
+        lb = self.clients_in(region).lb
         if removable and phase is Phase.GENTLE:
             lb.set_weights(removable, 0, dry_run=True)
             emit(log, "draining", instance_id=iid, key=key, dry_run=True,
@@ -977,6 +1008,8 @@ def sweep_drains(
     notifier: NotifierPort | None,
     settings: Settings,
     now: datetime,
+    *,
+    regions: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Undo drains whose instance was not reclaimed; remove backends of released instances.
 
@@ -989,6 +1022,8 @@ def sweep_drains(
     * Every backend in scope whose instance no longer exists is removed, when the LB client
       can list a load balancer's members (``all_members``).
 
+    Each drain is swept in its own region (recorded in its entry); the released-backend scan
+    runs in every region of ``regions`` (default: ``settings.region``).
     A TransientError on one entry is reported and the others go on; store errors propagate.
     Dry run: decide and log, no mutating call, no ledger write.
     """
@@ -1007,23 +1042,28 @@ def sweep_drains(
             report.waiting.append(entry.instance_id)
         else:
             due.append(entry)
-    instances: dict[str, Instance] = {}
-    if due:
+    by_region: dict[str, list[LedgerEntryLike]] = {}
+    for entry in due:
+        by_region.setdefault(_entry_region(entry, settings), []).append(entry)
+    for region, entries_there in sorted(by_region.items()):
+        regional = clients.for_region(region)
         try:
-            instances = clients.ecs.describe_instances(
-                sorted({e.instance_id for e in due if e.instance_id})
+            instances = regional.ecs.describe_instances(
+                sorted({e.instance_id for e in entries_there if e.instance_id})
             )
         except TransientError as err:
-            report.errors.append({"step": "describe_instances", "error": str(err)})
-            due = []
-    for entry in due:
-        try:
-            _sweep_entry(entry, instances, store=store, clients=clients, notifier=notifier,
-                         settings=settings, now=now, report=report)
-        except (TransientError, NotFoundError) as err:
-            report.errors.append({"key": entry.key, "error": str(err)})
-            emit(log, "sweep step failed", level=30, key=entry.key, error=str(err))
-    _sweep_released_backends(clients, settings, report)
+            report.errors.append({"step": "describe_instances", "region": region,
+                                  "error": str(err)})
+            continue
+        for entry in entries_there:
+            try:
+                _sweep_entry(entry, instances, store=store, clients=regional, notifier=notifier,
+                             settings=settings, now=now, report=report)
+            except (TransientError, NotFoundError) as err:
+                report.errors.append({"key": entry.key, "error": str(err)})
+                emit(log, "sweep step failed", level=30, key=entry.key, error=str(err))
+    for region in regions or (settings.region,):
+        _sweep_released_backends(clients.for_region(region), settings, report, region)
     emit(log, "drain sweep", restored=len(report.restored), reclaimed=len(report.reclaimed),
          closed=len(report.closed), waiting=len(report.waiting),
          released_backends_removed=len(report.released_backends_removed),
@@ -1148,19 +1188,16 @@ def _restore(clients: ClientsPort, memberships: Sequence[Membership], dry: bool)
 
 
 def _sweep_released_backends(
-    clients: ClientsPort, settings: Settings, report: SweepReport
+    clients: ClientsPort, settings: Settings, report: SweepReport, region: str
 ) -> None:
-    """Remove backends (type ecs) whose instance no longer exists, in the configured scope."""
+    """Remove backends (type ecs) whose instance no longer exists, in the configured scope of
+    ``region`` (``clients`` are that region's)."""
     if not settings.lb_ids and not settings.lb_tag:
-        report.notes.append("released-backend scan skipped: no lb_ids/lb_tag scope")
+        if "released-backend scan skipped: no lb_ids/lb_tag scope" not in report.notes:
+            report.notes.append("released-backend scan skipped: no lb_ids/lb_tag scope")
         return
-    tag = _tag(settings)
     try:
-        scope = (
-            list(settings.lb_ids)
-            if settings.lb_ids and tag is None
-            else [lb.id for lb in clients.lb.list_load_balancers(ids=settings.lb_ids, tag=tag)]
-        )
+        scope = _lb_scope(clients.lb, settings, region)
         members: list[Membership] = []
         for lb_id in scope:
             members.extend(clients.lb.all_members(lb_id))
@@ -1170,19 +1207,21 @@ def _sweep_released_backends(
             return
         existing = clients.ecs.describe_instances(ids)
     except (TransientError, NotFoundError) as err:
-        report.errors.append({"step": "released backends", "error": str(err)})
+        report.errors.append({"step": "released backends", "region": region, "error": str(err)})
         return
     gone = [m for m in ecs_members if m.server_id not in existing]
     if len({m.server_id for m in gone}) == len(ids) and len(ids) >= 3:
         # Every backend looks released: far likelier a wrong region or account than a fact.
-        report.notes.append("released-backend scan refused: every backend looks released")
-        emit(log, "released-backend scan refused", level=30, backends=len(ids))
+        report.notes.append(
+            f"released-backend scan refused in {region}: every backend looks released")
+        emit(log, "released-backend scan refused", level=30, region=region, backends=len(ids))
         return
     if gone:
         try:
             clients.lb.remove_members(gone, dry_run=settings.dry_run)
         except (TransientError, NotFoundError) as err:
-            report.errors.append({"step": "released backends", "error": str(err)})
+            report.errors.append({"step": "released backends", "region": region,
+                                  "error": str(err)})
             return
         report.released_backends_removed += [
             {"instance_id": m.server_id, **_summary(m)} for m in gone]

@@ -173,6 +173,11 @@ class FakeEcs:
 class FakeClients:
     lb: FakeLb
     ecs: FakeEcs = field(default_factory=FakeEcs)
+    regions: list[str | None] = field(default_factory=list)  # every region asked for
+
+    def for_region(self, region: str | None) -> FakeClients:
+        self.regions.append(region)
+        return self
 
 
 def fleet() -> list[Membership]:

@@ -1,8 +1,9 @@
 """Practice 2: start an opted-in instance again after an unexpected stop (issue 5).
 
-parse → record the events → decide and act (shared.autostart) → result. Stopped events may start
-the instance; Running events close the incident its start opened; anything else is ignored with
-a reason. An unreachable store and exhausted cloud retries raise, so the platform retries; so
+parse → refuse other accounts' events and regions out of scope (shared.scope) → record the rest
+→ decide and act in each instance's own region (shared.autostart) → result. Stopped events may
+start the instance; Running events close the incident its start opened; anything else is ignored
+with a reason. An unreachable store and exhausted cloud retries raise, so the platform retries; so
 does a start refused for now (OperationDenied.NoStock): the redelivery may start it.
 """
 
@@ -13,9 +14,10 @@ from typing import Any
 
 from shared.autostart import handle_events
 from shared.clients import Clients, credentials_from_context
-from shared.events import STATE_CHANGE, eventbridge_type, parse
+from shared.events import STATE_CHANGE, Batch, eventbridge_type, parse
 from shared.log import bind, emit, get_logger
 from shared.notify import Notifier
+from shared.scope import EventScope
 from shared.settings import Settings
 from shared.store import store_for
 
@@ -37,13 +39,19 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         batch = parse(event, data_only_type=settings.data_only_type)
         for bad in batch.errors:
             emit(log, "bad element", decision="rejected", reason=bad.reason, index=bad.index)
+        scope = EventScope.resolve(settings, context)
+        events, refused = scope.split(batch.events)
         store = store_for(settings.db_url)
         result = handle_events(
-            batch,
+            Batch(events, batch.errors),
             store=store,
-            clients=Clients.from_settings(settings, credentials_from_context(context)),
+            clients=Clients.warm(settings, credentials_from_context(context)),
             notifier=Notifier.from_env(ledger=store, timeout_s=settings.notify_timeout_s),
             settings=settings,
             now=datetime.now(timezone.utc),
         )
-        return result.to_dict()
+        answer = result.to_dict()
+        answer["refused"] = [r.to_dict() for r in refused]
+        if scope.warnings:
+            answer["warnings"] = list(scope.warnings)
+        return answer

@@ -1,8 +1,9 @@
 """Practice 3: drain a spot instance from every load-balancer group before it is reclaimed.
 
-parse → record every event (the lifecycle knows the interruption) → drain each interruption
-concurrently (shared.drain) → result. Store unreachable or a cloud call that outlasted its
-retries: raise, so Function Compute retries; the drain ledger makes the retry resume.
+parse → refuse other accounts' events and regions out of scope (shared.scope) → record the rest
+(the lifecycle knows the interruption) → drain each interruption concurrently, in its own region
+(shared.drain) → result. Store unreachable or a cloud call that outlasted its retries: raise, so
+Function Compute retries; the drain ledger makes the retry resume.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.events import SPOT_INTERRUPTION, EventKind, eventbridge_type, parse
 from shared.log import bind, emit, get_logger
+from shared.scope import EventScope
 from shared.settings import Settings
 from shared.store import store_for
 
@@ -50,19 +52,25 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         batch = parse(event, data_only_type=settings.data_only_type)
         for bad in batch.errors:
             emit(log, "bad element", decision="rejected", reason=bad.reason, index=bad.index)
+        scope = EventScope.resolve(settings, context)
+        events, refused = scope.split(batch.events)
         store = store_for(settings.db_url)  # kept warm across invocations of this instance
-        store.record(batch.events)
-        notices, ignored = _select(batch.events, settings)
+        store.record(events)
+        notices, ignored = _select(events)
         drains = _drain_all(notices, _drainer(store, settings, context)) if notices else []
-        return {
+        result: dict[str, Any] = {
             "drains": [d.to_dict() for d in drains],
             "ignored": ignored,
+            "refused": [r.to_dict() for r in refused],
             "bad": [bad.to_dict() for bad in batch.errors],
         }
+        if scope.warnings:
+            result["warnings"] = list(scope.warnings)
+        return result
 
 
 def _select(
-    events: tuple[EcsEvent, ...] | list[EcsEvent], settings: Settings
+    events: tuple[EcsEvent, ...] | list[EcsEvent],
 ) -> tuple[list[EcsEvent], list[dict[str, Any]]]:
     notices: list[EcsEvent] = []
     ignored: list[dict[str, Any]] = []
@@ -72,8 +80,6 @@ def _select(
             reason = f"not a spot interruption ({ecs_event.kind.value}): recorded only"
         elif ecs_event.instance_id is None:
             reason = "interruption without an instance id"
-        elif ecs_event.region and ecs_event.region != settings.region:
-            reason = f"region {ecs_event.region} is not the configured {settings.region}"
         if reason is None:
             notices.append(ecs_event)
             continue
@@ -91,7 +97,9 @@ def _drainer(store: Store, settings: Settings, context: Any) -> Drainer:
     credentials = credentials_from_context(context)
     return Drainer(
         store,
-        lambda: Clients.from_settings(settings, credentials),
+        # Per thread (the drain's threads never share an SDK client), kept warm across
+        # invocations; each notice is drained through .for_region(its region).
+        lambda: Clients.warm(settings, credentials),
         settings,
         notifier=_notifier(store, settings),
         owner=getattr(context, "request_id", None),

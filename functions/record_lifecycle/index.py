@@ -1,9 +1,11 @@
 """Practice 1: record every ECS event so released instances stay queryable.
 
-parse → record (deduplicated, out-of-order safe) → snapshot the attributes of new instances with
-one DescribeInstances call, so they remain known after release. A failed snapshot is noted and
-retried on a later invocation; it never blocks the record. An unreachable store raises, so the
-platform retries and nothing is dropped silently.
+parse → refuse other accounts' events and regions out of scope (shared.scope: reported, not
+stored: the store is this account's lifecycle, and a forged Deleted must not release one of our
+instances) → record (deduplicated, out-of-order safe) → snapshot the attributes of new instances
+with one DescribeInstances call per region, in the instance's own region, so they remain known
+after release. A failed snapshot is noted and retried on a later invocation; it never blocks the
+record. An unreachable store raises, so the platform retries and nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from shared.events import (
     parse,
 )
 from shared.log import bind, emit, get_logger
+from shared.scope import EventScope
 from shared.settings import Settings
 from shared.store import Store, store_for
 
@@ -39,10 +42,12 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         batch = parse(event, data_only_type=settings.data_only_type, received_at=received_at)
         for bad in batch.errors:
             emit(log, "bad element", decision="rejected", reason=bad.reason, index=bad.index)
+        scope = EventScope.resolve(settings, context)
+        events, refused = scope.split(batch.events)
         store = store_for(settings.db_url)
-        recorded = store.record(batch.events, received_at=received_at)
+        recorded = store.record(events, received_at=received_at)
         new_ids = set(recorded.inserted)
-        for ecs_event in batch.events:
+        for ecs_event in events:
             emit(
                 log, "event recorded" if ecs_event.event_id in new_ids else "duplicate event",
                 event_id=ecs_event.event_id, instance_id=ecs_event.instance_id,
@@ -50,14 +55,17 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
                 decision="recorded" if ecs_event.event_id in new_ids else "duplicate",
                 latency_ms=round((received_at - ecs_event.event_time).total_seconds() * 1000),
             )
-        snapshots = _snapshot(store, settings, context, batch.events)
-        return {
+        snapshots = _snapshot(store, settings, context, events, scope)
+        result: dict[str, Any] = {
             "recorded": len(recorded.inserted),
             "duplicates": len(recorded.duplicates),
             "snapshots": snapshots,
+            "refused": [r.to_dict() for r in refused],
             "bad": [bad.to_dict() for bad in batch.errors],
         }
-
+        if scope.warnings:
+            result["warnings"] = list(scope.warnings)
+        return result
 
 
 def _wants_snapshot(event: EcsEvent) -> bool:
@@ -71,43 +79,62 @@ def _wants_snapshot(event: EcsEvent) -> bool:
 
 
 def _snapshot(
-    store: Store, settings: Settings, context: Any, events: tuple[EcsEvent, ...]
+    store: Store, settings: Settings, context: Any, events: tuple[EcsEvent, ...], scope: EventScope
 ) -> dict[str, Any]:
-    """Snapshot new instances (and earlier failures) in one DescribeInstances call.
+    """Snapshot new instances (and earlier failures): one DescribeInstances per region.
 
-    Only an invocation that carried at least one valid event does cloud work: a delivery of
-    nothing but bad elements must never reach an API.
+    Each instance is described in its own region (the event's; a retried one's as recorded):
+    asked anywhere else, DescribeInstances answers an empty list. Only an invocation that
+    carried at least one valid event does cloud work: a delivery of nothing but bad elements
+    must never reach an API.
     """
     if not events:
         return {"taken": [], "failed": []}
-    wanted = {e.instance_id for e in events if _wants_snapshot(e) and e.instance_id}
-    candidates = sorted(
-        iid for iid in wanted if (record := store.instance(iid)) is None or record.snapshot_at is None
-    )
-    candidates += [
+    wanted: dict[str, str] = {}
+    for e in events:
+        if _wants_snapshot(e) and e.instance_id:
+            wanted.setdefault(e.instance_id, scope.region_of(e))
+    regions = {
+        iid: wanted[iid] for iid in sorted(wanted)
+        if (record := store.instance(iid)) is None or record.snapshot_at is None
+    }
+    backlog = [
         iid for iid in store.instances_needing_snapshot(limit=SNAPSHOT_RETRY_BATCH)
-        if iid not in candidates
+        if iid not in regions
     ]
-    if not candidates:
+    for iid, recorded in store.instance_regions(backlog).items():
+        region = recorded or settings.region
+        if scope.in_scope(region):
+            regions[iid] = region
+    if not regions:
         return {"taken": [], "failed": []}
     from shared.clients import Clients, CloudError, credentials_from_context
 
-    clients = Clients.from_settings(settings, credentials_from_context(context))
-    try:
-        found = clients.ecs.describe_instances(candidates)
-    except CloudError as error:  # the record stands; the snapshot is retried later
+    clients = Clients.warm(settings, credentials_from_context(context))
+    by_region: dict[str, list[str]] = {}
+    for iid, region in regions.items():
+        by_region.setdefault(region, []).append(iid)
+    taken: list[str] = []
+    failed: list[str] = []
+    for region, candidates in sorted(by_region.items()):
+        try:
+            found = clients.for_region(region).ecs.describe_instances(candidates)
+        except CloudError as error:  # the record stands; the snapshot is retried later
+            for iid in candidates:
+                store.note_snapshot_failure(iid)
+            emit(log, "snapshot failed", decision="snapshot_deferred", region=region,
+                 reason=f"{error.code}: {error.message}", instances=candidates)
+            failed += candidates
+            continue
+        missing = []
         for iid in candidates:
-            store.note_snapshot_failure(iid)
-        emit(log, "snapshot failed", decision="snapshot_deferred", reason=f"{error.code}: {error.message}",
-             instances=candidates)
-        return {"taken": [], "failed": candidates}
-    taken, missing = [], []
-    for iid in candidates:
-        if iid in found:
-            store.set_snapshot(iid, found[iid].snapshot())
-            taken.append(iid)
-        else:  # not visible (yet, or already released): try again later, a bounded number of times
-            store.note_snapshot_failure(iid)
-            missing.append(iid)
-    emit(log, "snapshot", decision="snapshot_taken", instances=taken, missing=missing)
-    return {"taken": taken, "failed": missing}
+            if iid in found:
+                store.set_snapshot(iid, found[iid].snapshot())
+                taken.append(iid)
+            else:  # not visible (yet, or already released): retried later, a bounded number of times
+                store.note_snapshot_failure(iid)
+                missing.append(iid)
+        emit(log, "snapshot", decision="snapshot_taken", region=region,
+             instances=[iid for iid in candidates if iid in found], missing=missing)
+        failed += missing
+    return {"taken": taken, "failed": failed}

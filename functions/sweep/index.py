@@ -7,6 +7,10 @@
 
 Both parts always run; a cloud or store error in one is raised after the other has run, so the
 platform retries and nothing is hidden.
+
+Regions: ``ECS_EVENT_OPS_REGIONS`` when set; otherwise the function's own region plus every region
+the store has recorded an instance in (the events are account-wide, so those are the regions
+where there is anything of ours to re-check). Each drain is swept in the region it was made in.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from shared.drain import sweep_drains
 from shared.log import bind, emit, get_logger
 from shared.notify import Notifier
 from shared.settings import Settings
-from shared.store import store_for
+from shared.store import Store, store_for
 
 # Practice metadata, declared once: read by the deploy files' tests and the least-privilege check.
 EVENT_TYPES: tuple[str, ...] = ()
@@ -53,13 +57,16 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
     with bind(request_id=getattr(context, "request_id", None), function="sweep"):
         now = datetime.now(timezone.utc)
         store = store_for(settings.db_url)
-        clients = Clients.from_settings(settings, credentials_from_context(context))
+        clients = Clients.warm(settings, credentials_from_context(context))
         notifier = Notifier.from_env(ledger=store, timeout_s=settings.notify_timeout_s)
-        result: dict[str, Any] = {"dry_run": settings.dry_run}
+        regions = sweep_regions(settings, store)
+        result: dict[str, Any] = {"dry_run": settings.dry_run, "regions": list(regions)}
         failures: list[Exception] = []
         parts: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
-            ("auto_start", lambda: sweep_auto_start(store, clients, notifier, settings, now).to_dict()),
-            ("drains", lambda: sweep_drains(store, clients, notifier, settings, now)),
+            ("auto_start", lambda: sweep_auto_start(
+                store, clients, notifier, settings, now, regions=regions).to_dict()),
+            ("drains", lambda: sweep_drains(
+                store, clients, notifier, settings, now, regions=regions)),
         )
         for part, run in parts:
             try:
@@ -73,3 +80,10 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         if failures:
             raise failures[0]
         return result
+
+
+def sweep_regions(settings: Settings, store: Store) -> tuple[str, ...]:
+    """``ECS_EVENT_OPS_REGIONS``, else our region plus the regions recorded in the store."""
+    if settings.regions:
+        return tuple(dict.fromkeys(settings.regions))
+    return tuple(sorted({settings.region, *store.known_regions()}))
