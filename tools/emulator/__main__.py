@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for --fault-rate (default 0)")
     parser.add_argument("--start-delay", type=float, default=0.05, metavar="S",
                         help="seconds each Starting/Stopping/Pending step lasts (default 0.05)")
+    parser.add_argument("--trail-lag", type=float, default=None, metavar="S",
+                        help="seconds before an ActionTrail record can be looked up (default: the "
+                        "fleet file's actiontrail.lag_s, else 0; Alibaba documents 10 minutes: 600)")
+    parser.add_argument("--trail-skew", type=float, default=None, metavar="S",
+                        help="seconds an ActionTrail eventTime is stamped off the call's time "
+                        "(default: the fleet file's actiontrail.skew_s, else 0)")
+    parser.add_argument("--trail-qps", type=float, default=None, metavar="QPS",
+                        help="LookupEvents calls per second for the account before 400 "
+                        "Throttling.User (default: the fleet file's actiontrail.qps, else no "
+                        "limit; Alibaba documents 2)")
     parser.add_argument("--db", metavar="URL",
                         help="store URL for the functions served over FC (default: SQLite in a "
                         "temporary directory, removed on exit)")
@@ -108,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         start_delay_s=args.start_delay, events_out=args.events_out, port=args.port,
         host=args.host, db_url=args.db, function_env=_group(args.function_env),
         qualifiers=_group(args.alias), fc_service=args.fc_service,
+        trail_lag_s=args.trail_lag, trail_skew_s=args.trail_skew,
+        **({"trail_qps": args.trail_qps} if args.trail_qps is not None else {}),
     )
     print(f"http://{args.host}:{emu.port}", flush=True)
     print(json.dumps({"region": fleet.region, "instances": len(fleet.instances),

@@ -30,6 +30,7 @@ default)::
         master_slave_groups: [{id: rsp-..., name: ms, servers: [{server_id: i-..., port: 80,
                                                                   weight: 100, server_type: Master}]}]
         listeners: [{port: 80, protocol: http, vserver_group_id: rsp-...}]   # optional
+    actiontrail: {lag_s: 0, skew_s: 0, qps: null}   # optional: LookupEvents realism (trail.py)
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "ListenerSpec",
     "LoadBalancerSpec",
     "ServerSpec",
+    "TrailSpec",
     "load_fleet",
     "validate_instance",
 ]
@@ -177,6 +179,17 @@ class LoadBalancerSpec:
 
 
 @dataclass(frozen=True)
+class TrailSpec:
+    """ActionTrail realism (tools/emulator/trail.py): seconds before a record is visible,
+    seconds its eventTime is stamped off the call's time, LookupEvents calls/s (None: no
+    limit)."""
+
+    lag_s: float = 0.0
+    skew_s: float = 0.0
+    qps: float | None = None
+
+
+@dataclass(frozen=True)
 class Fleet:
     """The validated fleet document."""
 
@@ -185,6 +198,7 @@ class Fleet:
     credentials: tuple[Credential, ...] = (Credential(**DEFAULT_CREDENTIAL),)
     instances: tuple[InstanceSpec, ...] = ()
     load_balancers: tuple[LoadBalancerSpec, ...] = field(default=())
+    actiontrail: TrailSpec = TrailSpec()
 
     @classmethod
     def from_dict(cls, doc: Any) -> Fleet:
@@ -290,7 +304,8 @@ def _tags(value: Any, path: str) -> tuple[tuple[str, str], ...]:
 
 # --- the document ----------------------------------------------------------------------------
 
-FLEET_KEYS = ("region", "account_id", "credentials", "instances", "load_balancers")
+FLEET_KEYS = ("region", "account_id", "credentials", "instances", "load_balancers", "actiontrail")
+TRAIL_KEYS = ("lag_s", "skew_s", "qps")
 CREDENTIAL_KEYS = (
     "access_key_id", "access_key_secret", "security_token", "user_name", "identity_type",
 )
@@ -349,7 +364,26 @@ def _parse_fleet(doc: Any) -> Fleet:
             raise _fail(f"load_balancers[{n}].id", f"duplicate load balancer id {lb.id!r}")
         seen_lbs.add(lb.id)
         lbs.append(lb)
-    return Fleet(region, account_id, credentials, tuple(instances), tuple(lbs))
+    trail = _trail(data.get("actiontrail", {}), "actiontrail")
+    return Fleet(region, account_id, credentials, tuple(instances), tuple(lbs), trail)
+
+
+def _seconds(value: Any, path: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(path, f"{value!r} is not a number")
+    if not lo <= value <= hi:
+        raise _fail(path, f"{value} is not within {lo:g}..{hi:g}")
+    return float(value)
+
+
+def _trail(value: Any, path: str) -> TrailSpec:
+    data = _object(value, path, TRAIL_KEYS)
+    qps = data.get("qps")
+    return TrailSpec(
+        lag_s=_seconds(data.get("lag_s", 0), f"{path}.lag_s", 0, 86400),
+        skew_s=_seconds(data.get("skew_s", 0), f"{path}.skew_s", -3600, 3600),
+        qps=None if qps is None else _seconds(qps, f"{path}.qps", 0.01, 10000),
+    )
 
 
 def _credential(value: Any, path: str) -> Credential:

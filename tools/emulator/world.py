@@ -234,12 +234,23 @@ class World:
     """All emulated resources and the logs of what happened to them."""
 
     def __init__(self, fleet: Fleet, start_delay_s: float = 0.05,
-                 events_out: str | None = None) -> None:
+                 events_out: str | None = None, *, trail_lag_s: float = 0.0,
+                 trail_skew_s: float = 0.0, trail_qps: float | None = None) -> None:
         self.lock = threading.RLock()
         self.fleet = fleet
         self.region = fleet.region
         self.account_id = fleet.account_id
         self.start_delay_s = start_delay_s
+        # ActionTrail realism (tools/emulator/trail.py): a record becomes visible trail_lag_s
+        # after the call, its eventTime is stamped trail_skew_s off the call's time, and
+        # LookupEvents answers at most trail_qps calls per second for the account (None: no
+        # limit).
+        self.trail_lag_s = trail_lag_s
+        self.trail_skew_s = trail_skew_s
+        self.trail_qps = trail_qps
+        # Seconds the emulated clock runs ahead of this machine's (Emulator.advance_clock):
+        # lets a test look minutes ahead (ActionTrail lag) without waiting for them.
+        self.clock_offset_s = 0.0
         self.instances: dict[str, Instance] = {}
         self.released: dict[str, dict[str, Any]] = {}
         self.lbs: dict[str, LoadBalancer] = {}
@@ -277,6 +288,10 @@ class World:
             elif inst.status == "Pending":
                 self._later(inst, "Starting", then="Running")
 
+    def now(self) -> float:
+        """The emulated account's clock (epoch seconds): this machine's plus the offset."""
+        return time.time() + self.clock_offset_s
+
     def close(self) -> None:
         self.scheduler.stop()
         with self.lock:
@@ -296,7 +311,7 @@ class World:
             "level": level,
             "name": name,
             "userId": self.account_id,
-            "eventTime": compact_time(time.time()),
+            "eventTime": compact_time(self.now()),
             "regionId": self.region,
             "content": content,
         }
@@ -386,13 +401,17 @@ class World:
 
     def record_trail(self, event_name: str, iid: str, identity: dict[str, str],
                      source_ip: str = "127.0.0.1") -> None:
-        now = time.time()
+        """Record an API call now. It is stamped ``trail_skew_s`` off the call's time (the
+        trail's clock against the events') and LookupEvents shows it only ``trail_lag_s``
+        after the call; both are taken when the call is made."""
         with self.lock:
+            now = self.now()
+            stamped = now + self.trail_skew_s
             self.trail.append({
                 "eventId": str(uuid.uuid4()).upper(),
                 "eventVersion": "1",
                 "eventName": event_name,
-                "eventTime": iso_seconds(now),
+                "eventTime": iso_seconds(stamped),
                 "eventSource": f"ecs-{self.region}.aliyuncs.com",
                 "eventType": "ApiCall",
                 "eventRW": "Write",
@@ -405,7 +424,9 @@ class World:
                 "requestParameters": {"InstanceId": iid, "RegionId": self.region},
                 "resourceName": iid,
                 "resourceType": "ACS::ECS::Instance",
-                "_ts": now,
+                "_ts": now,  # when the call was made (the emulated clock)
+                "_stamped": stamped,  # eventTime, what StartTime/EndTime select on
+                "_visible_at": now + self.trail_lag_s,
             })
 
     # --- snapshots -----------------------------------------------------------------------
