@@ -174,6 +174,7 @@ class StopCandidate:
     event_id: str | None = None
     origin: str = "event"  # "event" | "sweep"
     stopped_after: datetime | None = None  # sweep: last seen running then (stop time unknown)
+    region: str | None = None  # where the instance lives (None: the function's own region)
 
 
 @dataclass(frozen=True)
@@ -435,7 +436,9 @@ class AutoStarter:
                         event, f"superseded by a later Stopped event {event.event_id} in this batch",
                         event_id=previous.event_id,
                     ))
-                stops[iid] = StopCandidate(iid, event.event_id, event.event_time, event.event_id)
+                stops[iid] = StopCandidate(
+                    iid, event.event_id, event.event_time, event.event_id, region=event.region
+                )
             elif state is InstanceState.RUNNING:
                 running.append(event)
             else:
@@ -448,11 +451,13 @@ class AutoStarter:
         self._flush_alerts()
         return AutoStartResult(tuple(decisions), tuple(retry_later))
 
-    def sweep(self, now: datetime) -> AutoStartResult:
-        """Escalate incidents not closed in time; re-check opted-in Stopped instances."""
+    def sweep(self, now: datetime, regions: Sequence[str] = ()) -> AutoStartResult:
+        """Escalate incidents not closed in time; re-check opted-in Stopped instances in every
+        region of ``regions`` (default: the function's own)."""
         decisions = self._escalate(now)
-        rechecked, _ = self._recheck(now)
-        decisions.extend(rechecked)
+        for region in regions or (self.settings.region,):
+            rechecked, _ = self._recheck(now, region)
+            decisions.extend(rechecked)
         self._flush_alerts()
         return AutoStartResult(tuple(decisions))
 
@@ -468,7 +473,7 @@ class AutoStarter:
         if not candidates:
             return [], []
         if live is None:
-            live = self.clients.ecs.describe_instances([c.instance_id for c in candidates])
+            live = self._describe([(c.instance_id, c.region) for c in candidates])
         decisions: list[DecisionRecord] = []
         eligible: list[_Eligible] = []
         for candidate in candidates:
@@ -514,7 +519,9 @@ class AutoStarter:
         if policy is Policy.UNEXPECTED:
             start, end = self._trail_window(candidate, now)
             try:
-                records = self.clients.trail.lookup_instance_events(iid, start, end)
+                records = self._clients(candidate.region).trail.lookup_instance_events(
+                    iid, start, end
+                )
             except CloudError as err:  # unreadable trail: settings.actiontrail_fallback decides
                 error = err
         verdict = intent_verdict(policy, records, error, s)
@@ -591,15 +598,37 @@ class AutoStarter:
     def _start(
         self, eligible: Sequence[_Eligible], now: datetime
     ) -> tuple[list[DecisionRecord], list[str]]:
-        if not eligible:
-            return [], []
+        """Start the eligible instances, one call per region; a region whose call failed is
+        raised once every other region's starts are recorded."""
+        by_region: dict[str | None, list[_Eligible]] = {}
+        for item in eligible:
+            by_region.setdefault(item.candidate.region, []).append(item)
+        decisions: list[DecisionRecord] = []
+        retry_later: list[str] = []
+        failure: Exception | None = None
+        for region, items in by_region.items():
+            try:
+                started, later = self._start_in(region, items, now)
+            except Exception as error:  # recorded by _start_in; the other regions go on
+                failure = failure or error
+                continue
+            decisions.extend(started)
+            retry_later.extend(later)
+        if failure is not None:
+            raise failure
+        return decisions, retry_later
+
+    def _start_in(
+        self, region: str | None, eligible: Sequence[_Eligible], now: datetime
+    ) -> tuple[list[DecisionRecord], list[str]]:
         ids = [e.instance.instance_id for e in eligible]
         dry = self.settings.dry_run
+        ecs = self._clients(region).ecs
         try:
             if len(ids) == 1:
-                results = [self.clients.ecs.start_instance(ids[0], dry_run=dry)]
+                results = [ecs.start_instance(ids[0], dry_run=dry)]
             else:
-                results = self.clients.ecs.start_instances(ids, dry_run=dry)
+                results = ecs.start_instances(ids, dry_run=dry)
         except Exception as error:  # transient/auth: reopen the claims, then let FC retry
             for item in eligible:
                 self._update(item.key, STATUS_RETRY, {"error": f"{type(error).__name__}: {error}"})
@@ -715,7 +744,7 @@ class AutoStarter:
         if not overdue:
             return []
         ids = sorted({e.instance_id for e in overdue if e.instance_id})
-        live = self.clients.ecs.describe_instances(ids)
+        live = self._describe(list(self.store.instance_regions(ids).items()))
         decisions: list[DecisionRecord] = []
         dry = self.settings.dry_run
         for entry in overdue:
@@ -752,10 +781,10 @@ class AutoStarter:
             ))
         return decisions
 
-    def _recheck(self, now: datetime) -> tuple[list[DecisionRecord], list[str]]:
-        """Opted-in Stopped instances without an incident: a stop whose event was missed."""
+    def _recheck(self, now: datetime, region: str) -> tuple[list[DecisionRecord], list[str]]:
+        """Opted-in Stopped instances of ``region`` without an incident: a missed stop event."""
         stopped = [
-            i for i in self.clients.ecs.list_instances(status=InstanceState.STOPPED.value)
+            i for i in self._clients(region).ecs.list_instances(status=InstanceState.STOPPED.value)
             if policy_of(i, self.settings) is not Policy.NEVER
         ]
         if not stopped:
@@ -788,6 +817,7 @@ class AutoStarter:
             stopped_after = state_at if stop_time is None else None
             candidate = StopCandidate(
                 iid, stop_id, stop_time, origin="sweep", stopped_after=stopped_after,
+                region=region,
             )
             if stop_time is not None and now - stop_time < timedelta(seconds=SWEEP_GRACE_S):
                 decisions.append(self._decide(
@@ -813,6 +843,21 @@ class AutoStarter:
         return decisions, retry_later
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _clients(self, region: str | None) -> Clients:
+        """The clients of the instance's region (None: the function's own)."""
+        return self.clients.for_region(region)
+
+    def _describe(self, wanted: Sequence[tuple[str, str | None]]) -> dict[str, Instance]:
+        """Live state of (instance, region) pairs: one DescribeInstances per region, since
+        asked in another region an instance is simply absent (read as released)."""
+        by_region: dict[str | None, list[str]] = {}
+        for iid, region in wanted:
+            by_region.setdefault(region or self.settings.region, []).append(iid)
+        live: dict[str, Instance] = {}
+        for region, ids in by_region.items():
+            live.update(self._clients(region).ecs.describe_instances(ids))
+        return live
 
     def _skipped(
         self, candidate: StopCandidate, instance: Instance, skip: Skip, now: datetime
@@ -927,6 +972,8 @@ def sweep_auto_start(
     notifier: Notifier,
     settings: Settings,
     now: datetime | None = None,
+    *,
+    regions: Sequence[str] = (),
 ) -> AutoStartResult:
     """The sweep's auto-start part: escalate overdue incidents, re-check missed stops.
 
@@ -934,7 +981,7 @@ def sweep_auto_start(
     cloud TransientError and StoreUnavailableError propagate.
     """
     starter = AutoStarter(store, clients, notifier, settings)
-    return starter.sweep(now or datetime.now(timezone.utc))
+    return starter.sweep(now or datetime.now(timezone.utc), regions)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,15 +10,16 @@ selective, full jitter, injectable ``sleep``) are described in :mod:`shared.retr
 
 Typical use in a handler::
 
-    creds = credentials_from_context(context)
-    clients = Clients.from_settings(settings, creds)
-    instances = clients.ecs.describe_instances([iid])
+    clients = Clients.warm(settings, credentials_from_context(context))
+    instances = clients.for_region(event.region).ecs.describe_instances([iid])
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -1281,14 +1282,16 @@ def _trail_record(event: object, instance_id: str) -> TrailRecord | None:
 Product = Literal["ecs", "slb", "actiontrail"]
 
 
-def _endpoint(product: Product, settings: Settings) -> tuple[str, str]:
+def _endpoint(
+    product: Product, settings: Settings, region: str | None = None
+) -> tuple[str, str]:
     """(endpoint host[:port], protocol): the emulator when ``cloud_url`` is set."""
     if settings.cloud_url:
         parts = urlsplit(settings.cloud_url)
         if not parts.netloc or parts.scheme not in ("http", "https"):
             raise ValueError(f"cloud_url must be http(s)://host[:port], not {settings.cloud_url!r}")
         return parts.netloc, parts.scheme
-    return f"{product}.{settings.region}.aliyuncs.com", "https"
+    return f"{product}.{region or settings.region}.aliyuncs.com", "https"
 
 
 USER_AGENT = "ecs-event-ops"
@@ -1309,16 +1312,21 @@ def user_agent(environ: Mapping[str, str] | None = None) -> str:
 
 
 def build_sdk_client(
-    product: Product, settings: Settings, credentials: Credentials | None
+    product: Product,
+    settings: Settings,
+    credentials: Credentials | None,
+    region: str | None = None,
 ) -> Any:
-    """A real Tea SDK client for ``product`` (imports the SDK now, not before)."""
+    """A real Tea SDK client for ``product`` in ``region`` (default ``settings.region``); the
+    SDK is imported now, not before."""
     from alibabacloud_tea_openapi.models import Config
 
-    endpoint, protocol = _endpoint(product, settings)
+    region = region or settings.region
+    endpoint, protocol = _endpoint(product, settings, region)
     config = Config(
         endpoint=endpoint,
         protocol=protocol,
-        region_id=settings.region,
+        region_id=region,
         connect_timeout=settings.api_connect_timeout_ms,
         read_timeout=settings.api_read_timeout_ms,
         user_agent=user_agent(),
@@ -1346,17 +1354,30 @@ def build_sdk_client(
 
 A = TypeVar("A", bound=_Adapter)
 
+WARM_CLIENTS_MAX = 32  # warm Clients kept per process (one per settings, sleep and thread)
+_warm: OrderedDict[tuple[Settings, Callable[[float], None], int], Clients] = OrderedDict()
+_warm_lock = threading.Lock()
+
 
 @dataclass
 class Clients:
-    """The adapters one invocation needs, each built on first use (SDK import included)."""
+    """The adapters of one region, each built on first use (SDK import included).
+
+    CloudMonitor rules are account-wide, so a function acts in each event's own region:
+    :meth:`for_region` gives the Clients of another region (same settings and credentials),
+    built on first use and kept by this object; :meth:`warm` keeps a Clients, and so its
+    regions, across the invocations of one FC instance.
+    """
 
     settings: Settings
     credentials: Credentials | None = None
     sleep: Callable[[float], None] = time.sleep
+    region: str | None = None  # None: settings.region
     _ecs: EcsClient | None = field(default=None, init=False, repr=False)
     _lb: LbClient | None = field(default=None, init=False, repr=False)
     _trail: TrailClient | None = field(default=None, init=False, repr=False)
+    _regions: dict[str, Clients] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def from_settings(
@@ -1365,14 +1386,60 @@ class Clients:
         credentials: Credentials | None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        region: str | None = None,
     ) -> Clients:
-        return cls(settings=settings, credentials=credentials, sleep=sleep)
+        return cls(settings=settings, credentials=credentials, sleep=sleep, region=region)
+
+    @classmethod
+    def warm(
+        cls,
+        settings: Settings,
+        credentials: Credentials | None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Clients:
+        """The Clients kept for these settings by this process, reused across invocations.
+
+        One per (settings, sleep, thread): the drain gives each of its threads its own SDK
+        clients, and a thread reuses its own. Credentials are part of the check, not the key:
+        FC's STS keys rotate, and a Clients built with other keys is replaced (with every
+        region it holds), never reused, so no client outlives its keys.
+        """
+        key = (settings, sleep, threading.get_ident())
+        with _warm_lock:
+            found = _warm.get(key)
+            if found is not None and found.credentials == credentials:
+                _warm.move_to_end(key)
+                return found
+            fresh = cls(settings=settings, credentials=credentials, sleep=sleep)
+            _warm[key] = fresh
+            _warm.move_to_end(key)
+            while len(_warm) > WARM_CLIENTS_MAX:
+                _warm.popitem(last=False)
+            return fresh
+
+    @property
+    def region_id(self) -> str:
+        """The region these adapters call (``RegionId`` and the endpoint)."""
+        return self.region or self.settings.region
+
+    def for_region(self, region: str | None) -> Clients:
+        """The Clients of ``region`` (None: this one), built once and kept by this object."""
+        wanted = region or self.region_id
+        if wanted == self.region_id:
+            return self
+        with self._lock:
+            found = self._regions.get(wanted)
+            if found is None:
+                found = Clients(self.settings, self.credentials, self.sleep, wanted)
+                self._regions[wanted] = found
+            return found
 
     def _build(self, adapter: type[A], product: Product) -> A:
         s = self.settings
         return adapter(
-            build_sdk_client(product, s, self.credentials),
-            s.region,
+            build_sdk_client(product, s, self.credentials, self.region_id),
+            self.region_id,
             max_attempts=s.api_max_attempts,
             backoff_base_s=s.api_backoff_base_s,
             backoff_max_s=s.api_backoff_max_s,

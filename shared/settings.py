@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from shared.events import ACCOUNT_RE, REGION_RE
+
 PREFIX = "ECS_EVENT_OPS_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +39,12 @@ class Settings:
     # Base URL every SDK client talks to instead of the regional endpoints (the emulator).
     cloud_url: str | None = None
     region: str = "cn-hangzhou"
+    # Regions whose events the functions act on (CloudMonitor rules are account-wide, so every
+    # region's events arrive); empty = every region. Clients are built for the event's region.
+    regions: tuple[str, ...] = ()
+    # The deployment's account: events of any other account are rejected. Unset: the FC
+    # context's account_id (or FC_ACCOUNT_ID); unknown locally, then nothing is rejected.
+    account_id: str | None = None
     dry_run: bool = False
     # EventBridge target configured to deliver only $.data: the event type it carries.
     data_only_type: str | None = None
@@ -108,6 +116,11 @@ class Settings:
             raise SettingsError(
                 f"{PREFIX}ACTIONTRAIL_FALLBACK must be 'skip' or 'start', not {self.actiontrail_fallback!r}"
             )
+        for region in (self.region, *self.regions):
+            if REGION_RE.fullmatch(region) is None:
+                raise SettingsError(f"{PREFIX}REGION(S): {region!r} is not a region id (e.g. cn-hangzhou)")
+        if self.account_id is not None and ACCOUNT_RE.fullmatch(self.account_id) is None:
+            raise SettingsError(f"{PREFIX}ACCOUNT_ID must be digits, not {self.account_id!r}")
         if self.lb_tag is not None and "=" not in self.lb_tag:
             raise SettingsError(f"{PREFIX}LB_TAG must be KEY=VALUE, not {self.lb_tag!r}")
         for name in ("api_max_attempts", "flap_max_starts", "flap_window_s", "spot_notice_s"):
