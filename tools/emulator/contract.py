@@ -283,16 +283,17 @@ class Contract:
             return [Violation(product, action, ViolationKind.UNKNOWN_ACTION, action,
                               "the action is not in api-meta")]
         out: list[Violation] = []
-        self._walk(product, action, api.get("response") or {}, body, "", out)
+        self._walk(product, action, api.get("response") or {}, body, path="", out=out)
         return out
 
     def _resolve(self, product: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = schema.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
-            return self._components[product].get(ref.rsplit("/", 1)[1], {})
+            found: Mapping[str, Any] = self._components[product].get(ref.rsplit("/", 1)[1], {})
+            return found
         return schema
 
-    def _walk(self, product: str, action: str, schema: Mapping[str, Any], value: Any,
+    def _walk(self, product: str, action: str, schema: Mapping[str, Any], value: Any, *,
               path: str, out: list[Violation]) -> None:
         schema = self._resolve(product, schema)
         kind = schema.get("type")
@@ -317,11 +318,11 @@ class Contract:
                     out.append(Violation(product, action, ViolationKind.UNDOCUMENTED_FIELD, sub,
                                          f"{key!r} is not documented here"))
                     continue
-                self._walk(product, action, props[key], item, sub, out)
+                self._walk(product, action, props[key], item, path=sub, out=out)
         elif kind == "array" and isinstance(value, list):
             items = schema.get("items") or {}
             for item in value:
-                self._walk(product, action, items, item, f"{path}[]", out)
+                self._walk(product, action, items, item, path=f"{path}[]", out=out)
 
     def check_request(self, product: str, action: str, params: Mapping[str, str]
                       ) -> list[Violation]:

@@ -71,7 +71,7 @@ class Faults:
 
     def __init__(self, latency_ms: float = 0, throttle_qps: float | None = None,
                  throttle_actions: Mapping[str, float] | None = None, fault_rate: float = 0.0,
-                 seed: int | None = 0, statuses: StatusLookup | None = None) -> None:
+                 seed: int | None = 0, *, statuses: StatusLookup | None = None) -> None:
         self._lock = threading.Lock()
         self._statuses = statuses
         self.latency_ms = float(latency_ms)

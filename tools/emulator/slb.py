@@ -198,6 +198,7 @@ def _default_view(world: World, lb: LoadBalancer, action: str = "") -> dict[str,
 
 
 def _vgroup_view(world: World, group: ServerGroup, action: str = "") -> dict[str, Any]:
+    fields: tuple[str, ...]
     if not action:
         fields = _DESCRIBE_FIELDS
     elif action == "RemoveVServerGroupBackendServers":
