@@ -35,12 +35,12 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 __all__ = [
-    "AUTH_CODES",
-    "RETRYABLE_CODES",
-    "THROTTLING_CODES",
+    "CALLED_ACTIONS",
+    "ERROR_RULES",
     "AuthError",
     "Clients",
     "CloudError",
+    "CodeRule",
     "Credentials",
     "EcsClient",
     "GroupKind",
@@ -49,6 +49,7 @@ __all__ = [
     "LoadBalancer",
     "Membership",
     "NotFoundError",
+    "Rule",
     "StartOutcome",
     "StartResult",
     "ThrottledError",
@@ -57,50 +58,237 @@ __all__ = [
     "TransientError",
     "build_sdk_client",
     "credentials_from_context",
+    "rule_for",
     "user_agent",
 ]
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
-# Error codes worth another attempt (besides any HTTP 5xx or 429 and connection errors).
-RETRYABLE_CODES: frozenset[str] = frozenset(
-    {
-        "Throttling",
-        "Throttling.User",
-        "Throttling.Api",
-        "ServiceUnavailable",
-        "OperationConflict",
-    }
+# --------------------------------------------------------------------------------------------
+# What each error code means: THE table of retry rules (issue 11, item 3)
+
+
+class Rule(str, Enum):
+    """What the client layer does with an error code."""
+
+    TRANSIENT = "transient"  # retried here with backoff; past the budget TransientError (FC retries)
+    THROTTLED = "throttled"  # the same, honouring x-acs-retry-after; then ThrottledError
+    AUTH = "auth"  # AuthError: keys, signature or permission; never retried
+    NOT_FOUND = "not_found"  # NotFoundError: the resource itself is gone; never retried
+    PERMANENT = "permanent"  # CloudError: this request cannot succeed as sent; never retried
+    # StartInstance(s) only: no capacity or a conflicting operation right now. Not retried within
+    # the call (seconds do not bring capacity back); StartResult.retryable=True makes auto-start
+    # raise RetryLaterError, so FC redelivers the event minutes later.
+    RETRY_LATER = "retry_later"
+    ALREADY_DONE = "already_done"  # StartInstance(s) IncorrectInstanceStatus: not Stopped any more
+    DRY_RUN_OK = "dry_run_ok"  # the DryRun verdict "would succeed", sent as an error code
+
+
+@dataclass(frozen=True)
+class CodeRule:
+    rule: Rule
+    source: str  # where the code and its meaning are documented
+
+
+# Every action the adapters below call, with its product (a test checks this list against the
+# ``_call`` sites, and every code these actions document against ERROR_RULES).
+CALLED_ACTIONS: Mapping[str, str] = {
+    "DescribeInstances": "ecs",
+    "StartInstance": "ecs",
+    "StartInstances": "ecs",
+    "StopInstance": "ecs",
+    "DescribeLoadBalancers": "slb",
+    "DescribeLoadBalancerAttribute": "slb",
+    "DescribeVServerGroups": "slb",
+    "DescribeVServerGroupAttribute": "slb",
+    "DescribeMasterSlaveServerGroups": "slb",
+    "DescribeMasterSlaveServerGroupAttribute": "slb",
+    "SetBackendServers": "slb",
+    "SetVServerGroupAttribute": "slb",
+    "RemoveBackendServers": "slb",
+    "RemoveVServerGroupBackendServers": "slb",
+    "AddBackendServers": "slb",
+    "AddVServerGroupBackendServers": "slb",
+    "LookupEvents": "actiontrail",
+}
+
+_PLATFORM = (
+    "platform-wide: api-meta README; OpenAPI common error codes (help.aliyun.com "
+    "document_detail/51132, /435312); tools/emulator/contract.py PLATFORM_CODES"
 )
-THROTTLING_CODES: frozenset[str] = frozenset({"Throttling", "Throttling.User", "Throttling.Api"})
-# Credentials, signature and permission failures: retrying cannot help, and callers must not
-# read them as "the instance is gone".
-AUTH_CODES: frozenset[str] = frozenset(
-    {
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "InvalidAccessKeyId",
-        "InvalidAccessKeyId.NotFound",
-        "InvalidAccessKeyId.Inactive",
-        "InvalidAccessKeySecret",
-        "InvalidSecurityToken",
-        "InvalidSecurityToken.Expired",
-        "InvalidSecurityToken.Malformed",
-        "InvalidSecurityToken.MismatchWithAccessKey",
-        "InvalidCredentials",
-        "CredentialsUnavailable",
-        "SignatureNonceUsed",
-        "Forbidden",
-        "Forbidden.RAM",
-        "Forbidden.AccessKeyDisabled",
-        "NoPermission",
-    }
+_REFERENCE = "reference/cloud-apis.md 'Common errors' (403/409; not in api-meta)"
+_ECS = "api-meta ecs-2014-05-26.json "
+_SLB = "api-meta slb-2014-05-15.json "
+_TRAIL = "api-meta actiontrail-2020-07-06.json "
+_CLB_BUSY = (
+    _SLB + "AddBackendServers, AddVServerGroupBackendServers, RemoveBackendServers (400); "
+    "CLB's error pages list them for the sibling writes too (api-meta README), so every CLB action"
 )
+_SDK_DRY_RUN = "the SDK's own DryRun documentation of the request (models/_%s_request.py)"
+
+
+def _rules(scope: str, rule: Rule, source: str, *codes: str) -> dict[tuple[str, str], CodeRule]:
+    return {(scope, code): CodeRule(rule, source) for code in codes}
+
+
+# (scope, code) -> rule. The scope is an action (its meaning for that action only), a product
+# ("ecs", "slb", "actiontrail") or "*" (every API); the narrowest scope wins. A code in none of
+# them falls back on its shape (``_fallback_rule``): 429 or ``Throttling*`` throttled, 5xx
+# transient, ``Forbidden.*``/``InvalidAccessKeyId.*``/``InvalidSecurityToken.*`` auth,
+# ``*.NotFound`` not found, anything else permanent.
+ERROR_RULES: Mapping[tuple[str, str], CodeRule] = {
+    # -- every API ------------------------------------------------------------------------------
+    **_rules("*", Rule.THROTTLED, _PLATFORM, "Throttling", "Throttling.User", "Throttling.Api"),
+    **_rules("*", Rule.TRANSIENT, _PLATFORM, "ServiceUnavailable", "InternalError"),
+    **_rules("*", Rule.TRANSIENT, _REFERENCE, "OperationConflict"),
+    # A nonce seen before: each attempt is signed afresh with a new nonce, so a retry is clean.
+    **_rules("*", Rule.TRANSIENT, _PLATFORM + "; " + _SLB + "AddVServerGroupBackendServers (400)",
+             "SignatureNonceUsed"),
+    **_rules("*", Rule.AUTH, _PLATFORM,
+             "SignatureDoesNotMatch", "IncompleteSignature", "InvalidAccessKeyId.NotFound",
+             "InvalidAccessKeyId.Inactive", "InvalidSecurityToken.Missing",
+             "InvalidSecurityToken.Expired", "InvalidSecurityToken.Malformed",
+             "InvalidSecurityToken.MismatchWithAccessKey", "Forbidden", "Forbidden.RAM"),
+    **_rules("*", Rule.AUTH, "raised by the Tea SDK itself for a client without credentials "
+             "(alibabacloud_tea_openapi/client.py)", "InvalidCredentials"),
+    # The request itself is wrong (a clock far off included): the same request fails again.
+    # Named here because the *.NotFound ones must not read as "the resource is gone".
+    **_rules("*", Rule.PERMANENT, _PLATFORM, "MissingParameter", "InvalidParameter",
+             "InvalidTimeStamp.Expired", "InvalidAction.NotFound", "InvalidApi.NotFound",
+             "InvalidVersion", "NoSuchVersion"),
+    # -- ECS 2014-05-26 ---------------------------------------------------------------------------
+    # DescribeInstances: its 404s name a bad filter value, not a missing instance (a released
+    # instance is simply absent from the answer).
+    **_rules("DescribeInstances", Rule.PERMANENT, _ECS + "DescribeInstances (400, 404)",
+             "InvalidHpcClusterId.Creating", "InvalidHpcClusterId.NotFound",
+             "InvalidTag.Mismatch", "InvalidTagCount", "InvalidFilterKey.NotFound",
+             "InvalidFilterValue", "InvalidInstanceChargeType.NotFound",
+             "InvalidInternetChargeType.ValueNotSupported", "InvalidLockReason.NotFound",
+             "InvalidNetworkType.NotFound", "InvalidStatus.NotFound"),
+    **_rules("StartInstance", Rule.RETRY_LATER, _ECS + "StartInstance (400, 403, 500)",
+             "LackResource", "Invalid.PrivatePoolOptions.NoStock",
+             "InvalidDedicatedHost.NotEnoughResource", "OperationDenied.NoStock",
+             "OperationDenied.HostRepairing", "QuotaExceed.ElasticQuota", "InstanceNotReady"),
+    **_rules("StartInstance", Rule.ALREADY_DONE, _ECS + "StartInstance (403)",
+             "IncorrectInstanceStatus"),
+    **_rules("StartInstance", Rule.NOT_FOUND, _ECS + "StartInstance (404)",
+             "InvalidInstanceId.NotFound"),
+    **_rules("StartInstance", Rule.PERMANENT, _ECS + "StartInstance (400, 403, 404)",
+             "InvalidInstance.NotFoundSystemDisk", "DiskError", "DiskInArrears",
+             "InstanceExpired", "InstanceLockedForSecurity", "InsufficientBalance",
+             "InvalidParameter.KMSKeyId.CMKNotEnabled",
+             "InvalidParameter.KMSKeyId.CMKUnauthorized",
+             "InvalidParameter.KMSKeyId.KMSUnauthorized", "InvalidParameter.KMSKeyId.NotFound",
+             "OperationDenied.SpotPriceLowerThanPublicPrice",
+             "InvalidCapacityReservationId.NotFound"),
+    **_rules("StartInstance", Rule.DRY_RUN_OK, _SDK_DRY_RUN % "start_instance",
+             "DryRunOperation"),
+    **_rules("StartInstances", Rule.RETRY_LATER, _ECS + "StartInstances (400, 403, 409)",
+             "Invalid.PrivatePoolOptions.NoStock", "OperationDenied.NoStock",
+             "OperationDenied.HostRepairing", "InstanceNotReady", "InvalidOperation.Conflict"),
+    **_rules("StartInstances", Rule.ALREADY_DONE, _ECS + "StartInstances (403)",
+             "IncorrectInstanceStatus"),
+    **_rules("StartInstances", Rule.NOT_FOUND, _ECS + "StartInstances (403, 404)",
+             "InvalidInstanceId.NotFound", "InvalidInstanceIds.NotFound"),
+    **_rules("StartInstances", Rule.PERMANENT, _ECS + "StartInstances (400, 403)",
+             "InvalidParameter.KMSKeyId.CMKNotEnabled",
+             "InvalidParameter.KMSKeyId.KMSUnauthorized", "Abs.InvalidInstanceIds.MalFormed",
+             "InstanceExpired", "InstanceExpiredOrInArrears", "InstanceLockedForSecurity",
+             "InsufficientBalance", "InvalidInstance.NotFoundSystemDisk",
+             "InvalidParameter.TooManyInstanceIds",
+             "OperationDenied.SpotPriceLowerThanPublicPrice"),
+    **_rules("StartInstances", Rule.DRY_RUN_OK, _ECS + "StartInstances (400); "
+             + _SDK_DRY_RUN % "start_instances", "DRYRUN.SUCCESS"),
+    **_rules("StopInstance", Rule.NOT_FOUND, _ECS + "StopInstance (404)",
+             "InvalidInstanceId.NotFound"),
+    **_rules("StopInstance", Rule.PERMANENT, _ECS + "StopInstance (403)",
+             "DiskError", "HibernationConfigured.InstanceOperationForbidden",
+             "HibernationConfigured.NotEnabled", "IncorrectInstanceStatus",
+             "InstanceExpiredOrInArrears", "InstanceLockedForSecurity",
+             "InstanceType.ParameterMismatch", "InvalidInstanceId.NotSupport",
+             "InvalidParameter.KMSKeyId.CMKNotEnabled",
+             "InvalidParameter.KMSKeyId.CMKUnauthorized",
+             "InvalidParameter.KMSKeyId.KMSUnauthorized"),
+    **_rules("StopInstance", Rule.DRY_RUN_OK, _SDK_DRY_RUN % "stop_instance", "DryRunOperation"),
+    # -- CLB (SLB 2014-05-15) ---------------------------------------------------------------------
+    # The backend-server writes of one load balancer are serialized by CLB: a concurrent change
+    # answers "busy"; it clears in seconds, and one of them aborting a spot drain is the bug.
+    **_rules("slb", Rule.TRANSIENT, _CLB_BUSY, "SystemBusy", "OperationBusy",
+             "OperationFailed.ServiceGroupProcessing", "BackendServerProcessing",
+             "VpcSystemBusy"),
+    **_rules("slb", Rule.NOT_FOUND, "CLB's answer for an unknown LoadBalancerId (not in the slb "
+             "metadata; tools/emulator/contract.py PLATFORM_CODES names the sources)",
+             "InvalidLoadBalancerId.NotFound"),
+    **_rules("slb", Rule.TRANSIENT, _SLB + "DescribeLoadBalancers, "
+             "DescribeLoadBalancerAttribute, DescribeVServerGroupAttribute (400)",
+             "LocationServiceTimeout"),
+    **_rules("DescribeLoadBalancers", Rule.PERMANENT, _SLB + "DescribeLoadBalancers (400)",
+             "InvalidTag", "TooManyResult"),
+    **_rules("DescribeVServerGroups", Rule.PERMANENT, _SLB + "DescribeVServerGroups (400)",
+             "MissingParam.TagKey"),
+    **_rules("DescribeMasterSlaveServerGroups", Rule.PERMANENT,
+             _SLB + "DescribeMasterSlaveServerGroups (400)", "MissingParam.TagKey"),
+    **_rules("SetBackendServers", Rule.PERMANENT, _SLB + "SetBackendServers (400)",
+             "Mismatched.ZoneId"),
+    **_rules("SetVServerGroupAttribute", Rule.PERMANENT,
+             _SLB + "SetVServerGroupAttribute (400)", "InvalidParameter.ZoneNotSupport"),
+    # The load balancer's state forbids the change (locked, inactive): not a matter of seconds.
+    **_rules("RemoveVServerGroupBackendServers", Rule.PERMANENT,
+             _SLB + "RemoveVServerGroupBackendServers (400)", "LbStatusNotSupport"),
+    **_rules("AddBackendServers", Rule.PERMANENT, _SLB + "AddBackendServers (400)",
+             "IncorrectStatus.RSByPassToas", "InvalidBackendServers.ServerIpConflict",
+             "Mismatched.ZoneId", "NetworkConflict", "OperationFailed.ActionNotSupport",
+             "OperationUnsupported.AddBackendServers"),
+    # InvalidServerId.NotExist: one server of up to 20 in the call is gone; reported as a
+    # failure of the call, not as "the group is gone" (NotFoundError), so the others are not
+    # silently dropped.
+    **_rules("AddVServerGroupBackendServers", Rule.PERMANENT,
+             _SLB + "AddVServerGroupBackendServers (400, 404)",
+             "BackendServer.InvalidType", "BackendServer.ServerRegionIdNotEqual",
+             "IncorrectStatus.CenNotAssociated", "IncorrectStatus.RSByPassToas",
+             "InvalidBackendServers.MissingCenBandWidth",
+             "InvalidBackendServers.ServerIpConflict", "InvalidBackendServers.VpcNotInCen",
+             "InvalidParameter.ServerRegionId", "InvalidParameter.ZoneNotSupport",
+             "InvalidServerId.NotExist", "InvalidVbrId.NotInCen", "MasterSlaveServerConflict",
+             "Mismatched.ZoneId", "MissingParameter.ServerRegionId", "MissingParameter.VbrId",
+             "NetworkConflict", "OperationDeny.LbNotSupportIPv6Server",
+             "OperationFailed.InvalidCen", "OperationUnsupported.AddVServerGroupBackendServers",
+             "ResourceNotFound.Cen"),
+    **_rules("AddVServerGroupBackendServers", Rule.NOT_FOUND,
+             _SLB + "AddVServerGroupBackendServers (404)", "ResourceNotFound.vServers"),
+    # -- ActionTrail 2020-07-06 -------------------------------------------------------------------
+    **_rules("LookupEvents", Rule.PERMANENT, _TRAIL + "LookupEvents (400)",
+             "InvalidParameterCombination", "InvalidParameterEndTime",
+             "InvalidParameterStartTime", "InvalidQueryParameter"),
+}
+
 _AUTH_PREFIXES = ("Forbidden.", "InvalidSecurityToken.", "InvalidAccessKeyId.", "NoPermission")
 
-# StartInstance(s) outcomes that are failures of this instance, not of the call.
-START_RETRY_LATER_CODES: frozenset[str] = frozenset({"OperationDenied.NoStock", "InstanceNotReady"})
+
+def rule_for(action: str, code: str, status: int | None = None) -> Rule:
+    """The rule for ``code`` answered by ``action``: the narrowest entry of ERROR_RULES, else
+    the code's shape and HTTP status."""
+    product = CALLED_ACTIONS.get(action, "")
+    for scope in (action, product, "*"):
+        found = ERROR_RULES.get((scope, code))
+        if found is not None:
+            return found.rule
+    return _fallback_rule(code, status)
+
+
+def _fallback_rule(code: str, status: int | None) -> Rule:
+    """Codes no table entry names (undocumented ones, or transport-level answers)."""
+    if code.startswith(_AUTH_PREFIXES):
+        return Rule.AUTH
+    if code.startswith("Throttling") or status == 429:
+        return Rule.THROTTLED
+    if status is not None and status >= 500:
+        return Rule.TRANSIENT
+    if code == "NotFound" or code.endswith(".NotFound") or ".NotFound." in code:
+        return Rule.NOT_FOUND
+    return Rule.PERMANENT
+
 
 ECS_VERSION_CHUNK = 100  # DescribeInstances InstanceIds and StartInstances InstanceId.N
 SLB_MEMBERS_PER_CALL = 20  # BackendServers entries per CLB call
@@ -178,8 +366,11 @@ class CloudError(Exception):
         retryable: bool = False,
         retry_after_s: float | None = None,
         server_message: str | None = None,
+        rule: Rule | None = None,
     ) -> None:
         self.code = code
+        # The ERROR_RULES verdict for this answer (None: not an API answer, e.g. no connection).
+        self.rule = rule
         self.action = action
         self.resource_ids = tuple(resource_ids)
         ids = ",".join(self.resource_ids)
@@ -222,12 +413,10 @@ class ThrottledError(TransientError):
     """Throttled until the retry budget ran out (a :class:`TransientError` too)."""
 
 
-def _is_auth(code: str) -> bool:
-    return code in AUTH_CODES or code.startswith(_AUTH_PREFIXES)
-
-
-def _is_not_found(code: str) -> bool:
-    return code == "NotFound" or code.endswith(".NotFound") or ".NotFound." in code
+_ERROR_TYPES: Mapping[Rule, type[CloudError]] = {
+    Rule.AUTH: AuthError,
+    Rule.NOT_FOUND: NotFoundError,
+}
 
 
 def _classify(
@@ -240,22 +429,21 @@ def _classify(
     request_id: str | None,
     retry_after_s: float | None = None,
 ) -> CloudError:
+    """The CloudError for an API error answer, typed by ERROR_RULES (see :func:`rule_for`)."""
+    rule = rule_for(action, code, status)
     kwargs: dict[str, Any] = {
         "action": action,
         "resource_ids": ids,
         "request_id": request_id,
         "http_status": status,
         "retry_after_s": retry_after_s,
+        "rule": rule,
     }
-    if _is_auth(code):
-        return AuthError(code, message, **kwargs)
-    if code in THROTTLING_CODES or status == 429:
+    if rule is Rule.THROTTLED:
         return ThrottledError(code, message, retryable=True, **kwargs)
-    if code in RETRYABLE_CODES or (status is not None and status >= 500):
+    if rule is Rule.TRANSIENT:
         return TransientError(code, message, retryable=True, **kwargs)
-    if _is_not_found(code):
-        return NotFoundError(code, message, **kwargs)
-    return CloudError(code, message, **kwargs)
+    return _ERROR_TYPES.get(rule, CloudError)(code, message, **kwargs)
 
 
 def _text(value: object) -> str | None:
@@ -335,10 +523,13 @@ class _Adapter:
         backoff_base_s: float = 0.2,
         backoff_max_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        retry_budget_s: float | None = None,
     ) -> None:
         self._sdk = sdk_client
         self.region = region
-        self._retry = RetryPolicy(max_attempts, backoff_base_s, backoff_max_s, sleep)
+        self._retry = RetryPolicy(
+            max_attempts, backoff_base_s, backoff_max_s, sleep, budget_s=retry_budget_s
+        )
 
     def _call(self, action: str, ids: Sequence[str], send: Callable[[], Any]) -> dict[str, Any]:
         """Send one request (``send`` builds it afresh) with retries; the body as a dict.
@@ -579,13 +770,18 @@ class StartResult:
         return self.outcome is not StartOutcome.FAILED
 
 
-def _start_result(instance_id: str, code: str, message: str | None) -> StartResult:
-    """The outcome of a StartInstance(s) error code that concerns the instance itself."""
-    if code == "DryRunOperation":
+def _start_result(
+    action: str, instance_id: str, code: str, message: str | None, *, dry_run: bool
+) -> StartResult:
+    """The outcome of a StartInstance(s) error code that concerns the instance itself, by
+    ERROR_RULES: the DryRun verdict (only when a DryRun was asked: never a success for a start
+    that did not happen), "not Stopped any more", retry later, or failed."""
+    rule = rule_for(action, code)
+    if rule is Rule.DRY_RUN_OK and dry_run:
         return StartResult(instance_id, StartOutcome.DRY_RUN_OK, code, message)
-    if code == "IncorrectInstanceStatus":
+    if rule is Rule.ALREADY_DONE:
         return StartResult(instance_id, StartOutcome.ALREADY_RUNNING, code, message)
-    retryable = code in START_RETRY_LATER_CODES
+    retryable = rule in (Rule.RETRY_LATER, Rule.TRANSIENT, Rule.THROTTLED)
     return StartResult(instance_id, StartOutcome.FAILED, code, message, retryable=retryable)
 
 
@@ -665,9 +861,10 @@ class EcsClient(_Adapter):
     def start_instance(self, instance_id: str, *, dry_run: bool = False) -> StartResult:
         """Start one instance; "already running" and the DryRun verdict are not errors.
 
-        Instance-level refusals come back as ``failed`` (``retryable`` for NoStock); auth
-        errors raise :class:`AuthError`; throttling/5xx/connection errors are retried, then
-        raise :class:`TransientError`.
+        Instance-level refusals come back as ``failed``, ``retryable`` for the RETRY_LATER codes
+        of ERROR_RULES (no stock, host repair, elastic quota, conflict); auth errors raise
+        :class:`AuthError`; throttling/5xx/busy/connection errors are retried, then raise
+        :class:`TransientError`.
         """
         _validate_ids([instance_id])
         models = self._models()
@@ -684,7 +881,9 @@ class EcsClient(_Adapter):
         except (AuthError, TransientError):
             raise
         except CloudError as err:
-            return _start_result(instance_id, err.code, err.server_message)
+            return _start_result(
+                "StartInstance", instance_id, err.code, err.server_message, dry_run=dry_run
+            )
         return StartResult(instance_id, StartOutcome.STARTED)
 
     def start_instances(
@@ -712,7 +911,9 @@ class EcsClient(_Adapter):
                 raise
             except CloudError as err:  # the whole call was refused: the same verdict for all
                 for iid in chunk:
-                    results[iid] = _start_result(iid, err.code, err.server_message)
+                    results[iid] = _start_result(
+                        "StartInstances", iid, err.code, err.server_message, dry_run=dry_run
+                    )
                 continue
             for item in _items(body.get("InstanceResponses"), "InstanceResponse"):
                 iid = _str(item.get("InstanceId"))
@@ -722,7 +923,9 @@ class EcsClient(_Adapter):
                 if code in ("", "200", "Success", "success"):
                     results[iid] = StartResult(iid, StartOutcome.STARTED)
                 else:
-                    results[iid] = _start_result(iid, code, _opt(item.get("Message")))
+                    results[iid] = _start_result(
+                        "StartInstances", iid, code, _opt(item.get("Message")), dry_run=dry_run
+                    )
             for iid in chunk:
                 if iid not in results:
                     results[iid] = StartResult(
@@ -746,7 +949,7 @@ class EcsClient(_Adapter):
                 ),
             )
         except CloudError as err:
-            if dry_run and err.code == "DryRunOperation":
+            if dry_run and err.rule is Rule.DRY_RUN_OK:
                 return
             raise
 
@@ -1282,16 +1485,56 @@ def _trail_record(event: object, instance_id: str) -> TrailRecord | None:
 Product = Literal["ecs", "slb", "actiontrail"]
 
 
+def _url_endpoint(url: str, name: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    if not parts.netloc or parts.scheme not in ("http", "https"):
+        raise ValueError(f"{name} must be http(s)://host[:port], not {url!r}")
+    return parts.netloc, parts.scheme
+
+
 def _endpoint(
     product: Product, settings: Settings, region: str | None = None
-) -> tuple[str, str]:
-    """(endpoint host[:port], protocol): the emulator when ``cloud_url`` is set."""
+) -> tuple[str | None, str]:
+    """(host[:port], protocol) for ``product`` in ``region``; host ``None``: the SDK resolves it.
+
+    In order: ``cloud_url`` (the emulator, every product); the product's own override
+    (``endpoint_ecs`` …: a host, https, or an http(s) URL); with ``endpoint_network`` "vpc" the
+    documented VPC host (shared/endpoints.py: a region without one is a configuration error,
+    never a silent fall back to a public host the VPC cannot reach); else the SDK's own endpoint
+    table and rule, which know the hosts that are not ``<product>.<region>`` (CLB in
+    cn-hangzhou is ``slb.aliyuncs.com``).
+    """
     if settings.cloud_url:
-        parts = urlsplit(settings.cloud_url)
-        if not parts.netloc or parts.scheme not in ("http", "https"):
-            raise ValueError(f"cloud_url must be http(s)://host[:port], not {settings.cloud_url!r}")
-        return parts.netloc, parts.scheme
-    return f"{product}.{region or settings.region}.aliyuncs.com", "https"
+        return _url_endpoint(settings.cloud_url, "cloud_url")
+    override: str | None = getattr(settings, f"endpoint_{product}")
+    if override:
+        if "://" in override:
+            return _url_endpoint(override, f"ECS_EVENT_OPS_ENDPOINT_{product.upper()}")
+        return override, "https"
+    region = region or settings.region
+    if settings.endpoint_network == "vpc":
+        from shared.endpoints import VPC_ENDPOINTS
+        from shared.settings import SettingsError
+
+        host = VPC_ENDPOINTS[product].get(region)
+        if host is None:
+            raise SettingsError(
+                f"no documented VPC endpoint of {product} in {region}: set "
+                f"ECS_EVENT_OPS_ENDPOINT_{product.upper()} to the host to use"
+            )
+        return host, "https"
+    return None, "https"
+
+
+def _default_chain_allowed(settings: Settings, environ: Mapping[str, str]) -> bool:
+    """Whether the SDK's default credential chain may be asked (settings.credentials)."""
+    from shared.settings import on_function_compute
+
+    if settings.credentials == "default-chain":
+        return True
+    if settings.credentials == "explicit":
+        return False
+    return on_function_compute(environ) and not settings.cloud_url
 
 
 USER_AGENT = "ecs-event-ops"
@@ -1316,12 +1559,31 @@ def build_sdk_client(
     settings: Settings,
     credentials: Credentials | None,
     region: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
 ) -> Any:
     """A real Tea SDK client for ``product`` in ``region`` (default ``settings.region``); the
-    SDK is imported now, not before."""
+    SDK is imported now, not before. No call is made: its ``_endpoint`` is the host it will use.
+
+    Without ``credentials`` the SDK's default credential chain, which ends by asking the instance
+    metadata service, is used only where ``settings.credentials`` allows it (by default: on FC
+    against the real cloud); elsewhere a missing key is an :class:`AuthError` at once.
+    """
+    import os
+
     from alibabacloud_tea_openapi.models import Config
 
     region = region or settings.region
+    env = os.environ if environ is None else environ
+    if credentials is None and not _default_chain_allowed(settings, env):
+        raise AuthError(
+            "CredentialsUnavailable",
+            "no AccessKey in the invocation context or in ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET; "
+            "the SDK's default credential chain (instance metadata service) is used only on "
+            "Function Compute against the real cloud, or with "
+            "ECS_EVENT_OPS_CREDENTIALS=default-chain",
+            action=f"{product} client",
+        )
     endpoint, protocol = _endpoint(product, settings, region)
     config = Config(
         endpoint=endpoint,
@@ -1329,7 +1591,7 @@ def build_sdk_client(
         region_id=region,
         connect_timeout=settings.api_connect_timeout_ms,
         read_timeout=settings.api_read_timeout_ms,
-        user_agent=user_agent(),
+        user_agent=user_agent(env),
     )
     if credentials is not None:
         config.access_key_id = credentials.access_key_id
@@ -1444,6 +1706,7 @@ class Clients:
             backoff_base_s=s.api_backoff_base_s,
             backoff_max_s=s.api_backoff_max_s,
             sleep=self.sleep,
+            retry_budget_s=s.api_retry_budget_s,
         )
 
     @property

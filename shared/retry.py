@@ -42,6 +42,9 @@ class RetryPolicy:
 
     ``max_attempts`` counts every call, the first one included (4 = 1 call + 3 retries).
     ``retry_after_s(exc)`` may return a server-requested delay, which replaces the jitter.
+    ``budget_s`` bounds the total sleep of one call: a retry whose pause would take the sum past
+    it is not made and the last error propagates (the function's own timeout is finite, and a
+    long wait is better spent by FC's redelivery of the whole event). ``None``: no bound.
     """
 
     max_attempts: int = 4
@@ -49,12 +52,15 @@ class RetryPolicy:
     backoff_max_s: float = 5.0
     sleep: Callable[[float], None] = time.sleep
     uniform: Callable[[float, float], float] = field(default=random.uniform, repr=False)
+    budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
         if self.backoff_base_s < 0 or self.backoff_max_s < 0:
             raise ValueError("backoff delays must not be negative")
+        if self.budget_s is not None and self.budget_s < 0:
+            raise ValueError(f"budget_s must not be negative, not {self.budget_s}")
 
     def delay(self, attempt: int, retry_after_s: float | None) -> float:
         """The pause after failed attempt number ``attempt`` (from 1)."""
@@ -72,17 +78,34 @@ class RetryPolicy:
     ) -> T:
         """Run ``fn``; on an exception for which ``retryable`` holds, sleep and call again.
 
-        At most ``max_attempts`` calls. The last exception propagates unchanged (reraise), so
-        callers see their own exception types, never tenacity's ``RetryError``.
-        ``on_retry(attempt, delay_s, exc)`` runs before each sleep (for logging).
+        At most ``max_attempts`` calls, and at most ``budget_s`` of sleep in all. The last
+        exception propagates unchanged (reraise), so callers see their own exception types,
+        never tenacity's ``RetryError``. ``on_retry(attempt, delay_s, exc)`` runs before each
+        sleep (for logging).
         """
         if self.max_attempts == 1:
             return fn()
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+        from tenacity import Retrying, retry_if_exception
+
+        # The pause after each attempt is drawn once and shared by ``wait`` and ``stop``:
+        # tenacity 8 asks ``stop`` before ``wait`` and tenacity 9 the other way round.
+        planned: dict[int, float] = {}
+
+        def pause(state: RetryCallState) -> float:
+            number = state.attempt_number
+            if number not in planned:
+                exc = _exception_of(state)
+                planned[number] = self.delay(number, retry_after_s(exc) if exc else None)
+            return planned[number]
 
         def wait(state: RetryCallState) -> float:
-            exc = _exception_of(state)
-            return self.delay(state.attempt_number, retry_after_s(exc) if exc else None)
+            return pause(state)
+
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number >= self.max_attempts:
+                return True
+            slept = sum(planned.get(n, 0.0) for n in range(1, state.attempt_number))
+            return self.budget_s is not None and slept + pause(state) > self.budget_s
 
         def before_sleep(state: RetryCallState) -> None:
             exc = _exception_of(state)
@@ -91,7 +114,7 @@ class RetryPolicy:
                 on_retry(state.attempt_number, delay, exc)
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop,
             wait=wait,
             retry=retry_if_exception(retryable),
             sleep=self.sleep,

@@ -17,16 +17,32 @@ from shared.events import ACCOUNT_RE, REGION_RE
 PREFIX = "ECS_EVENT_OPS_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["Settings", "SettingsError", "default_db_url"]
+__all__ = ["CREDENTIAL_MODES", "ENDPOINT_NETWORKS", "Settings", "SettingsError", "default_db_url",
+           "on_function_compute"]
+
+# How the SDK clients find endpoints without ``cloud_url``: the public hosts the SDK resolves
+# itself, or the documented VPC hosts (functions in a VPC without internet access).
+ENDPOINT_NETWORKS = ("public", "vpc")
+# When the SDK's default credential chain may be used: it ends by asking the instance metadata
+# service (100.100.100.200), traffic off this machine nobody asked for outside Function Compute.
+# "auto": only on FC and only against the real cloud; "default-chain": whenever no keys are
+# given; "explicit": never (keys from the invocation context or environment only).
+CREDENTIAL_MODES = ("auto", "default-chain", "explicit")
 
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
+def on_function_compute(environ: Mapping[str, str]) -> bool:
+    """FC sets ``FC_FUNC_CODE_PATH`` (a reserved variable) in every runtime; so does
+    ``tools.invoke``, which imitates the runtime locally."""
+    return bool(environ.get("FC_FUNC_CODE_PATH"))
+
+
 def default_db_url(environ: Mapping[str, str]) -> str:
     """SQLite under ``.data/`` locally; under /tmp on FC, where the code root is read-only."""
-    if environ.get("FC_FUNC_CODE_PATH"):
+    if on_function_compute(environ):
         return "sqlite:////tmp/ecs-event-ops.sqlite3"
     return f"sqlite:///{REPO_ROOT / '.data' / 'ecs-event-ops.sqlite3'}"
 
@@ -55,6 +71,17 @@ class Settings:
     api_backoff_max_s: float = 5.0
     api_connect_timeout_ms: int = 3000
     api_read_timeout_ms: int = 10000
+    # Total sleep between the retries of one call: a server's x-acs-retry-after beyond it ends
+    # the retries (the event is retried by FC instead of outliving the function's timeout).
+    api_retry_budget_s: float = 10.0
+    # Endpoints without cloud_url: "public" (the SDK's own table) or "vpc" (documented VPC hosts,
+    # shared/endpoints.py); a per-product host[:port] or http(s) URL overrides either.
+    endpoint_network: str = "public"
+    endpoint_ecs: str | None = None
+    endpoint_slb: str | None = None
+    endpoint_actiontrail: str | None = None
+    # When the SDK's default credential chain may be used (CREDENTIAL_MODES above).
+    credentials: str = "auto"
 
     # auto-start
     auto_start_tag: str = "auto-start"
@@ -121,6 +148,17 @@ class Settings:
                 raise SettingsError(f"{PREFIX}REGION(S): {region!r} is not a region id (e.g. cn-hangzhou)")
         if self.account_id is not None and ACCOUNT_RE.fullmatch(self.account_id) is None:
             raise SettingsError(f"{PREFIX}ACCOUNT_ID must be digits, not {self.account_id!r}")
+        if self.endpoint_network not in ENDPOINT_NETWORKS:
+            raise SettingsError(
+                f"{PREFIX}ENDPOINT_NETWORK must be 'public' or 'vpc', not {self.endpoint_network!r}"
+            )
+        if self.credentials not in CREDENTIAL_MODES:
+            raise SettingsError(
+                f"{PREFIX}CREDENTIALS must be one of {', '.join(CREDENTIAL_MODES)}, "
+                f"not {self.credentials!r}"
+            )
+        if self.api_retry_budget_s < 0:
+            raise SettingsError(f"{PREFIX}API_RETRY_BUDGET_S must not be negative")
         if self.lb_tag is not None and "=" not in self.lb_tag:
             raise SettingsError(f"{PREFIX}LB_TAG must be KEY=VALUE, not {self.lb_tag!r}")
         for name in ("api_max_attempts", "flap_max_starts", "flap_window_s", "spot_notice_s"):

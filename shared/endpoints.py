@@ -1,0 +1,135 @@
+"""The documented VPC endpoints of the products the functions call (no SDK import here).
+
+Functions in a VPC without internet access must call the ``<product>-vpc.<region>`` hosts; the
+SDKs cannot pick them (``Config.network="vpc"`` still answers the public host of every region in
+their own endpoint table), so ``ECS_EVENT_OPS_ENDPOINT_NETWORK=vpc`` looks the host up here.
+Derived from ``regional_vpc_endpoints`` of ../shared/api-meta/endpoints.json (Alibaba's CLI
+metadata, aliyun/aliyun-openapi-meta metadatas/products.json of 2026-04-21), which is not shipped
+with the functions; tests/test_endpoints.py checks that this table still equals it. Public hosts
+are not listed: the SDK resolves them from its own table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["METADATA_PRODUCTS", "VPC_ENDPOINTS"]
+
+# Our product name -> the product and version key in endpoints.json.
+METADATA_PRODUCTS: Mapping[str, str] = {
+    "ecs": "ecs-2014-05-26",
+    "slb": "slb-2014-05-15",
+    "actiontrail": "actiontrail-2020-07-06",
+}
+
+VPC_ENDPOINTS: Mapping[str, Mapping[str, str]] = {
+    "ecs": {
+        "ap-northeast-1": "ecs-vpc.ap-northeast-1.aliyuncs.com",
+        "ap-northeast-2": "ecs-vpc.ap-northeast-2.aliyuncs.com",
+        "ap-south-1": "ecs-vpc.ap-south-1.aliyuncs.com",
+        "ap-southeast-1": "ecs-vpc.ap-southeast-1.aliyuncs.com",
+        "ap-southeast-2": "ecs-vpc.ap-southeast-2.aliyuncs.com",
+        "ap-southeast-3": "ecs-vpc.ap-southeast-3.aliyuncs.com",
+        "ap-southeast-5": "ecs-vpc.ap-southeast-5.aliyuncs.com",
+        "ap-southeast-6": "ecs-vpc.ap-southeast-6.aliyuncs.com",
+        "ap-southeast-7": "ecs-vpc.ap-southeast-7.aliyuncs.com",
+        "ap-southeast-8": "ecs-vpc.ap-southeast-8.aliyuncs.com",
+        "cn-beijing": "ecs-vpc.cn-beijing.aliyuncs.com",
+        "cn-beijing-finance-1": "ecs-vpc.cn-beijing-finance-1.aliyuncs.com",
+        "cn-chengdu": "ecs-vpc.cn-chengdu.aliyuncs.com",
+        "cn-fuzhou": "ecs-vpc.cn-fuzhou.aliyuncs.com",
+        "cn-guangzhou": "ecs-vpc.cn-guangzhou.aliyuncs.com",
+        "cn-hangzhou": "ecs-vpc.cn-hangzhou.aliyuncs.com",
+        "cn-heyuan": "ecs-vpc.cn-heyuan.aliyuncs.com",
+        "cn-heyuan-acdr-1": "ecs-vpc.cn-heyuan-acdr-1.aliyuncs.com",
+        "cn-hongkong": "ecs-vpc.cn-hongkong.aliyuncs.com",
+        "cn-huhehaote": "ecs-vpc.cn-huhehaote.aliyuncs.com",
+        "cn-nanjing": "ecs-vpc.cn-nanjing.aliyuncs.com",
+        "cn-north-2-gov-1": "ecs-vpc.cn-north-2-gov-1.aliyuncs.com",
+        "cn-qingdao": "ecs-vpc.cn-qingdao.aliyuncs.com",
+        "cn-shanghai": "ecs-vpc.cn-shanghai.aliyuncs.com",
+        "cn-shanghai-finance-1": "ecs-vpc.cn-shanghai-finance-1.aliyuncs.com",
+        "cn-shenzhen": "ecs-vpc.cn-shenzhen.aliyuncs.com",
+        "cn-shenzhen-finance-1": "ecs-vpc.cn-shenzhen-finance-1.aliyuncs.com",
+        "cn-wuhan-lr": "ecs-vpc.cn-wuhan-lr.aliyuncs.com",
+        "cn-wulanchabu": "ecs-vpc.cn-wulanchabu.aliyuncs.com",
+        "cn-zhangjiakou": "ecs-vpc.cn-zhangjiakou.aliyuncs.com",
+        "cn-zhengzhou-jva": "ecs-vpc.cn-zhengzhou-jva.aliyuncs.com",
+        "cn-zhongwei": "ecs-vpc.cn-zhongwei.aliyuncs.com",
+        "eu-central-1": "ecs-vpc.eu-central-1.aliyuncs.com",
+        "eu-west-1": "ecs-vpc.eu-west-1.aliyuncs.com",
+        "me-central-1": "ecs-vpc.me-central-1.aliyuncs.com",
+        "me-east-1": "ecs-vpc.me-east-1.aliyuncs.com",
+        "na-south-1": "ecs-vpc.na-south-1.aliyuncs.com",
+        "us-east-1": "ecs-vpc.us-east-1.aliyuncs.com",
+        "us-southeast-1": "ecs-vpc.us-southeast-1.aliyuncs.com",
+        "us-west-1": "ecs-vpc.us-west-1.aliyuncs.com",
+    },
+    "slb": {
+        "ap-northeast-1": "slb-vpc.ap-northeast-1.aliyuncs.com",
+        "ap-northeast-2": "slb-vpc.ap-northeast-2.aliyuncs.com",
+        "ap-south-1": "slb-vpc.ap-south-1.aliyuncs.com",
+        "ap-southeast-1": "slb-vpc.ap-southeast-1.aliyuncs.com",
+        "ap-southeast-2": "slb-vpc.ap-southeast-2.aliyuncs.com",
+        "ap-southeast-3": "slb-vpc.ap-southeast-3.aliyuncs.com",
+        "ap-southeast-5": "slb-vpc.ap-southeast-5.aliyuncs.com",
+        "ap-southeast-6": "slb-vpc.ap-southeast-6.aliyuncs.com",
+        "ap-southeast-7": "slb-vpc.ap-southeast-7.aliyuncs.com",
+        "cn-beijing": "slb-vpc.cn-beijing.aliyuncs.com",
+        "cn-beijing-finance-1": "slb-vpc.cn-beijing-finance-1.aliyuncs.com",
+        "cn-chengdu": "slb-vpc.cn-chengdu.aliyuncs.com",
+        "cn-fuzhou": "slb-vpc.cn-fuzhou.aliyuncs.com",
+        "cn-guangzhou": "slb-vpc.cn-guangzhou.aliyuncs.com",
+        "cn-hangzhou": "slb-vpc.cn-hangzhou.aliyuncs.com",
+        "cn-heyuan": "slb-vpc.cn-heyuan.aliyuncs.com",
+        "cn-heyuan-acdr-1": "slb-vpc.cn-heyuan-acdr-1.aliyuncs.com",
+        "cn-hongkong": "slb-vpc.cn-hongkong.aliyuncs.com",
+        "cn-huhehaote": "slb-vpc.cn-huhehaote.aliyuncs.com",
+        "cn-nanjing": "slb-vpc.cn-nanjing.aliyuncs.com",
+        "cn-qingdao": "slb-vpc.cn-qingdao.aliyuncs.com",
+        "cn-shanghai": "slb-vpc.cn-shanghai.aliyuncs.com",
+        "cn-shanghai-finance-1": "slb-vpc.cn-shanghai-finance-1.aliyuncs.com",
+        "cn-shenzhen": "slb-vpc.cn-shenzhen.aliyuncs.com",
+        "cn-shenzhen-finance-1": "slb-vpc.cn-shenzhen-finance-1.aliyuncs.com",
+        "cn-wuhan-lr": "slb-vpc.cn-wuhan-lr.aliyuncs.com",
+        "cn-wulanchabu": "slb-vpc.cn-wulanchabu.aliyuncs.com",
+        "cn-zhangjiakou": "slb-vpc.cn-zhangjiakou.aliyuncs.com",
+        "cn-zhengzhou-jva": "slb-vpc.cn-zhengzhou-jva.aliyuncs.com",
+        "eu-central-1": "slb-vpc.eu-central-1.aliyuncs.com",
+        "eu-west-1": "slb-vpc.eu-west-1.aliyuncs.com",
+        "me-central-1": "slb-vpc.me-central-1.aliyuncs.com",
+        "me-east-1": "slb-vpc.me-east-1.aliyuncs.com",
+        "na-south-1": "slb-vpc.na-south-1.aliyuncs.com",
+        "us-east-1": "slb-vpc.us-east-1.aliyuncs.com",
+        "us-west-1": "slb-vpc.us-west-1.aliyuncs.com",
+    },
+    "actiontrail": {
+        "ap-northeast-1": "actiontrail-vpc.ap-northeast-1.aliyuncs.com",
+        "ap-northeast-2": "actiontrail-vpc.ap-northeast-2.aliyuncs.com",
+        "ap-southeast-1": "actiontrail-vpc.ap-southeast-1.aliyuncs.com",
+        "ap-southeast-3": "actiontrail-vpc.ap-southeast-3.aliyuncs.com",
+        "ap-southeast-5": "actiontrail-vpc.ap-southeast-5.aliyuncs.com",
+        "ap-southeast-7": "actiontrail-vpc.ap-southeast-7.aliyuncs.com",
+        "cn-beijing": "actiontrail-vpc.cn-beijing.aliyuncs.com",
+        "cn-chengdu": "actiontrail-vpc.cn-chengdu.aliyuncs.com",
+        "cn-guangzhou": "actiontrail-vpc.cn-guangzhou.aliyuncs.com",
+        "cn-hangzhou": "actiontrail-vpc.cn-hangzhou.aliyuncs.com",
+        "cn-heyuan": "actiontrail-vpc.cn-heyuan.aliyuncs.com",
+        "cn-hongkong": "actiontrail-vpc.cn-hongkong.aliyuncs.com",
+        "cn-huhehaote": "actiontrail-vpc.cn-huhehaote.aliyuncs.com",
+        "cn-nanjing": "actiontrail-vpc.cn-nanjing.aliyuncs.com",
+        "cn-north-2-gov-1": "actiontrail-vpc.cn-north-2-gov-1.aliyuncs.com",
+        "cn-qingdao": "actiontrail-vpc.cn-qingdao.aliyuncs.com",
+        "cn-shanghai": "actiontrail-vpc.cn-shanghai.aliyuncs.com",
+        "cn-shanghai-finance-1": "actiontrail-vpc.cn-shanghai-finance-1.aliyuncs.com",
+        "cn-shenzhen": "actiontrail-vpc.cn-shenzhen.aliyuncs.com",
+        "cn-wulanchabu": "actiontrail-vpc.cn-wulanchabu.aliyuncs.com",
+        "cn-zhangjiakou": "actiontrail-vpc.cn-zhangjiakou.aliyuncs.com",
+        "eu-central-1": "actiontrail-vpc.eu-central-1.aliyuncs.com",
+        "eu-west-1": "actiontrail-vpc.eu-west-1.aliyuncs.com",
+        "me-east-1": "actiontrail-vpc.me-east-1.aliyuncs.com",
+        "na-south-1": "actiontrail-vpc.na-south-1.aliyuncs.com",
+        "us-east-1": "actiontrail-vpc.us-east-1.aliyuncs.com",
+        "us-west-1": "actiontrail-vpc.us-west-1.aliyuncs.com",
+    },
+}
