@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FLEETS = ROOT / "tests" / "fixtures" / "fleets"
 REGION = "cn-hangzhou"
 WEB1 = "i-bp1aaaaaaaaaaaaaaaa1"
+WEB2 = "i-bp1aaaaaaaaaaaaaaaa2"
 BATCH1 = "i-bp1aaaaaaaaaaaaaaaa3"
 
 
@@ -127,6 +128,67 @@ def test_fail_next_queues_exact_errors(emu: Emulator) -> None:
     assert [(c.status, c.code) for c in emu.calls()] == [
         (400, "Throttling.User"), (503, "ServiceUnavailable"), (200, None)]
     assert emu.instance(BATCH1)["status"] in ("Starting", "Running")
+
+
+def test_fail_next_takes_the_documented_status_and_refuses_undocumented_codes(
+        emu: Emulator) -> None:
+    """A queued code gets the HTTP status api-meta documents for it on that action; a code the
+    action cannot answer, or a status it is not documented with, is refused when set."""
+    # WHEN queuing StartInstance's documented capacity and conflict codes
+    emu.set_faults(fail_next={
+        "StartInstance": ["LackResource", "QuotaExceed.ElasticQuota", "InternalError"],
+        "StartInstances": ["InvalidOperation.Conflict"]})
+    ecs = client(emu)
+    answers = [api_error(lambda: ecs.start_instance(
+        ecs_models.StartInstanceRequest(instance_id=BATCH1))) for _ in range(3)]
+    batch = api_error(lambda: ecs.start_instances(ecs_models.StartInstancesRequest(
+        region_id=REGION, instance_id=[BATCH1])))
+    # THEN each carries its documented status (StartInstance: 400, 403, 500; 409 for the batch)
+    assert [(a.code, a.data["statusCode"]) for a in answers] == [
+        ("LackResource", 400), ("QuotaExceed.ElasticQuota", 403), ("InternalError", 500)]
+    assert (batch.code, batch.data["statusCode"]) == ("InvalidOperation.Conflict", 409)
+    # AND codes the contract does not allow there are refused with a clear error
+    with pytest.raises(ValueError, match=r"StartInstance cannot answer InvalidOperation\.Conflict"):
+        emu.set_faults(fail_next={"StartInstance": ["InvalidOperation.Conflict"]})
+    with pytest.raises(ValueError, match=r"DescribeInstances answers Throttling with HTTP \[400\]"):
+        emu.set_faults(fail_next={"DescribeInstances": ["Throttling:429"]})
+    with pytest.raises(ValueError, match="'DescribeRegions' is not an action the emulator"):
+        emu.set_faults(fail_next={"DescribeRegions": ["InternalError"]})
+    with pytest.raises(ValueError, match="DescribeLoadBalancers cannot answer SystemBusy"):
+        emu.set_faults(fail_next={"DescribeLoadBalancers": ["SystemBusy"]})
+    with pytest.raises(ValueError, match="start_error 'SystemBusy' is documented neither"):
+        emu.set_faults(start_error={BATCH1: "SystemBusy"})
+    assert emu.faults.snapshot()["fail_next"] == {}
+
+
+def test_lose_answer_applies_the_write_and_loses_the_answer(emu: Emulator) -> None:
+    """lose_answer: the start happens, the caller sees a documented 5xx or a dropped
+    connection; the calls are recorded as lost."""
+    emu.set_faults(lose_answer={"StartInstance": ["InternalError"],
+                                "StopInstance": ["ConnectionDropped"]})
+    ecs = client(emu)
+    # WHEN starting a stopped instance and stopping a running one
+    err = api_error(lambda: ecs.start_instance(
+        ecs_models.StartInstanceRequest(instance_id=BATCH1)))
+    with pytest.raises(UnretryableException):
+        ecs.stop_instance(ecs_models.StopInstanceRequest(instance_id=WEB1))
+    # THEN both took effect although neither caller was told
+    assert (err.code, err.data["statusCode"]) == ("InternalError", 500)
+    emu.wait_for_status(BATCH1, "Running", timeout_s=2)
+    emu.wait_for_status(WEB1, "Stopped", timeout_s=2)
+    assert [(c.action, c.status, c.code, c.answer_lost) for c in emu.calls()] == [
+        ("StartInstance", 500, "InternalError", True),
+        ("StopInstance", 0, "ConnectionDropped", True)]
+    assert [r["eventName"] for r in emu.trail()] == ["StartInstance", "StopInstance"]
+    # AND a lost answer must be a 5xx or a dropped connection
+    with pytest.raises(ValueError, match="a lost answer is a documented 5xx"):
+        emu.set_faults(lose_answer={"StartInstance": ["IncorrectInstanceStatus"]})
+    # AND a refused call does not consume the queue: only a success loses its answer
+    emu.set_faults(lose_answer={"StartInstance": ["ServiceUnavailable"]})
+    refused = api_error(lambda: ecs.start_instance(
+        ecs_models.StartInstanceRequest(instance_id=WEB2)))
+    assert refused.code == "IncorrectInstanceStatus"
+    assert emu.faults.snapshot()["lose_answer"] == {"StartInstance": ["ServiceUnavailable"]}
 
 
 def test_throttling_with_retry_after_header_raises_throttling_exception(emu: Emulator) -> None:
@@ -260,13 +322,20 @@ def test_control_endpoints_over_http(emu: Emulator) -> None:
     _post(f"{base}/instances/{WEB1}/lock", {"reason": "security"})
     _post(f"{base}/instances/{BATCH1}/om-event", {"event_type": "SystemMaintenance.Redeploy",
                                                   "status": "Inquiring"})
-    _post(f"{base}/faults", {"fail_next": {"StartInstance": ["Throttling.User"]}})
+    _post(f"{base}/faults", {"fail_next": {"StartInstance": ["Throttling.User"]},
+                             "lose_answer": {"StopInstance": ["InternalError"]}})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _post(f"{base}/faults", {"fail_next": {"StartInstance": ["SystemBusy"]}})
+    assert refused.value.code == 400
+    assert "StartInstance cannot answer SystemBusy" in json.loads(refused.value.read())["error"]
+    refused.value.close()
     emu.wait_for_status(WEB1, "Stopped", timeout_s=2)
     state = _get(f"{base}/state")
     web1 = next(i for i in state["instances"] if i["id"] == WEB1)
     assert (web1["status"], web1["lock_reasons"]) == ("Stopped", ["security"])
     assert state["trail"][0]["userIdentity"]["userName"] == "bob"
     assert state["faults"]["fail_next"] == {"StartInstance": ["Throttling.User"]}
+    assert state["faults"]["lose_answer"] == {"StopInstance": ["InternalError"]}
     names = [e["name"] for e in _get(f"{base}/events")]
     assert "Instance:SystemMaintenance.Redeploy:Inquiring" in names
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -285,7 +354,9 @@ def test_cli_prints_url_first_and_serves(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tools.emulator", "--fleet", str(FLEETS / "basic.yaml"),
-         "--port", "0", "--events-out", str(events), "--start-delay", "0.01"],
+         "--port", "0", "--events-out", str(events), "--start-delay", "0.01",
+         "--fail-next", "StartInstance=QuotaExceed.ElasticQuota",
+         "--lose-answer", "StopInstance=InternalError"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -293,6 +364,9 @@ def test_cli_prints_url_first_and_serves(tmp_path: Path) -> None:
         assert url.startswith("http://127.0.0.1:")
         ecs = Ecs(Config(endpoint=url.removeprefix("http://"), protocol="http", region_id=REGION,
                          access_key_id="LTAIexampleKey01", access_key_secret="example-secret"))
+        quota = api_error(lambda: ecs.start_instance(
+            ecs_models.StartInstanceRequest(instance_id=BATCH1)))
+        assert (quota.code, quota.data["statusCode"]) == ("QuotaExceed.ElasticQuota", 403)
         ecs.start_instance(ecs_models.StartInstanceRequest(instance_id=BATCH1))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and len(events.read_text().splitlines()) < 2:
@@ -303,6 +377,17 @@ def test_cli_prints_url_first_and_serves(tmp_path: Path) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
+
+
+def test_cli_rejects_an_undocumented_fault_code() -> None:
+    """--fail-next with a code the action cannot answer exits 2 and says why."""
+    result = subprocess.run([sys.executable, "-m", "tools.emulator", "--fleet",
+                             str(FLEETS / "basic.yaml"), "--fail-next",
+                             "DescribeInstances=SystemBusy"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert "DescribeInstances cannot answer SystemBusy" in result.stderr
+    assert result.stdout == ""
 
 
 def test_cli_rejects_a_bad_fleet(tmp_path: Path) -> None:

@@ -27,6 +27,14 @@ def _throttle_action(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"QPS must be a number in {text!r}") from None
 
 
+def _action_codes(text: str) -> tuple[str, list[str]]:
+    """``ACTION=CODE[,CODE...]`` -> (action, codes)."""
+    action, sep, codes = text.partition("=")
+    if not sep or not action or not codes:
+        raise argparse.ArgumentTypeError(f"expected ACTION=CODE[,CODE...], got {text!r}")
+    return action, [c for c in codes.split(",") if c]
+
+
 def _scoped_env(text: str) -> tuple[str, str, str]:
     """``SCOPE:KEY=VALUE`` -> (scope, key, value)."""
     scope, sep, pair = text.partition(":")
@@ -74,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-rate", type=float, default=0.0,
                         help="probability (0..1) of a 500, 503 or dropped connection per call")
     parser.add_argument("--seed", type=int, default=0, help="seed for --fault-rate (default 0)")
+    parser.add_argument("--fail-next", type=_action_codes, action="append", default=[],
+                        metavar="ACTION=CODE[,CODE...]",
+                        help="answer the next calls of ACTION with these documented error codes "
+                        "(HTTP status from api-meta; 'Code:Status' picks one; ConnectionDropped "
+                        "drops), e.g. RemoveVServerGroupBackendServers=SystemBusy (repeatable)")
+    parser.add_argument("--lose-answer", type=_action_codes, action="append", default=[],
+                        metavar="ACTION=CODE[,CODE...]",
+                        help="apply the next successful calls of ACTION, then answer a documented "
+                        "5xx (InternalError) or ConnectionDropped instead (repeatable)")
     parser.add_argument("--start-delay", type=float, default=0.05, metavar="S",
                         help="seconds each Starting/Stopping/Pending step lasts (default 0.05)")
     parser.add_argument("--trail-lag", type=float, default=None, metavar="S",
@@ -121,6 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         trail_lag_s=args.trail_lag, trail_skew_s=args.trail_skew,
         **({"trail_qps": args.trail_qps} if args.trail_qps is not None else {}),
     )
+    try:
+        emu.set_faults(fail_next=dict(args.fail_next), lose_answer=dict(args.lose_answer))
+    except ValueError as exc:
+        emu.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"http://{args.host}:{emu.port}", flush=True)
     print(json.dumps({"region": fleet.region, "instances": len(fleet.instances),
                       "load_balancers": len(fleet.load_balancers),
