@@ -145,6 +145,7 @@ PLATFORM_CODES: tuple[PlatformCode, ...] = (
                  note="developer.aliyun.com/ask/278265 says 400, help.aliyun.com/"
                  "document_detail/30137 says 403: both accepted; the emulator answers 400"),
     PlatformCode("SignatureNonceUsed", (400,), _COMMON_CLIENT),
+    PlatformCode("InvalidSignatureMethod", (400,), _COMMON_CLIENT),
     PlatformCode("InvalidTimeStamp.Expired", (400,), _COMMON_CLIENT),
     PlatformCode("InvalidAccessKeyId.NotFound", (404, 400), _COMMON_CLIENT,
                  note="document_detail/51132 says 404, document_detail/30137 says 400: both "

@@ -93,7 +93,9 @@ def verify_acs3(*, method: str, path: str, query: Sequence[tuple[str, str]],
     payload_hash = hashlib.sha256(body).hexdigest()
     claimed_hash = (headers.get("x-acs-content-sha256") or [""])[0]
     if claimed_hash != payload_hash:
-        raise ApiError("ContentSHA256NotMatch", "x-acs-content-sha256 does not match the body.",
+        # No documented code names a body/hash mismatch; the signed hash no longer matches,
+        # so the answer is the documented SignatureDoesNotMatch.
+        raise ApiError("SignatureDoesNotMatch", "x-acs-content-sha256 does not match the body.",
                        400)
 
     pairs = sorted((k, v) for k, v in query)
