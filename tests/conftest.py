@@ -101,4 +101,5 @@ def store(store_url: str) -> Iterator[Store]:
 pytest_plugins = [
     "tests.privilege_plugin",  # least-privilege check over the whole session
     "tests.conformance_plugin",  # every emulator answer and product request against api-meta
+    "tests.network_guard",  # fails any connection off this machine (127.0.0.0/8, ::1, unix only)
 ]
