@@ -481,3 +481,37 @@ def test_platform_table_names_a_source_for_every_entry() -> None:
     assert len({(e.code, e.products, e.actions) for e in PLATFORM_CODES}) == len(PLATFORM_CODES)
     table = platform_table()
     assert table.count("\n") == len(PLATFORM_CODES) + 1
+
+
+def test_fc_get_function_body_conforms() -> None:
+    """FC 3.0 GetFunction (ROA, fc-2023-03-30.json): the raw JSON the emulator answers uses only
+    fields of the documented ``Function`` schema, with their types. InvokeFunction's documented
+    answer is the function's binary payload (``format: binary``), so there is no body schema to
+    check, and the FC metadata lists no error codes for either action."""
+    from alibabacloud_tea_openapi.client import Client as OpenApi
+    from alibabacloud_tea_openapi.models import OpenApiRequest, Params
+    from alibabacloud_tea_util.models import RuntimeOptions
+
+    fc = Contract(files={"fc": "fc-2023-03-30.json"})
+    with Emulator(load_fleet(FLEETS / "basic.yaml"), start_delay_s=0.01) as emu:
+        cred = emu.credentials[0]
+        api = OpenApi(Config(endpoint=emu.endpoint, protocol="http", region_id=REGION,
+                             access_key_id=cred["access_key_id"],
+                             access_key_secret=cred["access_key_secret"]))
+        params = Params(action="GetFunction", version="2023-03-30", protocol="HTTP",
+                        pathname="/2023-03-30/functions/auto_start", method="GET",
+                        auth_type="AK", style="ROA", req_body_type="json", body_type="json")
+        answer = api.call_api(params, OpenApiRequest(), RuntimeOptions())
+    body = answer["body"]
+    assert (body["functionName"], body["runtime"]) == ("auto_start", "python3.10")
+    assert fc.check_response("fc", "GetFunction", body) == []
+    # AND the check can fail on this schema too
+    assert [v.where for v in fc.check_response("fc", "GetFunction", {**body, "memory": 512,
+                                                                       "timeout": "60"})] == [
+        "timeout", "memory"]
+
+
+def test_readme_carries_the_platform_table() -> None:
+    """tools/emulator/README.md shows exactly the table the checker uses."""
+    readme = (FLEETS.parent.parent.parent / "tools" / "emulator" / "README.md").read_text()
+    assert platform_table() in readme
