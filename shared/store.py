@@ -630,8 +630,11 @@ class Store:
             lambda c: int(c.execute(sa.select(sa.func.count()).where(old)).scalar_one()),
             write=False,
         )
-        if dry_run or total == 0:
+        if dry_run:
             return total
+        if total == 0:
+            self.analyze()
+            return 0
 
         def chunk(conn: Connection) -> int:
             ids = [r[0] for r in conn.execute(sa.select(table.c.id).where(old).limit(PRUNE_CHUNK))]
@@ -646,7 +649,38 @@ class Store:
             if done < PRUNE_CHUNK:
                 break
         emit(log, "raw payloads pruned", count=pruned, older_than=iso(older_than))
+        self.analyze()
         return pruned
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics of the project's tables.
+
+        PostgreSQL plans ``released`` and the timelines from these statistics: after a bulk load
+        or months of growth without them it picks sequential scans (tens of ms over 1 M events
+        where an index answers in a few). Autovacuum refreshes them eventually on its own
+        thresholds; the maintenance path (:meth:`prune_raw`, run periodically) refreshes them
+        now. MariaDB's ANALYZE TABLE re-samples the index statistics, SQLite's ANALYZE fills
+        ``sqlite_stat1``; a few seconds at most over 1 M events.
+        """
+        tables = ("events", "instances", "ledger")
+
+        def work(conn: Connection) -> None:
+            name = conn.dialect.name
+            if name == "postgresql":
+                conn.exec_driver_sql("ANALYZE " + ", ".join(tables))
+            elif getattr(conn.dialect, "is_mariadb", False):
+                # Also the engine-independent index statistics (mysql.index_stats), which the
+                # optimizer prefers; no column histograms (a full scan, not needed here).
+                conn.exec_driver_sql(
+                    "ANALYZE TABLE " + ", ".join(tables) + " PERSISTENT FOR COLUMNS () INDEXES ALL"
+                ).fetchall()
+            elif name == "mysql":
+                conn.exec_driver_sql("ANALYZE TABLE " + ", ".join(tables)).fetchall()
+            else:
+                conn.exec_driver_sql("ANALYZE")
+
+        self._run("analyze tables", work)
+        emit(log, "statistics refreshed", tables=list(tables))
 
     # -- instances ------------------------------------------------------------------------------
 
@@ -763,12 +797,17 @@ class Store:
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page[InstanceRecord]:
-        """Released instances, most recent release first (keyset pagination)."""
+        """Released instances, most recent release first (keyset pagination).
+
+        The items carry no ``snapshot`` (None): a listing never shows it, and it is the largest
+        column (the whole DescribeInstances answer); :meth:`instance` returns it.
+        """
         import sqlalchemy as sa
 
         table = _schema().instances
         limit = _check_limit(limit)
-        query = sa.select(table).where(table.c.released_at.is_not(None))
+        listed = [c for c in table.c if c.name != "snapshot"]
+        query = sa.select(*listed).where(table.c.released_at.is_not(None))
         if since is not None:
             query = query.where(table.c.released_at >= _naive(since))
         if until is not None:
@@ -786,9 +825,12 @@ class Store:
             # The first condition alone is an index range; the OR only filters within it.
             query = query.where(
                 table.c.released_at <= after_time,
-                sa.or_(table.c.released_at < after_time, table.c.instance_id > after_id),
+                sa.or_(table.c.released_at < after_time, table.c.instance_id < after_id),
             )
-        query = query.order_by(table.c.released_at.desc(), table.c.instance_id).limit(limit + 1)
+        # Both keys descending: one backward scan of ix_instances_released on every backend.
+        # A mixed direction (time desc, id asc) cannot be read from that index by MariaDB, which
+        # then sorts every released row for each page (282 ms over 1 M events).
+        query = query.order_by(table.c.released_at.desc(), table.c.instance_id.desc()).limit(limit + 1)
         rows = self._run("list released instances", lambda c: list(c.execute(query)), write=False)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -1292,7 +1334,8 @@ def _event_record(row: Row[Any]) -> EventRecord:
 
 def _instance_record(row: Row[Any]) -> InstanceRecord:
     m = row._mapping
-    snapshot = _load_dict(m["snapshot"]) if m["snapshot"] is not None else None
+    raw_snapshot = m.get("snapshot")  # absent from listings (see Store.released)
+    snapshot = _load_dict(raw_snapshot) if raw_snapshot is not None else None
     tags = _load_dict(m["tags"])
     return InstanceRecord(
         instance_id=m["instance_id"], region=m["region"], account_id=m["account_id"],

@@ -360,7 +360,8 @@ def test_released_glob_treats_percent_and_underscore_literally(store: Store) -> 
 
 
 def test_released_pages_with_a_cursor(store: Store) -> None:
-    """GIVEN 7 released instances (two sharing a time) WHEN paged by 3 THEN each once, in order."""
+    """GIVEN 7 released instances (two sharing a time) WHEN paged by 3 THEN each once, latest
+    release first and, within a time, the greater instance id first."""
     for i in range(7):
         released_instance(store, f"i-page{i:04d}", T0 + timedelta(minutes=min(i, 5)))
     seen: list[str] = []
@@ -374,7 +375,7 @@ def test_released_pages_with_a_cursor(store: Store) -> None:
         if cursor is None:
             break
     assert pages == 3
-    assert seen == ["i-page0005", "i-page0006", "i-page0004", "i-page0003", "i-page0002", "i-page0001", "i-page0000"]
+    assert seen == ["i-page0006", "i-page0005", "i-page0004", "i-page0003", "i-page0002", "i-page0001", "i-page0000"]
     with pytest.raises(InvalidCursorError):
         store.released(cursor="not-a-cursor")
     with pytest.raises(ValueError, match="limit"):
@@ -438,6 +439,37 @@ def test_prune_raw_keeps_rows_and_timeline(store: Store) -> None:
     assert first.state == "Pending"
     assert second.raw == '{"state": "Running"}'
     assert store.instance(iid) is not None
+
+
+def test_prune_refreshes_the_planner_statistics(store: Store) -> None:
+    """GIVEN recorded events WHEN the maintenance path prunes THEN the tables' planner statistics
+    are fresh (PostgreSQL plans ``released`` from them; a bulk-loaded table without them is read
+    sequentially)."""
+    import sqlalchemy as sa
+
+    store.record([state_event(f"i-stat{i:04d}", "Deleted", T0 + timedelta(seconds=i)) for i in range(20)])
+    assert store.prune_raw(T0 - timedelta(days=1)) == 0
+    dialect = store._get_engine().dialect.name
+    query = {
+        "postgresql": "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL",
+        "mysql": "SELECT table_name FROM mysql.table_stats WHERE db_name = DATABASE()",
+        "sqlite": "SELECT DISTINCT tbl FROM sqlite_stat1",
+    }[dialect]
+    with store._get_engine().connect() as conn:
+        analyzed = {str(row[0]) for row in conn.execute(sa.text(query))}
+    assert {"events", "instances"} <= analyzed
+
+
+def test_released_listing_leaves_the_snapshot_out(store: Store) -> None:
+    """GIVEN a released instance with a snapshot WHEN listed THEN the listing's item has no
+    snapshot (the largest column, never shown) but every other field; instance() has it."""
+    released_instance(store, "i-snapout01", T0, name="web-9", tags={"env": "prod"})
+    (item,) = store.released().items
+    full = store.instance("i-snapout01")
+    assert full is not None
+    assert full.snapshot == {"name": "web-9", "region_id": "cn-hangzhou", "tags": {"env": "prod"}}
+    assert item.snapshot is None
+    assert item.to_dict() == full.to_dict()
 
 
 def test_snapshot_attributes_and_retry_list(store: Store) -> None:
