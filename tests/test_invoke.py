@@ -120,15 +120,20 @@ def test_contexts_have_fc_attribute_names() -> None:
     assert type(ctx312) is FcContext
 
 
+# A closed local port: these runs make no cloud call, and a local run must name its cloud.
+CLOUD = ("--cloud", "http://127.0.0.1:9")
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ECS_EVENT_OPS_DB_URL": "sqlite://"}
+    env = {k: v for k, v in os.environ.items() if k != "ECS_EVENT_OPS_CLOUD_URL"}
+    env["ECS_EVENT_OPS_DB_URL"] = "sqlite://"
     return subprocess.run([sys.executable, "-m", "tools.invoke", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_cli_prints_the_result_as_json() -> None:
     """python -m tools.invoke record_lifecycle FIXTURE prints a JSON result, exit 0."""
-    run = _cli("record_lifecycle", FIXTURE)
+    run = _cli("record_lifecycle", FIXTURE, *CLOUD)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert (result["recorded"], result["duplicates"], result["bad"]) == (1, 0, [])
@@ -136,14 +141,14 @@ def test_cli_prints_the_result_as_json() -> None:
 
 def test_cli_reports_bad_elements_without_failing() -> None:
     """A batch with bad elements is handled: good ones processed, bad ones reported."""
-    run = _cli("record_lifecycle", "tests/fixtures/events/batch/with_bad_elements.json")
+    run = _cli("record_lifecycle", "tests/fixtures/events/batch/with_bad_elements.json", *CLOUD)
     assert run.returncode == 0, run.stderr
     assert [b["index"] for b in json.loads(run.stdout)["bad"]] == [1, 2]
 
 
 def test_cli_unknown_function_lists_the_known_ones() -> None:
     """An unknown name exits 2 with the known functions listed."""
-    run = _cli("no_such_function", FIXTURE)
+    run = _cli("no_such_function", FIXTURE, *CLOUD)
     assert run.returncode == 2
     assert "unknown function 'no_such_function'" in run.stderr
     assert "record_lifecycle" in run.stderr
@@ -151,16 +156,48 @@ def test_cli_unknown_function_lists_the_known_ones() -> None:
 
 def test_cli_exit_1_with_error_type_when_the_handler_raises() -> None:
     """An unreachable store makes the handler raise: exit 1 and 'ErrorType: message' on stderr."""
-    run = _cli("record_lifecycle", FIXTURE, "--db", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    run = _cli("record_lifecycle", FIXTURE, *CLOUD,
+               "--db", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1].startswith("StoreUnavailableError: ")
 
 
 def test_cli_missing_event_file() -> None:
     """A missing event file is a usage error (exit 2)."""
-    run = _cli("record_lifecycle", "no/such/file.json")
+    run = _cli("record_lifecycle", "no/such/file.json", *CLOUD)
     assert run.returncode == 2
     assert "error:" in run.stderr
+
+
+def test_cli_refuses_the_real_cloud_unless_asked() -> None:
+    """Without --cloud a local run would reach the real endpoints: exit 2 unless --real-cloud;
+    --real-cloud with a local cloud is contradictory (exit 2); ECS_EVENT_OPS_CLOUD_URL given with
+    --env counts as --cloud."""
+    refused = _cli("record_lifecycle", FIXTURE)
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert refused.stderr.strip() == (
+        "error: refusing to call the real Alibaba Cloud endpoints: pass --cloud URL (the local "
+        "emulator, e.g. http://127.0.0.1:8642) or, to reach the real cloud with your "
+        "credentials, --real-cloud")
+    both = _cli("record_lifecycle", FIXTURE, *CLOUD, "--real-cloud")
+    assert both.returncode == 2
+    assert "--real-cloud and --cloud (or ECS_EVENT_OPS_CLOUD_URL) exclude each other" in both.stderr
+    # this event makes no cloud call, so asking for the real cloud sends nothing anywhere
+    asked = _cli("record_lifecycle", FIXTURE, "--real-cloud")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["recorded"] == 1
+    via_env = _cli("record_lifecycle", FIXTURE, "--env", "ECS_EVENT_OPS_CLOUD_URL=http://127.0.0.1:9")
+    assert via_env.returncode == 0, via_env.stderr
+
+
+def test_real_cloud_is_a_local_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """--real-cloud with --remote is refused: a deployed function has its own environment."""
+    code = invoke.main(["record_lifecycle", FIXTURE, "--remote", "--real-cloud"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --real-cloud applies to local invokes only: a deployed function has its own "
+        "runtime, store and environment")
 
 
 def test_the_log_level_setting_takes_effect_when_the_function_is_imported() -> None:

@@ -6,7 +6,12 @@ event file's bytes are passed verbatim, the context has the real attribute names
 and ``service`` on python3.10 only), the FC_* and ALIBABA_CLOUD_* variables are set, and the
 function's environment is applied and then restored.
 
-    python -m tools.invoke record_lifecycle tests/fixtures/events/cloudmonitor/state_running.json
+    python -m tools.invoke record_lifecycle tests/fixtures/events/cloudmonitor/state_running.json \
+        --cloud http://127.0.0.1:8642
+
+A local run talks to the cloud named by ``--cloud`` (the local emulator). Without it the SDKs
+would reach the real Alibaba Cloud endpoints with your keys, so that must be asked for with
+``--real-cloud``: a local run never leaves this machine by accident.
 
 With ``--remote`` it smoke-tests a DEPLOYED function instead: the same event file goes to FC's
 InvokeFunction (FC 3.0 through ``alibabacloud_fc20230330``, FC 2.0 through ``aliyun-fc2`` with
@@ -57,7 +62,8 @@ CREDENTIAL_VARS = (
 FC_VERSIONS = ("3", "2")
 DRY_RUN_ALIAS = "dry-run"  # the alias --remote --dry-run invokes unless --qualifier names another
 DRY_RUN_VAR = "ECS_EVENT_OPS_DRY_RUN"
-LOCAL_ONLY_OPTIONS = ("runtime", "cloud", "db", "env")
+LOCAL_ONLY_OPTIONS = ("runtime", "cloud", "real_cloud", "db", "env")
+CLOUD_URL_VAR = "ECS_EVENT_OPS_CLOUD_URL"
 
 
 class InvokeError(Exception):
@@ -324,7 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime", choices=RUNTIMES, default="python3.10",
                         help="context shape to emulate (default: %(default)s)")
     parser.add_argument("--cloud", metavar="URL",
-                        help="base URL every SDK client talks to (the local emulator)")
+                        help="base URL every SDK client talks to (the local emulator); a local "
+                        "run needs it or --real-cloud")
+    parser.add_argument("--real-cloud", action="store_true",
+                        help="no --cloud: let the SDKs call the real Alibaba Cloud endpoints "
+                        "with your credentials (refused unless given)")
     parser.add_argument("--db", metavar="URL", help="store URL (default: SQLite under .data/)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the function (repeatable)")
@@ -375,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         env = _parse_env(args.env)
+        _check_cloud_choice(args, env, os.environ)
         if args.function not in known_functions():
             raise InvokeError(
                 f"unknown function {args.function!r}; known functions: {', '.join(known_functions())}"
@@ -395,6 +406,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(json.dumps(result.value, ensure_ascii=False, indent=2, default=str))
     return 0
+
+
+def _check_cloud_choice(
+    args: argparse.Namespace, env: Mapping[str, str], environ: Mapping[str, str]
+) -> None:
+    """A local run names its cloud: ``--cloud`` (or ECS_EVENT_OPS_CLOUD_URL) or ``--real-cloud``."""
+    local = args.cloud or env.get(CLOUD_URL_VAR) or environ.get(CLOUD_URL_VAR)
+    if local and args.real_cloud:
+        raise InvokeError("--real-cloud and --cloud (or ECS_EVENT_OPS_CLOUD_URL) exclude each "
+                          "other")
+    if not local and not args.real_cloud:
+        raise InvokeError("refusing to call the real Alibaba Cloud endpoints: pass --cloud URL "
+                          "(the local emulator, e.g. http://127.0.0.1:8642) or, to reach the "
+                          "real cloud with your credentials, --real-cloud")
 
 
 # --- remote smoke invoke ---------------------------------------------------------------------------
@@ -574,8 +599,8 @@ class _DropFc2Logs(logging.Filter):
 
 
 def _remote_target(args: argparse.Namespace, environ: Mapping[str, str]) -> RemoteTarget:
-    given = [name for name in LOCAL_ONLY_OPTIONS
-             if getattr(args, name) not in (None, [], "python3.10")]
+    given = [name.replace("_", "-") for name in LOCAL_ONLY_OPTIONS
+             if getattr(args, name) not in (None, [], False, "python3.10")]
     if given:
         raise RemoteError(f"--{given[0]} applies to local invokes only: a deployed function "
                           "has its own runtime, store and environment")
