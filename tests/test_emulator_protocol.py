@@ -150,8 +150,9 @@ def test_fail_next_takes_the_documented_status_and_refuses_undocumented_codes(
     # AND codes the contract does not allow there are refused with a clear error
     with pytest.raises(ValueError, match=r"StartInstance cannot answer InvalidOperation\.Conflict"):
         emu.set_faults(fail_next={"StartInstance": ["InvalidOperation.Conflict"]})
-    with pytest.raises(ValueError, match=r"DescribeInstances answers Throttling with HTTP \[400\]"):
-        emu.set_faults(fail_next={"DescribeInstances": ["Throttling:429"]})
+    with pytest.raises(ValueError, match=r"StartInstance answers InternalError with HTTP "
+                       r"\[500\], not '503'"):
+        emu.set_faults(fail_next={"StartInstance": ["InternalError:503"]})
     with pytest.raises(ValueError, match="'DescribeRegions' is not an action the emulator"):
         emu.set_faults(fail_next={"DescribeRegions": ["InternalError"]})
     with pytest.raises(ValueError, match="DescribeLoadBalancers cannot answer SystemBusy"):
@@ -193,10 +194,10 @@ def test_lose_answer_applies_the_write_and_loses_the_answer(emu: Emulator) -> No
 
 def test_throttling_with_retry_after_header_raises_throttling_exception(emu: Emulator) -> None:
     """With retry_after_ms the SDK sees x-acs-retry-after and raises ThrottlingException."""
-    emu.set_faults(retry_after_ms=250, fail_next={"DescribeInstances": ["Throttling"]})
+    emu.set_faults(retry_after_ms=250, fail_next={"DescribeInstances": ["Throttling:429"]})
     err = api_error(lambda: describe(client(emu)))
     assert isinstance(err, ThrottlingException)
-    assert (err.code, err.retry_after, err.data["statusCode"]) == ("Throttling", 250, 400)
+    assert (err.code, err.retry_after, err.data["statusCode"]) == ("Throttling", 250, 429)
 
 
 def test_rate_limit_per_action(emu: Emulator) -> None:

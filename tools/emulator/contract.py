@@ -116,6 +116,9 @@ _COMMON_CLIENT = ("Alibaba Cloud OpenAPI client error codes: help.aliyun.com/doc
 _COMMON_SERVER = ("Alibaba Cloud error code tables, server errors: "
                   "help.aliyun.com/document_detail/435312.html (InternalError 500, "
                   "ServiceUnavailable 503)")
+_PROJECT_REF = "shared/reference/cloud-apis.md 'Common errors'"
+_THROTTLE_NOTE = ("the common-codes pages say 400, the project reference 400/403/429: all "
+                  "accepted, the emulator answers 400 unless a status is asked for")
 _CLB_WRITES = ("AddBackendServers", "RemoveBackendServers", "SetBackendServers",
                "AddVServerGroupBackendServers", "RemoveVServerGroupBackendServers",
                "SetVServerGroupAttribute", "ModifyVServerGroupBackendServers")
@@ -126,9 +129,15 @@ _CLB_SIBLING = ("error page of sibling action AddVServerGroupBackendServers (api
 # The one table of codes beyond each action's own list. Where metadata and Alibaba's pages
 # disagree, both are accepted and the note says so.
 PLATFORM_CODES: tuple[PlatformCode, ...] = (
-    PlatformCode("Throttling", (400,), _COMMON_CLIENT),
-    PlatformCode("Throttling.User", (400,), _COMMON_CLIENT),
-    PlatformCode("Throttling.Api", (400,), _COMMON_CLIENT),
+    PlatformCode("Throttling", (400, 403, 429), _COMMON_CLIENT + "; " + _PROJECT_REF,
+                 note=_THROTTLE_NOTE),
+    PlatformCode("Throttling.User", (400, 403, 429), _COMMON_CLIENT + "; " + _PROJECT_REF,
+                 note=_THROTTLE_NOTE),
+    PlatformCode("Throttling.Api", (400, 403, 429), _COMMON_CLIENT + "; " + _PROJECT_REF,
+                 note=_THROTTLE_NOTE),
+    PlatformCode("OperationConflict", (403, 409), _PROJECT_REF,
+                 note="not in api-meta; the project's summary of Alibaba's common errors "
+                 "lists it (403/409)"),
     PlatformCode("Throttling.Resource", (429,), "api-meta ecs 2014-05-26 RunInstances errorCodes "
                  "429", note="the only documented 429; other Throttling codes are 400"),
     PlatformCode("InternalError", (500,), _COMMON_SERVER,
