@@ -1200,7 +1200,11 @@ def _sweep_released_backends(
         scope = _lb_scope(clients.lb, settings, region)
         members: list[Membership] = []
         for lb_id in scope:
-            members.extend(clients.lb.all_members(lb_id))
+            try:
+                members.extend(clients.lb.all_members(lb_id))
+            except NotFoundError as err:  # lb_ids may name other regions' (or deleted) ones
+                emit(log, "load balancer not found", level=30, region=region,
+                     load_balancer_id=lb_id, code=err.code)
         ecs_members = [m for m in members if m.server_type == "ecs" and m.removable]
         ids = sorted({m.server_id for m in ecs_members})
         if not ids:

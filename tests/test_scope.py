@@ -239,6 +239,20 @@ def test_a_spot_notice_from_another_region_is_drained_there(
         entry = store.ledger_get(drain["key"])
         assert entry is not None and entry.data["region"] == OTHER
         store.close()
+        # spot-1 was not reclaimed after all: the sweep (its regions: ours and the one in the
+        # store) restores it where the drain was made, the entry's region
+        emu.unlock(SPOT)
+        emu.clear_calls()
+        swept = run("sweep", emu, db, b'{"triggerName": "sweep"}', ECS_EVENT_OPS_RESTORE_AFTER_S="-1000",
+                    ECS_EVENT_OPS_LB_IDS=f"{LB_FRONT},{LB_SECURE}")
+        assert swept["regions"] == [HOME, OTHER]
+        report = swept["drains"]
+        assert (report["restored"], report["errors"], report["released_backends_removed"]) == (
+            [SPOT], [], [])
+        default = {s["server_id"]: s["weight"] for s in emu.load_balancer(LB_FRONT)["default_servers"]}
+        assert default[SPOT] == 100
+        writes = [(a, r) for a, r in cloud_calls(emu) if a.startswith(("Add", "Set"))]
+        assert writes and {r for _, r in writes} == {OTHER}
 
 
 def test_a_stop_in_another_region_is_started_there(monkeypatch: pytest.MonkeyPatch, db: str) -> None:
@@ -255,6 +269,12 @@ def test_a_stop_in_another_region_is_started_there(monkeypatch: pytest.MonkeyPat
         # StartInstance has no RegionId: its region is its client's endpoint (checked below)
         assert cloud_calls(emu) == [("DescribeInstances", OTHER), ("StartInstance", "")]
         emu.wait_for_status(APP2, "Running")
+        # the incident the start opened is checked in cn-shanghai too: Running there, verified
+        # (asked in cn-hangzhou it would look gone and be escalated)
+        swept = run("sweep", emu, db, b'{"triggerName": "sweep"}', ECS_EVENT_OPS_INCIDENT_TIMEOUT_S="0",
+                    ECS_EVENT_OPS_REGIONS=OTHER)
+        assert [(d["instance_id"], d["decision"]) for d in swept["auto_start"]["decisions"]] == [
+            (APP2, "verified")]
 
 
 def test_an_instance_of_another_region_is_recorded_with_its_region_and_snapshot(
