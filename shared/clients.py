@@ -2,11 +2,16 @@
 
 Each adapter exposes only the calls the practices need, named by intent, and returns frozen
 dataclasses. SDK errors are translated here, at the boundary, into :class:`CloudError` and its
-subclasses: no SDK type and no ``TeaException`` escapes this module.
+subclasses: no SDK type and no ``TeaException`` escapes this module. What each error code means
+(retried, throttled, auth, not found, permanent, retry later, already done, DryRun verdict) is
+decided code by code in ONE table, :data:`ERROR_RULES`, from the documented codes of every action
+called here (../shared/api-meta).
 
 The SDK packages are heavy (about 0.7 s and 70 MB for ECS alone), so they are imported only
-when a client is first built or called, never when this module is imported. Retries (bounded,
-selective, full jitter, injectable ``sleep``) are described in :mod:`shared.retry`.
+when a client is first built or called, never when this module is imported. Retries (bounded
+in attempts and in total sleep, full jitter, injectable ``sleep``) are described in
+:mod:`shared.retry`. Endpoints: the emulator's URL, a per-product override, the documented VPC
+host, or else the SDK's own table (:func:`build_sdk_client`).
 
 Typical use in a handler::
 
