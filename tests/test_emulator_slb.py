@@ -221,3 +221,44 @@ def test_health_status_follows_instance_state(slb: Slb, emu: Emulator) -> None:
     emu.wait_for_status(WEB2, "Stopped", timeout_s=2)
     emu.release(SPOT)
     assert health(8080) == {f"{SPOT}:8080": "abnormal", f"{WEB2}:8080": "abnormal"}
+
+
+def test_adding_refuses_what_clb_refuses_and_counts_duplicates_once(slb: Slb,
+                                                                    emu: Emulator) -> None:
+    """Adds: identical servers in one request count once; an existing member, an unknown or a
+    non-Running server is refused with the documented code, and nothing changes."""
+    # WHEN adding web-2 twice in one request to the api group's port 9090
+    added = slb.add_vserver_group_backend_servers(slb_models.AddVServerGroupBackendServersRequest(
+        region_id=REGION, vserver_group_id=API_GROUP,
+        backend_servers=json.dumps([{"ServerId": WEB2, "Port": 9090, "Weight": 7},
+                                    {"ServerId": WEB2, "Port": 9090, "Weight": 9}]))).body
+    # THEN it is added once, with the first entry's weight
+    assert [(b.server_id, b.port, b.weight) for b in added.backend_servers.backend_server] == [
+        (SPOT, 8080, 80), (WEB2, 8080, 100), (WEB2, 9090, 7)]
+    before = members(slb, API_GROUP)
+    # AND an existing member, an unknown server and a stopped one are refused
+    emu.stop_instance(WEB1, by="crash")
+    emu.wait_for_status(WEB1, "Stopped", timeout_s=2)
+    refusals = [api_error(lambda entry=entry: slb.add_vserver_group_backend_servers(  # type: ignore[misc]
+        slb_models.AddVServerGroupBackendServersRequest(
+            region_id=REGION, vserver_group_id=API_GROUP, backend_servers=json.dumps([entry]))))
+        for entry in ({"ServerId": SPOT, "Port": 8080}, {"ServerId": "i-bp1unknown000001",
+                                                          "Port": 8080},
+                      {"ServerId": WEB1, "Port": 8080})]
+    assert [(r.code, r.data["statusCode"]) for r in refusals] == [
+        ("InvalidParameter", 400), ("InvalidServerId.NotExist", 400), ("InvalidParameter", 400)]
+    assert "already exists" in refusals[0].message
+    assert "only Running servers can be added" in refusals[2].message
+    default = api_error(lambda: slb.add_backend_servers(slb_models.AddBackendServersRequest(
+        region_id=REGION, load_balancer_id=FRONT,
+        backend_servers=json.dumps([{"ServerId": WEB1}]))))
+    assert (default.code, default.data["statusCode"]) == ("InvalidParameter", 400)
+    assert f"{WEB1} is Stopped; only Running servers can be added" in default.message
+    assert members(slb, API_GROUP) == before
+    # AND a missing required RegionId is the documented MissingParameter
+    no_region = api_error(lambda: slb.remove_vserver_group_backend_servers(
+        slb_models.RemoveVServerGroupBackendServersRequest(
+            vserver_group_id=API_GROUP, backend_servers=json.dumps([{"ServerId": SPOT,
+                                                                     "Port": 8080}]))))
+    assert (no_region.code, no_region.data["statusCode"]) == ("MissingParameter", 400)
+    assert members(slb, API_GROUP) == before
