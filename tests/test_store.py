@@ -95,7 +95,7 @@ def test_record_keeps_fields_raw_and_latency(store_url: str) -> None:
         assert stored.kind == "state_change"
         assert stored.envelope == "cloudmonitor"
         assert stored.region == "cn-hangzhou"
-        assert stored.account_id == "1690701234567830"
+        assert stored.account_id == "1234567890123456"  # the fixture's userId
         assert stored.event_time == datetime(2019, 4, 9, 4, 18, 26, 922000, tzinfo=timezone.utc)
         assert stored.received_at == received
         assert stored.latency_ms == 1000
@@ -279,7 +279,7 @@ def test_unsupported_url_is_a_store_error() -> None:
 
 
 def test_v1_database_is_upgraded_keeping_its_data(store_url: str) -> None:
-    """GIVEN a version-1 database with an event WHEN the current code opens it THEN v2, data kept."""
+    """GIVEN a version-1 database with an event WHEN the current code opens it THEN v3, data kept."""
     import sqlalchemy as sa
 
     from shared.store import _schema
@@ -301,7 +301,7 @@ def test_v1_database_is_upgraded_keeping_its_data(store_url: str) -> None:
     try:
         assert store.schema_version() == 1
         assert store.ledger_claim("after-upgrade", kind="start") is True
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 3
         (kept,) = store.timeline("i-old00001")
         assert kept.event_id == "old-1"
         assert kept.latency_ms == 2500
@@ -309,7 +309,9 @@ def test_v1_database_is_upgraded_keeping_its_data(store_url: str) -> None:
         columns = {c["name"] for c in sa.inspect(store._get_engine()).get_columns("events")}
         assert columns == set(_schema().events.c.keys())
         indexes = {i["name"] for i in sa.inspect(store._get_engine()).get_indexes("events")}
-        assert "ix_events_name_instance_time" in indexes
+        assert {"ix_events_name_instance_time", "ix_events_time"} <= indexes
+        instance_indexes = {i["name"] for i in sa.inspect(store._get_engine()).get_indexes("instances")}
+        assert {"ix_instances_created", "ix_instances_snapshot_pending"} <= instance_indexes
     finally:
         store.close()
 

@@ -70,7 +70,7 @@ def test_four_writer_processes_store_each_event_once(store_url: str) -> None:
             assert record.created_at == T0 + timedelta(minutes=n)
             assert record.released_at == T0 + timedelta(minutes=n, seconds=70)
             assert record.last_state == "Deleted"
-        assert store.schema_version() == 2
+        assert store.schema_version() == 3
     finally:
         store.close()
 
