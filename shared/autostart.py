@@ -36,7 +36,13 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from shared.clients import CloudError, StartOutcome
+from shared.clients import (
+    CloudError,
+    StartOutcome,
+    StartResult,
+    ThrottledError,
+    TransientError,
+)
 from shared.events import (
     PLATFORM_STOP_EVENTS,
     SPOT_INTERRUPTION,
@@ -51,7 +57,7 @@ from shared.log import emit, get_logger
 from shared.notify import Notification
 
 if TYPE_CHECKING:
-    from shared.clients import Clients, Instance, StartResult, TrailRecord
+    from shared.clients import Clients, Instance, TrailRecord
     from shared.notify import Notifier
     from shared.settings import Settings
     from shared.store import EventRecord, LedgerEntry, Store
@@ -66,6 +72,7 @@ __all__ = [
     "RetryLaterError",
     "Skip",
     "StopCandidate",
+    "beyond_reach_skip",
     "flap_skip",
     "handle_events",
     "intent_verdict",
@@ -73,6 +80,7 @@ __all__ = [
     "platform_skip",
     "policy_of",
     "scope_skip",
+    "settle_skip",
     "spot_skip",
     "status_skip",
     "sweep_auto_start",
@@ -86,6 +94,9 @@ KIND_START = "start"
 KIND_INCIDENT = "incident"
 KIND_SWEEP = "sweep_check"
 KIND_DRY_RUN = "dry_run"
+# The event path handed a "true" stop to the sweep (ActionTrail not settled, or throttled): from
+# then on only the sweep decides it, measuring the settle window from ``data["anchor"]``.
+KIND_DEFERRED = "start_deferred"
 
 # Statuses of a start_attempt entry. Only RETRY lets a later delivery of the same stop try again.
 STATUS_CLAIMED = "claimed"
@@ -98,8 +109,10 @@ INCIDENT_ESCALATED = "escalated"
 # call (FC's own timeout is far shorter): a redelivery may take the next try.
 STALE_CLAIM_S = 900
 MAX_START_ATTEMPTS = 20  # tries of one stop (FC redeliveries after NoStock); then the sweep's turn
-TRAIL_RETENTION_S = 90 * 86400  # ActionTrail keeps 90 days of events
-TRAIL_SLACK_S = 60  # ActionTrail window reaches this far past the stop (clock skew, batch stops)
+# ActionTrail's "Retention period for queryable events": 90 days (product-overview/limits).
+TRAIL_RETENTION_S = 90 * 86400
+# A query starts this far inside the retention, so its StartTime is never beyond the reach.
+TRAIL_REACH_MARGIN_S = 60
 RECHECK_INTERVAL_S = 3600  # one sweep re-check per instance per rolling hour
 SWEEP_GRACE_S = 300  # a stop event younger than this belongs to the event path, not the sweep
 INCIDENT_CLOSE_SLACK_S = 60  # a Running this much before the recorded start still closes it
@@ -174,6 +187,11 @@ class StopCandidate:
     event_id: str | None = None
     origin: str = "event"  # "event" | "sweep"
     stopped_after: datetime | None = None  # sweep: last seen running then (stop time unknown)
+    # The latest moment the stop call can have been made, on this deployment's clock (the
+    # event's receipt, or its time plus the skew bound if earlier; the sweep's first sighting):
+    # the settle window runs from here, since the event's own time may be skewed by minutes.
+    # None: the stop time.
+    anchor: datetime | None = None
     region: str | None = None  # where the instance lives (None: the function's own region)
 
 
@@ -322,18 +340,37 @@ def platform_skip(events: Sequence[EventRecord], settings: Settings) -> Skip | N
 def settle_skip(
     policy: Policy, candidate: StopCandidate, now: datetime, settings: Settings
 ) -> Skip | None:
-    """Under ``true``, a stop too fresh for ActionTrail to show its caller waits for the sweep."""
+    """Under ``true``, a stop too fresh for ActionTrail to show its caller waits for the sweep.
+
+    The age is counted from ``candidate.anchor`` (when this deployment first knew of the stop,
+    on its own clock), so neither a skewed event time nor a late delivery shortens the wait.
+    """
     if policy is not Policy.UNEXPECTED or not settings.actiontrail_settle_s:
         return None
-    if candidate.stop_time is None:
+    anchor = candidate.anchor or candidate.stop_time
+    if anchor is None:
         return None
-    age = (now - candidate.stop_time).total_seconds()
+    age = (now - anchor).total_seconds()
     if age >= settings.actiontrail_settle_s:
         return None
     return Skip(
         Decision.SKIPPED,
-        f"no ActionTrail record yet, but the stop is only {age:.0f} s old and ActionTrail can lag: "
-        f"the sweep decides once it is {settings.actiontrail_settle_s} s old",
+        f"no ActionTrail record yet, but the stop is only {max(age, 0):.0f} s old "
+        f"(known since {iso(anchor)}) and ActionTrail can take {settings.actiontrail_settle_s} s "
+        f"to show a call: the sweep decides once it is {settings.actiontrail_settle_s} s old",
+    )
+
+
+def beyond_reach_skip(policy: Policy, window_start: datetime, oldest: datetime) -> Skip | None:
+    """Under ``true``, no record is no proof when the window reaches past the 90 days ActionTrail
+    keeps: the stop is "unknown", not "unexpected"."""
+    if policy is not Policy.UNEXPECTED or window_start >= oldest:
+        return None
+    return Skip(
+        Decision.SKIPPED,
+        f"unknown stop: no StopInstance(s) by a user or role found, but the stop may predate "
+        f"{iso(oldest)}, beyond the {TRAIL_RETENTION_S // 86400} days ActionTrail keeps; "
+        "not treated as unexpected",
     )
 
 
@@ -412,6 +449,7 @@ class AutoStarter:
         self._monotonic = monotonic
         self._t0 = monotonic()
         self._alerts: list[Notification] = []
+        self._deferred: set[str] = set()  # stop ids left to a later sweep in this invocation
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -437,7 +475,8 @@ class AutoStarter:
                         event_id=previous.event_id,
                     ))
                 stops[iid] = StopCandidate(
-                    iid, event.event_id, event.event_time, event.event_id, region=event.region
+                    iid, event.event_id, event.event_time, event.event_id, region=event.region,
+                    anchor=self._known_since(event.event_time, now),
                 )
             elif state is InstanceState.RUNNING:
                 running.append(event)
@@ -514,19 +553,11 @@ class AutoStarter:
         skip = unknown_stop_skip(policy, candidate)
         if skip is not None:
             return self._skipped(candidate, instance, skip, now)
-        records: list[TrailRecord] | None = None
-        error: CloudError | None = None
-        if policy is Policy.UNEXPECTED:
-            start, end = self._trail_window(candidate, now)
-            try:
-                records = self._clients(candidate.region).trail.lookup_instance_events(
-                    iid, start, end
-                )
-            except CloudError as err:  # unreadable trail: settings.actiontrail_fallback decides
-                error = err
-        verdict = intent_verdict(policy, records, error, s)
-        if isinstance(verdict, Go) and error is None:
-            verdict = settle_skip(policy, candidate, now, s) or verdict
+        verdict = (
+            self._unexpected_verdict(candidate, now)
+            if policy is Policy.UNEXPECTED
+            else intent_verdict(policy, None, None, s)
+        )
         if isinstance(verdict, Skip):
             return self._skipped(candidate, instance, verdict, now)
         reason = verdict.reason
@@ -547,15 +578,87 @@ class AutoStarter:
             )
         return _Eligible(candidate, instance, reason, key)
 
+    def _unexpected_verdict(self, candidate: StopCandidate, now: datetime) -> Skip | Go:
+        """Tag ``true``: was it stopped on purpose? Only a read of ActionTrail that can know says
+        "unexpected"; anything less defers (to the sweep) or is "unknown", never a start."""
+        s = self.settings
+        iid = candidate.instance_id
+        handed = self._handed_over(candidate)
+        if handed is not None:
+            return handed
+        start, end = self._trail_window(candidate, now)
+        oldest = now - timedelta(seconds=TRAIL_RETENTION_S - TRAIL_REACH_MARGIN_S)
+        if end < oldest:  # the whole window is past the retention: nothing to read
+            return beyond_reach_skip(Policy.UNEXPECTED, start, oldest) or Skip(
+                Decision.SKIPPED, "unknown stop: beyond ActionTrail's reach"
+            )
+        try:
+            records = self._clients(candidate.region).trail.lookup_instance_events(
+                iid, max(start, oldest), end
+            )
+        except CloudError as err:
+            # Throttling (LookupEvents allows 2 calls/s per account) says nothing about the stop:
+            # it defers (the event path hands the stop to the sweep, the sweep reads it again
+            # next time), never through the fallback, whose 'start' could start a person's stop.
+            # Any other failure after the retries is an unreadable trail: the fallback decides.
+            if isinstance(err, ThrottledError):
+                return self._defer(candidate, now, Skip(
+                    Decision.SKIPPED,
+                    f"ActionTrail throttled ({err.code}) after retries: not read as unexpected; "
+                    + ("the sweep decides it" if candidate.origin == "event"
+                       else "the next sweep reads it again"),
+                ))
+            return intent_verdict(Policy.UNEXPECTED, None, err, s)
+        verdict = intent_verdict(Policy.UNEXPECTED, records, None, s)
+        if isinstance(verdict, Skip):  # a user or role stopped it: final, whatever its age
+            return verdict
+        unknown = beyond_reach_skip(Policy.UNEXPECTED, start, oldest)
+        if unknown is not None:
+            return unknown
+        settle = settle_skip(Policy.UNEXPECTED, candidate, now, s)
+        if settle is not None:
+            return self._defer(candidate, now, settle)
+        return verdict
+
+    def _handed_over(self, candidate: StopCandidate) -> Skip | None:
+        """A stop the event path already handed to the sweep stays the sweep's (redeliveries)."""
+        if candidate.origin != "event":
+            return None
+        entry = self.store.ledger_get(self._defer_key(candidate.instance_id, candidate.stop_id))
+        if entry is None:
+            return None
+        return Skip(
+            Decision.SKIPPED,
+            f"handed to the sweep at {entry.data.get('anchor')} ({entry.data.get('reason')})",
+        )
+
+    def _defer(self, candidate: StopCandidate, now: datetime, skip: Skip) -> Skip:
+        """Leave the stop to the sweep: no claim is spent, so a later sweep decides it."""
+        self._deferred.add(candidate.stop_id)
+        if candidate.origin == "event":
+            self.store.ledger_claim(
+                self._defer_key(candidate.instance_id, candidate.stop_id), kind=KIND_DEFERRED,
+                instance_id=candidate.instance_id, status="deferred",
+                data={"anchor": iso(candidate.anchor or now), "stop_time": iso(candidate.stop_time),
+                      "event_id": candidate.event_id, "reason": skip.reason},
+            )
+        return skip
+
+    def _defer_key(self, iid: str, stop: str) -> str:
+        return f"{'dryrun:' if self.settings.dry_run else ''}defer:{iid}:{stop}"
+
     def _trail_window(self, candidate: StopCandidate, now: datetime) -> tuple[datetime, datetime]:
+        """Where the caller's record can be, on ActionTrail's clock: the stop call precedes the
+        Stopped event by up to ``actiontrail_window_s``, and the trail's clock may be off the
+        event's by ``actiontrail_skew_s`` either way (the end may lie in the future)."""
+        s = self.settings
+        skew = timedelta(seconds=s.actiontrail_skew_s)
         if candidate.stop_time is None:
             # The sweep: the stop came after the instance was last seen running.
-            after = candidate.stopped_after or now - timedelta(seconds=self.settings.actiontrail_window_s)
-            oldest = now - timedelta(seconds=TRAIL_RETENTION_S)
-            return max(after - timedelta(seconds=TRAIL_SLACK_S), oldest), now
-        start = candidate.stop_time - timedelta(seconds=self.settings.actiontrail_window_s)
-        end = min(candidate.stop_time + timedelta(seconds=TRAIL_SLACK_S), now)
-        return start, max(end, start + timedelta(seconds=1))
+            after = candidate.stopped_after or now - timedelta(seconds=s.actiontrail_window_s)
+            return after - skew, now + skew
+        start = candidate.stop_time - timedelta(seconds=s.actiontrail_window_s) - skew
+        return start, candidate.stop_time + skew
 
     def _claim_attempt(
         self, candidate: StopCandidate, reason: str, now: datetime
@@ -630,19 +733,48 @@ class AutoStarter:
             else:
                 results = ecs.start_instances(ids, dry_run=dry)
         except Exception as error:  # transient/auth: reopen the claims, then let FC retry
-            for item in eligible:
+            # A transient failure may have lost the answer, not the start: read before retrying.
+            live = self._reread(region, ids) if isinstance(error, TransientError) and not dry else {}
+            started = [e for e in eligible if live.get(e.instance.instance_id) in RUNNING_LIKE]
+            decisions = [
+                self._apply(item, StartResult(item.instance.instance_id, StartOutcome.STARTED), now,
+                            note=f"the start call failed ({getattr(error, 'code', None)}) but "
+                            f"DescribeInstances shows {live[item.instance.instance_id]}: its answer "
+                            "was lost, counted as a start")
+                for item in started
+            ]
+            pending = [e for e in eligible if e not in started]
+            for item in pending:
                 self._update(item.key, STATUS_RETRY, {"error": f"{type(error).__name__}: {error}"})
-            for item in eligible:
+            for item in pending:
                 self._decide(
                     item.candidate, Decision.FAILED, f"start call failed, event to be retried: {error}",
                     code=getattr(error, "code", None), level=logging.WARNING,
                 )
-            raise
+            if pending:
+                raise
+            return decisions, []
         by_id = {r.instance_id: r for r in results}
-        decisions: list[DecisionRecord] = []
+        # "Already running" although it was Stopped a moment ago: most likely this start, its
+        # first answer lost and the retry refused (IncorrectInstanceStatus). Read it again: a
+        # Starting/Running instance counts as started (flap guard, incident).
+        unsure = [i for i, r in by_id.items() if r.outcome is StartOutcome.ALREADY_RUNNING]
+        live = self._reread(region, unsure) if unsure and not dry else {}
+        decisions = []
         retry_later: list[str] = []
         for item in eligible:
-            record = self._apply(item, by_id[item.instance.instance_id], now)
+            iid = item.instance.instance_id
+            result = by_id[iid]
+            if live.get(iid) in RUNNING_LIKE:
+                record = self._apply(
+                    item, StartResult(iid, StartOutcome.STARTED), now,
+                    note=f"StartInstance answered {result.code} but DescribeInstances shows "
+                    f"{live[iid]} after it was Stopped: this start (its answer lost and the retry "
+                    "refused) or a concurrent one, counted as a start",
+                )
+                decisions.append(record)
+                continue
+            record = self._apply(item, result, now)
             decisions.append(record)
             if (
                 record.decision is Decision.FAILED
@@ -653,9 +785,21 @@ class AutoStarter:
                 retry_later.append(item.instance.instance_id)
         return decisions, retry_later
 
-    def _apply(self, item: _Eligible, result: StartResult, now: datetime) -> DecisionRecord:
+    def _reread(self, region: str | None, ids: Sequence[str]) -> dict[str, str]:
+        """Live statuses after an ambiguous start ({} when they cannot be read: not counted)."""
+        try:
+            return {i: inst.status for i, inst in self._clients(region).ecs.describe_instances(ids).items()}
+        except Exception as error:  # the start's outcome stays unknown; the caller's path decides
+            emit(log, "re-read after start failed", logging.WARNING, resource_ids=list(ids),
+                 error=f"{type(error).__name__}: {error}")
+            return {}
+
+    def _apply(
+        self, item: _Eligible, result: StartResult, now: datetime, note: str | None = None
+    ) -> DecisionRecord:
         cand = item.candidate
         iid = cand.instance_id
+        reason = f"{item.reason}; {note}" if note else item.reason
         if result.outcome is StartOutcome.STARTED:
             self._update(item.key, "started", {"started_at": iso(now)})
             common = {
@@ -664,7 +808,7 @@ class AutoStarter:
                 "stop_time": iso(cand.stop_time),
                 "started_at": iso(now),
                 "origin": cand.origin,
-                "reason": item.reason,
+                "reason": reason,
             }
             self.store.ledger_claim(
                 f"started:{iid}:{cand.stop_id}", kind=KIND_START, instance_id=iid,
@@ -674,7 +818,7 @@ class AutoStarter:
                 f"incident:{iid}:{cand.stop_id}", kind=KIND_INCIDENT, instance_id=iid,
                 status=INCIDENT_OPEN, data=common,
             )
-            return self._decide(cand, Decision.STARTED, item.reason, sent=True)
+            return self._decide(cand, Decision.STARTED, reason, sent=True)
         if result.outcome is StartOutcome.ALREADY_RUNNING:
             self._update(item.key, "already_running", {"code": result.code})
             return self._decide(
@@ -796,8 +940,10 @@ class AutoStarter:
         }
         bucket = now.astimezone(timezone.utc).strftime("%Y%m%dT%H")
         prefix = "dryrun:" if self.settings.dry_run else ""
+        kind = KIND_DRY_RUN if self.settings.dry_run else KIND_SWEEP
         decisions: list[DecisionRecord] = []
         candidates: list[StopCandidate] = []
+        checks: dict[str, tuple[str, dict[str, Any]]] = {}  # stop id -> (instance, check data)
         live: dict[str, Instance] = {}
         for instance in sorted(stopped, key=lambda i: i.instance_id):
             iid = instance.instance_id
@@ -815,32 +961,86 @@ class AutoStarter:
             state_at = known.last_state_at if known is not None else None
             stop_time = state_at if state == InstanceState.STOPPED.value else None
             stopped_after = state_at if stop_time is None else None
+            policy = policy_of(instance, self.settings)
+            handed, anchor, learnt = self._sweep_anchor(iid, policy, stop_time, stopped_after, now)
             candidate = StopCandidate(
                 iid, stop_id, stop_time, origin="sweep", stopped_after=stopped_after,
-                region=region,
+                region=region, anchor=anchor,
             )
-            if stop_time is not None and now - stop_time < timedelta(seconds=SWEEP_GRACE_S):
+            if (
+                not handed
+                and stop_time is not None
+                and now - stop_time < timedelta(seconds=SWEEP_GRACE_S)
+            ):
                 decisions.append(self._decide(
                     candidate, Decision.SKIPPED,
                     f"stop event at {iso(stop_time)} is recent: the event path handles it",
                 ))
                 continue
-            settle = settle_skip(policy_of(instance, self.settings), candidate, now, self.settings)
+            settle = settle_skip(policy, candidate, now, self.settings)
             if settle is not None:  # not claimed: a later sweep re-checks it once settled
                 decisions.append(self._decide(candidate, settle.decision, settle.reason))
                 continue
-            kind = KIND_DRY_RUN if self.settings.dry_run else KIND_SWEEP
+            # Re-checked within the last hour (a rolling hour, not the clock's) since this stop was
+            # learnt of: a check made before its event arrived (or was handed over) was about
+            # what the store knew then, and must not hold the stop back for an hour.
             since = now - timedelta(seconds=RECHECK_INTERVAL_S)
-            if self.store.ledger_count(kind, iid, since) or not self.store.ledger_claim(
-                f"{prefix}sweep:{iid}:{bucket}", kind=kind, instance_id=iid,
-                data={"last_state": state, "last_state_at": iso(state_at)},
-            ):
-                continue  # re-checked within the last hour (a rolling hour, not the clock's)
+            if self.store.ledger_count(kind, iid, max(since, learnt) if learnt else since):
+                continue
             candidates.append(candidate)
+            checks[candidate.stop_id] = (iid, {"last_state": state, "last_state_at": iso(state_at)})
             live[iid] = instance
-        processed, retry_later = self.process(candidates, now, live)
+        try:
+            processed, retry_later = self.process(candidates, now, live)
+        finally:
+            # The hourly re-check is spent once decided; a deferred one (ActionTrail throttled)
+            # is read again by the next sweep. Concurrent sweeps share the start claim.
+            for stop_id, (iid, data) in checks.items():
+                if stop_id not in self._deferred:
+                    self.store.ledger_claim(f"{prefix}{stop_id}", kind=kind, instance_id=iid,
+                                            data=data)
         decisions.extend(processed)
         return decisions, retry_later
+
+    def _known_since(self, stop_time: datetime, received: datetime) -> datetime:
+        """The latest moment the stop call can have been made, on this deployment's clock: not
+        after the event's receipt, nor after its stamped time plus the clock skew bound."""
+        return min(received, stop_time + timedelta(seconds=self.settings.actiontrail_skew_s))
+
+    def _sweep_anchor(
+        self, iid: str, policy: Policy, stop_time: datetime | None,
+        stopped_after: datetime | None, now: datetime,
+    ) -> tuple[bool, datetime | None, datetime | None]:
+        """(handed over by the event path?, the settle anchor, when the store learnt of it).
+
+        A stop the store dates: the event path's hand-over anchor, else from the Stopped
+        event's first receipt and stamped time (:meth:`_known_since`). A stop the store only
+        bounds (its event was missed): the first sweep that saw it Stopped, kept in the ledger.
+        """
+        if policy is not Policy.UNEXPECTED:
+            return False, None, None
+        if stop_time is not None:
+            seen = [
+                e for e in self.store.recent_events(
+                    iid, kinds=(EventKind.STATE_CHANGE.value,), since=stop_time
+                )
+                if e.state == InstanceState.STOPPED.value and e.event_time == stop_time
+            ]
+            received = min((e.received_at for e in seen), default=None)
+            for event in seen:
+                entry = self.store.ledger_get(self._defer_key(iid, event.event_id))
+                anchor = parse_iso_or_none(entry.data.get("anchor")) if entry is not None else None
+                if entry is not None and anchor is not None:
+                    return True, anchor, entry.created_at
+            return False, self._known_since(stop_time, received or now), received
+        if stopped_after is None:
+            return False, None, None  # unknown: unknown_stop_skip decides
+        key = self._defer_key(iid, f"after:{iso(stopped_after)}")
+        self.store.ledger_claim(key, kind=KIND_DEFERRED, instance_id=iid, status="deferred",
+                                data={"anchor": iso(now), "reason": "first seen Stopped by the sweep"})
+        entry = self.store.ledger_get(key)
+        anchor = parse_iso_or_none(entry.data.get("anchor")) if entry is not None else None
+        return True, anchor or now, entry.created_at if entry is not None else None
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -90,10 +90,15 @@ class Settings:
     restart_after_platform_stop: bool = False
     # What to assume when ActionTrail cannot be read: "skip" (treat as deliberate) or "start".
     actiontrail_fallback: str = "skip"
+    # How long before its Stopped event the StopInstance call of a stop may have been made.
     actiontrail_window_s: int = 600
-    # ActionTrail can lag behind the Stopped event: under tag "true", a stop younger than this
-    # with no trail record yet is left to the sweep, which decides once the trail has caught up.
-    actiontrail_settle_s: int = 0
+    # How far ActionTrail's eventTime may be off the event's time, either way: the trail is
+    # searched from stop - window - skew to stop + skew (issue 11: +-10 minutes).
+    actiontrail_skew_s: int = 600
+    # ActionTrail lags the call: "Time before an event is available for query: 10 minutes"
+    # (ActionTrail, Quotas and limits). Under tag "true", a stop known for less than this with
+    # no trail record yet is left to the sweep, which decides once the trail has caught up.
+    actiontrail_settle_s: int = 600
     flap_max_starts: int = 3
     flap_window_s: int = 3600
     incident_timeout_s: int = 600
@@ -159,6 +164,9 @@ class Settings:
             )
         if self.api_retry_budget_s < 0:
             raise SettingsError(f"{PREFIX}API_RETRY_BUDGET_S must not be negative")
+        for name in ("actiontrail_window_s", "actiontrail_skew_s", "actiontrail_settle_s"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must not be negative")
         if self.lb_tag is not None and "=" not in self.lb_tag:
             raise SettingsError(f"{PREFIX}LB_TAG must be KEY=VALUE, not {self.lb_tag!r}")
         for name in ("api_max_attempts", "flap_max_starts", "flap_window_s", "spot_notice_s"):

@@ -160,6 +160,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         settings = Settings.from_env(
             environ={}, cloud_url=emu.url, db_url=f"sqlite:///{tmp_path / 'store.sqlite3'}",
             api_backoff_base_s=0.01, api_backoff_max_s=0.01, notify_timeout_s=2.0,
+            actiontrail_settle_s=0,  # the emulator's trail shows calls at once (no lag) here
         )
         store = Store(settings.db_url)
         try:

@@ -36,6 +36,7 @@ class Harness:
             "ECS_EVENT_OPS_NOTIFY_WEBHOOK_URL": rx.url_for("/hook"),
             "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.01",
             "ECS_EVENT_OPS_API_BACKOFF_MAX_S": "0.01",
+            "ECS_EVENT_OPS_ACTIONTRAIL_SETTLE_S": "0",  # the emulator's trail has no lag here
         }
 
     def invoke(self, body: bytes, *, dry_run: bool = False, env: dict[str, str] | None = None) -> Any:
