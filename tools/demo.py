@@ -33,10 +33,19 @@ from tools.invoke import InvokeResult, applied_environment, invoke_local
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLEET = REPO_ROOT / "tools" / "fleets" / "demo.yaml"
+# ActionTrail as Alibaba documents it, on the demo's compressed clock (an instance transition
+# takes 0.3 s here, tens of seconds for real): a call shows in LookupEvents TRAIL_LAG_S after it
+# is made (documented: up to 10 minutes), LookupEvents answers its documented 2 calls/s, and
+# auto_start leaves a "true" stop without a record to the sweep until it is SETTLE_S old (600 s,
+# the documented lag, in production).
+TRAIL_LAG_S = 2.0
+TRAIL_QPS = 2.0
+SETTLE_S = 3
 FUNCTION_ENV = {
     "ECS_EVENT_OPS_DRAIN_TIME_S": "3",  # gentle drain: weight 0, then 3 s before removal
     "ECS_EVENT_OPS_FLAP_MAX_STARTS": "3",
     "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.05",
+    "ECS_EVENT_OPS_ACTIONTRAIL_SETTLE_S": str(SETTLE_S),
 }
 
 
@@ -117,6 +126,16 @@ class Scenario:
         self.delivered += len(payloads)
         return len(payloads)
 
+    def run_sweep(self) -> dict[str, Any]:
+        """One tick of the sweep's timer; its auto-start decisions join the story."""
+        result = self.invoke("sweep", json.dumps({"triggerTime": "now", "triggerName": "sweep",
+                                                  "payload": ""}).encode())
+        value = result.value or {}
+        for d in value.get("auto_start", {}).get("decisions", []):
+            self.decisions.append((self.name(d["instance_id"]), f"{d['decision']} (sweep)", d["reason"]))
+        self.pump()
+        return value
+
     def settle(self, *waits: tuple[str, str]) -> None:
         """Pump until the named instances reach their states (started instances emit more)."""
         for name, status in waits:
@@ -144,12 +163,21 @@ def play(scenario: Scenario) -> None:
         scenario.settle(*((f"new-0{n}", "Running") for n in (1, 2, 3)))
 
     def crash() -> None:
+        # auto-start=true and no trail record yet: auto_start hands the stop to the sweep, which
+        # starts it once ActionTrail has had time to show a caller and shows none.
         emu.stop_instance(ids["web-03"], by="crash")
-        scenario.settle(("web-03", "Stopped"), ("web-03", "Running"))
+        scenario.settle(("web-03", "Stopped"))
+        time.sleep(SETTLE_S + 0.5)
+        scenario.run_sweep()
+        scenario.settle(("web-03", "Running"))
 
     def deliberate() -> None:
+        # alice's StopInstance reaches ActionTrail after TRAIL_LAG_S: the Stopped event comes
+        # first, so auto_start defers; the sweep then finds her record and leaves web-04 alone.
         emu.stop_instance(ids["web-04"], by="user", user="alice")
         scenario.settle(("web-04", "Stopped"))
+        time.sleep(SETTLE_S + 0.5)
+        scenario.run_sweep()
 
     def locked() -> None:
         emu.lock(ids["web-05"], "security")
@@ -181,15 +209,13 @@ def play(scenario: Scenario) -> None:
         scenario.pump()
 
     def sweep() -> None:
-        result = scenario.invoke("sweep", json.dumps({"triggerTime": "now", "triggerName": "sweep",
-                                                      "payload": ""}).encode())
-        scenario.sweep = result.value or {}
-        scenario.pump()
+        scenario.sweep = scenario.run_sweep()
 
     steps = [
         ("three instances are created", create),
-        ("web-03 crashes: an unexpected stop", crash),
-        ("alice stops web-04 on purpose", deliberate),
+        ("web-03 crashes: an unexpected stop (started by the sweep once ActionTrail settled)", crash),
+        ("alice stops web-04 on purpose (her record reaches ActionTrail after the event)",
+         deliberate),
         ("web-05 is locked for security, then stops", locked),
         ("the platform stops db-01 (SystemFailure.Stop)", platform),
         ("app-01 keeps crashing (auto-start: always)", flapping),
@@ -248,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     print(f"ecs-event-ops demo: emulator with {FLEET.relative_to(REPO_ROOT)}, store {db_url}")
     with ExitStack() as stack:
-        emu = stack.enter_context(Emulator(load_fleet(FLEET), start_delay_s=0.3))
+        emu = stack.enter_context(Emulator(load_fleet(FLEET), start_delay_s=0.3,
+                                           trail_lag_s=TRAIL_LAG_S, trail_qps=TRAIL_QPS))
         inbox = AlertInbox()
         stack.callback(inbox.close)
         stack.enter_context(applied_environment({

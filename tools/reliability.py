@@ -10,7 +10,10 @@ What it does (``make test`` runs the small size; ``--full`` the large one):
    event (a redelivery is the same message), shuffled within a window, interleaved with poison
    elements (alone and inside batches), while the emulator injects throttling, 5xx and dropped
    connections at a seeded rate and the store is unreachable for a stretch of deliveries;
-4. a modelled platform: a delivery whose handler raises is retried later (at least once);
+4. a modelled platform: a delivery whose handler raises is retried later (at least once), and
+   the sweep's timer fires every ``SWEEP_EVERY_S``; ActionTrail lags the calls (``TRAIL_LAG_S``)
+   and answers LookupEvents at its documented 2 calls/s, so ``true`` stops are decided by the
+   sweep once settled (``SETTLE_S``), all on a compressed clock;
 5. the invariants, checked from the store, the emulator's state, call log and event log:
    every event recorded exactly once; every eligible stopped instance started exactly once and
    no ineligible one started; every interrupted instance out of every removable group before its
@@ -49,10 +52,20 @@ POISON = [
     b"\xff\xfe\x00\x01",
 ]
 MAX_ATTEMPTS = 10  # deliveries of one body before the modelled platform gives up
-ROUNDS = 50  # delivery rounds: starting instances emit more events
+ROUNDS = 80  # delivery rounds (and sweep ticks): starting instances emit more events
 DOWN_DB = "postgresql+psycopg://nobody@127.0.0.1:1/unreachable"
+# ActionTrail as documented (up to 10 minutes before a call shows, LookupEvents 2 calls/s), on
+# the suite's compressed clock: a record shows TRAIL_LAG_S after the call, auto_start leaves a
+# "true" stop without one to the sweep until SETTLE_S old, and the sweep's timer (every five
+# minutes in production) fires every SWEEP_EVERY_S.
+TRAIL_LAG_S = 1.0
+TRAIL_QPS = 2.0
+SETTLE_S = 2
+SWEEP_EVERY_S = 1.0
+SWEEP_BODY = json.dumps({"triggerTime": "now", "triggerName": "sweep", "payload": ""}).encode()
 FUNCTION_ENV = {"ECS_EVENT_OPS_DRAIN_TIME_S": "0.2", "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.01",
-                "ECS_EVENT_OPS_API_BACKOFF_MAX_S": "0.05", "ECS_EVENT_OPS_API_MAX_ATTEMPTS": "6"}
+                "ECS_EVENT_OPS_API_BACKOFF_MAX_S": "0.05", "ECS_EVENT_OPS_API_MAX_ATTEMPTS": "6",
+                "ECS_EVENT_OPS_ACTIONTRAIL_SETTLE_S": str(SETTLE_S)}
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,7 @@ class Run:
     drains: list[dict[str, Any]] = field(default_factory=list)
     deliveries: int = 0
     invocations: int = 0
+    sweeps: int = 0
     seconds: float = 0.0
 
 
@@ -201,11 +215,19 @@ def deliver_all(emu: Emulator, db_url: str, run: Run, rng: random.Random, size: 
     cursor = 0
     queue: list[Delivery] = []
     outage_left = -1
+    last_sweep = time.monotonic()
+    quiet_sweeps = 0  # sweeps in a row that had nothing left to wait for
     for _ in range(ROUNDS):
         payloads = emu.events()[cursor:]
         cursor += len(payloads)
         run.emitted += payloads
         queue += deliveries_for(payloads, rng, size, envelope_of, run.expected_id)
+        if time.monotonic() - last_sweep >= SWEEP_EVERY_S or (not queue and quiet_sweeps < 2):
+            time.sleep(max(0.0, SWEEP_EVERY_S - (time.monotonic() - last_sweep)))
+            last_sweep = time.monotonic()
+            quiet_sweeps = quiet_sweeps + 1 if _sweep_quiet(emu, db_url, run) else 0
+            if not queue:
+                continue
         if not queue:
             time.sleep(0.3)  # let Starting -> Running finish, then look again
             if not emu.events()[cursor:]:
@@ -252,6 +274,21 @@ def deliver_all(emu: Emulator, db_url: str, run: Run, rng: random.Random, size: 
             _start_directly(emu, sorted(run.ineligible)[0])
             sabotage = None
     run.given_up += [d.body[:80].decode("utf-8", "replace") for d in queue]  # out of rounds
+
+
+def _sweep_quiet(emu: Emulator, db_url: str, run: Run) -> bool:
+    """One tick of the sweep's timer; True when it left nothing to come back for (no stop still
+    settling or deferred, nothing started). A failing tick is simply followed by the next."""
+    result = invoke_local("sweep", SWEEP_BODY, cloud_url=emu.url, db_url=db_url, env=FUNCTION_ENV)
+    run.invocations += 1
+    run.sweeps += 1
+    if result.error is not None:
+        return False
+    waiting = ("no ActionTrail record yet", "ActionTrail throttled", "is recent: the event path")
+    for d in (result.value or {}).get("auto_start", {}).get("decisions", []):
+        if d["decision"] == "started" or str(d["reason"]).startswith(waiting):
+            return False
+    return True
 
 
 def _start_directly(emu: Emulator, iid: str) -> None:
@@ -344,7 +381,8 @@ def run_suite(size: Size = SMALL, seed: int = 7, db_url: str | None = None, work
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         db_url = f"sqlite:///{path}"
     with log.redirect(io.StringIO()), \
-            Emulator(generated_fleet(size), start_delay_s=0.05, seed=seed) as emu, \
+            Emulator(generated_fleet(size), start_delay_s=0.05, seed=seed, trail_lag_s=TRAIL_LAG_S,
+                     trail_qps=TRAIL_QPS) as emu, \
             applied_environment(emu.signing_environment()):
         play_scenario(emu, run)
         emu.set_faults(fault_rate=size.fault_rate, seed=seed,
@@ -369,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run, problems = run_suite(size, args.seed, args.db)
     figures = {
         "events_emitted": len(run.emitted), "deliveries": run.deliveries, "invocations": run.invocations,
-        "raised_and_retried": run.raised, "poison_sent": run.poison_sent,
+        "raised_and_retried": run.raised, "sweeps": run.sweeps, "poison_sent": run.poison_sent,
         "poison_reported": run.poison_reported, "eligible_started_once": len(run.eligible),
         "ineligible": len(run.ineligible), "interrupted": len(run.interrupted), "seconds": run.seconds,
         "problems": problems,
