@@ -4,7 +4,9 @@ Sections (each printed as a table, all written to one JSON file):
   cold     cold start of each function in a fresh process (import + first event), for an event
            it ignores and one it acts on, beside `python -c "import json"` and the SDK imports
   warm     per-event cost on a warm instance (events/s) and the normaliser's throughput
-  store    record throughput and `released` latency (tools.bench_store)
+  bytecode cold import of a read-only bundle with and without its pycs (tools.package)
+  store    statements per batch, record throughput, `released` and the other reads before/after
+           (tools.bench_store; PostgreSQL and MariaDB too when their test URLs are set)
   autostart  decision latency: event in -> StartInstance received by the emulator
   drain    the spot burst against deadlines, and the naive seed-doc handler (tools.bench_drain)
 """
@@ -32,7 +34,7 @@ from tools.envelopes import wrap
 REPO = Path(__file__).resolve().parent.parent.parent
 FLEET = REPO / "tools" / "fleets" / "demo.yaml"
 FIXTURES = REPO / "tests" / "fixtures" / "events"
-SECTIONS = ("cold", "warm", "store", "autostart", "drain")
+SECTIONS = ("cold", "warm", "bytecode", "store", "autostart", "drain")
 WARM_UP = 20  # invocations before the warm clock starts
 
 
@@ -253,8 +255,36 @@ def bench_module(module: str, args: Sequence[str], workdir: Path) -> dict[str, A
 def bench_store(args: Sequence[str]) -> dict[str, Any]:
     """tools.bench_store prints its JSON on stdout (``--json`` is a flag there)."""
     data: dict[str, Any] = json.loads(_run([sys.executable, "-m", "tools.bench_store", *args, "--json"],
-                                          timeout=900))
+                                          timeout=3600))
     return data
+
+
+# Statements per recorded batch before issue 16 (measured on commit 1baf801 with
+# tools.bench_store.bench_statements: the code that ran them is gone, the counts are fixed by it).
+STATEMENTS_BEFORE = {"sqlite": {"1": 8, "10": 14, "100": 116},
+                     "postgresql": {"1": 7, "10": 13, "100": 115},
+                     "mysql": {"1": 7, "10": 12, "100": 99}}
+
+
+def _store_rows(store: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table of the store section: before -> after per database."""
+    rows: list[dict[str, Any]] = []
+    for db, figures in store.items():
+        for size, count in figures["statements_per_batch"].items():
+            rows.append({"db": db, "what": f"statements, batch of {size} ({count['instances']} instances)",
+                         "before": STATEMENTS_BEFORE.get(db, {}).get(size, ""), "after": count["statements"]})
+        for key in ("record_batch_of_1", "record"):
+            if key in figures:
+                r = figures[key]
+                rows.append({"db": db, "what": f"record events/s, {r['writers']} writer(s), batch {r['batch']}",
+                             "before": "", "after": r["events_per_s"]})
+        released = figures.get("released")
+        if released:
+            rows.append({"db": db, "what": f"released p95 ms over {figures['load']['events']} events",
+                         "before": released["before"]["all"]["p95_ms"], "after": released["after"]["all"]["p95_ms"]})
+            for name, q in released["other_queries"].items():
+                rows.append({"db": db, "what": f"{name} p95 ms", "before": "", "after": q["p95_ms"]})
+    return rows
 
 
 def bench_autostart(runs: int, workdir: Path) -> dict[str, Any]:
@@ -328,6 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif section == "warm":
                 results["warm"] = bench_warm(1.0 if quick else 3.0, workdir)
                 print(_table(results["warm"]["rows"], ["function", "events_per_s"]))
+            elif section == "bytecode":
+                from tools.bench._bytecode import bench_bytecode, columns
+
+                results["bytecode"] = bench_bytecode(3 if quick else 7, workdir)
+                print(f"python {results['bytecode']['python']} ({results['bytecode']['note']}), read-only bundle:")
+                print(_table(results["bytecode"]["rows"], columns()))
             elif section == "store":
                 size = (["--events", "20000", "--released-events", "200000"] if quick
                         else ["--events", "50000", "--released-events", "1000000"])
@@ -335,10 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name, env in (("postgresql", "ECS_EVENT_OPS_TEST_PG_URL"),
                                   ("mysql", "ECS_EVENT_OPS_TEST_MYSQL_URL")):
                     if os.environ.get(env):  # the server URL tests use; --reset drops our tables
-                        results["store"][name] = bench_store(
-                            [*size[:2], "--released-events", "0", "--db", os.environ[env], "--reset"])
-                for db_name, figures in results["store"].items():
-                    print(f"{db_name}: " + json.dumps(figures)[:1200])
+                        results["store"][name] = bench_store([*size, "--db", os.environ[env], "--reset"])
+                print(_table(_store_rows(results["store"]), ["db", "what", "before", "after"]))
             elif section == "autostart":
                 results["autostart"] = bench_autostart(20 if quick else 100, workdir)
                 print(_table([results["autostart"]], ["runs", "started", "p50_ms", "p99_ms"]))
