@@ -394,3 +394,42 @@ def test_a_start_that_failed_for_good_but_happened_is_read_back(lab: Lab) -> Non
     assert decision.reason.endswith(": its answer was lost, counted as a start")
     assert [c.action for c in lab.emu.calls()].count("StartInstance") == 1
     assert lab.store.ledger_count("start", APP2, lab.now() - timedelta(hours=1)) == 1
+
+
+# --- a stop whose event never arrived ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("by", "started"), [("user", False), ("crash", True)])
+def test_a_stop_whose_event_was_missed_waits_from_the_sweep_s_first_sighting(
+        lab: Lab, by: str, started: bool) -> None:
+    """GIVEN app-1 (true) last seen Running an hour ago, then stopped with a 600 s trail lag and
+    its Stopped event lost everywhere WHEN the sweep finds it Stopped 30 s later THEN it waits 600 s
+    from that sighting: a person's stop is then found (never started), a crash started once."""
+    lab.emu.set_trail(lag_s=600.0, skew_s=-600.0)
+    t0 = lab.emu.now()
+    running = {"ver": "1.0", "id": "seen-running", "product": "ECS", "level": "INFO",
+               "resourceId": f"acs:ecs:cn-hangzhou:1234567890123456:instance/{APP1}",
+               "name": "Instance:StateChange", "userId": "1234567890123456",
+               "eventTime": (datetime.fromtimestamp(t0, timezone.utc) - timedelta(hours=1)).strftime(
+                   "%Y%m%dT%H%M%S.000+0000"),
+               "regionId": "cn-hangzhou",
+               "content": {"resourceId": APP1, "resourceType": "ALIYUN::ECS::Instance", "state": "Running"}}
+    lab.store.record(parse(json.dumps(running).encode()).events)
+    lab.stop(APP1, by)  # its events are never delivered
+    for offset in (30, 330, 640, 940, 1240):  # a sweep every five minutes, give or take
+        lab.advance_to(t0, offset)
+        lab.sweep(t0)
+        if lab.starts(APP1):
+            lab.emu.wait_for_status(APP1, "Running")
+
+    decided = [(round(t), d, r) for t, _, d, r in lab.decisions]
+    assert [d for _, d, _ in decided[:2]] == ["skipped", "skipped"]  # 30 and 330 s: settling
+    assert all(r.startswith("no ActionTrail record yet, but the stop is only ") for _, _, r in decided[:2])
+    if started:  # 640 s: past 600 s after the first sighting, still no record
+        assert decided[2][1:] == ("started", "unexpected stop: no StopInstance(s) by a user or role in "
+                                  "ActionTrail")
+        assert len(lab.starts(APP1)) == 1
+    else:  # 640 s: alice's record (visible from 600 s) decides
+        assert decided[2][1] == "skipped"
+        assert decided[2][2].startswith("deliberate stop: StopInstance by ram-user alice at ")
+        assert lab.starts(APP1) == []
