@@ -7,6 +7,9 @@ Limitation: this machine runs Python 3.11 while the bundles carry cp310 wheels. 
 packages import; compiled ones fall back (SQLAlchemy, aiohttp, yarl, multidict have pure-Python
 paths) or are simply not imported by the code under test (psycopg_binary, greenlet, cffi).
 The closure check below is what proves the bundles are complete for python3.10.
+
+Bytecode: the 3.10 bundles are compiled by python3.10 when this machine has one (pyenv here);
+that the pycs are *used* on a read-only bundle is shown on the bundle built for this interpreter.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -131,6 +135,11 @@ def top_level(bundle: Path) -> set[str]:
     return {p.name.removesuffix(".py") for p in bundle.iterdir()}
 
 
+def pyc_flags(path: Path) -> int:
+    """The PEP 552 flags word of a pyc: 0 timestamp, 0b01 unchecked hash, 0b11 checked hash."""
+    return int.from_bytes(path.read_bytes()[4:8], "little")
+
+
 # --------------------------------------------------------------------------- declarations
 
 
@@ -180,9 +189,9 @@ def test_print_policy_is_exactly_the_declared_actions() -> None:
 
 
 def test_no_deps_bundle_is_code_only(tmp_path: Path) -> None:
-    """GIVEN --no-deps WHEN packaging sweep THEN only index.py and shared/ (no bytecode)."""
+    """GIVEN --no-deps --no-compile WHEN packaging sweep THEN only index.py and shared/."""
     completed = subprocess.run(
-        [sys.executable, "-m", "tools.package", "sweep", "--no-deps", "--out", str(tmp_path)],
+        [sys.executable, "-m", "tools.package", "sweep", "--no-deps", "--no-compile", "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )
     assert completed.returncode == 0, completed.stderr
@@ -190,24 +199,107 @@ def test_no_deps_bundle_is_code_only(tmp_path: Path) -> None:
     assert not list((tmp_path / "sweep").rglob("__pycache__"))
     row = next(line.split() for line in completed.stdout.splitlines() if line.startswith("sweep "))
     assert row[2] == str(1 + len(list((REPO / "shared").glob("*.py"))))  # files: index + shared
+    assert row[3] == "0"  # pyc
+    summary = json.loads((tmp_path / "bundles.json").read_text(encoding="utf-8"))
+    assert (summary["bytecode"], summary["bytecode_note"]) == (None, "--no-compile")
+
+
+def test_code_is_compiled_by_the_target_interpreter(tmp_path: Path) -> None:
+    """GIVEN --target-interpreter of the target version WHEN packaging THEN every module of
+    index.py and shared/ has its unchecked-hash pyc, and bundles.json says so."""
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tools.package", "sweep", "--no-deps", "--out", str(tmp_path),
+         "--python-version", host, "--target-interpreter", sys.executable],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    bundle = tmp_path / "sweep"
+    tag = sys.implementation.cache_tag
+    sources = sorted(p.relative_to(bundle) for p in bundle.rglob("*.py"))
+    pycs = sorted(p.relative_to(bundle) for p in bundle.rglob("*.pyc"))
+    assert pycs == sorted(s.parent / "__pycache__" / f"{s.stem}.{tag}.pyc" for s in sources)
+    assert {pyc_flags(bundle / p) for p in pycs} == {0b01}  # hash-based, source never checked
+    summary = json.loads((tmp_path / "bundles.json").read_text(encoding="utf-8"))
+    assert summary["bytecode"] == {
+        "cache_tag": tag, "interpreter": sys.executable, "invalidation_mode": "unchecked-hash",
+    }
+    assert summary["bundles"][0]["pyc"] == len(sources)
+
+
+def test_wrong_target_interpreter_is_refused(tmp_path: Path) -> None:
+    """GIVEN --target-interpreter of another version WHEN packaging for 3.10 THEN exit 2."""
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if host == "3.10":
+        pytest.skip("this interpreter is the target version")
+    completed = subprocess.run(
+        [sys.executable, "-m", "tools.package", "sweep", "--no-deps", "--out", str(tmp_path),
+         "--target-interpreter", sys.executable],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert completed.returncode == 2
+    assert f"is Python {host}, the target is 3.10" in completed.stderr
+
+
+def test_without_a_target_interpreter_the_bundle_is_source_only_and_says_so(tmp_path: Path) -> None:
+    """GIVEN no python3.10 on PATH nor in pyenv WHEN packaging THEN a warning naming the way out,
+    ``bytecode: null`` in bundles.json, and a working source-only bundle (exit 0)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PATH": str(empty), "PYENV_ROOT": str(empty)}
+    completed = subprocess.run(
+        [sys.executable, "-m", "tools.package", "sweep", "--no-deps", "--out", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False, env=env,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "package: warning: no bytecode: no Python 3.10 found (tried nothing)" in completed.stderr
+    assert "pyenv install 3.10" in completed.stderr
+    summary = json.loads((tmp_path / "out" / "bundles.json").read_text(encoding="utf-8"))
+    assert summary["bytecode"] is None
+    assert summary["bundles"][0]["bytecode"] is None
+    assert not list((tmp_path / "out" / "sweep").rglob("*.pyc"))
 
 
 # --------------------------------------------------------------------------- the bundles
 
 
 @pytest.mark.slow
-def test_bundles_hold_code_shared_and_no_bytecode(built: Built) -> None:
-    """GIVEN the staged bundles WHEN inspected THEN index.py and shared/ are the repo's, no .pyc."""
+def test_bundles_hold_code_and_shared(built: Built) -> None:
+    """GIVEN the staged bundles WHEN inspected THEN index.py and shared/ are the repo's."""
     for name in built.functions:
         bundle = built.out / name
         assert filecmp.cmp(bundle / "index.py", REPO / "functions" / name / "index.py", shallow=False)
         shared = sorted(p.name for p in (REPO / "shared").glob("*.py"))
         assert sorted(p.name for p in (bundle / "shared").glob("*.py")) == shared
-        assert not list(bundle.rglob("*.pyc")), name
         assert not (bundle / "bin").exists()
         assert not (bundle / "include").exists()
     assert "function" in built.output
     assert "MB" in built.output
+
+
+@pytest.mark.slow
+def test_python310_bundles_hold_cpython310_bytecode_of_every_module(built: Built) -> None:
+    """GIVEN python3.10 on this machine WHEN every function is packaged THEN each module of each
+    bundle (code, shared/, dependencies) has an unchecked-hash cpython-310 pyc with 3.10's magic
+    number, and nothing else is compiled."""
+    summary = json.loads((built.out / "bundles.json").read_text(encoding="utf-8"))
+    if summary["bytecode"] is None:
+        pytest.skip(f"no python3.10 on this machine: {summary['bytecode_note']}")
+    interpreter = summary["bytecode"]["interpreter"]
+    magic = subprocess.run(
+        [interpreter, "-I", "-c", "import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    assert summary["bytecode"]["cache_tag"] == "cpython-310"
+    for name in built.functions:
+        bundle = built.out / name
+        sources = {p.relative_to(bundle) for p in bundle.rglob("*.py")}
+        pycs = {p.relative_to(bundle) for p in bundle.rglob("*.pyc")}
+        assert pycs == {s.parent / "__pycache__" / f"{s.stem}.cpython-310.pyc" for s in sources}, name
+        for pyc in (Path("__pycache__/index.cpython-310.pyc"), Path("shared/__pycache__/store.cpython-310.pyc"),
+                    Path("sqlalchemy/__pycache__/__init__.cpython-310.pyc")):
+            head = (bundle / pyc).read_bytes()[:8]
+            assert (head[:4].hex(), pyc_flags(bundle / pyc)) == (magic, 0b01), (name, pyc)
 
 
 @pytest.mark.slow
@@ -299,7 +391,7 @@ def host_bundle(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("package-host") / "build"
     completed = subprocess.run(
         [sys.executable, "-m", "tools.package", "record_lifecycle", "--out", str(out), "--quiet",
-         "--python-version", host,
+         "--python-version", host, "--target-interpreter", sys.executable,
          "--deps-cache", str(REPO / ".cache" / f"deps-{requirements_hash(REQUIREMENTS, host)}"),
          "--pip-cache", str(REPO / ".cache" / "pip")],
         cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
@@ -355,6 +447,44 @@ def test_bundled_sdk_snapshots_through_the_emulator(
     origin = result["from"]
     assert isinstance(origin, list)
     assert all(str(path).startswith(str(host_bundle)) for path in origin)
+
+
+@pytest.mark.slow
+def test_read_only_bundle_imports_from_its_bytecode(host_bundle: Path, tmp_path: Path) -> None:
+    """GIVEN the bundle made read-only as FC mounts /code WHEN a fresh interpreter imports the
+    handler, the store engine and the ECS client THEN every module of the bundle comes from its
+    pyc (``-v``: "<pyc> matches <source>") and none is compiled from source."""
+    bundle = tmp_path / "code"
+    shutil.copytree(host_bundle, bundle, ignore=shutil.ignore_patterns(".data"))
+    modes = {p: p.stat().st_mode for p in [bundle, *bundle.rglob("*")]}
+    for path, mode in modes.items():
+        path.chmod(mode & ~0o222)
+    code = (
+        f"import sys\nsys.path[:] = [{str(bundle)!r}] + [p for p in sys.path if 'site-packages' not in p]\n"
+        "import index\nfrom shared.store import Store\nStore('sqlite://').ping()\n"
+        "import alibabacloud_ecs20140526.client\n"
+    )
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-I", "-B", "-v", "-c", code], cwd=tmp_path, capture_output=True,
+            text=True, timeout=120, check=False, env={"PATH": os.environ.get("PATH", "")},
+        )
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stderr.splitlines()
+    prefix = f"# code object from {bundle}/"
+    compiled_from_source = [line for line in lines if line.startswith(prefix)]
+    from_pyc = [line for line in lines if line.startswith(f"# code object from '{bundle}/")]
+    assert compiled_from_source == []
+    tag = sys.implementation.cache_tag
+    for module in ("index", "shared/store", "shared/events", "sqlalchemy/engine/base",
+                   "alibabacloud_ecs20140526/client"):
+        parent, _, stem = f"/{module}".rpartition("/")
+        pyc = f"{bundle}{parent}/__pycache__/{stem}.{tag}.pyc"
+        assert f"# {pyc} matches {bundle}/{module}.py" in lines, module
+    assert len(from_pyc) > 100  # the SDK and SQLAlchemy: hundreds of modules, all from bytecode
 
 
 @pytest.mark.slow
