@@ -1622,7 +1622,7 @@ def build_sdk_client(
 A = TypeVar("A", bound=_Adapter)
 
 WARM_CLIENTS_MAX = 32  # warm Clients kept per process (one per settings, sleep and thread)
-_warm: OrderedDict[tuple[Settings, Callable[[float], None], int], Clients] = OrderedDict()
+_warm: OrderedDict[tuple[Settings, Callable[[float], None], int, str], Clients] = OrderedDict()
 _warm_lock = threading.Lock()
 
 
@@ -1672,7 +1672,9 @@ class Clients:
         FC's STS keys rotate, and a Clients built with other keys is replaced (with every
         region it holds), never reused, so no client outlives its keys.
         """
-        key = (settings, sleep, threading.get_ident())
+        # The User-Agent names the function (least-privilege attribution): functions sharing a
+        # process (the local FC runtime) must not share clients.
+        key = (settings, sleep, threading.get_ident(), user_agent())
         with _warm_lock:
             found = _warm.get(key)
             if found is not None and found.credentials == credentials:
