@@ -56,11 +56,9 @@ VG_JOBS = "rsp-bp1aaaaaaaaaaaaa2"
 MS = "rsp-bp1bbbbbbbbbbbbb1"
 
 CONTRACT = load_contract()
-# Codes of the table no documented source lets the emulator answer, each with the reason it is
-# in the table all the same (their rule is asserted directly below).
+# Codes of the table the emulator cannot answer, each with the reason it is in the table all the
+# same (its rule is asserted by a test of its own below).
 NOT_INJECTABLE = {
-    "OperationConflict": "reference/cloud-apis.md lists it as a common 403/409; api-meta and "
-                         "the emulator's platform table do not",
     "InvalidCredentials": "raised by the Tea SDK itself, no server answers it",
 }
 
@@ -208,12 +206,6 @@ def test_the_codes_the_emulator_cannot_answer_are_exactly_the_listed_ones() -> N
     NOT_INJECTABLE codes have no documented action (so none escapes the test above)."""
     missing = {code for (scope, code), _ in ENTRIES if _injection(scope, code) is None}
     assert missing == set(NOT_INJECTABLE)
-
-
-def test_operation_conflict_is_transient_on_every_action() -> None:
-    """GIVEN OperationConflict (reference/cloud-apis.md) THEN retried wherever it comes from."""
-    assert {rule_for(action, "OperationConflict", 409) for action in CALLED_ACTIONS} == {
-        Rule.TRANSIENT}
 
 
 def test_a_client_without_credentials_is_an_auth_error_before_any_call(emu: Emulator) -> None:
