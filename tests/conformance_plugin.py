@@ -6,13 +6,15 @@ Each emulator checks its answers and the product's requests (``ecs-event-ops`` U
 (``Emulator.contract_violations()``). Emulators reach ``tools.emulator.server.ON_CLOSE`` once
 closed; this plugin collects their violations, with the test that was running, and fails the
 session listing them. A test that must provoke a departure on purpose says so with
-``@pytest.mark.contract_exempt("why")``; its emulators' violations are left out (none does today).
-The report goes to ``.cache/conformance.json``.
+``@pytest.mark.contract_exempt("why")``; its emulators' violations are left out.
+The report (``.cache/conformance.json``) also lists, per action, every parameter name the product
+sent during the session (request violations are judged call by call as they arrive).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +35,18 @@ class _Session:
     exempt: bool = False
     emulators: int = 0
     violations: dict[str, list[str]] = field(default_factory=dict)  # violation -> test ids
+    # "product:Action" -> parameter names the product sent (list indexes folded to N)
+    sent: dict[str, set[str]] = field(default_factory=dict)
     failed: bool = False
 
     def on_close(self, emulator: Emulator) -> None:
         self.emulators += 1
         if self.exempt:
             return
+        for call in emulator.calls():
+            if call.from_product and call.product and call.action:
+                names = self.sent.setdefault(f"{call.product}:{call.action}", set())
+                names.update(_INDEX.sub(".N", name) for name in call.params)
         for violation in emulator.contract_violations():
             tests = self.violations.setdefault(str(violation), [])
             if self.current not in tests:
@@ -46,6 +54,7 @@ class _Session:
 
 
 _STATE_KEY = pytest.StashKey[_Session]()
+_INDEX = re.compile(r"\.\d+(?=\.|$)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,9 +91,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or session.config.option.collectonly:
         return
     REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    REPORT_PATH.write_text(json.dumps({"emulators": state.emulators,
-                                       "violations": state.violations}, indent=2) + "\n",
-                           encoding="utf-8")
+    REPORT_PATH.write_text(json.dumps({
+        "emulators": state.emulators, "violations": state.violations,
+        "product_parameters": {k: sorted(v) for k, v in sorted(state.sent.items())},
+    }, indent=2) + "\n", encoding="utf-8")
     if state.violations:
         state.failed = True
         if session.exitstatus == 0:
