@@ -37,7 +37,8 @@ FAST_RETRIES = {"ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.01", "ECS_EVENT_OPS_API_B
 def emu() -> Iterator[Emulator]:
     with Emulator(
         load_fleet(FLEETS / "autostart.yaml"), start_delay_s=0.005,
-        function_env={"*": FAST_RETRIES},
+        # the emulator's ActionTrail shows calls at once here: no settle window to wait out
+        function_env={"*": {**FAST_RETRIES, "ECS_EVENT_OPS_ACTIONTRAIL_SETTLE_S": "0"}},
         qualifiers={"dry-run": {"ECS_EVENT_OPS_DRY_RUN": "true"}, "live": {},
                     BROKEN: {"ECS_EVENT_OPS_API_MAX_ATTEMPTS": "0"}},
     ) as emulator:

@@ -307,7 +307,11 @@ def bench_autostart(runs: int, workdir: Path) -> dict[str, Any]:
                 emu.clear_calls()
                 started = time.time()
                 result = invoke_local("auto_start", wrap(payload, "eventbridge"), cloud_url=emu.url,
-                                      db_url=db, env={"ECS_EVENT_OPS_FLAP_MAX_STARTS": "1000"})
+                                      db_url=db, env={"ECS_EVENT_OPS_FLAP_MAX_STARTS": "1000",
+                                                      # the decision path itself: the emulator's
+                                                      # trail is instant, no settle window (with
+                                                      # the default, the sweep starts "true" stops)
+                                                      "ECS_EVENT_OPS_ACTIONTRAIL_SETTLE_S": "0"})
                 if result.error is not None:
                     raise RuntimeError(f"auto_start failed: {result.error}")
                 starts = [c for c in emu.calls() if c.action in ("StartInstance", "StartInstances")]
