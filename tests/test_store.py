@@ -453,7 +453,7 @@ def test_prune_refreshes_the_planner_statistics(store: Store) -> None:
     assert store.prune_raw(T0 - timedelta(days=1)) == 0
     dialect = store._get_engine().dialect.name
     query = {
-        "postgresql": "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL",
+        "postgresql": "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL AND last_vacuum IS NOT NULL",
         "mysql": "SELECT table_name FROM mysql.table_stats WHERE db_name = DATABASE()",
         "sqlite": "SELECT DISTINCT tbl FROM sqlite_stat1",
     }[dialect]
