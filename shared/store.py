@@ -7,9 +7,11 @@ database, so importing this module costs a cold start nothing.
 Guarantees the practices build on:
 
 - :meth:`Store.record` stores each event id once (race-safe insert-if-absent on every backend) and
-  folds only the newly stored events into the instance rows with monotonic, conditional updates,
-  so duplicates, retries, any delivery order and concurrent writers all give the same row.
-  ``Deleted`` is terminal: a late ``Pending`` (or any state) never resurrects a released instance.
+  folds only the newly stored events into the instance rows with a monotonic upsert (min / max
+  per field), so duplicates, retries, any delivery order and concurrent writers all give the same
+  row. ``Deleted`` is terminal: a late ``Pending`` (or any state) never resurrects a released
+  instance. A batch is two statements whatever its size (a multi-row INSERT of the events, a
+  multi-row upsert of their instances) where RETURNING exists (SQLite, PostgreSQL, MariaDB).
 - The schema is versioned (``schema_version``); :meth:`Store.ensure_schema` creates or upgrades it
   under a backend lock (SQLite write lock, PostgreSQL advisory lock, MySQL ``GET_LOCK``), so many
   processes may start at once. Migrations are additive only, so code one version behind keeps
