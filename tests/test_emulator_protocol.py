@@ -223,7 +223,8 @@ def test_dropped_connection_raises_in_sdk(emu: Emulator) -> None:
 
 
 def test_fault_rate_is_seeded_and_mixed() -> None:
-    """fault_rate=1 with a seed gives a reproducible mix of 500, 503 and drops."""
+    """fault_rate=1 with a seed gives a reproducible mix of 500, 503 and drops (a read
+    documents no busy code)."""
     def run(seed: int) -> list[str]:
         with Emulator(load_fleet(FLEETS / "basic.yaml"), fault_rate=1.0, seed=seed) as emu:
             ecs = client(emu)
@@ -235,6 +236,38 @@ def test_fault_rate_is_seeded_and_mixed() -> None:
     first, again = run(7), run(7)
     assert first == again
     assert set(first) == {"InternalError", "ServiceUnavailable", "ConnectionDropped"}
+
+
+def test_fault_rate_answers_the_busy_codes_the_action_documents() -> None:
+    """fault_rate on a CLB write also answers its documented busy codes; a read gets none."""
+    from tools.emulator.contract import BUSY_CODES, load_contract
+    from tools.emulator.faults import Faults
+
+    contract = load_contract()
+    faults = Faults(fault_rate=1.0, seed=11,
+                    statuses=lambda a, c: contract.statuses_of("slb", a, c),
+                    busy=lambda a: contract.busy_codes("slb", a))
+    write = {(v.code, v.status) for v in
+             (faults.decide("SetVServerGroupAttribute") for _ in range(400)) if v is not None}
+    read = {(v.code, v.status) for v in
+            (faults.decide("DescribeVServerGroups") for _ in range(400)) if v is not None}
+    base = {("InternalError", 500), ("ServiceUnavailable", 503), ("ConnectionDropped", 0)}
+    assert write == base | {(code, 400) for code in BUSY_CODES}
+    assert read == base
+
+
+def test_lose_rate_loses_answers_of_writes_only(emu: Emulator) -> None:
+    """lose_rate=1: every successful write is applied and its answer lost; reads answer."""
+    emu.set_faults(lose_rate=1.0, seed=5)
+    ecs = client(emu)
+    assert describe(ecs).total_count == 7
+    with pytest.raises((TeaException, UnretryableException)):
+        ecs.start_instance(ecs_models.StartInstanceRequest(instance_id=BATCH1))
+    emu.wait_for_status(BATCH1, "Running", timeout_s=2)
+    assert [(c.action, c.answer_lost) for c in emu.calls()] == [
+        ("DescribeInstances", False), ("StartInstance", True)]
+    with pytest.raises(ValueError, match=r"lose_rate must be within 0\.\.1"):
+        emu.set_faults(lose_rate=1.5)
 
 
 def test_latency_is_added(emu: Emulator) -> None:

@@ -19,6 +19,7 @@ import json
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, redirect_stdout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -196,6 +197,11 @@ def play(scenario: Scenario) -> None:
                 scenario.settle(("app-01", "Running"))
 
     def interrupt() -> None:
+        # CLB answers a documented "busy, try again" code once per write action: the drains
+        # retry them (shared.clients.ERROR_RULES) and still finish before their deadlines.
+        emu.set_faults(fail_next={"SetVServerGroupAttribute": ["SystemBusy"],
+                                  "SetBackendServers": ["BackendServerProcessing"],
+                                  "RemoveVServerGroupBackendServers": ["OperationBusy"]})
         for n in (1, 2, 3, 4):
             emu.interrupt_spot(ids[f"spot-0{n}"])
         scenario.pump()
@@ -219,7 +225,7 @@ def play(scenario: Scenario) -> None:
         ("web-05 is locked for security, then stops", locked),
         ("the platform stops db-01 (SystemFailure.Stop)", platform),
         ("app-01 keeps crashing (auto-start: always)", flapping),
-        ("four spot instances get interruption notices", interrupt),
+        ("four spot instances get interruption notices (CLB answers busy codes once)", interrupt),
         ("spot-01..04, new-03 and batch-04 are released", release),
         ("the sweep runs", sweep),
     ]
@@ -285,10 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emulator at {emu.url}; alerts go to {inbox.url}\n")
         play(scenario)
         report(scenario, inbox)
-        api_calls = len(emu.calls())
+        calls = emu.calls()
+        api_calls = len(calls)
+        errors = Counter(c.code for c in calls if c.code is not None and c.status != 200)
     elapsed = time.monotonic() - started
     print(f"\n{scenario.delivered} events delivered through the functions, {api_calls} API calls, "
           f"{len(scenario.failures)} invocation errors, {elapsed:.0f} s")
+    print("cloud errors answered (each retried or decided on): "
+          + (", ".join(f"{code} x{n}" for code, n in sorted(errors.items())) or "none"))
     for failure in scenario.failures:
         print(f"  error: {failure}")
     return 1 if scenario.failures else 0

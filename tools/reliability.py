@@ -8,8 +8,10 @@ What it does (``make test`` runs the small size; ``--full`` the large one):
 2. a scenario: unexpected stops, user stops, locked stops, spot interruptions, releases;
 3. every event the emulator emits is delivered at least twice, in a random envelope kept per
    event (a redelivery is the same message), shuffled within a window, interleaved with poison
-   elements (alone and inside batches), while the emulator injects throttling, 5xx and dropped
-   connections at a seeded rate and the store is unreachable for a stretch of deliveries;
+   elements (alone and inside batches), while the emulator injects throttling, 5xx, dropped
+   connections and the documented busy codes (CLB ``SystemBusy``, ``OperationBusy``, ...) at a
+   seeded rate, loses the answers of some writes it applied (``lose_rate``), and the store is
+   unreachable for a stretch of deliveries;
 4. a modelled platform: a delivery whose handler raises is retried later (at least once), and
    the sweep's timer fires every ``SWEEP_EVERY_S``; ActionTrail lags the calls (``TRAIL_LAG_S``)
    and answers LookupEvents at its documented 2 calls/s, so ``true`` stops are decided by the
@@ -71,13 +73,14 @@ FUNCTION_ENV = {"ECS_EVENT_OPS_DRAIN_TIME_S": "0.2", "ECS_EVENT_OPS_API_BACKOFF_
 @dataclass(frozen=True)
 class Size:
     instances: int  # per role
-    fault_rate: float
+    fault_rate: float  # 5xx, drops and the action's documented busy codes (SystemBusy, ...)
     window: int
     outage: int  # deliveries during which the store is down
+    lose_rate: float = 0.0  # writes applied whose answer is then lost (5xx or dropped)
 
 
-SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=6)
-FULL = Size(instances=25, fault_rate=0.08, window=20, outage=30)
+SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=6, lose_rate=0.05)
+FULL = Size(instances=25, fault_rate=0.08, window=20, outage=30, lose_rate=0.05)
 
 
 @dataclass
@@ -105,6 +108,8 @@ class Run:
     raised: int = 0
     given_up: list[str] = field(default_factory=list)
     recorded_ids: Counter[str] = field(default_factory=Counter)
+    injected: Counter[str] = field(default_factory=Counter)  # fault code -> answers
+    answers_lost: int = 0  # writes applied whose answer the caller never saw
     # the identity each event is stored under: the payload id, or the CloudEvent id on EventBridge
     expected_id: dict[str, str] = field(default_factory=dict)
     leftover_memberships: dict[str, int] = field(default_factory=dict)
@@ -315,6 +320,11 @@ def collect(emu: Emulator, db_url: str, run: Run) -> None:
             run.recorded_ids[stored_as] += recorded.count(stored_as)
     finally:
         store.close()
+    for call in emu.calls():
+        if call.answer_lost:
+            run.answers_lost += 1
+        elif call.code is not None and call.status != 200:
+            run.injected[call.code] += 1
     for index, payload in enumerate(emu.events()):
         iid = payload["content"].get("resourceId")
         if payload["name"] == "Instance:StateChange" and payload["content"].get("state") == "Starting" \
@@ -385,10 +395,10 @@ def run_suite(size: Size = SMALL, seed: int = 7, db_url: str | None = None, work
                      trail_qps=TRAIL_QPS) as emu, \
             applied_environment(emu.signing_environment()):
         play_scenario(emu, run)
-        emu.set_faults(fault_rate=size.fault_rate, seed=seed,
+        emu.set_faults(fault_rate=size.fault_rate, lose_rate=size.lose_rate, seed=seed,
                        throttle_actions={"DescribeInstances": 40.0, "RemoveVServerGroupBackendServers": 20.0})
         deliver_all(emu, db_url, run, rng, size, sabotage=sabotage)
-        emu.set_faults(fault_rate=0.0, throttle_actions={})
+        emu.set_faults(fault_rate=0.0, lose_rate=0.0, throttle_actions={})
         collect(emu, db_url, run)
     run.seconds = round(time.monotonic() - started, 1)
     return run, check_invariants(run)
@@ -410,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "raised_and_retried": run.raised, "sweeps": run.sweeps, "poison_sent": run.poison_sent,
         "poison_reported": run.poison_reported, "eligible_started_once": len(run.eligible),
         "ineligible": len(run.ineligible), "interrupted": len(run.interrupted), "seconds": run.seconds,
+        "errors_answered": dict(sorted(run.injected.items())), "answers_lost": run.answers_lost,
         "problems": problems,
     }
     print(json.dumps(figures, indent=1))

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--throttle-action", type=_throttle_action, action="append", default=[],
                         metavar="ACTION=QPS", help="rate limit for one action (repeatable)")
     parser.add_argument("--fault-rate", type=float, default=0.0,
-                        help="probability (0..1) of a 500, 503 or dropped connection per call")
+                        help="probability (0..1) per call of a 500, 503, dropped connection or "
+                        "one of the action's documented busy codes (SystemBusy, ...)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --fault-rate (default 0)")
     parser.add_argument("--fail-next", type=_action_codes, action="append", default=[],
                         metavar="ACTION=CODE[,CODE...]",
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="ACTION=CODE[,CODE...]",
                         help="apply the next successful calls of ACTION, then answer a documented "
                         "5xx (InternalError) or ConnectionDropped instead (repeatable)")
+    parser.add_argument("--lose-rate", type=float, default=0.0,
+                        help="probability (0..1) that a successful write is applied and its "
+                        "answer then lost (500 InternalError or a dropped connection)")
     parser.add_argument("--start-delay", type=float, default=0.05, metavar="S",
                         help="seconds each Starting/Stopping/Pending step lasts (default 0.05)")
     parser.add_argument("--trail-lag", type=float, default=None, metavar="S",
@@ -126,9 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FleetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not 0.0 <= args.fault_rate <= 1.0:
-        print("error: --fault-rate must be within 0..1", file=sys.stderr)
-        return 2
+    for flag, value in (("--fault-rate", args.fault_rate), ("--lose-rate", args.lose_rate)):
+        if not 0.0 <= value <= 1.0:
+            print(f"error: {flag} must be within 0..1", file=sys.stderr)
+            return 2
     emu = Emulator(
         fleet, latency_ms=args.latency_ms, throttle_qps=args.throttle_qps,
         throttle_actions=dict(args.throttle_action), fault_rate=args.fault_rate, seed=args.seed,
@@ -139,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **({"trail_qps": args.trail_qps} if args.trail_qps is not None else {}),
     )
     try:
-        emu.set_faults(fail_next=dict(args.fail_next), lose_answer=dict(args.lose_answer))
+        emu.set_faults(fail_next=dict(args.fail_next), lose_answer=dict(args.lose_answer),
+                       lose_rate=args.lose_rate)
     except ValueError as exc:
         emu.close()
         print(f"error: {exc}", file=sys.stderr)

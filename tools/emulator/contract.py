@@ -31,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "API_META_ENV",
+    "BUSY_CODES",
     "IGNORED_REQUEST_PARAMS",
     "PLATFORM_CODES",
     "Contract",
@@ -206,6 +207,14 @@ PLATFORM_CODES: tuple[PlatformCode, ...] = (
 )
 
 
+# The codes Alibaba documents as "the service is busy, try again later": what a random fault
+# (``fault_rate``) may answer besides a 5xx, wherever the action documents one of them.
+BUSY_CODES: tuple[str, ...] = (
+    "SystemBusy", "OperationBusy", "OperationFailed.ServiceGroupProcessing",
+    "BackendServerProcessing", "VpcSystemBusy",
+)
+
+
 def api_meta_dir() -> Path:
     """``$ECS_EVENT_OPS_API_META``, else ``<repo>/../shared/api-meta`` (where the issue puts it)."""
     configured = os.environ.get(API_META_ENV)
@@ -268,6 +277,15 @@ class Contract:
         entry = self.platform_entry(product, action, code)
         extra = [s for s in (entry.statuses if entry else ()) if s not in own]
         return own + extra
+
+    def busy_codes(self, product: str, action: str) -> list[tuple[str, int]]:
+        """The :data:`BUSY_CODES` this action may answer, each with its documented status."""
+        found = []
+        for code in BUSY_CODES:
+            statuses = self.statuses_of(product, action, code)
+            if statuses:
+                found.append((code, statuses[0]))
+        return found
 
     def status_of(self, product: str, action: str, code: str) -> int:
         """The HTTP status to answer ``code`` with; ContractError when it is not documented."""

@@ -11,11 +11,15 @@ Decisions, in order, for each API call (after the signature check):
 2. Rate limit: ``throttle_actions[action]`` or else ``throttle_qps`` (a token bucket per action,
    burst = max(1, qps)) -> 400 ``Throttling.User``.
 3. ``fault_rate``: a seeded ``random.Random`` picks 500 ``InternalError``, 503
-   ``ServiceUnavailable`` or a dropped connection.
+   ``ServiceUnavailable``, a dropped connection, or one of the "busy, try again" codes the action
+   documents (``contract.BUSY_CODES``: CLB writes' ``SystemBusy``, ``OperationBusy``, …).
 
 After a successful write, ``lose_answer[action]`` (a queue like ``fail_next``) replaces the 200
 with the popped code (a documented 5xx such as ``InternalError``) or ``ConnectionDropped``: the
 change took effect, the caller does not know it ("applied but the answer was lost").
+``lose_rate`` does the same at random (seeded) for a fraction of successful writes (every action
+that is not a ``Describe*``/``List*``/``Lookup*``/``Get*`` read): a 500 ``InternalError`` or a
+dropped connection.
 
 Throttling answers carry ``x-acs-retry-after: <ms>`` only when ``retry_after_ms`` is set: with
 that header the SDK raises ``ThrottlingException`` (not ``ClientException``), so both shapes can
@@ -37,6 +41,9 @@ DROP = "ConnectionDropped"
 UNSET: object = object()
 # (action, code) -> the HTTP statuses the contract allows, documented first; [] = not allowed.
 StatusLookup = Callable[[str, str], "list[int]"]
+# action -> the (busy code, HTTP status) pairs it documents.
+BusyLookup = Callable[[str], "list[tuple[str, int]]"]
+_READ_PREFIXES = ("Describe", "List", "Lookup", "Get")
 
 
 @dataclass(frozen=True)
@@ -71,9 +78,12 @@ class Faults:
 
     def __init__(self, latency_ms: float = 0, throttle_qps: float | None = None,
                  throttle_actions: Mapping[str, float] | None = None, fault_rate: float = 0.0,
-                 seed: int | None = 0, *, statuses: StatusLookup | None = None) -> None:
+                 seed: int | None = 0, *, statuses: StatusLookup | None = None,
+                 busy: BusyLookup | None = None) -> None:
         self._lock = threading.Lock()
         self._statuses = statuses
+        self._busy = busy
+        self.lose_rate = 0.0
         self.latency_ms = float(latency_ms)
         self.throttle_qps = throttle_qps
         self.throttle_actions: dict[str, float] = dict(throttle_actions or {})
@@ -91,6 +101,8 @@ class Faults:
             raise ValueError("latency_ms must be >= 0")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be within 0..1")
+        if not 0.0 <= self.lose_rate <= 1.0:
+            raise ValueError("lose_rate must be within 0..1")
         for qps in [self.throttle_qps, *self.throttle_actions.values()]:
             if qps is not None and qps <= 0:
                 raise ValueError("throttle rates must be > 0")
@@ -101,7 +113,8 @@ class Faults:
                fail_next: Mapping[str, Iterable[str]] | None = None,
                start_error: Mapping[str, str | None] | None = None,
                retry_after_ms: object = UNSET,
-               lose_answer: Mapping[str, Iterable[str]] | None = None) -> None:
+               lose_answer: Mapping[str, Iterable[str]] | None = None,
+               lose_rate: float | None = None) -> None:
         """Change settings; only the given ones. ``fail_next`` / ``lose_answer`` replace the
         queue of each named action; ``start_error`` sets (or with ``None``, clears) per
         instance. Codes the contract does not allow raise ``ValueError`` and change nothing."""
@@ -131,6 +144,8 @@ class Faults:
                 self._buckets.clear()
             if fault_rate is not None:
                 self.fault_rate = float(fault_rate)
+            if lose_rate is not None:
+                self.lose_rate = float(lose_rate)
             if seed is not None:
                 self._rng = random.Random(seed)
             for action, specs in queued.items():
@@ -152,7 +167,7 @@ class Faults:
             return {
                 "latency_ms": self.latency_ms, "throttle_qps": self.throttle_qps,
                 "throttle_actions": dict(self.throttle_actions), "fault_rate": self.fault_rate,
-                "retry_after_ms": self.retry_after_ms,
+                "lose_rate": self.lose_rate, "retry_after_ms": self.retry_after_ms,
                 "fail_next": {a: list(q) for a, q in self.fail_next.items() if q},
                 "lose_answer": {a: list(q) for a, q in self.lose_answer.items() if q},
                 "start_error": dict(self.start_error),
@@ -177,17 +192,24 @@ class Faults:
                     return Verdict("Throttling.User", 400, "Request was denied due to user flow "
                                    "control.", self.retry_after_ms)
             if self.fault_rate > 0 and self._rng.random() < self.fault_rate:
-                pick = self._rng.choice((("InternalError", 500), ("ServiceUnavailable", 503),
-                                         (DROP, 0)))
-                return Verdict(pick[0], pick[1], "The request processing has failed due to "
-                               "some unknown error (emulator fault).")
+                busy = self._busy(action) if self._busy is not None else []
+                pick = self._rng.choice(
+                    [("InternalError", 500), ("ServiceUnavailable", 503), (DROP, 0), *busy])
+                return Verdict(pick[0], pick[1], f"{pick[0]} (emulator fault).")
             return None
 
     def lost_answer(self, action: str) -> Verdict | None:
         """After a successful call of ``action``: the answer to send instead, or None."""
         with self._lock:
             queue = self.lose_answer.get(action)
-            return self._verdict(action, queue.popleft()) if queue else None
+            if queue:
+                return self._verdict(action, queue.popleft())
+            if (self.lose_rate > 0 and not action.startswith(_READ_PREFIXES)
+                    and self._rng.random() < self.lose_rate):
+                code, status = self._rng.choice((("InternalError", 500), (DROP, 0)))
+                return Verdict(code, status, f"{code} after the change was applied "
+                               "(emulator fault).")
+            return None
 
     def _verdict(self, action: str, spec: str) -> Verdict:
         """``Code``, ``Code:Status`` or ``ConnectionDropped``, checked against the contract."""

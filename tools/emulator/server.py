@@ -220,7 +220,8 @@ class Emulator:
         self._host = host
         self.contract = contract if contract is not None else load_contract()
         self.faults = Faults(latency_ms, throttle_qps, throttle_actions, fault_rate, seed,
-                             statuses=self._fault_statuses)
+                             statuses=self._fault_statuses,
+                             busy=self._busy_codes)
         # Every departure from the documented contract seen in an answer, or in a request from
         # the product (tests/conformance_plugin.py fails the session on any).
         self._violations: list[Violation] = []
@@ -319,6 +320,10 @@ class Emulator:
             raise ValueError(f"{action!r} is not an action the emulator serves "
                              f"({sorted(ACTION_PRODUCT)})")
         return self.contract.statuses_of(product, action, code)
+
+    def _busy_codes(self, action: str) -> list[tuple[str, int]]:
+        product = ACTION_PRODUCT.get(action)
+        return [] if product is None else self.contract.busy_codes(product, action)
 
     def clear_calls(self) -> None:
         with self._calls_lock:
@@ -489,13 +494,15 @@ class Emulator:
                    fail_next: Mapping[str, Iterable[str]] | None = None,
                    start_error: Mapping[str, str | None] | None = None,
                    retry_after_ms: object = UNSET,
-                   lose_answer: Mapping[str, Iterable[str]] | None = None) -> None:
+                   lose_answer: Mapping[str, Iterable[str]] | None = None,
+                   lose_rate: float | None = None) -> None:
         """See :mod:`tools.emulator.faults`; only the given settings change. Error codes are
         checked against the contract (``ValueError`` for one the action cannot answer)."""
         self.faults.update(latency_ms=latency_ms, throttle_qps=throttle_qps,
                            throttle_actions=throttle_actions, fault_rate=fault_rate, seed=seed,
                            fail_next=fail_next, start_error=start_error,
-                           retry_after_ms=retry_after_ms, lose_answer=lose_answer)
+                           retry_after_ms=retry_after_ms, lose_answer=lose_answer,
+                           lose_rate=lose_rate)
 
     # --- HTTP API ------------------------------------------------------------------------
 
