@@ -34,6 +34,7 @@ __all__ = [
     "BUSY_CODES",
     "IGNORED_REQUEST_PARAMS",
     "PLATFORM_CODES",
+    "SUPPLEMENTARY_APIS",
     "Contract",
     "ContractError",
     "PlatformCode",
@@ -49,6 +50,39 @@ PRODUCT_FILES = {
     "ecs": "ecs-2014-05-26.json",
     "slb": "slb-2014-05-15.json",
     "actiontrail": "actiontrail-2020-07-06.json",
+    "cms": "cms-2019-01-01.json",
+}
+_CMS_SDK = ("the official SDK alibabacloud_cms20190101 4.0.10, generated from Alibaba's newer "
+            "metadata: models/_%s_request.py and _%s_response_body.py")
+# Actions the api-meta snapshot leaves out although Alibaba documents them, each with its source:
+# merged into the product's contract, so the emulator's answers and the product's requests are
+# checked against them like any other action. No errorCodes: only platform-wide codes apply.
+SUPPLEMENTARY_APIS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
+    "cms": {
+        "DeleteEventRuleTargets": {
+            "source": _CMS_SDK % ("delete_event_rule_targets", "delete_event_rule_targets"),
+            "parameters": [
+                {"name": "RuleName", "in": "query", "schema": {"type": "string", "required": True}},
+                {"name": "Ids", "in": "query", "style": "repeatList",
+                 "schema": {"type": "array", "required": True, "items": {"type": "string"}}},
+            ],
+            "response": {"type": "object", "properties": {
+                "Code": {"type": "string"}, "Message": {"type": "string"},
+                "RequestId": {"type": "string"}, "Success": {"type": "boolean"}}},
+            "errorCodes": {},
+        },
+        "DeleteEventRules": {
+            "source": _CMS_SDK % ("delete_event_rules", "delete_event_rules"),
+            "parameters": [
+                {"name": "RuleNames", "in": "query", "style": "repeatList",
+                 "schema": {"type": "array", "required": True, "items": {"type": "string"}}},
+            ],
+            "response": {"type": "object", "properties": {
+                "Code": {"type": "string"}, "Message": {"type": "string"},
+                "RequestId": {"type": "string"}, "Success": {"type": "boolean"}}},
+            "errorCodes": {},
+        },
+    },
 }
 # Signing and protocol parameters (the OpenAPI common request parameters), plus the
 # owner/resource-owner parameters every RPC SDK model carries but api-meta leaves out: none of
@@ -225,7 +259,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
     "object": (dict,), "array": (list,),
 }
-_INDEX = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<n>\d+)(?:\.(?P<sub>[A-Za-z0-9]+))?$")
+# ``Name.N``, ``Name.N.Sub`` and ``Name.N.Sub.M`` (a list inside a list item: CMS
+# ``EventPattern.1.NameList.2``).
+_INDEX = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<n>\d+)(?:\.(?P<sub>[A-Za-z0-9]+)"
+                    r"(?:\.(?P<m>\d+))?)?$")
 _FLAT = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<sub>[A-Za-z0-9]+)$")
 
 
@@ -244,7 +281,7 @@ class Contract:
             except (OSError, ValueError) as exc:
                 raise ContractError(f"cannot read the contract {path}: {exc} (set "
                                     f"{API_META_ENV} to the api-meta directory)") from exc
-            self._apis[product] = data["apis"]
+            self._apis[product] = {**SUPPLEMENTARY_APIS.get(product, {}), **data["apis"]}
             self._components[product] = (data.get("components") or {}).get("schemas") or {}
 
     # --- lookups -------------------------------------------------------------------------
@@ -401,8 +438,10 @@ class Contract:
                 items = schema.get("items") or {}
                 sub = indexed.group("sub")
                 props = items.get("properties") or {}
-                if (sub is None and items.get("type") != "object") or (sub is not None
-                                                                      and sub in props):
+                inner = (props.get(sub) or {}) if sub is not None else {}
+                nested_ok = indexed.group("m") is None or inner.get("type") == "array"
+                if (sub is None and items.get("type") != "object") or (
+                        sub is not None and sub in props and nested_ok):
                     seen.setdefault(indexed.group("name"), set()).add(int(indexed.group("n")))
                     return None
         flat = _FLAT.match(key)

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tools.emulator import ecs, slb, trail
+from tools.emulator import cms, ecs, slb, trail
 from tools.emulator.contract import Contract, Violation, load_contract
 from tools.emulator.faults import DROP, UNSET, Faults
 from tools.emulator.fc import FC2_PREFIX, FC3_PREFIX, FcResponse, FunctionHost, handle_fc
@@ -38,6 +38,7 @@ PRODUCTS: dict[str, tuple[str, Mapping[str, ecs.Handler], str]] = {
     ecs.VERSION: ("ecs", ecs.ACTIONS, "ecs.aliyuncs.com"),
     slb.VERSION: ("slb", slb.ACTIONS, "slb.aliyuncs.com"),
     trail.VERSION: ("actiontrail", trail.ACTIONS, "actiontrail.aliyuncs.com"),
+    cms.VERSION: ("cms", cms.ACTIONS, "metrics.aliyuncs.com"),
 }
 # Signing and protocol parameters: not recorded in Call.params.
 COMMON_PARAMS = frozenset({
@@ -467,6 +468,12 @@ class Emulator:
             "instanceId": iid,
         }, level=level)
         return event_id
+
+    def set_metric(self, iid: str, metric: str, value: float, *,
+                   timestamp_ms: int | None = None) -> None:
+        """Report one CloudMonitor reading of an instance (``acs_ecs_dashboard``:
+        ``CPUUtilization``, ``memory_usedutilization`` …) that DescribeMetricLast answers."""
+        cms.set_metric(self._world, iid, metric, value, timestamp_ms=timestamp_ms)
 
     def lock(self, iid: str, reason: str = "security") -> None:
         """Add an OperationLocks reason (does not change the status)."""
