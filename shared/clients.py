@@ -37,6 +37,7 @@ from shared.log import emit, get_logger
 from shared.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from shared.cms import CmsClient
     from shared.settings import Settings
 
 __all__ = [
@@ -116,6 +117,12 @@ CALLED_ACTIONS: Mapping[str, str] = {
     "AddBackendServers": "slb",
     "AddVServerGroupBackendServers": "slb",
     "LookupEvents": "actiontrail",
+    # CloudMonitor: the metrics of an incident (sweep) and the wiring of the rules (tools).
+    "DescribeMetricLast": "cms",
+    "PutEventRule": "cms",
+    "PutEventRuleTargets": "cms",
+    "DescribeEventRuleList": "cms",
+    "DescribeEventRuleTargetList": "cms",
 }
 
 _PLATFORM = (
@@ -126,6 +133,12 @@ _REFERENCE = "reference/cloud-apis.md 'Common errors' (403/409; not in api-meta)
 _ECS = "api-meta ecs-2014-05-26.json "
 _SLB = "api-meta slb-2014-05-15.json "
 _TRAIL = "api-meta actiontrail-2020-07-06.json "
+_CMS = "api-meta cms-2019-01-01.json "
+_CMS_PLACEHOLDER = (
+    "api-meta cms-2019-01-01.json lists the literal '%%s' (the real code is formatted at run "
+    "time, so no server sends '%%s' itself; a real code in its place falls back on its shape "
+    "and status, 5xx transient): %s"
+)
 _CLB_BUSY = (
     _SLB + "AddBackendServers, AddVServerGroupBackendServers, RemoveBackendServers (400); "
     "CLB's error pages list them for the sibling writes too (api-meta README), so every CLB action"
@@ -266,6 +279,18 @@ ERROR_RULES: Mapping[tuple[str, str], CodeRule] = {
     **_rules("LookupEvents", Rule.PERMANENT, _TRAIL + "LookupEvents (400)",
              "InvalidParameterCombination", "InvalidParameterEndTime",
              "InvalidParameterStartTime", "InvalidQueryParameter"),
+    # -- CloudMonitor (CMS 2019-01-01) ----------------------------------------------------------
+    **_rules("cms", Rule.AUTH, _CMS + "DescribeEventRuleList, DescribeEventRuleTargetList, "
+             "DescribeMetricLast (403)", "AccessForbidden"),
+    **_rules("cms", Rule.PERMANENT, _CMS + "DescribeEventRuleList, DescribeEventRuleTargetList "
+             "(400)", "InvalidParameterValue"),
+    **_rules("DescribeMetricLast", Rule.PERMANENT, _CMS + "DescribeMetricLast (400)",
+             "ParameterInvalid"),
+    # No such namespace, metric or rule group: asking again does not create it.
+    **_rules("cms", Rule.NOT_FOUND, _CMS + "DescribeEventRuleList, DescribeMetricLast (404)",
+             "ResourceNotFound"),
+    **_rules("cms", Rule.PERMANENT, _CMS_PLACEHOLDER % "PutEventRule (400, 403), "
+             "PutEventRuleTargets (400, 403, 404, 500), DescribeEventRuleList (500)", "%s"),
 }
 
 _AUTH_PREFIXES = ("Forbidden.", "InvalidSecurityToken.", "InvalidAccessKeyId.", "NoPermission")
@@ -1487,7 +1512,7 @@ def _trail_record(event: object, instance_id: str) -> TrailRecord | None:
 # --------------------------------------------------------------------------------------------
 # Building the SDK clients
 
-Product = Literal["ecs", "slb", "actiontrail"]
+Product = Literal["ecs", "slb", "actiontrail", "cms"]
 
 
 def _url_endpoint(url: str, name: str) -> tuple[str, str]:
@@ -1511,7 +1536,8 @@ def _endpoint(
     """
     if settings.cloud_url:
         return _url_endpoint(settings.cloud_url, "cloud_url")
-    override: str | None = getattr(settings, f"endpoint_{product}")
+    # ``getattr`` with a default: CloudMonitor has no override setting of its own.
+    override: str | None = getattr(settings, f"endpoint_{product}", None)
     if override:
         if "://" in override:
             return _url_endpoint(override, f"ECS_EVENT_OPS_ENDPOINT_{product.upper()}")
@@ -1614,6 +1640,10 @@ def build_sdk_client(
         from alibabacloud_slb20140515.client import Client as SlbSdk
 
         return SlbSdk(config)
+    if product == "cms":
+        from alibabacloud_cms20190101.client import Client as CmsSdk
+
+        return CmsSdk(config)
     from alibabacloud_actiontrail20200706.client import Client as TrailSdk
 
     return TrailSdk(config)
@@ -1643,6 +1673,7 @@ class Clients:
     _ecs: EcsClient | None = field(default=None, init=False, repr=False)
     _lb: LbClient | None = field(default=None, init=False, repr=False)
     _trail: TrailClient | None = field(default=None, init=False, repr=False)
+    _cms: CmsClient | None = field(default=None, init=False, repr=False)
     _regions: dict[str, Clients] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -1733,3 +1764,12 @@ class Clients:
         if self._trail is None:
             self._trail = self._build(TrailClient, "actiontrail")
         return self._trail
+
+    @property
+    def cms(self) -> CmsClient:
+        """CloudMonitor (shared/cms.py, imported on first use)."""
+        if self._cms is None:
+            from shared.cms import CmsClient
+
+            self._cms = self._build(CmsClient, "cms")
+        return self._cms
