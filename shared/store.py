@@ -31,7 +31,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -82,6 +82,11 @@ SNAPSHOT_COLUMNS = (
     "name", "instance_type", "zone_id", "image_id", "vpc_id", "charge_type", "spot_strategy",
 )
 _LIKE_ESCAPE = "/"
+# Rejected deliveries kept for a person to read (ledger kind "rejected", Store.keep_rejected).
+REJECTED_KIND = "rejected"
+REJECTED_MAX_CHARS = 16_384
+REJECTED_MAX_COUNT = 1000
+REJECTED_RETENTION_DAYS = 30
 
 log = get_logger(__name__)
 
@@ -1020,6 +1025,43 @@ class Store:
 
         self._run("update ledger entry", work)
 
+    def ledger_swap(
+        self,
+        key: str,
+        *,
+        expect: Mapping[str, Any],
+        status: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        statuses: Collection[str] | None = None,
+    ) -> bool:
+        """Compare-and-set: when the entry exists, its status is one of ``statuses`` (any when
+        None) and its data holds every ``expect`` item (a missing key reads as None), set the
+        status and merge ``data``; True when applied. The row is read under its write lock
+        (FOR UPDATE; SQLite writers hold the database lock from BEGIN IMMEDIATE), so of racing
+        callers expecting the same values exactly one applies: the ledger's leases rest on it."""
+        import sqlalchemy as sa
+
+        table = _schema().ledger
+
+        def work(conn: Connection) -> bool:
+            row = conn.execute(
+                sa.select(table.c.status, table.c.data).where(table.c.key == key).with_for_update()
+            ).first()
+            if row is None or (statuses is not None and row[0] not in statuses):
+                return False
+            current = _load_dict(row[1])
+            if any(current.get(k) != v for k, v in expect.items()):
+                return False
+            values: dict[str, Any] = {"updated_at": _naive(self._clock())}
+            if status is not None:
+                values["status"] = status
+            if data:
+                values["data"] = _dump({**current, **data})
+            conn.execute(sa.update(table).where(table.c.key == key).values(**values))
+            return True
+
+        return self._run("swap ledger entry", work)
+
     def ledger_count(self, kind: str, instance_id: str | None, since: datetime) -> int:
         """Entries of ``kind`` for ``instance_id`` created at or after ``since``."""
         import sqlalchemy as sa
@@ -1056,6 +1098,75 @@ class Store:
             query = query.where(table.c.created_at < _naive(older_than))
         query = query.order_by(table.c.created_at, table.c.id).limit(_check_limit(limit, 100_000))
         return self._run("find ledger entries", lambda c: [_ledger_entry(r) for r in c.execute(query)], write=False)
+
+    def ledger_history(
+        self,
+        kinds: Sequence[str],
+        *,
+        since: datetime | None = None,
+        instance_id: str | None = None,
+        limit: int = 100,
+    ) -> list[LedgerEntry]:
+        """Entries of these kinds, newest first (history reads: what was decided, when)."""
+        import sqlalchemy as sa
+
+        table = _schema().ledger
+        query = sa.select(table).where(table.c.kind.in_(sorted(kinds)))
+        if since is not None:
+            query = query.where(table.c.created_at >= _naive(since))
+        if instance_id is not None:
+            query = query.where(table.c.instance_id == instance_id)
+        query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(
+            _check_limit(limit, 100_000)
+        )
+        return self._run("read ledger history", lambda c: [_ledger_entry(r) for r in c.execute(query)], write=False)
+
+    def keep_rejected(
+        self, function: str, payload: object, reasons: Sequence[str], *, now: datetime | None = None
+    ) -> bool:
+        """Keep a delivery that had rejected elements (ledger kind ``rejected``), so a person can
+        read what was refused and why. Bounded: the payload is cut at REJECTED_MAX_CHARS, one
+        entry per distinct payload and function, entries older than REJECTED_RETENTION_DAYS and
+        beyond the newest REJECTED_MAX_COUNT are deleted. True when a new entry was kept."""
+        import hashlib
+
+        import sqlalchemy as sa
+
+        if isinstance(payload, (bytes, bytearray)):
+            text = bytes(payload).decode("utf-8", "replace")
+        else:
+            text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+        digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+        moment = now or self._clock()
+        kept = self.ledger_claim(
+            f"rejected:{function}:{digest}", kind=REJECTED_KIND, status="kept",
+            data={
+                "function": function, "reasons": list(reasons)[:100], "size": len(text),
+                "truncated": len(text) > REJECTED_MAX_CHARS, "payload": text[:REJECTED_MAX_CHARS],
+                "received_at": iso(moment),
+            },
+        )
+        if kept:
+            table = _schema().ledger
+            cutoff = _naive(moment - timedelta(days=REJECTED_RETENTION_DAYS))
+
+            def trim(conn: Connection) -> None:
+                conn.execute(sa.delete(table).where(
+                    table.c.kind == REJECTED_KIND, table.c.created_at < cutoff
+                ))
+                keep = (
+                    sa.select(table.c.id).where(table.c.kind == REJECTED_KIND)
+                    .order_by(table.c.created_at.desc(), table.c.id.desc())
+                    .limit(REJECTED_MAX_COUNT)
+                )
+                ids = [row[0] for row in conn.execute(keep)]
+                if len(ids) == REJECTED_MAX_COUNT:
+                    conn.execute(sa.delete(table).where(
+                        table.c.kind == REJECTED_KIND, table.c.id < min(ids)
+                    ))
+
+            self._run("trim rejected payloads", trim)
+        return kept
 
     # -- plumbing -------------------------------------------------------------------------------
 

@@ -15,8 +15,9 @@ import pytest
 
 from shared import log as shared_log
 from shared.clients import Clients, Credentials, TransientError
-from shared.drain import DRAIN_KIND, Drainer, drain_key, sweep_drains
+from shared.drain import DRAIN_KIND, Drainer, sweep_drains
 from shared.events import parse
+from shared.ledger import LeaseHeldError, drain_key
 from shared.settings import Settings
 from shared.store import Store, StoreError
 from tests.helpers import emulator_for
@@ -44,6 +45,24 @@ FUNCTION_ENV = {
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     with emulator_for("spot.yaml", monkeypatch, start_delay_s=0.01) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emu2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The spot fleet with web-2 a spot instance too (two interruptions at once)."""
+    from dataclasses import replace
+
+    from tests.helpers import FLEETS
+    from tools.emulator import load_fleet
+
+    fleet = load_fleet(FLEETS / "spot.yaml")
+    fleet = replace(fleet, instances=tuple(
+        replace(i, spot_strategy="SpotAsPriceGo") if i.id == WEB2 else i
+        for i in fleet.instances))
+    with Emulator(fleet, start_delay_s=0.01) as emulator:
+        for name, value in emulator.signing_environment().items():
+            monkeypatch.setenv(name, value)
         yield emulator
 
 
@@ -234,9 +253,8 @@ def test_drain_records_metrics_in_log_and_ledger(emu: Emulator, db_url: str) -> 
     assert finished["missed_deadline"] is False
     assert 0.2 <= finished["notice_to_removed_s"] < 30
     # AND the ledger entry carries them
-    (event,) = parse(json.dumps(body)).events
     store = Store(db_url)
-    entry = store.ledger_get(drain_key(SPOT, event.event_time))
+    entry = store.ledger_get(drain_key(SPOT, 1))
     assert entry is not None
     assert entry.kind == DRAIN_KIND
     assert entry.status == "done"
@@ -275,7 +293,8 @@ def test_same_notice_through_another_envelope_does_nothing_again(
 def test_concurrent_invocations_drain_once(
     emu: Emulator, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two invocations of the same notice at once: one drains, the other reports in_progress."""
+    """Two invocations of the same notice at once: one drains, the other meets the live lease
+    and raises LeaseHeldError (the platform retries it; it never answers success)."""
     # GIVEN the function's environment and one notice delivered twice at the same moment
     env = fc_environment("drain_spot", "python3.10", cloud_url=emu.url, db_url=db_url,
                          extra=FUNCTION_ENV)
@@ -285,11 +304,15 @@ def test_concurrent_invocations_drain_once(
     Store(db_url).ping()  # create the schema before the race
     body = json.dumps(notice(emu)).encode()
     results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
     barrier = threading.Barrier(2)
 
     def run() -> None:
         barrier.wait()
-        results.append(handler(body, build_context("drain_spot", "python3.10", env)))
+        try:
+            results.append(handler(body, build_context("drain_spot", "python3.10", env)))
+        except LeaseHeldError as err:
+            errors.append(err)
 
     # WHEN both run concurrently
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -298,8 +321,11 @@ def test_concurrent_invocations_drain_once(
     for t in threads:
         t.join(10)
     # THEN the work was done once
-    outcomes = sorted(r["drains"][0]["outcome"] for r in results)
-    assert outcomes == ["drained", "in_progress"]
+    assert [r["drains"][0]["outcome"] for r in results] == ["drained"]
+    assert [type(e) for e in errors] == [LeaseHeldError]
+    # AND the platform's retry of the second finds the drain done: a duplicate
+    assert handler(body, build_context("drain_spot", "python3.10", env))["drains"][0][
+        "outcome"] == "duplicate"
     actions = [c.action for c in mutating_calls(emu)]
     assert sorted(actions) == sorted(
         ["SetBackendServers"] + ["SetVServerGroupAttribute"] * 3
@@ -320,7 +346,7 @@ def test_retry_after_a_crash_resumes_from_the_recorded_step(emu: Emulator, db_ur
 
     with pytest.raises(RuntimeError):
         Drainer(store, clients_for(emu, settings), settings, sleep=killed).drain(event)
-    entry = store.ledger_get(drain_key(SPOT, event.event_time))
+    entry = store.ledger_get(drain_key(SPOT, 1))
     assert entry is not None
     assert entry.status == "weighted"
     assert of(memberships(emu.state()), SPOT)[(LB_FRONT, "default", SPOT, None)] == 0
@@ -331,25 +357,25 @@ def test_retry_after_a_crash_resumes_from_the_recorded_step(emu: Emulator, db_ur
     assert drain["outcome"] == "drained"
     assert {c.action for c in mutating_calls(emu)} == REMOVE_ACTIONS
     assert of(memberships(emu.state()), SPOT) == {MS_KEY: 100}
-    assert store.ledger_get(drain_key(SPOT, event.event_time)).data["generation"] == 1  # type: ignore[union-attr]
+    assert store.ledger_get(drain_key(SPOT, 1)).data["generation"] == 1  # type: ignore[union-attr]
     store.close()
 
 
 def test_several_interruptions_in_one_batch_drain_concurrently(
-    emu: Emulator, db_url: str
+    emu2: Emulator, db_url: str
 ) -> None:
     """Two notices in one batch both reach weight 0 before either is removed."""
     # GIVEN a batch with notices for spot-1 and web-2, and a non-spot event
-    emu.stop_instance(WEB1, by="user")
-    state_event = emu.events()[-1]
-    batch = [notice(emu, SPOT), notice(emu, WEB2), state_event, {"not": "an event"}]
-    emu.clear_calls()
+    emu2.stop_instance(WEB1, by="user")
+    state_event = emu2.events()[-1]
+    batch = [notice(emu2, SPOT), notice(emu2, WEB2), state_event, {"not": "an event"}]
+    emu2.clear_calls()
     # WHEN the handler runs
-    out = invoke(emu, db_url, batch)
+    out = invoke(emu2, db_url, batch)
     # THEN both drained, overlapping in time
     assert sorted((d["instance_id"], d["outcome"]) for d in out["drains"]) == [
         (SPOT, "drained"), (WEB2, "drained")]
-    writes = mutating_calls(emu)
+    writes = mutating_calls(emu2)
     last_set = max(c.time for c in writes if c.action in SET_ACTIONS)
     first_remove = min(c.time for c in writes if c.action in REMOVE_ACTIONS)
     assert last_set < first_remove
@@ -357,7 +383,7 @@ def test_several_interruptions_in_one_batch_drain_concurrently(
     assert [i["kind"] for i in out["ignored"]] == ["state_change"]
     assert "not a spot interruption" in out["ignored"][0]["reason"]
     assert [b["index"] for b in out["bad"]] == [3]
-    assert of(memberships(emu.state()), WEB2) == {}
+    assert of(memberships(emu2.state()), WEB2) == {}
 
 
 # --- the deadline -----------------------------------------------------------------------------
@@ -537,38 +563,37 @@ def test_sweep_restores_an_instance_that_was_not_reclaimed_once(
     adds = [c for c in emu.calls() if c.action in MUTATING]
     assert sorted(c.action for c in adds) == sorted(
         ["AddBackendServers"] + ["AddVServerGroupBackendServers"] * 3)
-    (event,) = parse(json.dumps(body)).events
-    assert store.ledger_get(drain_key(SPOT, event.event_time)).status == "restored"  # type: ignore[union-attr]
+    assert store.ledger_get(drain_key(SPOT, 1)).status == "restored"  # type: ignore[union-attr]
     store.close()
 
 
 def test_sweep_marks_a_released_instance_reclaimed_and_dry_run_changes_nothing(
-    emu: Emulator, db_url: str
+    emu2: Emulator, db_url: str
 ) -> None:
     """A released instance's drain becomes 'reclaimed'; a dry-run sweep of a restorable one
     changes nothing."""
     # GIVEN two drains: spot-1 released, web-2 still running without a lock
-    before_all = memberships(emu.state())
-    invoke(emu, db_url, [notice(emu, SPOT), notice(emu, WEB2)])
-    emu.release(SPOT)
-    emu.unlock(WEB2, "Recycling")
-    settings = settings_for(emu, db_url)
+    before_all = memberships(emu2.state())
+    invoke(emu2, db_url, [notice(emu2, SPOT), notice(emu2, WEB2)])
+    emu2.release(SPOT)
+    emu2.unlock(WEB2, "Recycling")
+    settings = settings_for(emu2, db_url)
     store = Store(db_url)
     later = datetime.now(timezone.utc) + timedelta(hours=1)
-    before = memberships(emu.state())
-    emu.clear_calls()
+    before = memberships(emu2.state())
+    emu2.clear_calls()
     # WHEN a dry-run sweep runs, then a real one
-    dry = sweep_drains(store, clients_for(emu, settings), None,
+    dry = sweep_drains(store, clients_for(emu2, settings), None,
                        settings.with_(dry_run=True), later)
     assert dry["restored"] == [WEB2]
     assert dry["reclaimed"] == [SPOT]
-    assert mutating_calls(emu) == []
-    assert memberships(emu.state()) == before
+    assert mutating_calls(emu2) == []
+    assert memberships(emu2.state()) == before
     assert {e.status for e in store.ledger_find(DRAIN_KIND)} == {"done"}
-    real = sweep_drains(store, clients_for(emu, settings), None, settings, later)
+    real = sweep_drains(store, clients_for(emu2, settings), None, settings, later)
     # THEN spot-1 is reclaimed and web-2 restored
     assert real["reclaimed"] == [SPOT]
     assert real["restored"] == [WEB2]
-    assert of(memberships(emu.state()), WEB2) == of(before_all, WEB2)
+    assert of(memberships(emu2.state()), WEB2) == of(before_all, WEB2)
     assert sorted(e.status for e in store.ledger_find(DRAIN_KIND)) == ["reclaimed", "restored"]
     store.close()

@@ -4,7 +4,7 @@ clock, an in-memory ledger and an in-memory load balancer (fakes, not mocks)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -19,10 +19,10 @@ from shared.drain import (
     DrainResult,
     Outcome,
     Phase,
-    drain_key,
     drain_notification,
 )
 from shared.events import parse
+from shared.ledger import LeaseHeldError, drain_key
 from shared.settings import Settings
 
 T0 = datetime(2026, 3, 1, 12, 0, 7, 250000, tzinfo=timezone.utc)
@@ -82,11 +82,23 @@ class FakeLedger:
             entry.status = status
         entry.data.update(data or {})
 
+    def ledger_swap(self, key: str, *, expect: Mapping[str, Any], status: str | None = None,
+                    data: Mapping[str, Any] | None = None,
+                    statuses: Collection[str] | None = None) -> bool:
+        entry = self.entries.get(key)
+        if entry is None or (statuses is not None and entry.status not in statuses):
+            return False
+        if any(entry.data.get(k) != v for k, v in expect.items()):
+            return False
+        self.ledger_update(key, status=status, data=data)
+        return True
+
     def ledger_find(self, kind: str, *, status: str | None = None,
                     instance_id: str | None = None, older_than: datetime | None = None,
                     limit: int = 1000) -> list[Entry]:
-        return [e for e in self.entries.values() if e.kind == kind
-                and (status is None or e.status == status)]
+        return [replace(e, data=dict(e.data)) for e in self.entries.values() if e.kind == kind
+                and (status is None or e.status == status)
+                and (instance_id is None or e.instance_id == instance_id)]
 
 
 def member(lb: str, kind: GroupKind, group: str | None, server: str, port: int | None,
@@ -161,9 +173,16 @@ class FakeLb:
         return 1
 
 
+def spot(iid: str = IID, **kw: Any) -> Instance:
+    return Instance(iid, status=kw.pop("status", "Running"), spot_strategy="SpotAsPriceGo",
+                    region_id="cn-hangzhou", **kw)
+
+
 @dataclass
 class FakeEcs:
-    instances: dict[str, Instance] = field(default_factory=dict)
+    """The account's instances in the notice's region: by default the spot instance only."""
+
+    instances: dict[str, Instance] = field(default_factory=lambda: {IID: spot()})
 
     def describe_instances(self, instance_ids: Sequence[str]) -> dict[str, Instance]:
         return {i: self.instances[i] for i in instance_ids if i in self.instances}
@@ -213,6 +232,9 @@ def drainer(now: datetime, settings: Settings = SETTINGS, **kw: Any
             clock, lb, ledger)
 
 
+KEY = drain_key(IID, 1)  # the instance's first drain
+
+
 # --- deadlines -----------------------------------------------------------------------------------
 
 
@@ -251,30 +273,93 @@ def test_wait_is_the_drain_time_owed_but_never_past_deadline_minus_margin(
     assert d.wait_s(now, 60.0, weight0) == pytest.approx(expected)
 
 
-def test_drain_key_is_per_instance_and_notice_bucket() -> None:
-    """Millisecond and second precision of one notice share a key; another instance, or a
-    notice an hour later, does not."""
-    # GIVEN the same notice time at two precisions
-    same = drain_key(IID, T0) == drain_key(IID, T0.replace(microsecond=0))
-    # THEN
-    assert same
-    assert drain_key(IID, T0) == "drain:i-bp1spot000000000001:20260301T1200Z"
-    assert drain_key(OTHER, T0) != drain_key(IID, T0)
-    assert drain_key(IID, T0 + timedelta(hours=1)) != drain_key(IID, T0)
+def test_drain_keys_count_the_drains_of_an_instance() -> None:
+    """``drain:<instance>:<n>``: neither the event id nor the notice time is in the key."""
+    assert drain_key(IID, 1) == "drain:i-bp1spot000000000001:1"
+    assert drain_key(IID, 2, dry_run=True) == "dryrun:drain:i-bp1spot000000000001:2"
 
 
-def test_a_duplicate_across_a_bucket_edge_finds_the_first_entry() -> None:
-    """Two envelopes straddling a bucket boundary (rounded times) still drain once."""
-    # GIVEN a notice drained with time 11:59:59.7 (bucket 11:50)
+@pytest.mark.parametrize("offset_s", [-0.3, 0.0, 0.7, 4.0, 299.0])
+def test_duplicates_of_one_notice_are_one_drain_wherever_they_fall_in_time(offset_s: float) -> None:
+    """Copies of a notice carrying times that straddle any minute or bucket edge, or differ by
+    up to the notice period, meet the first drain (a duplicate), never a second one."""
+    # GIVEN a notice at 11:59:59.7 drained
     edge = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
     first_time = edge - timedelta(milliseconds=300)
-    d, _, _, ledger = drainer(first_time + timedelta(seconds=1))
+    d, _, lb, ledger = drainer(first_time + timedelta(seconds=1))
     assert d.drain(interruption(first_time)).outcome is Outcome.DRAINED
-    # WHEN the other envelope carries 12:00:00 (rounded up: bucket 12:00)
-    second = d.drain(interruption(edge, event_id="ev-2"))
-    # THEN it is a duplicate of the first
+    calls = len(lb.calls)
+    # WHEN another copy carries a time offset_s later
+    second = d.drain(interruption(edge + timedelta(seconds=offset_s), event_id="ev-2"))
+    # THEN it is a duplicate of the first: no call, no second entry
     assert second.outcome is Outcome.DUPLICATE
-    assert len(ledger.entries) == 1
+    assert second.key == KEY
+    assert list(ledger.entries) == [KEY]
+    assert len(lb.calls) == calls
+
+
+def test_a_notice_beyond_the_notice_period_after_a_finished_drain_is_a_new_drain() -> None:
+    """A second interruption (the instance was restarted) is drain number 2, and the original
+    weights it records come from the first drain's record, not from the weight 0 it sees."""
+    # GIVEN a finished first drain, and the instance back in one group at weight 0 (a manual
+    # re-add at 0, nothing of ours)
+    d, clock, lb, ledger = drainer(T0 + timedelta(seconds=1))
+    assert d.drain(interruption(T0)).outcome is Outcome.DRAINED
+    lb.members.append(member("lb-aaaa1", GroupKind.VSERVER, "rsp-http1", IID, 81, weight=0))
+    clock.now = T0 + timedelta(hours=3)
+    # WHEN a notice three hours later comes
+    result = d.drain(interruption(T0 + timedelta(hours=3) - timedelta(seconds=1), event_id="ev-9"))
+    # THEN it is a new drain whose recorded weight is the first drain's original (30)
+    assert result.outcome is Outcome.DRAINED
+    assert result.key == drain_key(IID, 2)
+    assert [(m["port"], m["weight"]) for m in ledger.entries[result.key].data["memberships"]] == [
+        (81, 30)]
+    assert ledger.entries[result.key].data["unknown_weights"] == []
+
+
+def test_a_membership_at_weight_0_without_history_is_recorded_unknown_and_kept_at_0() -> None:
+    """First sight at 0 and no earlier drain: the operator's 0 (ours are always recorded
+    first): recorded as unknown, at UNKNOWN_WEIGHT_RESTORE, and named in the result."""
+    # GIVEN the instance parked at 0 in one group
+    d, _, lb, ledger = drainer(T0 + timedelta(seconds=1))
+    lb.members = [replace(m, weight=0) if (m.server_id, m.port) == (IID, 81) else m
+                  for m in lb.members]
+    # WHEN drained
+    result = d.drain(interruption(T0))
+    # THEN
+    assert [(m["group_id"], m["port"]) for m in result.unknown_weights] == [("rsp-http1", 81)]
+    assert {(m["port"], m["weight"]) for m in ledger.entries[KEY].data["memberships"]} == {
+        (None, 100), (80, 100), (81, 0)}
+
+
+@pytest.mark.parametrize(
+    ("instances", "reason"),
+    [
+        ({}, "instance not found in cn-hangzhou"),
+        ({IID: Instance(IID, status="Running", spot_strategy="NoSpot")}, "not a spot instance"),
+    ],
+)
+def test_a_notice_naming_no_spot_instance_of_ours_drains_nothing(
+    instances: dict[str, Instance], reason: str
+) -> None:
+    """Verify before acting: an on-demand instance, or one DescribeInstances does not show in
+    the notice's region (released, another account's), is refused with its reason: no LB
+    call, no ledger entry."""
+    # GIVEN the instance absent or on-demand
+    d, _, lb, ledger = drainer(T0 + timedelta(seconds=1), ecs=FakeEcs(instances))
+    # WHEN its notice comes
+    result = d.drain(interruption(T0))
+    # THEN
+    assert result.outcome is Outcome.REFUSED
+    assert result.reason is not None and result.reason.startswith(reason)
+    assert lb.calls == []
+    assert ledger.entries == {}
+
+
+def test_a_spot_instance_without_a_recycling_lock_yet_is_drained() -> None:
+    """The Recycling lock may not be visible when the notice arrives: spot is enough."""
+    d, _, _, _ = drainer(T0 + timedelta(seconds=1), ecs=FakeEcs({IID: spot(lock_reasons=())}))
+    assert d.drain(interruption(T0)).outcome is Outcome.DRAINED
 
 
 # --- the drain's timing --------------------------------------------------------------------------
@@ -296,7 +381,7 @@ def test_gentle_drain_waits_the_drain_time_then_removes_and_verifies() -> None:
     assert {(m.server_id, m.group_id, m.port) for m in lb.members} == {
         (IID, "rsp-ms1", 80), (OTHER, None, None), (OTHER, "rsp-http1", 80)}
     assert [m["group_id"] for m in result.reported_master_slave] == ["rsp-ms1"]
-    entry = ledger.entries[drain_key(IID, T0)]
+    entry = ledger.entries[KEY]
     assert entry.kind == DRAIN_KIND
     assert entry.status == "done"
     assert entry.data["api_writes"] == 4
@@ -342,46 +427,50 @@ def test_throttled_removal_with_no_time_left_raises_for_the_platform_retry() -> 
     # WHEN drained, THEN it raises
     with pytest.raises(ThrottledError):
         d.drain(interruption(T0))
-    entry = ledger.entries[drain_key(IID, T0)]
+    entry = ledger.entries[KEY]
     assert entry.status == "found"
     assert entry.data["lease_until"] is None
 
 
-def test_a_live_lease_makes_a_concurrent_duplicate_step_aside() -> None:
-    """A second invocation while the first holds the lease reports in_progress and calls
-    nothing."""
+def test_a_live_lease_makes_a_concurrent_duplicate_raise_for_the_platform_retry() -> None:
+    """A second invocation while the first holds the lease raises LeaseHeldError (never a
+    success for work not done) and calls nothing."""
     # GIVEN an entry claimed by another invocation a moment ago
     d, clock, lb, ledger = drainer(T0 + timedelta(seconds=1))
-    ledger.ledger_claim(drain_key(IID, T0), kind=DRAIN_KIND, instance_id=IID, data={
-        "owner": "other", "lease_until": (clock.now + timedelta(seconds=90)).isoformat()})
-    # WHEN this one handles the same notice
-    result = d.drain(interruption(T0, event_id="ev-2"))
-    # THEN it steps aside
-    assert result.outcome is Outcome.IN_PROGRESS
+    ledger.ledger_claim(KEY, kind=DRAIN_KIND, instance_id=IID, data={
+        "owner": "other", "generation": 0, "notice_time": T0.isoformat(),
+        "deadline": (T0 + timedelta(seconds=300)).isoformat(),
+        "lease_until": (clock.now + timedelta(seconds=90)).isoformat()})
+    # WHEN this one handles the same notice, THEN it raises
+    with pytest.raises(LeaseHeldError):
+        d.drain(interruption(T0, event_id="ev-2"))
     assert lb.calls == []
+    assert ledger.entries[KEY].data["owner"] == "other"
 
 
 def test_an_expired_lease_is_taken_over_once() -> None:
-    """A silent owner's drain is resumed by the next attempt, through one generation claim."""
+    """A silent owner's drain is resumed by the next attempt with generation + 1, from the
+    recorded memberships (no discovery)."""
     # GIVEN an entry at 'found' whose owner's lease expired
     d, _, lb, ledger = drainer(T0 + timedelta(seconds=100))
-    key = drain_key(IID, T0)
-    ledger.ledger_claim(key, kind=DRAIN_KIND, instance_id=IID, status="found", data={
-        "owner": "dead", "lease_until": (T0 + timedelta(seconds=50)).isoformat(),
+    ledger.ledger_claim(KEY, kind=DRAIN_KIND, instance_id=IID, status="found", data={
+        "owner": "dead", "generation": 0, "lease_until": (T0 + timedelta(seconds=50)).isoformat(),
+        "notice_time": T0.isoformat(), "deadline": (T0 + timedelta(seconds=300)).isoformat(),
         "memberships": [m.snapshot() for m in fleet()[:1]], "master_slave": []})
     # WHEN this attempt handles the notice
     result = d.drain(interruption(T0))
     # THEN it resumed from the recorded memberships (no discovery) and finished
     assert result.outcome is Outcome.DRAINED
     assert "find" not in [a for a, _, _ in lb.calls]
-    assert ledger.entries[key].data["generation"] == 1
-    assert f"{key}#1" in ledger.entries
+    assert ledger.entries[KEY].data["generation"] == 1
+    assert ledger.entries[KEY].data["taken_over_from"] == "found"
+    assert list(ledger.entries) == [KEY]
 
 
 def test_leftover_notice_for_a_released_instance_removes_without_weights() -> None:
     """Hours late and the instance is gone: remove leftovers, no weight calls, missed."""
-    # GIVEN a notice five hours old
-    d, clock, lb, _ = drainer(T0 + timedelta(hours=5))
+    # GIVEN a notice five hours old, the instance stopped by the reclaim (not in service)
+    d, clock, lb, _ = drainer(T0 + timedelta(hours=5), ecs=FakeEcs({IID: spot(status="Stopped")}))
     # WHEN drained
     result = d.drain(interruption(T0))
     # THEN
@@ -394,9 +483,10 @@ def test_leftover_notice_for_a_released_instance_removes_without_weights() -> No
 def test_no_membership_is_nothing_to_remove() -> None:
     """An instance in no group of the scope: recorded, nothing called beyond discovery."""
     # GIVEN an instance in no group
-    d, _, lb, ledger = drainer(T0 + timedelta(seconds=1))
+    none = "i-bp1none00000000001"
+    d, _, lb, ledger = drainer(T0 + timedelta(seconds=1), ecs=FakeEcs({none: spot(none)}))
     # WHEN its notice is drained
-    result = d.drain(interruption(T0, iid="i-bp1none00000000001"))
+    result = d.drain(interruption(T0, iid=none))
     # THEN
     assert result.outcome is Outcome.NOTHING_TO_REMOVE
     assert [a for a, _, _ in lb.calls] == ["list", "find"]

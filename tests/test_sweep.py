@@ -206,9 +206,11 @@ def test_a_leftover_weight_zero_registration_gets_its_weight_back(emu: Emulator,
 
 
 def test_a_restore_abandoned_by_a_dead_sweep_is_retried(emu: Emulator, tmp_path: Path) -> None:
-    """GIVEN a drained, un-reclaimed spot-1 whose restore was claimed an hour ago by a sweep that
-    died before counting it WHEN sweeps run THEN the first counts the abandoned attempt and the
-    next restores every membership (instead of waiting on the dead claim forever)."""
+    """GIVEN a drained, un-reclaimed spot-1 whose restore a sweep took an hour ago (lease and
+    counted attempt) and died in WHEN a sweep runs THEN it takes the expired lease over and
+    restores every membership, counting the abandoned attempt (instead of waiting forever);
+    while the dead sweep's lease is live, a sweep leaves it alone."""
+    from shared import ledger
     from shared.store import Store
 
     db = f"sqlite:///{tmp_path / 's.sqlite3'}"
@@ -217,14 +219,23 @@ def test_a_restore_abandoned_by_a_dead_sweep_is_retried(emu: Emulator, tmp_path:
                            env={"ECS_EVENT_OPS_DRAIN_TIME_S": "0.1", "ECS_EVENT_OPS_LB_IDS": FRONT})
     (drain,) = drained.value["drains"]
     emu.unlock(SPOT)
-    an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
-    dead_sweep = Store(db, clock=lambda: an_hour_ago)
-    assert dead_sweep.ledger_claim(f"{drain['key']}:restore:0", kind="drain_restore", instance_id=SPOT)
-    dead_sweep.close()
+    store = Store(db)
+    now = datetime.now(timezone.utc)
+    got = ledger.acquire(store, drain["key"], kind=ledger.Kind.DRAIN, owner="dead-sweep",
+                         until=now + timedelta(minutes=15), now=now)
+    assert isinstance(got, ledger.Acquired)
+    got.lease.save(restore_attempts=1)
 
-    first = _sweep(emu, db, ECS_EVENT_OPS_RESTORE_AFTER_S="-1000")
-    assert first.value["drains"]["notes"] == [f"{SPOT}: restore attempt 0 abandoned; retried next sweep"]
+    held = _sweep(emu, db, ECS_EVENT_OPS_RESTORE_AFTER_S="-1000")
+    assert held.value["drains"]["restored"] == []
     assert _groups(emu) != before
-    second = _sweep(emu, db, ECS_EVENT_OPS_RESTORE_AFTER_S="-1000")
-    assert second.value["drains"]["restored"] == [SPOT]
+    store.ledger_update(drain["key"], data={"lease_until": (now - timedelta(minutes=45)).isoformat()})
+    taken = _sweep(emu, db, ECS_EVENT_OPS_RESTORE_AFTER_S="-1000")
+    assert taken.value["drains"]["notes"] == [f"{SPOT}: restore attempt 1 abandoned; retried"]
+    assert taken.value["drains"]["restored"] == [SPOT]
     assert _groups(emu) == before
+    entry = store.ledger_get(drain["key"])
+    assert entry is not None
+    assert (entry.status, entry.data["restore_attempts"], entry.data["generation"]) == (
+        "restored", 2, 2)
+    store.close()

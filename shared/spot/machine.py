@@ -1,0 +1,824 @@
+"""The spot drain as a state machine: one table of steps, each with its precondition (the last
+ledger record), its condition on the time left, its ledger record, its resume rule (what a
+retry that takes the lease over does when the step was cut short) and its undo rule (what the
+sweep does after the deadline when the instance was not reclaimed).
+
+=========  ==========================  ===============  ==========================  =========
+step       runs after (and when)       records          resume (crash inside it)    undo
+=========  ==========================  ===============  ==========================  =========
+claim      nothing (spot of ours)      claimed + lease  none: no entry yet          nothing
+find       claimed                     found            refind (nothing written)    nothing
+weight0    found (gentle, not failed)  weighted         redo (weight 0 again)       restore
+wait       weighted                    waited           owed (drain time left)      restore
+remove     found, weighted, waited     removed          redo on what is present     restore
+verify     removed                     done | partial   redo                        restore
+=========  ==========================  ===============  ==========================  =========
+
+The table's order decides: the first step whose precondition holds and whose ``when`` is true
+runs next. Original weights are recorded by ``find`` before any write of ours, and no later
+step re-reads them (never our own write: see :func:`shared.spot.record.original_weights`).
+
+Duplicates: a notice joins the instance's drain that is open, or whose notice is within the
+notice period of its own (:func:`joinable`), whatever envelope or time bucket it came through;
+otherwise, after :func:`notice_refusal` found a spot instance of ours in the notice's region,
+it claims the next ``drain:<instance>:<n>``. A redelivery meeting a live lease raises
+(:class:`shared.ledger.LeaseHeldError`): the platform retries; an expired lease is taken over.
+
+Mutation points (the reliability suite builds its sabotaged drains from these, one swap each):
+* never gentle: ``STEPS`` without the ``weight0`` entry (the table then removes at once);
+* weight 0 recorded as original: the ``wait`` (or ``weight0``) entry with ``resume=Resume.REFIND``
+  (a taker re-reads the memberships, now at weight 0, and records them);
+* remove every member: the ``remove`` entry with another ``act`` (e.g. every member of each
+  recorded group);
+* forged notice accepted: ``notice_refusal`` patched to answer None (it is looked up at call
+  time, as ``STEPS`` is);
+* lease never expires: ``shared.ledger.lease_live`` patched to answer True.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from shared import ledger
+from shared.clients import CloudError, Instance, Membership, NotFoundError, TransientError
+from shared.events import iso, parse_iso_or_none
+from shared.ledger import (
+    FINISHED_DRAIN,
+    OPEN_DRAIN,
+    REMOVED_DRAIN,
+    Acquired,
+    DrainStatus,
+    EntryLike,
+    Kind,
+    Lease,
+)
+from shared.log import emit, get_logger
+from shared.spot import record
+from shared.spot.deadline import Deadline, Phase, utc_now
+from shared.spot.record import (
+    ClientsPort,
+    DrainResult,
+    LbPort,
+    Ledger,
+    NotifierPort,
+    Outcome,
+    drain_notification,
+    groups,
+    label,
+    memberships_of,
+    still_there,
+    summary,
+)
+
+if TYPE_CHECKING:
+    from shared.events import EcsEvent
+    from shared.settings import Settings
+
+__all__ = [
+    "STEPS",
+    "Drainer",
+    "Resume",
+    "Step",
+    "StepName",
+    "Undo",
+    "joinable",
+    "notice_refusal",
+]
+
+log = get_logger(__name__)
+
+VERIFY_ROUNDS = 3
+VERIFY_PAUSE_S = 0.5
+# Rounds of a step (each call already retried by the client), never past the step's deadline.
+MAX_ROUNDS = 30
+ROUND_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+# A holder renews its lease at every record and round; silent this long beyond its planned
+# wait, it is presumed dead and the next delivery (or the sweep) takes the drain over.
+LEASE_GRACE_S = 30.0
+
+
+class StepName(str, Enum):
+    CLAIM = "claim"
+    FIND = "find"
+    WEIGHT0 = "weight0"
+    WAIT = "wait"
+    REMOVE = "remove"
+    VERIFY = "verify"
+
+
+class Resume(str, Enum):
+    """What a taker does when the previous holder died inside the step."""
+
+    NONE = "none"  # no entry exists yet: a redelivery starts afresh
+    REFIND = "refind"  # discover again and record what is seen (safe only before any write)
+    REDO = "redo"  # the step's writes are idempotent: run it again from the record
+    OWED = "owed"  # wait only the drain time still owed since weight0_at
+    PRESENT = "present"  # re-read the groups, act on what is still present
+
+
+class Undo(str, Enum):
+    """What the sweep does after the deadline, instance not reclaimed, drain stopped here."""
+
+    NOTHING = "nothing"  # nothing was written: close the entry
+    RESTORE = "restore"  # put the recorded memberships back with their original weights
+
+
+@dataclass
+class Run:
+    """The drain being executed: its lease, deadline, last record and data (kept in step)."""
+
+    lease: Lease
+    instance_id: str
+    event_id: str
+    region: str  # the notice's region, as recorded at the claim: every call goes there
+    deadline: Deadline
+    status: DrainStatus
+    data: dict[str, Any]
+    resumed_from: DrainStatus | None = None  # a takeover: the status the last holder recorded
+    allow_wait: bool = True  # the sweep finishes without waiting
+    writes: int = 0  # mutating API calls made by this holder
+
+    @property
+    def key(self) -> str:
+        return self.lease.key
+
+    def record(self, status: DrainStatus, **data: Any) -> None:
+        data["api_writes"] = int(self.data.get("api_writes_before") or 0) + self.writes
+        self.lease.save(status, **data)
+        self.data.update(data)
+        self.status = status
+
+    def memberships(self, name: str = "memberships") -> list[Membership]:
+        return memberships_of(self.data, name)
+
+
+Act = Callable[["Drainer", Run], "tuple[DrainStatus, dict[str, Any]]"]
+When = Callable[["Drainer", Run], bool]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: StepName
+    after: frozenset[DrainStatus]  # precondition: the last record
+    when: When
+    act: Act
+    records: frozenset[DrainStatus]
+    resume: Resume
+    undo: Undo
+
+
+def _always(_d: Drainer, _r: Run) -> bool:
+    return True
+
+
+def _gentle(d: Drainer, run: Run) -> bool:
+    return (d.phase(run) is Phase.GENTLE and run.allow_wait
+            and not run.data.get("weight_failed"))
+
+
+def _claim_act(d: Drainer, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+    raise AssertionError("the claim is taken by Drainer.drain, never run from the table")
+
+
+def _find_act(d: Drainer, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+    return d.find(run)
+
+
+def _weight0_act(d: Drainer, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+    return d.weight0(run)
+
+
+def _wait_act(d: Drainer, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+    return d.wait(run)
+
+
+def _remove_act(d: Drainer, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+    return d.remove(run)
+
+
+def _verify_act(d: Drainer, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+    return d.verify(run)
+
+
+S = DrainStatus
+STEPS: tuple[Step, ...] = (
+    Step(StepName.CLAIM, frozenset(), _always, _claim_act, frozenset({S.CLAIMED}),
+         Resume.NONE, Undo.NOTHING),
+    Step(StepName.FIND, frozenset({S.CLAIMED}), _always, _find_act,
+         frozenset({S.FOUND, S.DONE}), Resume.REFIND, Undo.NOTHING),
+    Step(StepName.WEIGHT0, frozenset({S.FOUND}), _gentle, _weight0_act,
+         frozenset({S.WEIGHTED, S.FOUND}), Resume.REDO, Undo.RESTORE),
+    Step(StepName.WAIT, frozenset({S.WEIGHTED}), _always, _wait_act, frozenset({S.WAITED}),
+         Resume.OWED, Undo.RESTORE),
+    Step(StepName.REMOVE, frozenset({S.FOUND, S.WEIGHTED, S.WAITED}), _always, _remove_act,
+         frozenset({S.REMOVED}), Resume.PRESENT, Undo.RESTORE),
+    Step(StepName.VERIFY, frozenset({S.REMOVED}), _always, _verify_act,
+         frozenset({S.DONE, S.PARTIAL}), Resume.REDO, Undo.RESTORE),
+)
+
+
+def step_named(name: StepName, steps: Sequence[Step] | None = None) -> Step:
+    return next(s for s in (steps or STEPS) if s.name is name)
+
+
+def undo_rule(status: DrainStatus, steps: Sequence[Step] | None = None) -> Undo:
+    """The undo of the step a drain stopped in (the first step after its last record)."""
+    for step in steps or STEPS:
+        if status in step.after:
+            return step.undo
+    return Undo.RESTORE if status in REMOVED_DRAIN else Undo.NOTHING
+
+
+# --- verification and joining ----------------------------------------------------------------
+
+
+def notice_refusal(instance: Instance | None, region: str) -> str | None:
+    """Why a notice must not be acted on, or None: it must name a SPOT instance that
+    DescribeInstances (this account's credentials, the notice's region) shows. A Recycling lock
+    is not required: it may not be visible yet when the notice arrives."""
+    if instance is None:
+        return (f"instance not found in {region}: released already, or not an instance of this "
+                "account; nothing drained (the sweep removes backends of released instances)")
+    if not instance.is_spot:
+        return (f"not a spot instance (SpotStrategy {instance.spot_strategy or 'NoSpot'}): "
+                "a forged or misrouted notice; nothing drained")
+    return None
+
+
+def joinable(entry: EntryLike, notice_time: datetime, window_s: float) -> bool:
+    """A notice joins a drain that is still open, or whose notice lies within the notice
+    period of its own: one notice, however many copies and envelopes, is one drain; a second
+    real interruption needs the instance restarted, far more than a notice period later."""
+    try:
+        status = DrainStatus(entry.status)
+    except ValueError:
+        return False
+    if status in OPEN_DRAIN:
+        return True
+    other = parse_iso_or_none(entry.data.get("notice_time"))
+    return other is not None and abs((other - notice_time).total_seconds()) <= window_s
+
+
+def _sequence(entries: Sequence[EntryLike]) -> int:
+    numbers = [len(entries)]
+    for entry in entries:
+        tail = entry.key.rsplit(":", 1)[-1]
+        if tail.isdigit():
+            numbers.append(int(tail))
+    return max(numbers) + 1
+
+
+def _tag(settings: Settings) -> tuple[str, str] | None:
+    if not settings.lb_tag:
+        return None
+    key, _, value = settings.lb_tag.partition("=")
+    return key.strip(), value.strip()
+
+
+def lb_scope(lb: LbPort, settings: Settings, region: str) -> list[str]:
+    """The load balancers in scope in ``region``: ``lb_ids`` as given in the function's own
+    region; elsewhere (and with ``lb_tag``) those DescribeLoadBalancers finds in that region,
+    since a load balancer lives in one region and the ids may name several."""
+    ids, tag = settings.lb_ids, _tag(settings)
+    if ids and tag is None and region == settings.region:
+        return list(dict.fromkeys(ids))
+    if not ids and tag is None:
+        emit(log, "load balancer scope unbounded", level=30, region=region,
+             reason="neither lb_ids nor lb_tag is set: scanning every CLB")
+    return sorted(lb.id for lb in lb.list_load_balancers(ids=ids, tag=tag))
+
+
+def in_service(instance: Instance | None) -> bool:
+    """Running with no recycling lock: not (or not yet) taken by the interruption."""
+    return (instance is not None and instance.status == "Running"
+            and "recycling" not in instance.lock_reasons)
+
+
+# --- the drainer -----------------------------------------------------------------------------
+
+Hook = Callable[[str, StepName, Run], None]
+
+
+class Drainer:
+    """Drains spot instances; one per invocation, safe to share between its threads.
+
+    ``hook(point, step, run)`` is called at ``before`` / ``acted`` (cloud work done, not yet
+    recorded) / ``after`` of every step: tests raise from it to kill a drain at any point."""
+
+    def __init__(
+        self,
+        store: Ledger,
+        clients: ClientsPort | Callable[[], ClientsPort],
+        settings: Settings,
+        *,
+        notifier: NotifierPort | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+        owner: str | None = None,
+        hook: Hook | None = None,
+        steps: Sequence[Step] | None = None,
+    ) -> None:
+        self.store = store
+        self._clients = clients  # a factory gives each thread its own adapters (SDK client)
+        self._local = threading.local()
+        self.settings = settings
+        self.notifier = notifier
+        self.clock = clock
+        self.sleep = sleep
+        # Unique per invocation even when the platform reuses a request id for its retry.
+        self.owner = f"{owner or 'drain'}:{uuid.uuid4().hex[:12]}"
+        self.hook = hook
+        self._steps = steps
+        self._scopes: dict[str, list[str]] = {}
+        self._scope_lock = threading.Lock()
+
+    @property
+    def steps(self) -> Sequence[Step]:
+        return self._steps if self._steps is not None else STEPS  # STEPS read at call time
+
+    @property
+    def clients(self) -> ClientsPort:
+        if not callable(self._clients):
+            return self._clients
+        built: ClientsPort | None = getattr(self._local, "clients", None)
+        if built is None:
+            built = self._clients()
+            self._local.clients = built
+        return built
+
+    def clients_in(self, region: str) -> ClientsPort:
+        return self.clients.for_region(region)
+
+    def phase(self, run: Run) -> Phase:
+        return run.deadline.phase(self.clock())
+
+    # --- entry points --------------------------------------------------------------------
+
+    def drain(self, event: EcsEvent) -> DrainResult:
+        """Drain the instance of one interruption notice (module docstring)."""
+        iid = event.instance_id
+        if iid is None:
+            raise ValueError(f"interruption {event.event_id} names no instance")
+        deadline = Deadline.for_notice(event.event_time, self.settings)
+        now = self.clock()
+        region = event.region or self.settings.region
+        emit(log, "drain decision", event_id=event.event_id, instance_id=iid, region=region,
+             decision=deadline.phase(now).value, time_left_s=round(deadline.time_left_s(now), 3),
+             deadline=iso(deadline.at), dry_run=self.settings.dry_run or None)
+        history = list(self.store.ledger_find(Kind.DRAIN.value, instance_id=iid))
+        joined = self._joined(history, event.event_time)
+        if self.settings.dry_run:
+            return self._dry_run(event, iid, deadline, region, joined)
+        if joined is not None:
+            return self._join(joined, event)
+        instance = self._describe(iid, region)
+        refusal = notice_refusal(instance, region)
+        if refusal is not None:
+            return self._refuse(event, iid, deadline, region, refusal)
+        key = ledger.drain_key(iid, _sequence(history))
+        initial = {
+            "event_id": event.event_id, "envelope": event.envelope.value, "region": region,
+            "notice_time": iso(deadline.notice_time), "deadline": iso(deadline.at),
+            "instance": {"status": instance.status if instance else None,
+                         "spot_strategy": instance.spot_strategy if instance else None,
+                         "lock_reasons": list(instance.lock_reasons) if instance else []},
+            "verified_at": iso(now),
+        }
+        got = ledger.acquire(self.store, key, kind=Kind.DRAIN, owner=self.owner,
+                             until=self._lease_until(deadline, now), now=now, instance_id=iid,
+                             data=initial, status=DrainStatus.CLAIMED,
+                             finished=REMOVED_DRAIN | FINISHED_DRAIN)
+        if not isinstance(got, Acquired):  # a concurrent copy of this notice finished first
+            return self._duplicate(got.entry, event)
+        emit(log, "drain claimed", event_id=event.event_id, instance_id=iid, key=key,
+             generation=got.lease.generation, created=got.created)
+        return self._run(self._run_of(got, event.event_id))
+
+    def resume(self, entry: EntryLike, *, allow_wait: bool = False) -> DrainResult | None:
+        """Take an unfinished drain over (its lease expired) and finish it: the sweep's path.
+        None when it is finished already."""
+        now = self.clock()
+        deadline = _deadline_of(entry.data, self.settings)
+        got = ledger.acquire(self.store, entry.key, kind=Kind.DRAIN, owner=self.owner,
+                             until=self._lease_until(deadline, now), now=now,
+                             finished=REMOVED_DRAIN | FINISHED_DRAIN)
+        if not isinstance(got, Acquired):
+            return None
+        run = self._run_of(got, str(entry.data.get("event_id") or ""))
+        run.allow_wait = allow_wait
+        return self._run(run)
+
+    # --- claim, join, takeover -----------------------------------------------------------
+
+    def _joined(self, history: Sequence[EntryLike], notice_time: datetime) -> EntryLike | None:
+        for entry in reversed(history):  # newest first
+            if joinable(entry, notice_time, float(self.settings.spot_notice_s)):
+                return entry
+        return None
+
+    def _join(self, entry: EntryLike, event: EcsEvent) -> DrainResult:
+        status = DrainStatus(entry.status)
+        if status not in OPEN_DRAIN:
+            return self._duplicate(entry, event)
+        deadline = _deadline_of(entry.data, self.settings)
+        now = self.clock()
+        # A live lease raises LeaseHeldError here: the platform retries this delivery.
+        got = ledger.acquire(self.store, entry.key, kind=Kind.DRAIN, owner=self.owner,
+                             until=self._lease_until(deadline, now), now=now,
+                             finished=REMOVED_DRAIN | FINISHED_DRAIN)
+        if not isinstance(got, Acquired):
+            return self._duplicate(got.entry, event)
+        emit(log, "drain resumed", event_id=event.event_id, instance_id=entry.instance_id,
+             key=entry.key, resumed_from=got.previous, generation=got.lease.generation)
+        return self._run(self._run_of(got, event.event_id))
+
+    def _run_of(self, got: Acquired, event_id: str) -> Run:
+        data = dict(got.entry.data)
+        data["api_writes_before"] = int(data.get("api_writes") or 0)
+        return Run(
+            lease=got.lease, instance_id=got.entry.instance_id or "", event_id=event_id,
+            region=str(data.get("region") or self.settings.region),
+            deadline=_deadline_of(data, self.settings), status=DrainStatus(got.entry.status),
+            data=data, resumed_from=None if got.created else DrainStatus(got.entry.status),
+        )
+
+    def _lease_until(self, deadline: Deadline, now: datetime, wait_s: float | None = None) -> datetime:
+        if wait_s is None:
+            wait_s = deadline.wait_s(now, self.settings.drain_time_s)
+        return now + timedelta(seconds=wait_s + LEASE_GRACE_S)
+
+    def _describe(self, iid: str, region: str) -> Instance | None:
+        """DescribeInstances in the notice's region; its errors raise (the platform retries)."""
+        return self.clients_in(region).ecs.describe_instances([iid]).get(iid)
+
+    def _duplicate(self, entry: EntryLike, event: EcsEvent) -> DrainResult:
+        reason = f"already {entry.status}: {entry.data.get('outcome')}"
+        emit(log, "drain skipped", event_id=event.event_id, instance_id=entry.instance_id,
+             key=entry.key, decision=Outcome.DUPLICATE.value, reason=reason)
+        return DrainResult.recorded(entry, event.event_id, reason)
+
+    def _refuse(self, event: EcsEvent, iid: str, deadline: Deadline, region: str,
+                reason: str) -> DrainResult:
+        emit(log, "drain refused", level=30, event_id=event.event_id, instance_id=iid,
+             region=region, decision=Outcome.REFUSED.value, reason=reason)
+        stamp = deadline.notice_time.strftime("%Y%m%dT%H%M%SZ")
+        result = DrainResult(
+            instance_id=iid, outcome=Outcome.REFUSED, event_id=event.event_id,
+            key=f"drain-refused:{iid}:{stamp}", phase=deadline.phase(self.clock()),
+            reason=reason, dry_run=self.settings.dry_run)
+        self._notify(result, deadline)
+        return result
+
+    # --- the machine ---------------------------------------------------------------------
+
+    def next_step(self, run: Run) -> Step | None:
+        for step in self.steps:
+            if run.status in step.after and step.when(self, run):
+                return step
+        return None
+
+    def _run(self, run: Run) -> DrainResult:
+        try:
+            if run.resumed_from is not None:
+                self._apply_resume_rule(run)
+            while run.status in OPEN_DRAIN:
+                step = self.next_step(run)
+                if step is None:
+                    raise AssertionError(f"no step runs after {run.status.value}")
+                self._call_hook("before", step.name, run)
+                status, data = step.act(self, run)
+                if status not in step.records:
+                    raise AssertionError(f"{step.name.value} may not record {status.value}")
+                self._call_hook("acted", step.name, run)
+                run.record(status, **data)
+                self._call_hook("after", step.name, run)
+        except BaseException:
+            self._release(run)
+            raise
+        return self._result(run)
+
+    def _apply_resume_rule(self, run: Run) -> None:
+        """A takeover: the previous holder died inside the step after ``run.status``."""
+        step = self.next_step(run)
+        if step is not None and step.resume is Resume.REFIND:
+            status, data = self.find(run)
+            run.record(status, **data)
+
+    def _call_hook(self, point: str, name: StepName, run: Run) -> None:
+        if self.hook is not None:
+            self.hook(point, name, run)
+
+    def _release(self, run: Run) -> None:
+        """After a failure: drop the lease so the platform's retry takes over at once."""
+        try:
+            run.lease.release()
+        except Exception as err:  # the original failure matters more than this one
+            emit(log, "lease release failed", level=30, key=run.key, error=str(err))
+
+    # --- the steps -----------------------------------------------------------------------
+
+    def find(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+        """Discover the memberships and record their ORIGINAL weights (before any write)."""
+        now = self.clock()
+        if run.deadline.phase(now) is Phase.LEFTOVER:
+            instance = self._describe(run.instance_id, run.region)
+            if in_service(instance):
+                return DrainStatus.DONE, self._final(
+                    run, Outcome.SKIPPED, Phase.LEFTOVER, [], reason=(
+                        "notice long past its deadline and the instance is Running without a "
+                        "recycling lock: not reclaimed, left in its groups"))
+        removable, master_slave, scope = self._discover_in_time(run)
+        history = record.drain_history(self.store, run.instance_id, exclude=run.key)
+        recorded, unknown = record.original_weights(removable, history)
+        data: dict[str, Any] = {
+            "memberships": [m.snapshot() for m in recorded],
+            "master_slave": [m.snapshot() for m in master_slave],
+            "unknown_weights": unknown, "scope": scope, "found_at": iso(self.clock()),
+        }
+        if not recorded:
+            run.data.update(data)
+            return DrainStatus.DONE, {**data, **self._final(
+                run, Outcome.NOTHING_TO_REMOVE, run.deadline.phase(self.clock()), [])}
+        return DrainStatus.FOUND, data
+
+    def weight0(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+        until = run.deadline.at - timedelta(seconds=run.deadline.margin_s)
+        if self._rounds("weight0", run, run.memberships(), until) is None:
+            return DrainStatus.WEIGHTED, {"weight0_at": iso(self.clock())}
+        return DrainStatus.FOUND, {
+            "weight_failed": True,
+            "reason": "weight change failed: removed without the gentle wait"}
+
+    def wait(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+        now = self.clock()
+        wait = 0.0
+        if run.allow_wait and run.deadline.phase(now) is not Phase.LEFTOVER:
+            wait = run.deadline.wait_s(now, self.settings.drain_time_s,
+                                       parse_iso_or_none(run.data.get("weight0_at")))
+        emit(log, "draining", instance_id=run.instance_id, key=run.key, wait_s=round(wait, 3),
+             time_left_s=round(run.deadline.time_left_s(now), 3))
+        if wait > 0:
+            run.lease.renew(self._lease_until(run.deadline, now, wait))
+            self.sleep(wait)
+        return DrainStatus.WAITED, {"waited_at": iso(self.clock()), "waited_s": round(wait, 3)}
+
+    def remove(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+        memberships = run.memberships()
+        # The path is what was done, not where the clock is now: the gentle wait ends at
+        # deadline - margin by design, so the clock alone would always say "fast" here.
+        path = run.deadline.phase(self.clock())
+        if run.status in (DrainStatus.WEIGHTED, DrainStatus.WAITED) and path is not Phase.LEFTOVER:
+            path = Phase.GENTLE
+        elif path is Phase.GENTLE:
+            path = Phase.FAST
+        targets = memberships
+        if run.resumed_from is not None:  # Resume.PRESENT: the dead holder may have removed some
+            targets = self._present(run, memberships)
+        err = self._rounds("remove", run, targets, run.deadline.at) if targets else None
+        if err is not None:  # out of time: the platform's retry (or the sweep) goes on
+            raise err
+        removed_at = self.clock()
+        time_left = run.deadline.time_left_s(removed_at)
+        return DrainStatus.REMOVED, {
+            "removed_at": iso(removed_at), "path": path.value,
+            "removed": [summary(m) for m in memberships],
+            "notice_to_removed_s": round((removed_at - run.deadline.notice_time).total_seconds(), 3),
+            "time_left_s": round(time_left, 3),
+            "missed_deadline": path is Phase.LEFTOVER or time_left < 0,
+        }
+
+    def verify(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+        memberships = run.memberships()
+        lb = self.clients_in(run.region).lb
+        still: list[Membership] = []
+        for attempt in range(VERIFY_ROUNDS):
+            still = self._present(run, memberships, lb)
+            if not still or attempt == VERIFY_ROUNDS - 1:
+                break
+            emit(log, "still registered", level=30, instance_id=run.instance_id,
+                 memberships=[label(summary(m)) for m in still], attempt=attempt + 1)
+            self._per_group("remove", still, run)
+            self.sleep(VERIFY_PAUSE_S)
+        path = Phase(run.data.get("path") or Phase.FAST.value)
+        if still:
+            outcome = Outcome.PARTIAL
+        elif path is Phase.GENTLE:
+            outcome = Outcome.DRAINED
+        elif path is Phase.FAST:
+            outcome = Outcome.REMOVED
+        else:
+            outcome = Outcome.LEFTOVERS_REMOVED
+        status = DrainStatus.PARTIAL if still else DrainStatus.DONE
+        return status, self._final(run, outcome, path, still)
+
+    def _final(self, run: Run, outcome: Outcome, path: Phase, leftover: Sequence[Membership],
+               *, reason: str | None = None) -> dict[str, Any]:
+        return {
+            "outcome": outcome.value, "path": run.data.get("path") or path.value,
+            "leftover": [summary(m) for m in leftover], "verified_at": iso(self.clock()),
+            "missed_deadline": bool(run.data.get("missed_deadline")) or path is Phase.LEFTOVER,
+            "lease_until": None, "reason": reason or run.data.get("reason"),
+        }
+
+    # --- cloud work ----------------------------------------------------------------------
+
+    def scope(self, region: str | None = None) -> list[str]:
+        region = region or self.settings.region
+        with self._scope_lock:
+            if region not in self._scopes:
+                self._scopes[region] = lb_scope(self.clients_in(region).lb, self.settings, region)
+            return list(self._scopes[region])
+
+    def _present(self, run: Run, memberships: Sequence[Membership],
+                 lb: LbPort | None = None) -> list[Membership]:
+        lb = lb or self.clients_in(run.region).lb
+        present: list[Membership] = []
+        for (lb_id, kind, group_id), members in groups(memberships).items():
+            try:
+                current = lb.group_members(lb_id, kind, group_id)
+            except NotFoundError:
+                continue
+            present.extend(still_there(members, current))
+        return present
+
+    def _discover_in_time(self, run: Run) -> tuple[list[Membership], list[Membership], list[str]]:
+        """Discovery, retried in jittered rounds while throttled, never past the deadline."""
+        for attempt in range(MAX_ROUNDS):
+            try:
+                return self._discover(run.instance_id, run.region)
+            except TransientError as err:
+                pause = ROUND_PAUSES_S[min(attempt, len(ROUND_PAUSES_S) - 1)]
+                pause *= random.uniform(0.5, 1.0)
+                left = run.deadline.time_left_s(self.clock())
+                emit(log, "step failed", level=30, instance_id=run.instance_id,
+                     step="discover", code=err.code, attempt=attempt + 1,
+                     time_left_s=round(left, 3))
+                if left - pause <= 0 or attempt == MAX_ROUNDS - 1:
+                    raise
+                run.lease.renew(self.clock() + timedelta(seconds=pause + LEASE_GRACE_S))
+                self.sleep(pause)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _discover(self, iid: str, region: str) -> tuple[list[Membership], list[Membership], list[str]]:
+        scope = self.scope(region)
+        lb_client = self.clients_in(region).lb
+        try:
+            hinted = {lb.id for lb in lb_client.list_load_balancers(
+                ids=self.settings.lb_ids, tag=_tag(self.settings), server_id=iid)}
+        except CloudError as err:  # only a hint: scan in the plain order
+            emit(log, "server id hint failed", level=30, instance_id=iid, code=err.code)
+            hinted = set()
+        ordered = [lb for lb in scope if lb in hinted] + [lb for lb in scope if lb not in hinted]
+        found = lb_client.find_memberships(iid, ordered)
+        removable = [m for m in found if m.removable]
+        master_slave = [m for m in found if not m.removable]
+        emit(log, "memberships found", instance_id=iid, scope=len(scope), hinted=len(hinted),
+             removable=len(removable), master_slave=len(master_slave),
+             unhinted=sorted({m.load_balancer_id for m in found} - hinted) or None)
+        return removable, master_slave, scope
+
+    def _per_group(self, operation: str, memberships: Sequence[Membership], run: Run
+                   ) -> list[tuple[list[Membership], CloudError]]:
+        """Apply ``operation`` group by group, so one failing or vanished group cannot keep
+        the instance in the others. Returns the groups that failed, with their errors."""
+        lb = self.clients_in(run.region).lb
+        failures: list[tuple[list[Membership], CloudError]] = []
+        for members in groups(memberships).values():
+            try:
+                if operation == "weight0":
+                    calls = lb.set_weights(members, 0)
+                else:
+                    calls = lb.remove_members(members)
+            except NotFoundError as err:  # the group or load balancer is gone: nothing to do
+                emit(log, "group gone", level=30, instance_id=members[0].server_id,
+                     load_balancer_id=members[0].load_balancer_id, group_id=members[0].group_id,
+                     code=err.code)
+                continue
+            except CloudError as err:
+                failures.append((members, err))
+                continue
+            run.writes += calls
+        return failures
+
+    def _rounds(self, operation: str, run: Run, memberships: Sequence[Membership],
+                until: datetime) -> CloudError | None:
+        """Apply ``operation`` per group; retry the groups that failed with a retryable error
+        in rounds, with jittered pauses, while a pause still ends before ``until``."""
+        remaining = list(memberships)
+        err: CloudError | None = None
+        for attempt in range(MAX_ROUNDS):
+            failures = self._per_group(operation, remaining, run)
+            if not failures:
+                return None
+            remaining = [m for members, _ in failures for m in members]
+            err = failures[0][1]
+            pause = ROUND_PAUSES_S[min(attempt, len(ROUND_PAUSES_S) - 1)]
+            pause *= random.uniform(0.5, 1.0)  # a burst of drains must not retry in lockstep
+            left = (until - self.clock()).total_seconds()
+            emit(log, "step failed", level=30, instance_id=run.instance_id, step=operation,
+                 code=err.code, groups=len(failures), attempt=attempt + 1,
+                 time_left_s=round(left, 3))
+            if not all(e.retryable for _, e in failures):
+                raise err
+            if left - pause <= 0:  # never wait past the step's own deadline
+                return err
+            run.lease.renew(self.clock() + timedelta(seconds=pause + LEASE_GRACE_S))
+            self.sleep(pause)
+        return err
+
+    # --- the result ----------------------------------------------------------------------
+
+    def _result(self, run: Run) -> DrainResult:
+        data = run.data
+        result = DrainResult(
+            instance_id=run.instance_id,
+            outcome=Outcome(data.get("outcome") or Outcome.PARTIAL.value),
+            event_id=run.event_id, key=run.key,
+            phase=Phase(data.get("path") or Phase.FAST.value),
+            removed=tuple(data.get("removed") or ()),
+            reported_master_slave=tuple(summary(m) for m in run.memberships("master_slave")),
+            time_left_s=data.get("time_left_s"),
+            missed_deadline=bool(data.get("missed_deadline")),
+            notice_to_removed_s=data.get("notice_to_removed_s"),
+            leftover=tuple(data.get("leftover") or ()),
+            reason=data.get("reason"),
+            unknown_weights=tuple(data.get("unknown_weights") or ()),
+        )
+        emit(log, "drain finished", event_id=run.event_id, instance_id=run.instance_id,
+             key=run.key, decision=result.outcome.value, path=result.phase.value,
+             reason=result.reason, removed=len(result.removed),
+             reported_master_slave=len(result.reported_master_slave),
+             leftover=len(result.leftover), time_left_s=result.time_left_s,
+             notice_to_removed_s=result.notice_to_removed_s,
+             missed_deadline=result.missed_deadline, api_writes=data.get("api_writes"),
+             generation=run.lease.generation)
+        self._notify(result, run.deadline)
+        return result
+
+    def _notify(self, result: DrainResult, deadline: Deadline) -> None:
+        if self.notifier is None:
+            return
+        notification = drain_notification(result, deadline)
+        try:
+            self.notifier.send(notification)
+        except Exception as err:  # Notifier.send never raises; a fake might: never fail a drain
+            emit(log, "notification failed", level=30, key=notification.key, error=str(err))
+
+    # --- dry run -------------------------------------------------------------------------
+
+    def _dry_run(self, event: EcsEvent, iid: str, deadline: Deadline, region: str,
+                 joined: EntryLike | None) -> DrainResult:
+        """Decide and log as usual; no mutating call, no ledger write."""
+        if joined is not None and DrainStatus(joined.status) not in OPEN_DRAIN:
+            return self._duplicate(joined, event)
+        instance = self._describe(iid, region)
+        refusal = notice_refusal(instance, region)
+        if refusal is not None:
+            return self._refuse(event, iid, deadline, region, refusal)
+        key = ledger.drain_key(iid, 0, dry_run=True)
+        phase = deadline.phase(self.clock())
+        removable: list[Membership] = []
+        master_slave: list[Membership] = []
+        reason: str | None = None
+        if phase is Phase.LEFTOVER and in_service(instance):
+            reason = "late notice, instance in service: would be left in place"
+        else:
+            removable, master_slave, _ = self._discover(iid, region)
+        lb = self.clients_in(region).lb
+        if removable and phase is Phase.GENTLE:
+            lb.set_weights(removable, 0, dry_run=True)
+            emit(log, "draining", instance_id=iid, key=key, dry_run=True,
+                 wait_s=round(deadline.wait_s(self.clock(), self.settings.drain_time_s), 3))
+        if removable:
+            lb.remove_members(removable, dry_run=True)
+        now = self.clock()
+        result = DrainResult(
+            instance_id=iid, outcome=Outcome.DRY_RUN, event_id=event.event_id, key=key,
+            phase=phase, reported_master_slave=tuple(summary(m) for m in master_slave),
+            time_left_s=round(deadline.time_left_s(now), 3),
+            missed_deadline=phase is Phase.LEFTOVER or deadline.time_left_s(now) < 0,
+            planned=tuple(summary(m) for m in removable), reason=reason, dry_run=True,
+        )
+        emit(log, "drain finished", event_id=event.event_id, instance_id=iid, key=key,
+             decision=Outcome.DRY_RUN.value, path=phase.value, planned=len(removable),
+             reported_master_slave=len(master_slave), time_left_s=result.time_left_s,
+             missed_deadline=result.missed_deadline, dry_run=True)
+        self._notify(result, deadline)
+        return result
+
+
+def _deadline_of(data: Mapping[str, Any], settings: Settings) -> Deadline:
+    notice = parse_iso_or_none(data.get("notice_time"))
+    at = parse_iso_or_none(data.get("deadline"))
+    if notice is None or at is None:
+        raise ValueError(f"drain entry without notice_time/deadline: {dict(data)!r}")
+    return Deadline(notice_time=notice, at=at, margin_s=float(settings.spot_margin_s))
+

@@ -1,0 +1,306 @@
+"""What a drain records and reports: outcomes, the result, summaries, the notification, the
+original weights, and the ports (store, clients, notifier slices) the drain and sweep use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from shared.clients import GroupKind, Instance, LoadBalancer, Membership
+from shared.events import iso
+from shared.ledger import EntryLike, Kind, LedgerPort
+from shared.notify import Notification
+from shared.spot.deadline import Deadline, Phase
+
+__all__ = [
+    "UNKNOWN_WEIGHT_RESTORE",
+    "ClientsPort",
+    "DrainResult",
+    "LbPort",
+    "NotifierPort",
+    "Outcome",
+    "drain_notification",
+    "original_weights",
+]
+
+# A membership already at weight 0 when a drain first sees it, with no earlier drain of the
+# instance that recorded a weight for it, is recorded with its weight *unknown* and restored at
+# this weight. Every weight-0 write of ours is preceded by a recorded FIND step (the step table's
+# order), so such a 0 is not ours: it is the operator's (a parked backend). Restoring 0 puts back
+# exactly what was there and never sends traffic to a backend nobody asked to serve; the
+# notification names it so a person can set it if they meant otherwise.
+UNKNOWN_WEIGHT_RESTORE = 0
+
+
+class Outcome(str, Enum):
+    DRAINED = "drained"  # weight 0, waited, removed, verified
+    REMOVED = "removed"  # fast path: removed at once, verified
+    LEFTOVERS_REMOVED = "leftovers_removed"  # notice long past its deadline
+    NOTHING_TO_REMOVE = "nothing_to_remove"  # no removable membership in scope
+    PARTIAL = "partial"  # still registered somewhere after the bounded retries
+    SKIPPED = "skipped"  # late notice, instance still in service: left in place
+    REFUSED = "refused"  # the notice names no spot instance of ours in its region
+    DUPLICATE = "duplicate"  # done before (ledger): nothing repeated
+    DRY_RUN = "dry_run"
+
+
+REMOVAL_OUTCOMES = frozenset(
+    {Outcome.DRAINED, Outcome.REMOVED, Outcome.LEFTOVERS_REMOVED, Outcome.PARTIAL}
+)
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+class Ledger(LedgerPort, Protocol):
+    """The store's ledger as the drain uses it (shared.ledger's port)."""
+
+
+class LbPort(Protocol):
+    def list_load_balancers(
+        self,
+        *,
+        ids: Sequence[str] = (),
+        tag: tuple[str, str] | None = None,
+        server_id: str | None = None,
+    ) -> list[LoadBalancer]: ...
+
+    def find_memberships(
+        self, instance_id: str, load_balancer_ids: Sequence[str]
+    ) -> list[Membership]: ...
+
+    def group_members(
+        self, load_balancer_id: str, group_kind: GroupKind | str, group_id: str | None
+    ) -> list[Membership]: ...
+
+    def set_weights(
+        self, memberships: Sequence[Membership], weight: int | None = None, *, dry_run: bool = False
+    ) -> int: ...
+
+    def remove_members(
+        self, memberships: Sequence[Membership], *, dry_run: bool = False
+    ) -> int: ...
+
+    def add_members(self, memberships: Sequence[Membership], *, dry_run: bool = False) -> int: ...
+
+    def all_members(self, lb_id: str) -> list[Membership]: ...
+
+
+class EcsPort(Protocol):
+    def describe_instances(self, instance_ids: Sequence[str]) -> dict[str, Instance]: ...
+
+
+class ClientsPort(Protocol):
+    @property
+    def lb(self) -> LbPort: ...
+    @property
+    def ecs(self) -> EcsPort: ...
+    def for_region(self, region: str | None) -> ClientsPort: ...
+
+
+class NotifierPort(Protocol):
+    def send(self, notification: Notification) -> object: ...
+
+
+# --- memberships -----------------------------------------------------------------------------
+
+GroupKey = tuple[str, GroupKind, "str | None"]
+MemberKey = tuple[str, str, "str | None", str, "int | None"]
+
+
+def member_key(m: Membership) -> MemberKey:
+    return (m.load_balancer_id, GroupKind(m.group_kind).value, m.group_id, m.server_id, m.port)
+
+
+def groups(memberships: Sequence[Membership]) -> dict[GroupKey, list[Membership]]:
+    out: dict[GroupKey, list[Membership]] = {}
+    for m in memberships:
+        out.setdefault((m.load_balancer_id, GroupKind(m.group_kind), m.group_id), []).append(m)
+    return out
+
+
+def still_there(wanted: Sequence[Membership], members: Sequence[Membership]) -> list[Membership]:
+    present = {(m.server_id, m.port) for m in members}
+    return [m for m in wanted if (m.server_id, m.port) in present]
+
+
+def memberships_of(data: Mapping[str, Any], name: str = "memberships") -> list[Membership]:
+    return [Membership.from_snapshot(m) for m in data.get(name) or ()]
+
+
+def summary(m: Membership) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "load_balancer_id": m.load_balancer_id,
+        "group_kind": GroupKind(m.group_kind).value,
+        "group_id": m.group_id,
+        "port": m.port,
+        "weight": m.weight,
+    }
+    if m.role:
+        out["role"] = m.role
+    return out
+
+
+def label(m: Mapping[str, Any]) -> str:
+    group = m.get("group_id") or "default"
+    port = f":{m['port']}" if m.get("port") is not None else ""
+    role = f" {m['role']}" if m.get("role") else ""
+    return f"{m.get('load_balancer_id')}/{group}{port} (weight {m.get('weight')}{role})"
+
+
+def original_weights(
+    found: Sequence[Membership], history: Sequence[EntryLike]
+) -> tuple[list[Membership], list[dict[str, Any]]]:
+    """The memberships to record, each with its ORIGINAL weight, and the ones whose weight is
+    unknown. Never our own write: a weight seen > 0 is the original (we write only 0); a weight
+    seen at 0 takes the weight an earlier drain of the instance recorded for that membership
+    (newest first), else it is unknown and recorded at :data:`UNKNOWN_WEIGHT_RESTORE`."""
+    earlier: dict[MemberKey, int] = {}
+    for entry in history:  # oldest first: newer drains overwrite
+        for m in memberships_of(entry.data):
+            if m.weight > 0:
+                earlier[member_key(m)] = m.weight
+    recorded: list[Membership] = []
+    unknown: list[dict[str, Any]] = []
+    for m in found:
+        if m.weight > 0:
+            recorded.append(m)
+            continue
+        weight = earlier.get(member_key(m))
+        if weight is None:
+            unknown.append(summary(m))
+            weight = UNKNOWN_WEIGHT_RESTORE
+        recorded.append(Membership(
+            m.load_balancer_id, m.group_kind, m.group_id, m.server_id, m.port, weight,
+            m.server_type, m.server_ip, m.description, m.role))
+    return recorded, unknown
+
+
+def drain_history(store: LedgerPort, instance_id: str, exclude: str) -> list[EntryLike]:
+    return [e for e in store.ledger_find(Kind.DRAIN.value, instance_id=instance_id)
+            if e.key != exclude]
+
+
+# --- the result and its notification ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """One interruption's outcome, as the handler returns it."""
+
+    instance_id: str
+    outcome: Outcome
+    event_id: str
+    key: str
+    phase: Phase
+    removed: tuple[Mapping[str, Any], ...] = ()
+    reported_master_slave: tuple[Mapping[str, Any], ...] = ()
+    time_left_s: float | None = None
+    missed_deadline: bool = False
+    notice_to_removed_s: float | None = None
+    leftover: tuple[Mapping[str, Any], ...] = ()
+    planned: tuple[Mapping[str, Any], ...] = ()  # dry run: what would be removed
+    reason: str | None = None
+    dry_run: bool = False
+    unknown_weights: tuple[Mapping[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.instance_id,
+            "outcome": self.outcome.value,
+            "removed": [dict(m) for m in self.removed],
+            "reported_master_slave": [dict(m) for m in self.reported_master_slave],
+            "time_left_s": self.time_left_s,
+            "missed_deadline": self.missed_deadline,
+            "notice_to_removed_s": self.notice_to_removed_s,
+            "leftover": [dict(m) for m in self.leftover],
+            "planned": [dict(m) for m in self.planned],
+            "phase": self.phase.value,
+            "event_id": self.event_id,
+            "key": self.key,
+            "reason": self.reason,
+            "dry_run": self.dry_run,
+            "unknown_weights": [dict(m) for m in self.unknown_weights],
+        }
+
+    @classmethod
+    def recorded(cls, entry: EntryLike, event_id: str, reason: str) -> DrainResult:
+        """What a finished entry says, for a duplicate."""
+        data = entry.data
+        return cls(
+            instance_id=entry.instance_id or "",
+            outcome=Outcome.DUPLICATE,
+            event_id=event_id,
+            key=entry.key,
+            phase=Phase(data.get("path") or Phase.FAST.value),
+            removed=tuple(data.get("removed") or ()),
+            reported_master_slave=tuple(summary(m) for m in memberships_of(data, "master_slave")),
+            time_left_s=data.get("time_left_s"),
+            missed_deadline=bool(data.get("missed_deadline")),
+            notice_to_removed_s=data.get("notice_to_removed_s"),
+            leftover=tuple(data.get("leftover") or ()),
+            reason=reason,
+        )
+
+
+def drain_notification(result: DrainResult, deadline: Deadline) -> Notification:
+    """One message per interruption: what was drained, what was only reported, time left."""
+    iid = result.instance_id
+    headline = {
+        Outcome.DRAINED: "drained from its load balancers",
+        Outcome.REMOVED: "removed at once from its load balancers (little time left)",
+        Outcome.LEFTOVERS_REMOVED: "notice handled after its deadline: leftovers removed",
+        Outcome.NOTHING_TO_REMOVE: "interrupted: no removable load-balancer membership",
+        Outcome.PARTIAL: "NOT fully drained: still registered somewhere",
+        Outcome.SKIPPED: "late notice, instance still in service: left in place",
+        Outcome.REFUSED: "notice NOT acted on",
+        Outcome.DRY_RUN: "would be drained (dry run)",
+    }.get(result.outcome, result.outcome.value)
+    lines = [f"Spot instance {iid} {headline}."]
+    lines.append(f"Notice at {iso(deadline.notice_time)}, deadline {iso(deadline.at)}.")
+    if result.removed:
+        lines.append("Drained (weight 0, then removed):" if result.phase is Phase.GENTLE
+                     else "Removed:")
+        lines += [f"- {label(m)}" for m in result.removed]
+    if result.planned:
+        lines.append("Would drain:")
+        lines += [f"- {label(m)}" for m in result.planned]
+    if result.reported_master_slave:
+        lines.append("Master-slave groups (members cannot be removed one by one: NOT drained):")
+        lines += [f"- {label(m)}" for m in result.reported_master_slave]
+    if result.leftover:
+        lines.append("Still registered after retries:")
+        lines += [f"- {label(m)}" for m in result.leftover]
+    if result.unknown_weights:
+        lines.append(f"At weight 0 before the drain, no earlier weight known (restored at "
+                     f"{UNKNOWN_WEIGHT_RESTORE}):")
+        lines += [f"- {label(m)}" for m in result.unknown_weights]
+    if result.time_left_s is not None:
+        lines.append(f"Time left at removal: {result.time_left_s:.1f} s.")
+    if result.missed_deadline:
+        lines.append("Deadline missed.")
+    if result.reason:
+        lines.append(result.reason)
+    if result.leftover or result.missed_deadline:
+        severity = "critical"
+    elif result.reported_master_slave or result.outcome in (Outcome.SKIPPED, Outcome.REFUSED):
+        severity = "warning"
+    else:
+        severity = "info"
+    return Notification(
+        key=("dry-run:" if result.dry_run else "") + result.key,
+        title=f"{'[dry run] ' if result.dry_run else ''}Spot drain {iid}: {result.outcome.value}",
+        text="\n".join(lines),
+        severity=severity,
+        instance_id=iid,
+        fields={
+            "outcome": result.outcome.value,
+            "removed": len(result.removed),
+            "master_slave": len(result.reported_master_slave),
+            "time_left_s": result.time_left_s,
+            "missed_deadline": result.missed_deadline,
+        },
+    )
+

@@ -1,0 +1,382 @@
+"""The sweep's part of the spot drain: finish or undo every drain that is not live, restore what
+was not reclaimed, mark what was released, remove backends of released instances.
+
+Per drain entry (each in the region it was made in):
+
+* **open** (claimed … removed) with its lease **live**: someone is on it; left alone.
+* **open**, lease expired, **before the deadline**: taken over and finished at once (no wait:
+  the owner already had its chance), removing what is left; notified as the drain would be.
+* **open**, lease expired, **after the deadline**: instance released or no longer in service →
+  finished the same way (leftovers removed; released → ``reclaimed``); still Running without a
+  recycling lock ``restore_after_s`` past the deadline → **undone** by the step's undo rule
+  (``shared.spot.machine.STEPS``): nothing written → ``closed``, else the recorded memberships
+  are put back with their original weights → ``restored``, and notified.
+* **done / partial**, ``restore_after_s`` past the deadline: released → ``reclaimed`` (a partial
+  drain's leftovers removed first); Running without a recycling lock → restored, once, under the
+  drain's lease (a sweep that dies mid-restore leaves a lease that expires after
+  :data:`RESTORE_LEASE_S`; the next sweep takes over; :data:`MAX_RESTORE_ATTEMPTS` at most).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from shared import ledger
+from shared.clients import Instance, Membership, NotFoundError, TransientError
+from shared.events import iso, parse_iso_or_none
+from shared.ledger import (
+    FINISHED_DRAIN,
+    OPEN_DRAIN,
+    Acquired,
+    DrainStatus,
+    EntryLike,
+    Kind,
+    LeaseHeldError,
+)
+from shared.log import emit, get_logger
+from shared.notify import Notification
+from shared.spot.machine import Drainer, Undo, in_service, lb_scope, undo_rule
+from shared.spot.record import (
+    REMOVAL_OUTCOMES,
+    ClientsPort,
+    Ledger,
+    NotifierPort,
+    groups,
+    label,
+    memberships_of,
+    summary,
+)
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+__all__ = ["SweepReport", "restore", "sweep_drains"]
+
+log = get_logger(__name__)
+
+RESTORE_HORIZON_S = 86400.0  # stop watching an un-restored, un-released instance after a day
+MAX_RESTORE_ATTEMPTS = 5
+RESTORE_LEASE_S = 900.0  # longer than any sweep can run (its FC timeout is 300 s)
+
+
+@dataclass
+class SweepReport:
+    restored: list[str] = field(default_factory=list)
+    reclaimed: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)  # open drains taken over and finished
+    live: list[str] = field(default_factory=list)  # open drains whose lease is live
+    released_backends_removed: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Sweep:
+    store: Ledger
+    notifier: NotifierPort | None
+    settings: Settings
+    now: datetime
+    report: SweepReport
+    drainer: Drainer
+    owner: str
+
+    @property
+    def dry(self) -> bool:
+        return self.settings.dry_run
+
+    def restore_due(self, entry: EntryLike) -> bool:
+        deadline = parse_iso_or_none(entry.data.get("deadline")) or self.now
+        return self.now >= deadline + timedelta(seconds=self.settings.restore_after_s)
+
+
+def sweep_drains(
+    store: Ledger,
+    clients: ClientsPort,
+    notifier: NotifierPort | None,
+    settings: Settings,
+    now: datetime,
+    *,
+    regions: Sequence[str] = (),
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Finish, undo or restore every drain that needs it (module docstring); then remove the
+    backends of released instances in every region of ``regions`` (default ours). A
+    TransientError on one entry is reported and the others go on; store errors propagate.
+    Dry run: decide and log, no mutating call, no ledger write."""
+    report = SweepReport(dry_run=settings.dry_run)
+    owner = f"sweep:{uuid.uuid4().hex[:12]}"
+    drainer = Drainer(store, clients, settings, notifier=notifier,
+                      clock=clock or (lambda: now), sleep=sleep, owner=owner)
+    sweep = _Sweep(store, notifier, settings, now, report, drainer, owner)
+    by_region: dict[str, list[EntryLike]] = {}
+    for status in (*sorted(OPEN_DRAIN), DrainStatus.DONE, DrainStatus.PARTIAL):
+        for entry in store.ledger_find(Kind.DRAIN.value, status=status.value):
+            iid = entry.instance_id
+            deadline = parse_iso_or_none(entry.data.get("deadline"))
+            if iid is None or deadline is None:
+                continue
+            if status in OPEN_DRAIN and ledger.lease_live(entry.data, now):
+                report.live.append(iid)
+            elif status in OPEN_DRAIN and now < deadline:
+                _guarded(sweep, entry, lambda e: _finish(sweep, e))
+            elif status in OPEN_DRAIN or sweep.restore_due(entry):
+                by_region.setdefault(_region(entry, settings), []).append(entry)
+            else:
+                report.waiting.append(iid)
+    for region, entries in sorted(by_region.items()):
+        regional = clients.for_region(region)
+        try:
+            instances = regional.ecs.describe_instances(
+                sorted({e.instance_id for e in entries if e.instance_id}))
+        except TransientError as err:
+            report.errors.append({"step": "describe_instances", "region": region,
+                                  "error": str(err)})
+            continue
+        for entry in entries:
+            _guarded(sweep, entry, partial(
+                _after_deadline, sweep, instance=instances.get(entry.instance_id or ""),
+                clients=regional))
+    for region in regions or (settings.region,):
+        _sweep_released_backends(clients.for_region(region), settings, report, region)
+    emit(log, "drain sweep", restored=len(report.restored), reclaimed=len(report.reclaimed),
+         closed=len(report.closed), waiting=len(report.waiting), finished=len(report.finished),
+         live=len(report.live), released_backends_removed=len(report.released_backends_removed),
+         errors=len(report.errors), dry_run=settings.dry_run or None)
+    return report.to_dict()
+
+
+def _guarded(sweep: _Sweep, entry: EntryLike, work: Callable[[EntryLike], None]) -> None:
+    try:
+        work(entry)
+    except LeaseHeldError:  # another sweep or a redelivery took it between our read and now
+        sweep.report.live.append(entry.instance_id or "")
+    except (TransientError, NotFoundError) as err:
+        sweep.report.errors.append({"key": entry.key, "error": str(err)})
+        emit(log, "sweep step failed", level=30, key=entry.key, error=str(err))
+
+
+def _region(entry: EntryLike, settings: Settings) -> str:
+    """A drain's region, as recorded; entries from before regions were recorded are ours."""
+    region = entry.data.get("region")
+    return region if isinstance(region, str) and region else settings.region
+
+
+def _finish(sweep: _Sweep, entry: EntryLike) -> None:
+    """Take an unfinished drain over and run it to its end (remove what is left)."""
+    iid = entry.instance_id or ""
+    if sweep.dry:
+        sweep.report.notes.append(f"{iid}: would finish its unfinished drain ({entry.status})")
+        return
+    result = sweep.drainer.resume(entry, allow_wait=False)
+    emit(log, "drain finished by the sweep", instance_id=iid, key=entry.key,
+         resumed_from=entry.status, decision=None if result is None else result.outcome.value)
+    sweep.report.finished.append(iid)
+
+
+def _after_deadline(sweep: _Sweep, entry: EntryLike, *, instance: Instance | None,
+                    clients: ClientsPort) -> None:
+    iid = entry.instance_id or ""
+    status = DrainStatus(entry.status)
+    if status in OPEN_DRAIN:
+        if instance is not None and in_service(instance):
+            if not sweep.restore_due(entry):
+                sweep.report.waiting.append(iid)
+                return
+            _undo(sweep, entry, clients, undo_rule(status))
+            return
+        _finish(sweep, entry)  # released, being reclaimed or stopped: remove what is left
+        if instance is None and not sweep.dry:
+            sweep.store.ledger_update(entry.key, status=DrainStatus.RECLAIMED.value,
+                                      data={"reclaimed_at": iso(sweep.now)})
+            sweep.report.reclaimed.append(iid)
+        return
+    if instance is None:
+        _reclaimed(sweep, entry, clients)
+        return
+    data = entry.data
+    if (not in_service(instance) or data.get("outcome") not in {o.value for o in REMOVAL_OUTCOMES}
+            or not memberships_of(data)):
+        deadline = parse_iso_or_none(data.get("deadline")) or sweep.now
+        if sweep.now - deadline > timedelta(seconds=RESTORE_HORIZON_S) or (
+            in_service(instance) and not memberships_of(data)
+        ):
+            _close(sweep, entry, None)
+        else:
+            sweep.report.waiting.append(iid)
+        return
+    _undo(sweep, entry, clients, Undo.RESTORE)
+
+
+def _reclaimed(sweep: _Sweep, entry: EntryLike, clients: ClientsPort) -> None:
+    iid = entry.instance_id or ""
+    leftover = memberships_of(entry.data, "leftover")
+    if leftover:
+        found = [m for m in clients.lb.find_memberships(
+            iid, sorted({m.load_balancer_id for m in leftover})) if m.removable]
+        if found:
+            clients.lb.remove_members(found, dry_run=sweep.dry)
+            sweep.report.released_backends_removed += [
+                {"instance_id": iid, **summary(m)} for m in found]
+    emit(log, "drain reclaimed", instance_id=iid, key=entry.key, dry_run=sweep.dry or None)
+    if not sweep.dry:
+        sweep.store.ledger_update(entry.key, status=DrainStatus.RECLAIMED.value,
+                                  data={"reclaimed_at": iso(sweep.now)})
+    sweep.report.reclaimed.append(iid)
+
+
+def _close(sweep: _Sweep, entry: EntryLike, reason: str | None) -> None:
+    if not sweep.dry:
+        sweep.store.ledger_update(entry.key, status=DrainStatus.CLOSED.value,
+                                  data={"closed_at": iso(sweep.now), "closed_reason": reason})
+    sweep.report.closed.append(entry.instance_id or "")
+
+
+def _undo(sweep: _Sweep, entry: EntryLike, clients: ClientsPort, rule: Undo) -> None:
+    """Put a not-reclaimed instance back as recorded, under the drain's lease."""
+    iid = entry.instance_id or ""
+    memberships = memberships_of(entry.data)
+    attempts = int(entry.data.get("restore_attempts") or 0)
+    if rule is Undo.NOTHING or not memberships:
+        _close(sweep, entry, "not reclaimed; the drain had written nothing")
+        return
+    if attempts >= MAX_RESTORE_ATTEMPTS:
+        _close(sweep, entry, "restore kept failing")
+        sweep.report.notes.append(f"{iid}: restore failed {attempts} times; closed")
+        return
+    if sweep.dry:
+        restore(clients, memberships, dry=True)
+        sweep.report.restored.append(iid)
+        return
+    got = ledger.acquire(sweep.store, entry.key, kind=Kind.DRAIN, owner=sweep.owner,
+                         until=sweep.now + timedelta(seconds=RESTORE_LEASE_S), now=sweep.now,
+                         finished=FINISHED_DRAIN)
+    if not isinstance(got, Acquired):
+        return
+    if got.previous is not None and got.previous != entry.status:
+        got.lease.release()  # it moved on between our read and the takeover: next sweep
+        return
+    attempts = int(got.entry.data.get("restore_attempts") or 0)
+    if attempts:
+        sweep.report.notes.append(f"{iid}: restore attempt {attempts} abandoned; retried")
+    # Counted before the calls: a sweep dying mid-restore still spends its attempt.
+    got.lease.save(restore_attempts=attempts + 1)
+    try:
+        restored = restore(clients, memberships, dry=False)
+    except BaseException:
+        got.lease.release()
+        raise
+    got.lease.finish(DrainStatus.RESTORED, restored_at=iso(sweep.now),
+                     restored=[summary(m) for m in restored],
+                     restored_from=entry.status)
+    emit(log, "drain restored", instance_id=iid, key=entry.key, restored=len(restored),
+         from_status=entry.status,
+         reason="still Running without a recycling lock after the deadline")
+    sweep.report.restored.append(iid)
+    _notify_restored(sweep, entry, memberships)
+
+
+def _notify_restored(sweep: _Sweep, entry: EntryLike, memberships: Sequence[Membership]) -> None:
+    if sweep.notifier is None:
+        return
+    iid = entry.instance_id or ""
+    unknown = {(m.get("load_balancer_id"), m.get("group_id"), m.get("port"))
+               for m in entry.data.get("unknown_weights") or ()}
+    lines = [f"Spot instance {iid} was not reclaimed after its interruption notice; "
+             "its load-balancer memberships were put back with their original weights:"]
+    for m in memberships:
+        tail = (" - weight unknown before the drain"
+                if (m.load_balancer_id, m.group_id, m.port) in unknown else "")
+        lines.append(f"- {label(summary(m))}{tail}")
+    try:
+        sweep.notifier.send(Notification(
+            key=entry.key + ":restored", title=f"Spot drain {iid}: restored",
+            text="\n".join(lines), severity="warning" if unknown else "info", instance_id=iid,
+            fields={"restored": len(memberships), "from_status": entry.status},
+        ))
+    except Exception as err:  # never fail the sweep on a notification
+        emit(log, "notification failed", level=30, key=entry.key, error=str(err))
+
+
+def restore(clients: ClientsPort, memberships: Sequence[Membership], *, dry: bool) -> list[Membership]:
+    """Put memberships back as recorded: add missing ones, re-weight present ones."""
+    lb = clients.lb
+    missing: list[Membership] = []
+    reweight: list[Membership] = []
+    for (lb_id, kind, group_id), members in groups(memberships).items():
+        try:
+            current = {(m.server_id, m.port): m.weight
+                       for m in lb.group_members(lb_id, kind, group_id)}
+        except NotFoundError:
+            emit(log, "group gone", level=30, load_balancer_id=lb_id, group_id=group_id)
+            continue
+        for m in members:
+            weight = current.get((m.server_id, m.port))
+            if weight is None:
+                missing.append(m)
+            elif weight != m.weight:
+                reweight.append(m)
+    if missing:
+        lb.add_members(missing, dry_run=dry)
+    if reweight:
+        lb.set_weights(reweight, None, dry_run=dry)
+    return missing + reweight
+
+
+def _sweep_released_backends(
+    clients: ClientsPort, settings: Settings, report: SweepReport, region: str
+) -> None:
+    """Remove backends (type ecs) whose instance no longer exists, in the configured scope of
+    ``region`` (``clients`` are that region's)."""
+    if not settings.lb_ids and not settings.lb_tag:
+        if "released-backend scan skipped: no lb_ids/lb_tag scope" not in report.notes:
+            report.notes.append("released-backend scan skipped: no lb_ids/lb_tag scope")
+        return
+    try:
+        scope = lb_scope(clients.lb, settings, region)
+        members: list[Membership] = []
+        for lb_id in scope:
+            try:
+                members.extend(clients.lb.all_members(lb_id))
+            except NotFoundError as err:  # lb_ids may name other regions' (or deleted) ones
+                emit(log, "load balancer not found", level=30, region=region,
+                     load_balancer_id=lb_id, code=err.code)
+        ecs_members = [m for m in members if m.server_type == "ecs" and m.removable]
+        ids = sorted({m.server_id for m in ecs_members})
+        if not ids:
+            return
+        existing = clients.ecs.describe_instances(ids)
+    except (TransientError, NotFoundError) as err:
+        report.errors.append({"step": "released backends", "region": region, "error": str(err)})
+        return
+    gone = [m for m in ecs_members if m.server_id not in existing]
+    if len({m.server_id for m in gone}) == len(ids) and len(ids) >= 3:
+        # Every backend looks released: far likelier a wrong region or account than a fact.
+        report.notes.append(
+            f"released-backend scan refused in {region}: every backend looks released")
+        emit(log, "released-backend scan refused", level=30, region=region, backends=len(ids))
+        return
+    if gone:
+        try:
+            clients.lb.remove_members(gone, dry_run=settings.dry_run)
+        except (TransientError, NotFoundError) as err:
+            report.errors.append({"step": "released backends", "region": region,
+                                  "error": str(err)})
+            return
+        report.released_backends_removed += [
+            {"instance_id": m.server_id, **summary(m)} for m in gone]
+        emit(log, "released backends removed", count=len(gone),
+             instances=sorted({m.server_id for m in gone}), dry_run=settings.dry_run or None)
+
