@@ -1098,6 +1098,8 @@ class AutoStarter:
             origin=candidate.origin,
             decision=decision.value,
             reason=reason,
+        if self.settings.dry_run_reason:  # a dry run nobody asked for says why, every time
+            reason = f"{reason} [dry run: {self.settings.dry_run_reason}]"
             code=code,
             dry_run=self.settings.dry_run or None,
             elapsed_ms=round((self._monotonic() - self._t0) * 1000, 1),

@@ -40,7 +40,10 @@ from typing import Any, Protocol
 from shared.log import emit, get_logger
 
 __all__ = [
+    "CHANNEL_NAMES",
     "ENV_PREFIX",
+    "SIGNED_CHANNELS",
+    "VARIABLES",
     "Channel",
     "DeliveryError",
     "DingTalkChannel",
@@ -63,6 +66,14 @@ __all__ = [
 log = get_logger(__name__)
 
 ENV_PREFIX = "ECS_EVENT_OPS_NOTIFY_"
+# The channels channels_from_env builds, in order, and those signed with a secret: the one
+# declaration of the variables read here (shared.settings lists them as known names).
+CHANNEL_NAMES = ("DINGTALK", "LARK", "WECOM", "SLACK", "WEBHOOK")
+SIGNED_CHANNELS = ("DINGTALK", "LARK")
+VARIABLES: tuple[str, ...] = (
+    *(f"{ENV_PREFIX}{name}_URL" for name in CHANNEL_NAMES),
+    *(f"{ENV_PREFIX}{name}_SECRET" for name in SIGNED_CHANNELS),
+)
 
 # HTTP statuses worth another attempt; every other non-2xx fails at once.
 RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -780,18 +791,19 @@ def channels_from_env(environ: Mapping[str, str] | None = None) -> list[Channel]
         value = env.get(ENV_PREFIX + name, "").strip()
         return value or None
 
-    factories: list[tuple[str, Callable[[str], Channel]]] = [
-        ("DINGTALK", lambda url: DingTalkChannel(url, get("DINGTALK_SECRET"))),
-        ("LARK", lambda url: LarkChannel(url, get("LARK_SECRET"))),
-        ("WECOM", WeComChannel),
-        ("SLACK", SlackChannel),
-        ("WEBHOOK", WebhookChannel),
-    ]
+    factories: dict[str, Callable[[str], Channel]] = {
+        "DINGTALK": lambda url: DingTalkChannel(url, get("DINGTALK_SECRET")),
+        "LARK": lambda url: LarkChannel(url, get("LARK_SECRET")),
+        "WECOM": WeComChannel,
+        "SLACK": SlackChannel,
+        "WEBHOOK": WebhookChannel,
+    }
     channels: list[Channel] = []
-    for name, factory in factories:
+    for name in CHANNEL_NAMES:
+        factory = factories[name]
         url = get(f"{name}_URL")
         if url is None:
-            if get(f"{name}_SECRET"):
+            if name in SIGNED_CHANNELS and get(f"{name}_SECRET"):
                 emit(
                     log,
                     "notify_config",

@@ -6,9 +6,10 @@ Credentials come from the FC runtime (context or environment), never from settin
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,42 @@ from shared.events import ACCOUNT_RE, REGION_RE
 PREFIX = "ECS_EVENT_OPS_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["CREDENTIAL_MODES", "ENDPOINT_NETWORKS", "Settings", "SettingsError", "default_db_url",
-           "on_function_compute"]
+__all__ = [
+    "CREDENTIAL_MODES",
+    "DEPLOY_VARIABLES",
+    "ENDPOINT_NETWORKS",
+    "FUNCTION_NAMES",
+    "LOG_LEVELS",
+    "TOOL_VARIABLES",
+    "Settings",
+    "SettingsError",
+    "UnknownVariable",
+    "default_db_url",
+    "known_variables",
+    "local_store_reason",
+    "on_function_compute",
+    "unknown_variables",
+]
+
+# The functions of the deployment (functions/<name>/index.py).
+FUNCTION_NAMES = ("auto_start", "drain_spot", "lifecycle_api", "record_lifecycle", "sweep")
+# ECS_EVENT_OPS_* names that are not Settings fields, declared here so that every other name can
+# be called unknown (a misspelled ECS_EVENT_OPS_DRYRUN must not be ignored while the function
+# acts for real). The notifier's channel variables are declared in shared.notify (secrets never
+# enter Settings); s.yaml reads the deploy variables at deploy time; tests and tools the rest.
+DEPLOY_VARIABLES: tuple[str, ...] = (
+    f"{PREFIX}LOG_PROJECT",
+    f"{PREFIX}LOG_STORE",
+    *(f"{PREFIX}ROLE_ARN_{name.upper()}" for name in FUNCTION_NAMES),
+)
+TOOL_VARIABLES: tuple[str, ...] = (
+    f"{PREFIX}TEST_PG_URL",  # store tests against PostgreSQL
+    f"{PREFIX}TEST_MYSQL_URL",  # store tests against MariaDB/MySQL
+    f"{PREFIX}API_META",  # tools.emulator.contract: where the api-meta contract lives
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The default store on FC: one SQLite file per function instance, seen by no other function.
+FC_LOCAL_DB_URL = "sqlite:////tmp/ecs-event-ops.sqlite3"
 
 # How the SDK clients find endpoints without ``cloud_url``: the public hosts the SDK resolves
 # itself, or the documented VPC hosts (functions in a VPC without internet access).
@@ -34,6 +69,55 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
+@dataclass(frozen=True)
+class UnknownVariable:
+    """An ``ECS_EVENT_OPS_*`` name nothing reads, with the closest known name if any."""
+
+    name: str
+    suggestion: str | None
+
+    def message(self) -> str:
+        hint = f"; did you mean {self.suggestion}?" if self.suggestion else ""
+        return f"{self.name} is not a setting of ecs-event-ops{hint}"
+
+
+def known_variables() -> tuple[str, ...]:
+    """Every ``ECS_EVENT_OPS_*`` name something reads: settings, notifier, deploy, tools."""
+    # Imported here: shared.notify sets up logging on import, which must wait for the
+    # function's environment (ECS_EVENT_OPS_LOG_LEVEL) when tools.invoke imports this first.
+    from shared.notify import VARIABLES as NOTIFY_VARIABLES
+
+    settings = tuple(PREFIX + f.name.upper() for f in fields(Settings) if f.metadata.get("env", True))
+    return (*settings, *NOTIFY_VARIABLES, *DEPLOY_VARIABLES, *TOOL_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[UnknownVariable]:
+    """The ``ECS_EVENT_OPS_*`` names in ``environ`` that no part of the project reads."""
+    known = known_variables()
+    # Compared without the common prefix, which would make every name look alike.
+    suffixes = [k[len(PREFIX):] for k in known]
+    unknown = []
+    for name in sorted(environ):
+        if name.startswith(PREFIX) and name not in known:
+            close = difflib.get_close_matches(name[len(PREFIX):], suffixes, n=1, cutoff=0.6)
+            unknown.append(UnknownVariable(name, PREFIX + close[0] if close else None))
+    return unknown
+
+
+def local_store_reason(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """Why acting is unsafe with this store, or None: on FC, the default store is a SQLite file
+    under /tmp of each function instance, so auto_start cannot see the O&M notices
+    record_lifecycle stored (the platform-stop guard), nor one instance the claims of another."""
+    if not on_function_compute(environ) or settings.db_url != FC_LOCAL_DB_URL:
+        return None
+    return (
+        f"no store shared by the functions ({PREFIX}DB_URL unset: each function instance keeps "
+        f"its own SQLite under /tmp, so the platform-stop guard and the once-only claims cannot "
+        f"work); acting is off until {PREFIX}DB_URL names a shared database or "
+        f"{PREFIX}ALLOW_LOCAL_STORE=true"
+    )
+
+
 def on_function_compute(environ: Mapping[str, str]) -> bool:
     """FC sets ``FC_FUNC_CODE_PATH`` (a reserved variable) in every runtime; so does
     ``tools.invoke``, which imitates the runtime locally."""
@@ -43,7 +127,7 @@ def on_function_compute(environ: Mapping[str, str]) -> bool:
 def default_db_url(environ: Mapping[str, str]) -> str:
     """SQLite under ``.data/`` locally; under /tmp on FC, where the code root is read-only."""
     if on_function_compute(environ):
-        return "sqlite:////tmp/ecs-event-ops.sqlite3"
+        return FC_LOCAL_DB_URL
     return f"sqlite:///{REPO_ROOT / '.data' / 'ecs-event-ops.sqlite3'}"
 
 
@@ -119,12 +203,24 @@ class Settings:
 
     log_level: str = "INFO"  # applied by shared.log.configure when a function is imported
 
+    # On FC without ECS_EVENT_OPS_DB_URL every function instance has its own /tmp SQLite: the
+    # acting functions then run dry (dry_run_reason says why) unless this is set to true.
+    allow_local_store: bool = False
+    # Why dry_run was turned on although ECS_EVENT_OPS_DRY_RUN is not set (the unshared store,
+    # local_store_reason); every decision carries it. Not read from the environment.
+    dry_run_reason: str | None = field(default=None, metadata={"env": False})
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read every field from ``environ`` (default ``os.environ``); explicit overrides win."""
         env = os.environ if environ is None else environ
+        unknown = unknown_variables(env)
+        if unknown:
+            raise SettingsError("; ".join(u.message() for u in unknown))
         values: dict[str, Any] = {}
         for f in fields(cls):
+            if not f.metadata.get("env", True):
+                continue
             key = PREFIX + f.name.upper()
             if key in env and env[key] != "":
                 values[f.name] = _convert(key, env[key], f.default)
@@ -137,6 +233,10 @@ class Settings:
             values["db_url"] = default_db_url(env)
         values.update(overrides)
         settings = cls(**values)
+        if not (settings.dry_run or settings.allow_local_store or "dry_run" in overrides):
+            reason = local_store_reason(settings, env)
+            if reason is not None:  # an honest default: not acting beats acting blind
+                settings = replace(settings, dry_run=True, dry_run_reason=reason)
         settings.validate()
         return settings
 
@@ -172,6 +272,10 @@ class Settings:
         for name in ("api_max_attempts", "flap_max_starts", "flap_window_s", "spot_notice_s"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
+        if self.log_level.strip().upper() not in LOG_LEVELS:
+            raise SettingsError(
+                f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
+            )
         if self.spot_margin_s < 0 or self.spot_margin_s >= self.spot_notice_s:
             raise SettingsError(f"{PREFIX}SPOT_MARGIN_S must be between 0 and SPOT_NOTICE_S")
 

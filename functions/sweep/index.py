@@ -62,6 +62,8 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         regions = sweep_regions(settings, store)
         result: dict[str, Any] = {"dry_run": settings.dry_run, "regions": list(regions)}
         failures: list[Exception] = []
+        if settings.dry_run_reason:
+            result["dry_run_reason"] = settings.dry_run_reason
         parts: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
             ("auto_start", lambda: sweep_auto_start(
                 store, clients, notifier, settings, now, regions=regions).to_dict()),

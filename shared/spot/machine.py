@@ -792,6 +792,8 @@ class Drainer:
             reason = "late notice, instance in service: would be left in place"
         else:
             removable, master_slave, _ = self._discover(iid, region)
+        if self.settings.dry_run_reason:  # a dry run nobody asked for says why
+            reason = f"{reason or 'dry run'} [dry run: {self.settings.dry_run_reason}]"
         lb = self.clients_in(region).lb
         if removable and phase is Phase.GENTLE:
             lb.set_weights(removable, 0, dry_run=True)
