@@ -448,8 +448,13 @@ def _from_data_only(
 ) -> EcsEvent:
     name = data_only_type[len("ecs:") :] if data_only_type.startswith("ecs:") else data_only_type
     event_time = received_at or datetime.now(timezone.utc)
+    # $.data has no id and no time: its content alone is the same for an instance's every stop,
+    # so the id also hashes the moment of receipt: one id per occurrence (a redelivery is then
+    # a new row, which the acting paths tolerate: they re-read the live state before acting).
+    occurrence = {"data": data, "received_at": event_time.isoformat(), "index": index}
     return _build(
-        name=name, content=data, index=index, event_id=_derived_id(data), event_time=event_time,
+        name=name, content=data, index=index, event_id=_derived_id(occurrence),
+        event_time=event_time,
         envelope=Envelope.EVENTBRIDGE_DATA, envelope_id=None, region=None, account=None,
         arn=None, level=None, raw=data,
     )
