@@ -43,6 +43,7 @@ from shared.clients import (
     ThrottledError,
     TransientError,
 )
+from shared.cms import incident_readings
 from shared.events import (
     PLATFORM_STOP_EVENTS,
     SPOT_INTERRUPTION,
@@ -888,7 +889,8 @@ class AutoStarter:
         if not overdue:
             return []
         ids = sorted({e.instance_id for e in overdue if e.instance_id})
-        live = self._describe(list(self.store.instance_regions(ids).items()))
+        regions = self.store.instance_regions(ids)
+        live = self._describe(list(regions.items()))
         decisions: list[DecisionRecord] = []
         dry = self.settings.dry_run
         for entry in overdue:
@@ -909,10 +911,16 @@ class AutoStarter:
                 ))
                 continue
             status = instance.status if instance is not None else "gone"
+            # The page says whether it died loaded or idle (CloudMonitor's last readings); not
+            # read in a dry run, whose alerts are only logged.
+            readings = (None if dry or instance is None
+                        else incident_readings(self._clients(regions.get(iid)).cms, iid))
             self._alert(
                 f"auto_start:escalated:{entry.key}", "Auto-started instance not running",
-                f"{iid} was started {timeout} s ago but is {status}; check it.",
+                f"{iid} was started {timeout} s ago but is {status}; check it."
+                + (f" {readings.text}" if readings is not None else ""),
                 iid, severity="critical", incident=entry.key, live_status=status,
+                **(dict(readings.fields) if readings is not None else {}),
             )
             if not dry:
                 self._update(entry.key, INCIDENT_ESCALATED, {

@@ -84,6 +84,7 @@ GROUPS: Mapping[str, tuple[str, ...]] = {
     "ecs": ("alibabacloud_ecs20140526",),
     "slb": ("alibabacloud_slb20140515",),
     "actiontrail": ("alibabacloud_actiontrail20200706",),
+    "cms": ("alibabacloud_cms20190101",),
     # the lifecycle store: SQLAlchemy Core + drivers (psycopg[binary] is the biggest part)
     "store": ("SQLAlchemy", "PyMySQL", "psycopg"),
     "retry": ("tenacity",),
@@ -95,12 +96,14 @@ NEEDS: Mapping[str, frozenset[str]] = {
     "record_lifecycle": frozenset({"cloud", "ecs", "store", "retry"}),
     "auto_start": frozenset({"cloud", "ecs", "actiontrail", "store", "retry"}),
     "drain_spot": frozenset({"cloud", "ecs", "slb", "store", "retry"}),
-    "sweep": frozenset({"cloud", "ecs", "slb", "actiontrail", "store", "retry"}),
+    "sweep": frozenset({"cloud", "ecs", "slb", "actiontrail", "cms", "store", "retry"}),
     # read-only HTTP API over the store: no cloud SDK at all
     "lifecycle_api": frozenset({"store"}),
 }
 # RAM action prefix -> the SDK group that calls that service.
-SDK_GROUP_OF_SERVICE: Mapping[str, str] = {"ecs": "ecs", "slb": "slb", "actiontrail": "actiontrail"}
+SDK_GROUP_OF_SERVICE: Mapping[str, str] = {
+    "ecs": "ecs", "slb": "slb", "actiontrail": "actiontrail", "cms": "cms",
+}
 
 LOG_STATEMENT_ACTION = "log:PostLogStoreLogs"
 

@@ -88,6 +88,8 @@ _ECS_DESCRIBE = "https://www.alibabacloud.com/help/en/ecs/developer-reference/ap
 _ECS_START = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-startinstance"
 _ECS_STARTS = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-startinstances"
 _TRAIL_RAM = "https://www.alibabacloud.com/help/en/actiontrail/developer-reference/api-actiontrail-2020-07-06-ram"
+_CMS_METRIC_LAST = ("https://www.alibabacloud.com/help/en/cms/cloudmonitor-1-0/developer-reference/"
+                    "api-cms-2019-01-01-describemetriclast")
 _SLB_EXAMPLES = "https://www.alibabacloud.com/help/doc-detail/58956.htm"
 _SLB_RAM = "https://www.alibabacloud.com/help/en/slb/classic-load-balancer/developer-reference/api-slb-2014-05-15-ram"
 _SLB_SET_VSG = ("https://www.alibabacloud.com/help/en/slb/classic-load-balancer/developer-reference/"
@@ -117,6 +119,11 @@ RULES: Mapping[str, Rule] = {
         Reach.EVERYTHING,
         "ActionTrail's authorization granularity is OPERATION: no resource-level authorization",
         _TRAIL_RAM),
+    "cms:DescribeMetricLast": Rule(
+        Reach.EVERYTHING,
+        "CloudMonitor's metric reads have no resource-level authorization (its RAM table names "
+        "all resources, *); the instance is chosen by the Dimensions parameter",
+        _CMS_METRIC_LAST),
     "slb:DescribeLoadBalancers": Rule(
         Reach.ACCOUNT_LOAD_BALANCERS,
         "lists load balancers; Alibaba's CLB example grants it on acs:slb:*:*:loadbalancer/*",

@@ -35,6 +35,7 @@ RAM_ACTIONS: tuple[str, ...] = (
     "ecs:StartInstance",
     "ecs:StartInstances",
     "actiontrail:LookupEvents",
+    "cms:DescribeMetricLast",  # an escalated incident's alert carries the last CPU/memory
     "slb:DescribeLoadBalancers",
     "slb:DescribeLoadBalancerAttribute",
     "slb:DescribeVServerGroups",
