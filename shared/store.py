@@ -28,7 +28,6 @@ import binascii
 import fnmatch
 import json
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from shared.events import is_valid_instance_id, iso, parse_iso, parse_iso_or_none
 from shared.log import emit, get_logger
+from shared.redact import redact, redact_url
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -71,6 +71,7 @@ WAL_ATTEMPTS = 50  # x 20 ms growing steps: ~25 s at worst, like busy_timeout
 CONNECT_TIMEOUT_S = 5
 MAX_ATTEMPTS = 5  # deadlock / serialization-failure retries of one transaction
 MAX_PAGE = 1000
+MAX_CURSOR_CHARS = 512  # ours are about 100; a longer one is not ours (and is not decoded)
 LATENCY_SAMPLE_CAP = 100_000  # stats(): percentiles over at most this many recent events
 PRUNE_CHUNK = 5000
 SCHEMA_LOCK_NAME = "ecs_event_ops_schema"
@@ -107,6 +108,11 @@ class StoreUnavailableError(StoreError):
     """The database cannot be reached or refused the operation; retrying later may work."""
 
 
+class StoreRefusedError(StoreError):
+    """The database refused this data (a value too long for its column, a NUL byte, text that
+    is not UTF-8): retrying the same data cannot help."""
+
+
 class InvalidCursorError(StoreError, ValueError):
     """A pagination cursor that this store did not produce."""
 
@@ -117,6 +123,7 @@ class RecordResult:
 
     inserted: tuple[str, ...]
     duplicates: tuple[str, ...]
+    refused: tuple[tuple[str, str], ...] = ()  # (event id, why) the database refused, alone
 
 
 @dataclass(frozen=True)
@@ -580,10 +587,45 @@ class Store:
             _apply_to_instances(conn, [unique[i] for i in sorted(inserted)])
             return inserted
 
-        inserted = self._run("record events", work)
+        try:
+            inserted = self._run("record events", work)
+        except StoreRefusedError:
+            # One element's data sinks the whole transaction on every retry: store them one by
+            # one and report those the database refuses (an unreachable store still raises).
+            return self._record_each(list(unique.values()), received_at)
         return RecordResult(
             inserted=tuple(i for i in unique if i in inserted),
             duplicates=tuple(i for i in unique if i not in inserted),
+        )
+
+    def _record_each(self, events: list[EcsEvent], received_at: datetime | None) -> RecordResult:
+        inserted: list[str] = []
+        duplicates: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for event in events:
+            try:
+                one = self._run_refusable([event], received_at)
+            except StoreRefusedError as error:
+                refused.append((event.event_id, str(error)))
+                emit(log, "event refused by the store", event_id=event.event_id, error=str(error))
+                continue
+            inserted += one.inserted
+            duplicates += one.duplicates
+        return RecordResult(inserted=tuple(inserted), duplicates=tuple(duplicates), refused=tuple(refused))
+
+    def _run_refusable(self, events: list[EcsEvent], received_at: datetime | None) -> RecordResult:
+        received = _naive(received_at or self._clock())
+        rows = [_event_row(e, received) for e in events]
+
+        def work(conn: Connection) -> set[str]:
+            inserted = self._insert_events(conn, rows)
+            _apply_to_instances(conn, [e for e in events if e.event_id in inserted])
+            return inserted
+
+        inserted = self._run("record event", work)
+        return RecordResult(
+            inserted=tuple(e.event_id for e in events if e.event_id in inserted),
+            duplicates=tuple(e.event_id for e in events if e.event_id not in inserted),
         )
 
     def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
@@ -619,6 +661,30 @@ class Store:
             .order_by(table.c.event_time, table.c.id)
         )
         return self._run("read timeline", lambda c: [_event_record(r) for r in c.execute(query)], write=False)
+
+    def timeline_page(
+        self, instance_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[EventRecord]:
+        """One page of an instance's events, oldest first (keyset on event time and row id);
+        pass ``next_cursor`` back for the next. Raises InvalidCursorError for a foreign cursor."""
+        import sqlalchemy as sa
+
+        table = _schema().events
+        limit = _check_limit(limit)
+        query = sa.select(table).where(table.c.instance_id == instance_id)
+        if cursor is not None:
+            after_time, after_id = _decode_timeline_cursor(cursor)
+            query = query.where(
+                table.c.event_time >= after_time,
+                sa.or_(table.c.event_time > after_time, table.c.id > after_id),
+            )
+        query = query.order_by(table.c.event_time, table.c.id).limit(limit + 1)
+        rows = self._run("read timeline page", lambda c: list(c.execute(query)), write=False)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1]._mapping if rows else None
+        next_cursor = _encode_timeline_cursor(last["event_time"], int(last["id"])) if more and last else None
+        return Page(items=tuple(_event_record(r) for r in rows), next_cursor=next_cursor)
 
     def recent_events(
         self,
@@ -1201,6 +1267,8 @@ class Store:
                 raise _translate(error, what, self.url) from error
             except sa_exc.SQLAlchemyError as error:
                 raise _translate(error, what, self.url) from error
+            except UnicodeEncodeError as error:  # the driver cannot send it (a lone surrogate)
+                raise StoreRefusedError(f"{what} refused: text not encodable as UTF-8 ({error.reason})") from error
         raise StoreError(f"{what}: gave up after {self._max_attempts} attempts")  # not reached
 
 
@@ -1568,14 +1636,18 @@ def _translate(error: Exception, what: str, url: str) -> StoreError:
     unavailable = isinstance(
         error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
     ) or getattr(error, "connection_invalidated", False)
-    detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0][:300]
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    # Driver messages may quote the DSN (password=…) or the URL: masked before they travel.
+    detail = redact(lines[0] if lines else type(error).__name__)[:300]
     if unavailable:
         return StoreUnavailableError(f"{what}: database unavailable ({_redact(url)}): {detail}")
+    if isinstance(error, sa_exc.DataError):
+        return StoreRefusedError(f"{what} refused ({_redact(url)}): {detail}")
     return StoreError(f"{what} failed ({_redact(url)}): {detail}")
 
 
 def _redact(url: str) -> str:
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+    return redact_url(url)
 
 
 def _naive(moment: datetime) -> datetime:
@@ -1682,14 +1754,35 @@ def _encode_cursor(released_at: datetime, instance_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
         padded = cursor + "=" * (-len(cursor) % 4)
         moment_text, instance_id = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
         moment = _naive(parse_iso(moment_text))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+    except (ValueError, TypeError, RecursionError, binascii.Error, UnicodeDecodeError) as error:
         raise InvalidCursorError(f"invalid cursor {cursor[:40]!r}") from error
     if not is_valid_instance_id(instance_id):
         raise InvalidCursorError(f"invalid cursor {cursor[:40]!r}")
     return moment, instance_id
+
+
+def _encode_timeline_cursor(event_time: datetime, row_id: int) -> str:
+    payload = json.dumps(["t", _aware(event_time).isoformat(), row_id])
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _decode_timeline_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
+        padded = cursor + "=" * (-len(cursor) % 4)
+        tag, moment_text, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        moment = _naive(parse_iso(moment_text))
+    except (ValueError, TypeError, RecursionError, binascii.Error, UnicodeDecodeError) as error:
+        raise InvalidCursorError(f"invalid cursor {cursor[:40]!r}") from error
+    if tag != "t" or not isinstance(row_id, int) or isinstance(row_id, bool) or not 0 < row_id < 2**63:
+        raise InvalidCursorError(f"invalid cursor {cursor[:40]!r}")
+    return moment, row_id
 
 
 def _parse_datetime(value: object) -> datetime | None:
