@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.events import REGION_RE, is_valid_instance_id, parse_iso
+from shared.events import REGION_RE, is_valid_instance_id, iso, parse_iso
 
 if TYPE_CHECKING:
-    from shared.store import EventRecord, InstanceRecord, Page, Store
+    from shared.store import EventRecord, InstanceRecord, LedgerEntry, Page, Store
 
 __all__ = [
     "RELEASED_COLUMNS",
@@ -311,3 +311,70 @@ def _duration(seconds: float | None) -> str | None:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# History (tools.lifecycle decisions | incidents | drains | rejected): read from the action
+# ledger, newest first. Each history names the ledger kinds it reads and the columns it shows.
+
+HISTORY_LIMIT = 100
+HISTORY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "decisions": ("time", "instance_id", "kind", "decision", "reason", "stop_id", "key"),
+    "incidents": ("opened", "instance_id", "status", "stop_time", "started_at", "closed_at",
+                  "escalated_at", "live_status", "reason", "key"),
+    "drains": ("notice_time", "instance_id", "status", "outcome", "region", "deadline", "removed",
+               "leftover", "missed_deadline", "reason", "key"),
+    "rejected": ("received_at", "function", "size", "truncated", "reasons", "key"),
+}
+
+
+def history_kinds(what: str) -> tuple[str, ...]:
+    """The ledger kinds one history reads (the practices' own constants, imported late)."""
+    from shared import autostart, drain
+    from shared.store import REJECTED_KIND
+
+    kinds = {
+        # every start decision that left a ledger entry: tries, real starts, dry runs, stops
+        # handed to the sweep, the sweep's re-checks
+        "decisions": (autostart.KIND_ATTEMPT, autostart.KIND_START, autostart.KIND_DRY_RUN,
+                      autostart.KIND_DEFERRED, autostart.KIND_SWEEP),
+        "incidents": (autostart.KIND_INCIDENT,),
+        "drains": (drain.DRAIN_KIND,),
+        "rejected": (REJECTED_KIND,),
+    }
+    if what not in kinds:
+        raise QueryError(f"unknown history {what!r}: one of {', '.join(sorted(kinds))}")
+    return kinds[what]
+
+
+def history_rows(what: str, entries: Sequence[LedgerEntry]) -> list[dict[str, Any]]:
+    """Ledger entries as rows of ``HISTORY_COLUMNS[what]`` (JSON keeps every field)."""
+    rows = []
+    for entry in entries:
+        data = dict(entry.data)
+        row: dict[str, Any] = {
+            "key": entry.key, "kind": entry.kind, "instance_id": entry.instance_id,
+            "status": entry.status, "created_at": iso(entry.created_at),
+            "updated_at": iso(entry.updated_at),
+        }
+        if what == "decisions":
+            row.update(time=iso(entry.created_at), decision=entry.status,
+                       reason=data.get("reason"), stop_id=data.get("stop_id"))
+        elif what == "incidents":
+            row.update(opened=iso(entry.created_at), **{
+                k: data.get(k) for k in ("stop_time", "started_at", "closed_at", "escalated_at",
+                                         "live_status", "reason")
+            })
+        elif what == "drains":
+            row.update(
+                {k: data.get(k) for k in ("notice_time", "outcome", "region", "deadline",
+                                          "missed_deadline", "reason")},
+                removed=len(data.get("removed") or data.get("memberships") or []),
+                leftover=len(data.get("leftover") or []),
+            )
+        else:
+            row.update({k: data.get(k) for k in ("received_at", "function", "size", "truncated",
+                                                 "reasons", "payload")})
+        row["data"] = data
+        rows.append(row)
+    return rows

@@ -141,7 +141,7 @@ def test_bad_input_exits_2_with_a_clear_message(db: str, argv: tuple[str, ...], 
 def test_unknown_instance_and_unreachable_store_exit_1(db: str) -> None:
     """GIVEN an unknown id or a dead database WHEN run THEN exit code 1 with a message."""
     code, _, err = run("--db", db, "show", "i-unknown01")
-    assert (code, err.strip()) == (1, "python -m tools.lifecycle show: i-unknown01 is not in the store")
+    assert (code, err.splitlines()) == (1, [f"store: {db}", "python -m tools.lifecycle show: i-unknown01 is not in the store"])
     code, _, err = run("--db", "postgresql+psycopg://nobody@127.0.0.1:1/none", "stats")
     assert code == 1
     assert "store unavailable" in err

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import log
+from shared.settings import default_db_url
 from tools import lifecycle
 from tools.emulator import Emulator, load_fleet
 from tools.envelopes import ENVELOPES, wrap, wrap_batch
@@ -34,6 +35,9 @@ from tools.invoke import InvokeResult, applied_environment, invoke_local
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLEET = REPO_ROOT / "tools" / "fleets" / "demo.yaml"
+# The store tools.invoke, tools.lifecycle and the functions use locally by default: after the
+# demo, `python -m tools.lifecycle released` (no --db) reads what it wrote.
+DEFAULT_DB_URL = default_db_url({})
 # ActionTrail as Alibaba documents it, on the demo's compressed clock (an instance transition
 # takes 0.3 s here, tens of seconds for real): a call shows in LookupEvents TRAIL_LAG_S after it
 # is made (documented: up to 10 minutes), LookupEvents answers its documented 2 calls/s, and
@@ -268,14 +272,16 @@ def report(scenario: Scenario, inbox: AlertInbox) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", help="store URL (default: a fresh SQLite file .data/demo.sqlite3)")
+    parser.add_argument("--db", help="store URL (default: the local store "
+                        ".data/ecs-event-ops.sqlite3, emptied first: the demo starts fresh)")
     args = parser.parse_args(argv)
     db_url = args.db
     if not db_url:
-        (REPO_ROOT / ".data").mkdir(exist_ok=True)
+        path = Path(DEFAULT_DB_URL.removeprefix("sqlite:///"))
+        path.parent.mkdir(exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
-            (REPO_ROOT / ".data" / f"demo.sqlite3{suffix}").unlink(missing_ok=True)
-        db_url = f"sqlite:///{REPO_ROOT / '.data' / 'demo.sqlite3'}"
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        db_url = DEFAULT_DB_URL
     log.configure(stream=io.StringIO())  # the functions' JSON logs are not the demo's story
     started = time.monotonic()
     print(f"ecs-event-ops demo: emulator with {FLEET.relative_to(REPO_ROOT)}, store {db_url}")

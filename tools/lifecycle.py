@@ -5,25 +5,43 @@
     python -m tools.lifecycle stats --since 30d
     python -m tools.lifecycle prune --raw-older-than 90 --dry-run
 
+History from the action ledger, newest first (what was decided, why, when)::
+
+    python -m tools.lifecycle decisions --since 24h --instance i-bp1ecr1234abcd5go2go
+    python -m tools.lifecycle decisions --decision started --format csv
+    python -m tools.lifecycle incidents --decision open
+    python -m tools.lifecycle drains --since 7d --format json
+    python -m tools.lifecycle rejected --format json     # deliveries the functions refused
+
 Times are ISO 8601 (``2024-05-01``, ``2024-05-01T08:00:00+08:00``; no offset means UTC) or an
 age (``90s``, ``30m``, ``24h``, ``7d``, ``2w``). ``--db`` defaults to ``ECS_EVENT_OPS_DB_URL``,
-else the local SQLite file. Exit codes: 0 ok, 1 not found or store unavailable, 2 bad input.
+else the local SQLite file the functions, ``tools.invoke`` and the demo write
+(``.data/ecs-event-ops.sqlite3``). The store read is named on stderr; a store that does not
+exist is an error (nothing is created). Exit codes: 0 ok, 1 not found or store unavailable,
+2 bad input (options, a mistyped store).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from shared.queries import (
+    HISTORY_COLUMNS,
+    HISTORY_LIMIT,
     RELEASED_COLUMNS,
+    TIMELINE_COLUMNS,
     QueryError,
     ReleasedQuery,
     check_instance_id,
+    history_kinds,
+    history_rows,
     instance_answer,
+    parse_limit,
     parse_time,
     released_answer,
     released_rows,
@@ -34,6 +52,8 @@ from shared.queries import (
     to_json,
 )
 from shared.store import Store, StoreError, StoreUnavailableError
+
+FORMATS = ("table", "json", "csv")
 
 PROG = "python -m tools.lifecycle"
 EXIT_NOT_FOUND = 1
@@ -60,16 +80,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="an instance's attributes and full event timeline")
     show.add_argument("instance_id", metavar="INSTANCE_ID")
-    show.add_argument("--format", choices=("table", "json"), default="table")
+    show.add_argument("--format", choices=FORMATS, default="table",
+                      help="csv: the timeline only")
 
     stats = commands.add_parser("stats", help="counts per kind/state/name, per day, latency")
     stats.add_argument("--since", help="only events (and creations/releases) from this time")
-    stats.add_argument("--format", choices=("table", "json"), default="table")
+    stats.add_argument("--format", choices=FORMATS, default="table",
+                       help="csv: one section,key,value line per figure")
 
     prune = commands.add_parser("prune", help="drop raw payloads of old events (rows stay)")
     prune.add_argument("--raw-older-than", type=int, required=True, metavar="DAYS",
                        help="events whose time is more than DAYS days ago")
     prune.add_argument("--dry-run", action="store_true", help="only count what would be pruned")
+
+    helps = {
+        "decisions": "auto-start decisions that left a ledger entry: tries, starts, dry runs, "
+                     "stops handed to the sweep, sweep re-checks (--decision: their status)",
+        "incidents": "auto-start incidents: opened by a start, closed by Running or escalated "
+                     "(--decision: open, closed, escalated)",
+        "drains": "spot drains: notice, deadline, outcome, what was removed "
+                  "(--decision: done, partial, restored, reclaimed, ...)",
+        "rejected": "deliveries with elements the functions refused, payload kept (bounded, "
+                    "30 days); --format json shows the payload",
+    }
+    for name, text in helps.items():
+        history = commands.add_parser(name, help=text, description=text)
+        history.add_argument("--since", help="entries created at or after this time")
+        history.add_argument("--instance", metavar="INSTANCE_ID", help="only this instance")
+        history.add_argument("--decision", metavar="STATUS", help="only entries with this status")
+        history.add_argument("--limit", default=str(HISTORY_LIMIT),
+                             help=f"at most this many, newest first (1-1000, default {HISTORY_LIMIT})")
+        history.add_argument("--format", choices=FORMATS, default="table")
     return parser
 
 
@@ -84,8 +125,13 @@ def main(
     args = build_parser().parse_args(argv)
     moment = (now or (lambda: datetime.now(timezone.utc)))()
     try:
-        store = Store(args.db or _default_db_url())
-    except StoreError as error:
+        url = args.db or _default_db_url()
+        print(f"store: {redact_url(url)}" + ("" if args.db else " (default)"), file=err)
+        store = open_existing(url)
+    except StoreUnavailableError as error:  # before StoreError, its base: exists, not reachable
+        print(f"{PROG}: store unavailable: {error}", file=err)
+        return EXIT_NOT_FOUND
+    except (StoreError, QueryError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=err)
         return EXIT_USAGE
     try:
@@ -101,9 +147,56 @@ def main(
 
 
 def _default_db_url() -> str:
+    """The store the functions use here: ECS_EVENT_OPS_DB_URL, else the local SQLite file."""
     from shared.settings import Settings
 
     return Settings.from_env().db_url
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (printed on stderr, pasted into tickets)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def open_existing(url: str) -> Store:
+    """The store at ``url`` if it exists; never creates one (a mistyped path must not become an
+    empty database that answers "(none)"). A SQLite file must exist; any other database must
+    hold the schema. Raises QueryError naming what is missing."""
+    sqlite_path = _sqlite_path(url)
+    if sqlite_path is not None and not sqlite_path.is_file():
+        raise QueryError(
+            f"no store at {sqlite_path} (nothing was created): check --db or ECS_EVENT_OPS_DB_URL"
+        )
+    store = Store(url)
+    try:
+        version = store.schema_version()
+    except BaseException:
+        store.close()
+        raise
+    if version == 0:
+        store.close()
+        raise QueryError(f"{redact_url(url)} holds no ecs-event-ops store (no schema_version table)")
+    return store
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file a ``sqlite:///`` URL names (relative to the working directory), else None."""
+    if not url.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        database = make_url(url).database
+    except ArgumentError as error:
+        raise QueryError(f"not a database URL: {url!r} ({error})") from None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        raise QueryError(f"{url!r} names no SQLite file to read")
+    return Path(database)
 
 
 def _released(store: Store, args: argparse.Namespace, now: datetime, out: TextIO, err: TextIO) -> int:
@@ -127,14 +220,54 @@ def _show(store: Store, args: argparse.Namespace, now: datetime, out: TextIO, er
         print(f"{PROG} show: {instance_id} is not in the store", file=err)
         return EXIT_NOT_FOUND
     body = instance_answer(record, store.timeline(instance_id))
-    print(to_json(body) if args.format == "json" else render_instance(body), file=out)
+    if args.format == "csv":
+        print(render_csv(body["timeline"], TIMELINE_COLUMNS), file=out, end="")
+    else:
+        print(to_json(body) if args.format == "json" else render_instance(body), file=out)
     return 0
 
 
 def _stats(store: Store, args: argparse.Namespace, now: datetime, out: TextIO, err: TextIO) -> int:
     since = parse_time(args.since, now=now, what="since") if args.since else None
     stats = store.stats(since=since)
-    print(to_json(stats) if args.format == "json" else render_stats(stats), file=out)
+    if args.format == "csv":
+        rows = [{"section": section, "key": key, "value": value}
+                for section, key, value in _flatten(stats)]
+        print(render_csv(rows, ("section", "key", "value")), file=out, end="")
+    else:
+        print(to_json(stats) if args.format == "json" else render_stats(stats), file=out)
+    return 0
+
+
+def _flatten(stats: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """``section, key, value`` triples of a stats answer (one level of nesting)."""
+    triples: list[tuple[str, str, Any]] = []
+    for section, value in stats.items():
+        if isinstance(value, Mapping):
+            triples += [(section, str(k), v) for k, v in value.items()]
+        else:
+            triples.append(("", section, value))
+    return triples
+
+
+def _history(store: Store, args: argparse.Namespace, now: datetime, out: TextIO, err: TextIO) -> int:
+    since = parse_time(args.since, now=now, what="since") if args.since else None
+    instance_id = check_instance_id(args.instance) if args.instance else None
+    limit = parse_limit(args.limit)
+    kinds = history_kinds(args.command)
+    # The status filter runs here: the ledger's statuses are few per kind, the rows per page few.
+    entries = store.ledger_history(kinds, since=since, instance_id=instance_id,
+                                   limit=limit if args.decision is None else 100_000)
+    if args.decision is not None:
+        entries = [e for e in entries if e.status == args.decision][:limit]
+    rows = history_rows(args.command, entries)
+    columns = HISTORY_COLUMNS[args.command]
+    if args.format == "json":
+        print(to_json({"items": rows}), file=out)
+    elif args.format == "csv":
+        print(render_csv(rows, columns), file=out, end="")
+    else:
+        print(render_table(rows, columns), file=out)
     return 0
 
 
@@ -154,6 +287,10 @@ _COMMANDS: dict[str, Callable[[Store, argparse.Namespace, datetime, TextIO, Text
     "show": _show,
     "stats": _stats,
     "prune": _prune,
+    "decisions": _history,
+    "incidents": _history,
+    "drains": _history,
+    "rejected": _history,
 }
 
 

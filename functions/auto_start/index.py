@@ -9,6 +9,7 @@ does a start refused for now (OperationDenied.NoStock): the redelivery may start
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -38,10 +39,13 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
     with bind(request_id=getattr(context, "request_id", None), function="auto_start"):
         batch = parse(event, data_only_type=settings.data_only_type)
         for bad in batch.errors:
-            emit(log, "bad element", decision="rejected", reason=bad.reason, index=bad.index)
+            emit(log, "bad element", logging.WARNING, decision="rejected", reason=bad.reason,
+                 index=bad.index, excerpt=bad.excerpt or None)
         scope = EventScope.resolve(settings, context)
         events, refused = scope.split(batch.events)
         store = store_for(settings.db_url)
+        if batch.errors:  # kept for a person to read: python -m tools.lifecycle rejected
+            store.keep_rejected("auto_start", event, [f"element {e.index}: {e.reason}" for e in batch.errors])
         result = handle_events(
             Batch(events, batch.errors),
             store=store,

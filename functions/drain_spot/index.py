@@ -9,6 +9,7 @@ Function Compute retries; the drain ledger makes the retry resume.
 from __future__ import annotations
 
 import contextvars
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -51,10 +52,13 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
     with bind(request_id=getattr(context, "request_id", None), function="drain_spot"):
         batch = parse(event, data_only_type=settings.data_only_type)
         for bad in batch.errors:
-            emit(log, "bad element", decision="rejected", reason=bad.reason, index=bad.index)
+            emit(log, "bad element", logging.WARNING, decision="rejected", reason=bad.reason,
+                 index=bad.index, excerpt=bad.excerpt or None)
         scope = EventScope.resolve(settings, context)
         events, refused = scope.split(batch.events)
         store = store_for(settings.db_url)  # kept warm across invocations of this instance
+        if batch.errors:  # kept for a person to read: python -m tools.lifecycle rejected
+            store.keep_rejected("drain_spot", event, [f"element {e.index}: {e.reason}" for e in batch.errors])
         store.record(events)
         notices, ignored = _select(events)
         drains = _drain_all(notices, _drainer(store, settings, context)) if notices else []

@@ -10,6 +10,7 @@ record. An unreachable store raises, so the platform retries and nothing is drop
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -41,10 +42,13 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         received_at = datetime.now(timezone.utc)
         batch = parse(event, data_only_type=settings.data_only_type, received_at=received_at)
         for bad in batch.errors:
-            emit(log, "bad element", decision="rejected", reason=bad.reason, index=bad.index)
+            emit(log, "bad element", logging.WARNING, decision="rejected", reason=bad.reason,
+                 index=bad.index, excerpt=bad.excerpt or None)
         scope = EventScope.resolve(settings, context)
         events, refused = scope.split(batch.events)
         store = store_for(settings.db_url)
+        if batch.errors:  # kept for a person to read: python -m tools.lifecycle rejected
+            store.keep_rejected("record_lifecycle", event, [f"element {e.index}: {e.reason}" for e in batch.errors])
         recorded = store.record(events, received_at=received_at)
         new_ids = set(recorded.inserted)
         for ecs_event in events:
@@ -108,7 +112,7 @@ def _snapshot(
             regions[iid] = region
     if not regions:
         return {"taken": [], "failed": []}
-    from shared.clients import Clients, CloudError, credentials_from_context
+    from shared.clients import AuthError, Clients, CloudError, credentials_from_context
 
     clients = Clients.warm(settings, credentials_from_context(context))
     by_region: dict[str, list[str]] = {}
@@ -122,7 +126,9 @@ def _snapshot(
         except CloudError as error:  # the record stands; the snapshot is retried later
             for iid in candidates:
                 store.note_snapshot_failure(iid)
-            emit(log, "snapshot failed", decision="snapshot_deferred", region=region,
+            # A person must see it: bad keys or a missing grant never heal on their own.
+            level = logging.ERROR if isinstance(error, AuthError) else logging.WARNING
+            emit(log, "snapshot failed", level, decision="snapshot_deferred", region=region,
                  reason=f"{error.code}: {error.message}", instances=candidates)
             failed += candidates
             continue
