@@ -9,6 +9,12 @@ JSON text, base64 or an object) and batches (JSON arrays of objects or JSON stri
 :func:`parse` never raises: it returns the good events together with one
 :class:`EventParseError` per bad element, so a caller acts on the good and reports the bad.
 :func:`parse_element` raises :class:`EventParseError` (the only error this module lets out).
+
+Every field of an accepted event fits the store's column (``FIELD_LIMITS``; a test holds them
+against ``shared.store``'s schema) and its ``raw`` is valid, UTF-8-encodable JSON of at most
+``MAX_RAW_CHARS``: an element that does not is a bad element with its reason, so one oversized
+element can never make the store refuse the batch it came in. Reasons and excerpts are short
+(``MAX_REASON_CHARS``, ``MAX_EXCERPT_CHARS``) whatever the input.
 """
 
 from __future__ import annotations
@@ -50,6 +56,20 @@ ARN_RE = re.compile(
 )
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # FC's largest invoke payload is smaller than this
+# One event's JSON: EventBridge events are at most 256 KB, MNS messages 64 KB; ECS events are
+# about 1 KB. Larger is not an event, and it would be stored and served whole.
+MAX_RAW_CHARS = 256 * 1024
+MAX_INT_DIGITS = 4300  # Python's int/str conversion limit (json.loads refuses longer numbers)
+MAX_REASON_CHARS = 200
+MAX_KEPT_ERRORS = 1000  # bad elements kept with their reason per body; the rest are counted
+MAX_EXCERPT_CHARS = 60
+# The widest value each stored text field may take: the column sizes of shared.store's events
+# table (tests/test_events.py checks them against the schema). A longer value is a bad element.
+FIELD_LIMITS: dict[str, int] = {
+    "event_id": 128, "envelope_id": 128, "name": 200, "full_name": 200, "status": 32,
+    "instance_id": 70, "disk_id": 70, "state": 32, "action": 32, "region": 64,
+    "account_id": 32,
+}
 MAX_UNWRAP_DEPTH = 3  # JSON string inside JSON string inside …: more is not a real envelope
 ACTION_RE = re.compile(r"[A-Za-z]{1,32}")
 STATUS_RE = re.compile(r"[A-Za-z]{1,32}")
@@ -208,8 +228,10 @@ class EventParseError(ValueError):
 
     def __init__(self, index: int, reason: str, excerpt: str = "") -> None:
         self.index = index
-        self.reason = reason
-        self.excerpt = excerpt
+        # Bounded whatever the input: reasons and excerpts are logged and answered per element.
+        self.reason = _clip(reason, MAX_REASON_CHARS)
+        self.excerpt = _clip(excerpt, MAX_EXCERPT_CHARS)
+        reason, excerpt = self.reason, self.excerpt
         detail = f"element {index}: {reason}"
         if excerpt:
             detail += f" (near {excerpt!r})"
@@ -224,7 +246,12 @@ class Batch:
     """What :func:`parse` returns: the good events and the bad elements, both in order."""
 
     events: tuple[EcsEvent, ...]
-    errors: tuple[EventParseError, ...]
+    errors: tuple[EventParseError, ...]  # the first MAX_KEPT_ERRORS bad elements
+    omitted_errors: int = 0  # bad elements past those: counted, not kept (a body is up to 8 MB)
+
+    @property
+    def bad_count(self) -> int:
+        return len(self.errors) + self.omitted_errors
 
 
 def is_valid_instance_id(value: object) -> bool:
@@ -244,18 +271,33 @@ def parse(
         elements = _top_level_elements(body)
     except EventParseError as error:
         return Batch(events=(), errors=(error,))
+    except (RecursionError, MemoryError) as error:
+        return Batch(events=(), errors=(EventParseError(0, f"body too deeply nested or too large ({type(error).__name__})"),))
+    except Exception as error:  # the contract: parse() never raises, whatever the bytes
+        return Batch(events=(), errors=(EventParseError(0, f"unreadable body ({type(error).__name__}: {error})"),))
     events: list[EcsEvent] = []
     errors: list[EventParseError] = []
+    omitted = 0
     for index, element in enumerate(elements):
-        try:
-            events.append(
-                parse_element(
-                    element, index, data_only_type=data_only_type, received_at=received_at
+        bad: EventParseError | None = None
+        if not isinstance(element, (dict, str)):  # the cheap refusal: no exception per element
+            if len(errors) < MAX_KEPT_ERRORS:
+                bad = EventParseError(index, f"element is a JSON {_json_type(element)}, not an object")
+        else:
+            try:
+                events.append(
+                    parse_element(
+                        element, index, data_only_type=data_only_type, received_at=received_at
+                    )
                 )
-            )
-        except EventParseError as error:
-            errors.append(error)
-    return Batch(events=tuple(events), errors=tuple(errors))
+                continue
+            except EventParseError as caught:
+                bad = caught.with_traceback(None)  # a kept traceback holds every frame's locals
+        if bad is not None and len(errors) < MAX_KEPT_ERRORS:
+            errors.append(bad)
+        else:
+            omitted += 1
+    return Batch(events=tuple(events), errors=tuple(errors), omitted_errors=omitted)
 
 
 def parse_element(
@@ -270,6 +312,8 @@ def parse_element(
         return _parse_element(element, index, data_only_type, received_at)
     except EventParseError:
         raise
+    except _LongNumberError as error:
+        raise EventParseError(index, str(error)) from None
     except (RecursionError, MemoryError) as error:
         raise EventParseError(index, f"element too deeply nested or too large ({error})") from None
     except Exception as error:  # the contract: nothing but EventParseError escapes
@@ -302,7 +346,7 @@ def _decode_document(data: bytes, index: int, depth: int) -> object:
     if not text:
         raise EventParseError(index, "empty body")
     try:
-        value: object = json.loads(text)
+        value: object = _loads(text)
     except json.JSONDecodeError as error:
         decoded = _b64(text)
         if decoded is None:
@@ -318,6 +362,39 @@ def _decode_document(data: bytes, index: int, depth: int) -> object:
             _too_deep(index)
         return _decode_document(value.encode("utf-8", "surrogatepass"), index, depth + 1)
     return value
+
+
+class _LongNumber:
+    """A JSON integer longer than MAX_INT_DIGITS: kept as a marker so that only the element
+    holding it is refused (json.loads would refuse the whole body)."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+class _LongNumberError(Exception):
+    def __init__(self, digits: int) -> None:
+        super().__init__(f"number of {digits} digits (at most {MAX_INT_DIGITS})")
+
+
+def _json_default(value: object) -> object:
+    """json.dumps' hook: a marked long number makes its element bad, nothing else is JSON."""
+    if isinstance(value, _LongNumber):
+        raise _LongNumberError(value.digits)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _long_int(text: str) -> object:
+    return int(text) if len(text.lstrip("-")) <= MAX_INT_DIGITS else _LongNumber(len(text))
+
+
+def _loads(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # an integer past the int/str limit: read again, marking it
+        return json.loads(text, parse_int=_long_int)
 
 
 def _too_deep(index: int) -> object:
@@ -376,7 +453,7 @@ def _parse_element(
         return _from_cloudmonitor(element, index, envelope, None)
     if data_only_type and any(k in element for k in ("resourceId", "instanceId", "ecsInstanceId", "diskId")):
         return _from_data_only(element, index, data_only_type, received_at)
-    keys = ", ".join(sorted(str(k) for k in element)[:8])
+    keys = ", ".join(_clip(str(k), 32) for k in sorted(str(k) for k in list(element)[:64])[:8])
     raise EventParseError(index, f"unknown envelope (keys: {keys})")
 
 
@@ -391,7 +468,7 @@ def _from_cloudevent(ce: dict[str, Any], index: int) -> EcsEvent:
         message_id = _opt_str(data.get("messageId")) or envelope_id
         return _from_cloudmonitor(payload, index, Envelope.FC_MNS_QUEUE, message_id)
     if not ce_type.startswith("ecs:"):
-        raise EventParseError(index, f"unknown envelope: CloudEvent of type {ce_type!r}")
+        raise EventParseError(index, "unknown envelope: CloudEvent of this type", _excerpt(ce_type))
     name = ce_type[len("ecs:") :]
     data = ce.get("data")
     if not isinstance(data, dict):
@@ -418,14 +495,14 @@ def _from_cloudmonitor(
         raise EventParseError(index, "CloudMonitor payload without a name")
     content = payload.get("content")
     if content is None:
-        raise EventParseError(index, f"missing content in {full_name}")
+        raise EventParseError(index, "missing content", _excerpt(full_name))
     if isinstance(content, str):
         content = _nested_payload(content, index, "content")
     if not isinstance(content, dict):
-        raise EventParseError(index, f"content of {full_name} is not an object")
+        raise EventParseError(index, "content is not an object", _excerpt(full_name))
     time_text = payload.get("eventTime")
     if not isinstance(time_text, str):
-        raise EventParseError(index, f"bad timestamp: {full_name} has no eventTime")
+        raise EventParseError(index, "bad timestamp: no eventTime", _excerpt(full_name))
     event_time = _parse_time(time_text, index)
     arn = _arn(payload.get("resourceId"))
     raw_id = payload.get("id")
@@ -503,13 +580,39 @@ def _build(
     if om_event_type is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.]{0,63}", om_event_type):
         raise EventParseError(index, "invalid O&M event type", _excerpt(om_event_type))
 
-    return EcsEvent(
+    event = EcsEvent(
         kind=kind, name=base_name, full_name=name, event_id=event_id, event_time=event_time,
-        envelope=envelope, raw=json.dumps(raw, ensure_ascii=False, sort_keys=True),
+        envelope=envelope, raw=_raw_json(raw, index),
         instance_id=instance_id, disk_id=disk_id, state=state, action=action, status=status,
         om_event_id=om_event_id, om_event_type=om_event_type, not_before=not_before,
         envelope_id=envelope_id, region=region, account_id=account, level=level,
     )
+    for what, limit in FIELD_LIMITS.items():
+        value = getattr(event, what)
+        if value is not None and len(value) > limit:
+            raise EventParseError(
+                index, f"{what} longer than {limit} characters ({len(value)})", _excerpt(value)
+            )
+    if envelope_id is not None and not envelope_id.isprintable():
+        raise EventParseError(index, "envelope id holds control characters", _excerpt(envelope_id))
+    return event
+
+
+def _raw_json(raw: dict[str, Any], index: int) -> str:
+    """The payload as stored: strict JSON (no NaN, Infinity or 1e999), UTF-8 encodable (a lone
+    surrogate is kept as its \\u escape), at most MAX_RAW_CHARS."""
+
+    try:
+        text = json.dumps(raw, ensure_ascii=False, sort_keys=True, allow_nan=False, default=_json_default)
+    except ValueError:
+        raise EventParseError(index, "number out of range or not JSON (NaN, Infinity, 1e999)") from None
+    if len(text) > MAX_RAW_CHARS:
+        raise EventParseError(index, f"event larger than {MAX_RAW_CHARS} characters ({len(text)})")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates ("\ud800" in the input): escape them all
+        text = json.dumps(raw, ensure_ascii=True, sort_keys=True, allow_nan=False)
+    return text
 
 
 def _kind(name: str) -> EventKind:
@@ -635,7 +738,8 @@ def _event_id(value: object, index: int, what: str) -> str:
 
 def _derived_id(payload: Mapping[str, Any]) -> str:
     """A stable identity for a payload without an id, so duplicates still collapse."""
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    text = json.dumps(payload, sort_keys=True, default=_json_default)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return f"sha256:{digest[:40]}"
 
 
@@ -644,14 +748,19 @@ def _opt_str(value: object) -> str | None:
 
 
 def _json_type(value: object) -> str:
-    return {list: "array", int: "number", float: "number", bool: "boolean", type(None): "null"}.get(
+    return {list: "array", int: "number", float: "number", bool: "boolean", type(None): "null",
+            _LongNumber: "number"}.get(
         type(value), type(value).__name__
     )
 
 
 def _excerpt(text: str, pos: int = 0) -> str:
     start = max(0, pos - 20)
-    return text[start : start + 60]
+    return text[start : start + MAX_EXCERPT_CHARS]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def iso(moment: datetime | None) -> str | None:

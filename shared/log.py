@@ -7,6 +7,12 @@ whatever fields the call gives (event id, instance id, decision, reason, …)::
     log.info("decision", extra=fields(instance_id=iid, decision="skipped", reason="locked"))
 
 or the shortcut :func:`emit` (``emit(log, "decision", instance_id=iid, …)``).
+
+Every line leaves through :class:`JsonFormatter`, the one boundary where secrets are masked
+(:mod:`shared.redact`) and sizes are bounded: a text field is cut at ``MAX_FIELD_CHARS``, a list
+at ``MAX_ITEMS``, nesting at ``MAX_DEPTH``, so no input, however large, makes a line large.
+Bad input is logged through :func:`emit_bounded`: the first few items one line each, then one
+summary line with the count of the rest.
 """
 
 from __future__ import annotations
@@ -16,12 +22,21 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "bind", "configure", "emit", "fields", "get_logger", "redirect"]
+from shared.redact import known_spellings, redact
+
+__all__ = [
+    "JsonFormatter", "bind", "configure", "emit", "emit_bounded", "fields", "get_logger", "redirect",
+]
+
+MAX_FIELD_CHARS = 2000  # one text field of one line (an excerpt, a reason, an error message)
+MAX_ITEMS = 100  # entries of one list or mapping field
+MAX_DEPTH = 6
+BOUNDED_LINES = 20  # lines per invocation for one kind of bad input; then a summary
 
 _CONTEXT: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "ecs_event_ops_log_context", default=None
@@ -47,7 +62,48 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             line["error_type"] = record.exc_info[0].__name__
             line["error"] = str(record.exc_info[1])
-        return json.dumps(line, ensure_ascii=False, default=str)
+        spellings = known_spellings()
+        return json.dumps(
+            {str(k): _safe(v, spellings, 0) for k, v in line.items()}, ensure_ascii=False
+        )
+
+
+def _safe(value: Any, spellings: tuple[str, ...], depth: int) -> Any:
+    """A JSON-ready copy of a field: secrets masked, texts cut, lists and nesting bounded."""
+    if value is None or isinstance(value, (bool, int, float)):
+        if isinstance(value, int) and value.bit_length() > 10_000:  # str() refuses past 4300 digits
+            return f"<integer of {value.bit_length()} bits>"
+        return value
+    if isinstance(value, str):
+        return _text(value, spellings)
+    if depth >= MAX_DEPTH:
+        return "..."
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        out = {str(k)[:MAX_FIELD_CHARS]: _safe(v, spellings, depth + 1) for k, v in items[:MAX_ITEMS]}
+        if len(items) > MAX_ITEMS:
+            out["..."] = f"{len(items) - MAX_ITEMS} more"
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        seq = list(value)
+        out_list = [_safe(v, spellings, depth + 1) for v in seq[:MAX_ITEMS]]
+        if len(seq) > MAX_ITEMS:
+            out_list.append(f"... {len(seq) - MAX_ITEMS} more")
+        return out_list
+    try:
+        text = str(value)
+    except Exception as error:  # a broken __str__ must not lose the line
+        text = f"<unprintable {type(value).__name__}: {type(error).__name__}>"
+    return _text(text, spellings)
+
+
+def _text(text: str, spellings: tuple[str, ...]) -> str:
+    # Cut before masking (bounded work), but mask a window wide enough that a secret straddling
+    # the cut is still seen whole, then cut the masked text.
+    if len(text) > MAX_FIELD_CHARS:
+        cut = redact(text[: MAX_FIELD_CHARS + 512], spellings)[:MAX_FIELD_CHARS]
+        return f"{cut}...(+{len(text) - MAX_FIELD_CHARS} chars)"
+    return redact(text, spellings)
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -57,6 +113,24 @@ def fields(**values: Any) -> dict[str, Any]:
 
 def emit(logger: logging.Logger, message: str, level: int = logging.INFO, **values: Any) -> None:
     logger.log(level, message, extra=fields(**values))
+
+
+def emit_bounded(
+    logger: logging.Logger,
+    message: str,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    level: int = logging.WARNING,
+    limit: int = BOUNDED_LINES,
+    **common: Any,
+) -> None:
+    """One line per item for the first ``limit`` items, then one summary line: bad input of any
+    size costs at most ``limit + 1`` lines (6 MB of bad elements logged 113 MB before)."""
+    for item in items[:limit]:
+        emit(logger, message, level, **common, **item)
+    if len(items) > limit:
+        emit(logger, message + "s not logged one by one", level, **common,
+             logged=limit, not_logged=len(items) - limit, total=len(items))
 
 
 def get_logger(name: str) -> logging.Logger:
