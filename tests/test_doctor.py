@@ -406,3 +406,20 @@ def test_dry_run_actions_are_exactly_the_declared_actions_whose_api_has_dry_run(
             with_dry_run.add(action)
     # reads are verified by the call itself (DescribeInstances has DryRun too)
     assert with_dry_run - set(doctor.PROBED_READS) == set(doctor.DRY_RUN_ACTIONS)
+
+
+def test_events_tool_formats_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """tools.events: --format csv|table|json like the other tools; refused elements exit 2."""
+    from tools import events
+
+    code = events.main(["--format", "csv", "tests/fixtures/events/batch/with_bad_elements.json"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out.splitlines() == [
+        "kind,name,status,instance_id,state,action,event_time",
+        "state_change,Instance:StateChange,-,i-bp1ecr1234abcd5go2go,Stopped,-,2019-04-09T04:18:26.922Z",
+        "state_change,Instance:StateChange,-,i-bp1ecr1234abcd5go2go,Stopped,-,2019-04-09T04:18:26.922Z",
+    ]
+    assert [line.split(": ")[1] for line in err.splitlines()] == ["element 1", "element 2"]
+    assert events.main(["tests/fixtures/events/cloudmonitor/state_stopped.json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "Stopped"

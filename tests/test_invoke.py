@@ -139,11 +139,15 @@ def test_cli_prints_the_result_as_json() -> None:
     assert (result["recorded"], result["duplicates"], result["bad"]) == (1, 0, [])
 
 
-def test_cli_reports_bad_elements_without_failing() -> None:
-    """A batch with bad elements is handled: good ones processed, bad ones reported."""
+def test_cli_reports_bad_elements_with_exit_2() -> None:
+    """A batch with bad elements is handled: good ones processed, bad ones reported in the
+    answer, and the exit code says the input was refused in part (issue 15: not 0)."""
     run = _cli("record_lifecycle", "tests/fixtures/events/batch/with_bad_elements.json", *CLOUD)
-    assert run.returncode == 0, run.stderr
-    assert [b["index"] for b in json.loads(run.stdout)["bad"]] == [1, 2]
+    assert run.returncode == 2, run.stderr
+    bad = json.loads(run.stdout)["bad"]
+    assert [b["index"] for b in bad] == [1, 2]
+    assert run.stderr.splitlines()[-1] == "2 element(s) rejected: " + "; ".join(
+        f"element {b['index']}: {b['reason']}" for b in bad)
 
 
 def test_cli_unknown_function_lists_the_known_ones() -> None:

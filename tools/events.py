@@ -3,7 +3,10 @@
     python -m tools.events tests/fixtures/events/eventbridge/state_stopped.json
     cat body.bin | python -m tools.events -
 
-Bad elements go to stderr with the reason; the exit code is 1 if any element was bad.
+    python -m tools.events --format table tests/fixtures/events/batch/*.json
+
+Bad elements go to stderr with the reason. Exit codes: 0 every element read, 2 bad input (an
+element refused, a file unreadable): the same codes as the other tools.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(e.g. ecs:Instance:StateChange)",
     )
     parser.add_argument("--compact", action="store_true", help="print only the main keys")
+    parser.add_argument("--format", choices=("json", "table", "csv"), default="json",
+                        help="json: one object per line (default); table and csv: the main keys")
     args = parser.parse_args(argv)
 
     bad = 0
+    rows: list[dict[str, object]] = []
     for name in args.files:
         try:
             body = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
@@ -44,16 +50,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch = parse(body, data_only_type=args.data_only_type)
         for event in batch.events:
             line = event.to_dict()
-            if args.compact:
-                keep = ("kind", "name", "status", "instance_id", "state", "action", "event_time")
-                line = {k: line[k] for k in keep}
+            if args.compact or args.format != "json":
+                line = {k: line[k] for k in COMPACT_KEYS}
             if len(args.files) > 1:
                 line = {"file": name, **line}
-            print(json.dumps(line, ensure_ascii=False))
+            if args.format == "json":
+                print(json.dumps(line, ensure_ascii=False))
+            else:
+                rows.append(line)
         for bad_element in batch.errors:
             print(f"{name}: {bad_element}", file=sys.stderr)
         bad += len(batch.errors)
-    return 1 if bad else 0
+    if args.format != "json":
+        from shared.queries import render_csv, render_table
+
+        columns = (("file",) if len(args.files) > 1 else ()) + COMPACT_KEYS
+        if args.format == "csv":
+            print(render_csv(rows, columns), end="")
+        else:
+            print(render_table(rows, columns))
+    return EXIT_BAD_INPUT if bad else 0
+
+
+COMPACT_KEYS = ("kind", "name", "status", "instance_id", "state", "action", "event_time")
+EXIT_BAD_INPUT = 2
 
 
 if __name__ == "__main__":

@@ -405,7 +405,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{type(result.error).__name__}: {result.error}", file=sys.stderr)
         return 1
     print(json.dumps(result.value, ensure_ascii=False, indent=2, default=str))
+    rejected = rejected_elements(result.value)
+    if rejected:  # the function handled the rest; the input still had elements it refused
+        print(f"{len(rejected)} element(s) rejected: " + "; ".join(rejected), file=sys.stderr)
+        return 2
     return 0
+
+
+def rejected_elements(answer: object) -> list[str]:
+    """The refusals a function's answer reports: bad elements and other accounts' events."""
+    if not isinstance(answer, Mapping):
+        return []
+    found = [f"element {b.get('index')}: {b.get('reason')}" for b in answer.get("bad") or []
+             if isinstance(b, Mapping)]
+    found += [f"{r.get('event_id')}: {r.get('reason')}" for r in answer.get("refused") or []
+              if isinstance(r, Mapping) and r.get("decision") == "rejected"]
+    return found
 
 
 def _check_cloud_choice(
