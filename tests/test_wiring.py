@@ -161,7 +161,7 @@ def test_remove_deletes_targets_then_rules_and_leaves_other_rules(emu: Emulator)
     assert [r["Name"] for r in remaining["EventRules"]["EventRule"]] == ["someone-else"]
     code, out, _ = run(emu, "show", "--format", "json")
     assert code == 1
-    assert [c["message"] for c in json.loads(out)["checks"]][0] == (
+    assert json.loads(out)["checks"][0]["message"] == (
         "no CloudMonitor rule ecs-event-ops-record-lifecycle: run python -m tools.wiring apply")
     assert run(emu, "remove", "--format", "json")[1].count('"action"') == 0  # nothing left
 
