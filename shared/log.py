@@ -120,17 +120,21 @@ def emit_bounded(
     message: str,
     items: Sequence[Mapping[str, Any]],
     *,
+    total: int | None = None,
     level: int = logging.WARNING,
     limit: int = BOUNDED_LINES,
     **common: Any,
 ) -> None:
     """One line per item for the first ``limit`` items, then one summary line: bad input of any
-    size costs at most ``limit + 1`` lines (6 MB of bad elements logged 113 MB before)."""
+    size costs at most ``limit + 1`` lines (6 MB of bad elements logged 113 MB before).
+    ``total`` counts items not even listed (default: ``len(items)``)."""
+    count = len(items) if total is None else max(total, len(items))
+    logged = min(limit, len(items))
     for item in items[:limit]:
         emit(logger, message, level, **common, **item)
-    if len(items) > limit:
+    if count > logged:
         emit(logger, message + "s not logged one by one", level, **common,
-             logged=limit, not_logged=len(items) - limit, total=len(items))
+             logged=logged, not_logged=count - logged, total=count)
 
 
 def get_logger(name: str) -> logging.Logger:

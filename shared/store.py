@@ -606,8 +606,7 @@ class Store:
             try:
                 one = self._run_refusable([event], received_at)
             except StoreRefusedError as error:
-                refused.append((event.event_id, str(error)))
-                emit(log, "event refused by the store", event_id=event.event_id, error=str(error))
+                refused.append((event.event_id, str(error)))  # the caller reports them
                 continue
             inserted += one.inserted
             duplicates += one.duplicates

@@ -132,3 +132,53 @@ def test_a_delivery_of_only_bad_elements_makes_no_cloud_call(emu: Emulator, tmp_
     assert result.error is None
     assert [b["index"] for b in result.value["bad"]] == [0, 1]
     assert emu.calls() == []
+
+
+def _spot_notice_via_mns(message_id: str) -> dict[str, Any]:
+    envelope: dict[str, Any] = json.loads(wrap(json.loads(event_bytes("cloudmonitor/spot_interruption.json")), "mns_topic_json"))
+    return {**envelope, "MessageId": message_id}
+
+
+def test_an_element_too_long_for_its_column_never_sinks_the_spot_notice_beside_it(
+        emu: Emulator, store_url: str) -> None:
+    """GIVEN a batch of a spot notice and an element whose MNS MessageId is longer than the
+    envelope_id column WHEN recorded on each backend THEN the long one is a bad element with its
+    reason and the notice is stored (PostgreSQL refused the whole batch on every retry before)."""
+    notice = json.loads(event_bytes("cloudmonitor/state_stopped.json"))
+    body = json.dumps([_spot_notice_via_mns("x" * 129), notice, _spot_notice_via_mns("A" * 128)]).encode()
+    result = _invoke(emu, store_url, body)
+    assert result.error is None
+    assert (result.value["recorded"], result.value["bad_count"], result.value["store_refused"]) == (2, 1, [])
+    assert result.value["bad"] == [{"index": 0, "reason": "envelope_id longer than 128 characters (129)",
+                                    "excerpt": "x" * 60}]
+    store = Store(store_url)
+    assert [e.envelope_id for e in store.timeline("i-bp1ecr1234abcd5go2go")] == [None, "A" * 128]
+    store.close()
+
+
+def test_megabytes_of_bad_elements_log_a_bounded_volume(
+        emu: Emulator, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN 6 MB of bad elements of every kind (huge keys, names, ids, numbers, strings) WHEN
+    recorded THEN the log is 20 lines of bad elements and one summary, each bounded, and the
+    answer lists 100 of them with the exact count (113 MB of logs before)."""
+    db = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    big = "z" * 40_000
+    kinds: list[Any] = [
+        {big: 1}, {"name": big, "content": {}, "eventTime": "x"},
+        {"specversion": "1.0", "type": big, "id": "a"}, {"name": "Instance:StateChange", "content": {"instanceId": big, "state": "Running"}, "eventTime": "20190409T121826.922+0800"},
+        "[" * 50_000, 12345, None,
+    ]
+    elements = [kinds[i % len(kinds)] for i in range(200)]
+    body = json.dumps(elements).encode()
+    assert 5_000_000 < len(body) < 8_000_000
+    capsys.readouterr()
+    result = _invoke(emu, db, body)
+    out = capsys.readouterr().out
+    assert result.error is None
+    assert (result.value["recorded"], result.value["bad_count"], len(result.value["bad"])) == (0, 200, 100)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    bad_lines = [line for line in lines if line["message"] == "bad element"]
+    summaries = [line for line in lines if line["message"] == "bad elements not logged one by one"]
+    assert len(bad_lines) == 20
+    assert [(s["logged"], s["not_logged"], s["total"]) for s in summaries] == [(20, 180, 200)]
+    assert len(out.encode()) < 20_000, len(out.encode())

@@ -22,7 +22,7 @@ from shared.events import (
     eventbridge_type,
     parse,
 )
-from shared.log import bind, emit, get_logger
+from shared.log import BOUNDED_LINES, bind, emit, emit_bounded, get_logger
 from shared.scope import EventScope
 from shared.settings import Settings
 from shared.store import Store, store_for
@@ -32,6 +32,7 @@ EVENT_TYPES: tuple[str, ...] = tuple(eventbridge_type(name) for name in ALL_EVEN
 RAM_ACTIONS: tuple[str, ...] = ("ecs:DescribeInstances",)
 
 SNAPSHOT_RETRY_BATCH = 20  # earlier failed snapshots retried per invocation
+MAX_LISTED = 100  # bad or refused elements listed in the answer (the counts are exact)
 
 log = get_logger(__name__)
 
@@ -41,9 +42,11 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
     with bind(request_id=getattr(context, "request_id", None), function="record_lifecycle"):
         received_at = datetime.now(timezone.utc)
         batch = parse(event, data_only_type=settings.data_only_type, received_at=received_at)
-        for bad in batch.errors:
-            emit(log, "bad element", logging.WARNING, decision="rejected", reason=bad.reason,
-                 index=bad.index, excerpt=bad.excerpt or None)
+        # Bounded whatever the input: the first bad elements one line each, then a summary.
+        emit_bounded(
+            log, "bad element", [bad.to_dict() for bad in batch.errors[:BOUNDED_LINES]],
+            total=batch.bad_count, decision="rejected",
+        )
         scope = EventScope.resolve(settings, context)
         events, refused = scope.split(batch.events)
         store = store_for(settings.db_url)
@@ -51,7 +54,16 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
             store.keep_rejected("record_lifecycle", event, [f"element {e.index}: {e.reason}" for e in batch.errors])
         recorded = store.record(events, received_at=received_at)
         new_ids = set(recorded.inserted)
+        store_refused = dict(recorded.refused)
+        # A refusal is the database's verdict on that element's data: a retry would meet it again.
+        emit_bounded(
+            log, "event refused by the store",
+            [{"event_id": i, "reason": why} for i, why in recorded.refused[:BOUNDED_LINES]],
+            total=len(recorded.refused), decision="refused",
+        )
         for ecs_event in events:
+            if ecs_event.event_id in store_refused:
+                continue
             emit(
                 log, "event recorded" if ecs_event.event_id in new_ids else "duplicate event",
                 event_id=ecs_event.event_id, instance_id=ecs_event.instance_id,
@@ -59,13 +71,16 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
                 decision="recorded" if ecs_event.event_id in new_ids else "duplicate",
                 latency_ms=round((received_at - ecs_event.event_time).total_seconds() * 1000),
             )
-        snapshots = _snapshot(store, settings, context, events, scope)
+        stored = tuple(e for e in events if e.event_id not in store_refused)
+        snapshots = _snapshot(store, settings, context, stored, scope)
         result: dict[str, Any] = {
             "recorded": len(recorded.inserted),
             "duplicates": len(recorded.duplicates),
             "snapshots": snapshots,
             "refused": [r.to_dict() for r in refused],
-            "bad": [bad.to_dict() for bad in batch.errors],
+            "store_refused": [{"event_id": i, "reason": why} for i, why in recorded.refused[:MAX_LISTED]],
+            "bad": [bad.to_dict() for bad in batch.errors[:MAX_LISTED]],
+            "bad_count": batch.bad_count,
         }
         if scope.warnings:
             result["warnings"] = list(scope.warnings)
