@@ -500,7 +500,10 @@ class Drainer:
                 self._call_hook("acted", step.name, run)
                 run.record(status, **data)
                 self._call_hook("after", step.name, run)
-        except BaseException:
+        except Exception:
+            # A failure we see: give the lease up so the platform's retry takes over at once.
+            # A kill (SIGKILL, the FC timeout; BaseException in tests) releases nothing: the
+            # lease then expires and the next delivery or the sweep takes over.
             self._release(run)
             raise
         return self._result(run)
