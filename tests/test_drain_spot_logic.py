@@ -541,3 +541,98 @@ def test_throttled_discovery_is_retried_within_the_deadline() -> None:
     assert result.outcome is Outcome.DRAINED
     assert [a for a, _, _ in lb.calls].count("find") == 2
     assert 0.25 <= clock.slept[0] <= 0.5
+
+
+# --- mutation points: each sabotaged build is one swap, and each shows --------------------------
+
+
+class Killed(BaseException):
+    """The function instance dies here (no lease released)."""
+
+
+def test_mutation_never_gentle_is_one_table_entry_less(monkeypatch: pytest.MonkeyPatch) -> None:
+    """STEPS without ``weight0``: a fresh notice is removed at once, no weight call."""
+    from shared.spot import machine
+
+    monkeypatch.setattr(machine, "STEPS", tuple(
+        s for s in machine.STEPS if s.name is not machine.StepName.WEIGHT0))
+    d, _, lb, _ = drainer(T0 + timedelta(seconds=1))
+    result = d.drain(interruption(T0))
+    assert result.outcome is Outcome.REMOVED
+    assert "set" not in [a for a, _, _ in lb.calls]
+
+
+def test_mutation_weight0_recorded_as_original_is_one_resume_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``wait`` with resume=REFIND: a drain killed mid-wait and taken over re-reads its
+    memberships at weight 0 and records them, so the undo restores 0 instead of 100/30."""
+    from dataclasses import replace as swap
+
+    from shared.spot import machine
+
+    monkeypatch.setattr(machine, "STEPS", tuple(
+        swap(s, resume=machine.Resume.REFIND) if s.name is machine.StepName.WAIT else s
+        for s in machine.STEPS))
+
+    def kill(at: str, name: machine.StepName, _run: Any) -> None:
+        if (at, name) == ("before", machine.StepName.WAIT):
+            raise Killed
+
+    clock = FakeClock(T0 + timedelta(seconds=1))
+    lb = FakeLb(clock, fleet())
+    ledger = FakeLedger()
+    clients = FakeClients(lb)
+    with pytest.raises(Killed):
+        Drainer(ledger, clients, SETTINGS, clock=clock, sleep=clock.sleep, hook=kill).drain(
+            interruption(T0))
+    clock.now += timedelta(seconds=120)
+    Drainer(ledger, clients, SETTINGS, clock=clock, sleep=clock.sleep).drain(interruption(T0))
+    assert {(m["port"], m["weight"]) for m in ledger.entries[KEY].data["memberships"]} == {
+        (None, 0), (80, 0), (81, 0)}
+
+
+def test_mutation_remove_every_member_is_one_act_swapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``remove`` with an act that removes each recorded group whole: the other server goes too."""
+    from dataclasses import replace as swap
+
+    from shared.spot import machine
+
+    def remove_all(d: Drainer, run: Any) -> Any:
+        lb_ = d.clients_in(run.region).lb
+        everyone = [m for m in run.memberships()
+                    for m in lb_.group_members(m.load_balancer_id, m.group_kind, m.group_id)]
+        lb_.remove_members(everyone)
+        return machine.Drainer.remove(d, swap(run, data={**run.data, "memberships": []}))
+
+    monkeypatch.setattr(machine, "STEPS", tuple(
+        swap(s, act=remove_all) if s.name is machine.StepName.REMOVE else s
+        for s in machine.STEPS))
+    d, _, lb, _ = drainer(T0 + timedelta(seconds=1))
+    d.drain(interruption(T0))
+    assert OTHER not in {m.server_id for m in lb.members if m.group_id == "rsp-http1"}
+
+
+def test_mutation_forged_notice_accepted_is_one_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``notice_refusal`` answering None: an on-demand instance is drained."""
+    from shared.spot import machine
+
+    monkeypatch.setattr(machine, "notice_refusal", lambda _instance, _region: None)
+    d, _, lb, _ = drainer(T0 + timedelta(seconds=1), ecs=FakeEcs(
+        {IID: Instance(IID, status="Running", spot_strategy="NoSpot")}))
+    assert d.drain(interruption(T0)).outcome is Outcome.DRAINED
+    assert IID not in {m.server_id for m in lb.members if m.group_id != "rsp-ms1"}
+
+
+def test_mutation_lease_never_expires_is_one_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``shared.ledger.lease_live`` answering True: a dead owner's drain is never taken over."""
+    from shared import ledger as ledger_module
+
+    d, _, _, ledger = drainer(T0 + timedelta(seconds=100))
+    ledger.ledger_claim(KEY, kind=DRAIN_KIND, instance_id=IID, status="found", data={
+        "owner": "dead", "generation": 0, "lease_until": (T0 + timedelta(seconds=50)).isoformat(),
+        "notice_time": T0.isoformat(), "deadline": (T0 + timedelta(seconds=300)).isoformat(),
+        "memberships": [m.snapshot() for m in fleet()[:1]], "master_slave": []})
+    monkeypatch.setattr(ledger_module, "lease_live", lambda _data, _now: True)
+    with pytest.raises(LeaseHeldError):
+        d.drain(interruption(T0))
