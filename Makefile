@@ -10,7 +10,7 @@ help:
 	@echo "make demo     run the scenario on the local emulator + SQLite"
 	@echo "make test     run the test suite (PostgreSQL/MariaDB when their URLs are set)"
 	@echo "make lint     ruff, mypy --strict, vermin (Python 3.10)"
-	@echo "make package  build per-function bundles under build/"
+	@echo "make package  build per-function bundles under build/ (FUNCTIONS=\"auto_start sweep\": some)"
 	@echo "make bench    run the quick benchmark"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -29,8 +29,10 @@ lint: $(STAMP)
 	$(PY) -m mypy shared functions tools
 	$(VENV)/bin/vermin --no-tips --violations -t=3.10- --eval-annotations --backport dataclasses shared functions tools
 
+# s.yaml's pre-deploy hooks call `make package FUNCTIONS=<name>`: from a fresh shell (no venv
+# activated, no `python` on PATH) this builds .venv first and packages with its interpreter.
 package: $(STAMP)
-	$(PY) -m tools.package
+	$(PY) -m tools.package $(FUNCTIONS)
 
 bench: $(STAMP)
 	$(PY) -m tools.bench --quick

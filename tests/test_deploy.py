@@ -613,10 +613,11 @@ def test_s_yaml_matches_the_declarations(rendered: Doc, practices: dict[str, Pra
 
 
 def test_s_yaml_prepackages_each_function(rendered: Doc) -> None:
-    """GIVEN s.yaml WHEN deploying a function THEN its bundle is staged first by tools.package."""
+    """GIVEN s.yaml WHEN deploying a function THEN its bundle is staged first by tools.package,
+    through make (the venv's interpreter: tests/test_deploy_mns.py runs it from a bare shell)."""
     for name, resource in rendered["resources"].items():
         assert resource["actions"]["pre-deploy"] == [
-            {"run": f"python -m tools.package {name}", "path": "./"}
+            {"run": f"make package FUNCTIONS={name}", "path": "./"}
         ]
 
 
