@@ -602,6 +602,13 @@ class _Adapter:
             )
         except CloudError as err:
             err.attempts = attempts
+            # A person must see these: bad keys or a missing grant (ERROR), a call that
+            # outlasted its retries (WARNING). Instance-level refusals are the callers' to log.
+            if isinstance(err, (AuthError, TransientError)):
+                emit(log, "cloud call failed",
+                     40 if isinstance(err, AuthError) else 30,  # ERROR, WARNING
+                     action=action, resource_ids=list(ids) or None, code=err.code,
+                     reason=str(err), attempts=attempts)
             raise
 
 

@@ -423,3 +423,18 @@ def test_events_tool_formats_and_exit_codes(capsys: pytest.CaptureFixture[str]) 
     assert [line.split(": ")[1] for line in err.splitlines()] == ["element 1", "element 2"]
     assert events.main(["tests/fixtures/events/cloudmonitor/state_stopped.json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "Stopped"
+
+
+def test_a_refused_cloud_call_is_logged_at_error_with_its_reason(
+    emu: Emulator, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """GIVEN a wrong secret WHEN a call is refused THEN an ERROR line names the action and code."""
+    from shared.clients import AuthError, Clients, Credentials
+
+    key_id = emu.signing_environment()["ALIBABA_CLOUD_ACCESS_KEY_ID"]
+    clients = Clients.from_settings(Settings.from_env({}, cloud_url=emu.url), Credentials(key_id, "wrong"))
+    with caplog.at_level(logging.INFO, logger="ecs_event_ops"), pytest.raises(AuthError):
+        clients.ecs.describe_instances([STOPPED_WEB_2])
+    failed = [r for r in caplog.records if r.getMessage() == "cloud call failed"]
+    assert [(r.levelname, r.ecs_fields["action"], r.ecs_fields["code"]) for r in failed] == [  # type: ignore[attr-defined]
+        ("ERROR", "DescribeInstances", "SignatureDoesNotMatch")]

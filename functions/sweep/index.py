@@ -15,6 +15,7 @@ where there is anything of ours to re-check). Each drain is swept in the region 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -62,9 +63,9 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         notifier = Notifier.from_env(ledger=store, timeout_s=settings.notify_timeout_s)
         regions = sweep_regions(settings, store)
         result: dict[str, Any] = {"dry_run": settings.dry_run, "regions": list(regions)}
-        failures: list[Exception] = []
         if settings.dry_run_reason:
             result["dry_run_reason"] = settings.dry_run_reason
+        failures: list[Exception] = []
         parts: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
             ("auto_start", lambda: sweep_auto_start(
                 store, clients, notifier, settings, now, regions=regions).to_dict()),
@@ -75,7 +76,7 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
             try:
                 result[part] = run()
             except Exception as error:  # the other part still runs; raised below
-                emit(log, "sweep part failed", part=part, decision="failed",
+                emit(log, "sweep part failed", logging.ERROR, part=part, decision="failed",
                      reason=f"{type(error).__name__}: {error}")
                 result[part] = {"error": f"{type(error).__name__}: {error}"}
                 failures.append(error)
