@@ -54,6 +54,7 @@ from shared.events import (
     iso,
     parse_iso_or_none,
 )
+from shared.ledger import DRY_RUN_PREFIX, Kind, claim_once, start_key
 from shared.log import emit, get_logger
 from shared.notify import Notification
 
@@ -90,14 +91,15 @@ __all__ = [
 
 log = get_logger(__name__)
 
-KIND_ATTEMPT = "start_attempt"
-KIND_START = "start"
-KIND_INCIDENT = "incident"
-KIND_SWEEP = "sweep_check"
-KIND_DRY_RUN = "dry_run"
+# The ledger's vocabulary (shared.ledger) under the names this module has always used.
+KIND_ATTEMPT = Kind.START_ATTEMPT.value
+KIND_START = Kind.START.value
+KIND_INCIDENT = Kind.INCIDENT.value
+KIND_SWEEP = Kind.SWEEP_CHECK.value
+KIND_DRY_RUN = Kind.DRY_RUN.value
 # The event path handed a "true" stop to the sweep (ActionTrail not settled, or throttled): from
 # then on only the sweep decides it, measuring the settle window from ``data["anchor"]``.
-KIND_DEFERRED = "start_deferred"
+KIND_DEFERRED = Kind.START_DEFERRED.value
 
 # Statuses of a start_attempt entry. Only RETRY lets a later delivery of the same stop try again.
 STATUS_CLAIMED = "claimed"
@@ -646,7 +648,7 @@ class AutoStarter:
         return skip
 
     def _defer_key(self, iid: str, stop: str) -> str:
-        return f"{'dryrun:' if self.settings.dry_run else ''}defer:{iid}:{stop}"
+        return f"{DRY_RUN_PREFIX if self.settings.dry_run else ''}defer:{iid}:{stop}"
 
     def _trail_window(self, candidate: StopCandidate, now: datetime) -> tuple[datetime, datetime]:
         """Where the caller's record can be, on ActionTrail's clock: the stop call precedes the
@@ -672,7 +674,6 @@ class AutoStarter:
         so two invocations racing for the same try still start once.
         """
         dry = self.settings.dry_run
-        base = f"{'dryrun:' if dry else ''}start:{candidate.instance_id}:{candidate.stop_id}"
         data = {
             "stop_id": candidate.stop_id,
             "event_id": candidate.event_id,
@@ -682,9 +683,9 @@ class AutoStarter:
         }
         status: str | None = None
         for attempt in range(1, MAX_START_ATTEMPTS + 1):
-            key = base if attempt == 1 else f"{base}:retry{attempt}"
-            if self.store.ledger_claim(
-                key, kind=KIND_DRY_RUN if dry else KIND_ATTEMPT,
+            key = start_key(candidate.instance_id, candidate.stop_id, attempt, dry_run=dry)
+            if claim_once(
+                self.store, key, kind=KIND_DRY_RUN if dry else KIND_ATTEMPT,
                 instance_id=candidate.instance_id, data={**data, "attempt": attempt},
             ):
                 return key, None
@@ -947,7 +948,7 @@ class AutoStarter:
             for e in self.store.ledger_find(KIND_INCIDENT, status=status)
         }
         bucket = now.astimezone(timezone.utc).strftime("%Y%m%dT%H")
-        prefix = "dryrun:" if self.settings.dry_run else ""
+        prefix = DRY_RUN_PREFIX if self.settings.dry_run else ""
         kind = KIND_DRY_RUN if self.settings.dry_run else KIND_SWEEP
         decisions: list[DecisionRecord] = []
         candidates: list[StopCandidate] = []
