@@ -7,6 +7,7 @@ import io
 import json
 import shlex
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -240,3 +241,24 @@ def test_doctor_findings_accept_either_target_and_warn_without_rules(emu: Emulat
     assert wiring.doctor_findings(cms, "cn-hangzhou")[2] == (
         "fail", "drain_spot",
         "no CloudMonitor rule ecs-event-ops-drain-spot: run python -m tools.wiring apply")
+
+
+def test_doctor_runs_the_wiring_check_from_its_registry(emu: Emulator) -> None:
+    """GIVEN tools.wiring imported (it registers ``wiring`` with tools/doctor's @check) WHEN the
+    doctor runs that check against the emulator after ``apply`` THEN one ok finding per event
+    function; before it, warnings (the events may come through EventBridge)."""
+    from tools import doctor
+
+    (registered,) = [c for c in doctor.CHECKS if c.name == "wiring"]
+    assert registered.cloud
+    env = {**emu.signing_environment(), "ECS_EVENT_OPS_REGION": "cn-hangzhou"}
+
+    def findings() -> list[tuple[str, str]]:
+        settings, _ = doctor.load_settings(env)
+        ctx = doctor.Context(environ=env, settings=settings, cloud_url=emu.url,
+                             real_cloud=False, as_fc=False, now=datetime.now(timezone.utc))
+        return [(f.status.value, f.subject) for f in doctor.run_checks(ctx, only=["wiring"])]
+
+    assert findings() == [("warn", f) for f in wiring.EVENT_FUNCTIONS]
+    assert run(emu, "apply")[0] == 0
+    assert findings() == [("ok", f) for f in wiring.EVENT_FUNCTIONS]
