@@ -41,6 +41,14 @@ __all__ = [
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_GLOB = 128
+MAX_TAG_PART = 128  # ECS tag keys and values are at most 128 characters
+MAX_PARAM_CHARS = 1024  # any parameter value; longer is not a value a person typed
+MAX_CURSOR_CHARS = 512  # our cursors are about 100 characters of URL-safe base64
+CURSOR_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_CURSOR_CHARS}}}")
+# The timeline of one answer: at most this many characters of raw events (an event is ~1 KB,
+# at most 256 KiB), so no page is larger than a few MB whatever the instance's history.
+MAX_TIMELINE_CHARS = 2 * 1024 * 1024
+INSTANCE_PARAMS = ("limit", "cursor")
 RELATIVE_RE = re.compile(r"(\d{1,6})\s*(s|m|h|d|w)")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 RELEASED_PARAMS = ("since", "until", "region", "tag", "name", "limit", "cursor")
@@ -55,6 +63,43 @@ class QueryError(ValueError):
     """A parameter a human got wrong; the message says which and what is accepted."""
 
 
+def shown(text: str, limit: int = 64) -> str:
+    """A value as echoed in an error: quoted and cut (an answer never repeats megabytes)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def check_params(params: Mapping[str, str | None], accepted: Sequence[str]) -> None:
+    """Every parameter known, every value text of at most MAX_PARAM_CHARS printable
+    characters: anything else is the caller's mistake (400), never the store's (503)."""
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        listed = ", ".join(accepted) or "none"
+        raise QueryError(f"unknown parameter {shown(unknown[0])}: accepted are {listed}")
+    for key, value in params.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise QueryError(f"invalid {key}: text expected")
+        if len(value) > MAX_PARAM_CHARS:
+            raise QueryError(f"invalid {key}: longer than {MAX_PARAM_CHARS} characters")
+        if not value.isprintable() or not _encodable(value):
+            raise QueryError(f"invalid {key}: control or non-UTF-8 characters")
+
+
+def check_cursor(text: str) -> str:
+    if CURSOR_RE.fullmatch(text) is None:
+        raise QueryError(f"invalid cursor {shown(text, 40)}: pass the next_cursor of a previous answer")
+    return text
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_time(text: str, *, now: datetime, what: str = "time") -> datetime:
     """ISO 8601 (``2024-05-01``, ``2024-05-01T08:00:00+08:00``; no offset = UTC) or a relative
     age (``90s``, ``30m``, ``24h``, ``7d``, ``2w``: that long before ``now``)."""
@@ -66,22 +111,27 @@ def parse_time(text: str, *, now: datetime, what: str = "time") -> datetime:
         return parse_iso(value)
     except (ValueError, OverflowError):  # 999999d reaches before year 1
         raise QueryError(
-            f"invalid {what} {text!r}: use ISO 8601 (2024-05-01T08:00:00Z) or an age such as 7d, 24h, 30m"
+            f"invalid {what} {shown(text)}: use ISO 8601 (2024-05-01T08:00:00Z) or an age such as 7d, 24h, 30m"
         ) from None
 
 
 def parse_tag(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise QueryError(f"invalid tag {text!r}: use KEY=VALUE")
+        raise QueryError(f"invalid tag {shown(text)}: use KEY=VALUE")
+    if len(key) > MAX_TAG_PART or len(value) > MAX_TAG_PART:
+        raise QueryError(f"invalid tag: key and value are at most {MAX_TAG_PART} characters each")
     return key, value
 
 
 def parse_limit(text: str | int) -> int:
     try:
+        if isinstance(text, str) and not re.fullmatch(r"\s*[+-]?\d{1,9}\s*", text):
+            raise ValueError(text)
         limit = int(text)
     except ValueError:
-        raise QueryError(f"invalid limit {text!r}: an integer from 1 to {MAX_LIMIT}") from None
+        shown_text = shown(text) if isinstance(text, str) else repr(text)
+        raise QueryError(f"invalid limit {shown_text}: an integer from 1 to {MAX_LIMIT}") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise QueryError(f"invalid limit {limit}: an integer from 1 to {MAX_LIMIT}")
     return limit
@@ -89,13 +139,13 @@ def parse_limit(text: str | int) -> int:
 
 def check_instance_id(text: str) -> str:
     if not is_valid_instance_id(text):
-        raise QueryError(f"invalid instance id {text!r}: expected i- followed by lowercase letters and digits")
+        raise QueryError(f"invalid instance id {shown(text)}: expected i- followed by lowercase letters and digits")
     return text
 
 
 def check_region(text: str) -> str:
-    if REGION_RE.fullmatch(text) is None:
-        raise QueryError(f"invalid region {text!r}: expected e.g. cn-hangzhou")
+    if len(text) > 64 or REGION_RE.fullmatch(text) is None:
+        raise QueryError(f"invalid region {shown(text)}: expected e.g. cn-hangzhou")
     return text
 
 
@@ -119,9 +169,7 @@ class ReleasedQuery:
 
     @classmethod
     def from_params(cls, params: Mapping[str, str | None], *, now: datetime) -> ReleasedQuery:
-        unknown = sorted(set(params) - set(RELEASED_PARAMS))
-        if unknown:
-            raise QueryError(f"unknown parameter {unknown[0]!r}: accepted are {', '.join(RELEASED_PARAMS)}")
+        check_params(params, RELEASED_PARAMS)
 
         def get(key: str) -> str | None:
             value = params.get(key)
@@ -136,7 +184,7 @@ class ReleasedQuery:
             tag=None if tag is None else parse_tag(tag),
             name=None if name is None else check_glob(name),
             limit=DEFAULT_LIMIT if limit is None else parse_limit(limit),
-            cursor=cursor,
+            cursor=None if cursor is None else check_cursor(cursor),
         )
         if query.since and query.until and query.since >= query.until:
             raise QueryError("since must be before until")
@@ -150,8 +198,8 @@ class ReleasedQuery:
                 since=self.since, until=self.until, region=self.region, tag=self.tag,
                 name_glob=self.name, limit=self.limit, cursor=self.cursor,
             )
-        except InvalidCursorError as error:
-            raise QueryError(f"{error}: pass the next_cursor of a previous answer") from None
+        except InvalidCursorError:
+            raise QueryError("invalid cursor: pass the next_cursor of a previous answer") from None
 
 
 def released_answer(page: Page[InstanceRecord]) -> dict[str, Any]:
@@ -162,11 +210,35 @@ def released_answer(page: Page[InstanceRecord]) -> dict[str, Any]:
     }
 
 
-def instance_answer(record: InstanceRecord, timeline: Sequence[EventRecord]) -> dict[str, Any]:
+def instance_answer(
+    record: InstanceRecord, timeline: Sequence[EventRecord], next_cursor: str | None = None
+) -> dict[str, Any]:
+    """The instance and (a page of) its timeline; ``next_cursor`` fetches the next page."""
     return {
         "instance": record.to_dict(include_snapshot=True),
         "timeline": [event.to_dict(include_raw=True) for event in timeline],
+        "next_cursor": next_cursor,
     }
+
+
+def instance_page(store: Store, instance_id: str, params: Mapping[str, str | None]) -> Answer:
+    """``GET /instances/{id}?limit=&cursor=``: the instance and one page of its timeline."""
+    from shared.store import InvalidCursorError
+
+    check_params(params, INSTANCE_PARAMS)
+    limit_text, cursor = params.get("limit") or None, params.get("cursor") or None
+    limit = DEFAULT_LIMIT if limit_text is None else parse_limit(limit_text)
+    record = store.instance(instance_id)
+    if record is None:
+        return Answer(404, {"error": f"instance {instance_id} is not in the store"})
+    try:
+        page = store.timeline_page(
+            instance_id, limit=limit, cursor=None if cursor is None else check_cursor(cursor),
+            max_chars=MAX_TIMELINE_CHARS,
+        )
+    except InvalidCursorError:
+        raise QueryError("invalid cursor: pass the next_cursor of a previous answer") from None
+    return Answer(200, instance_answer(record, page.items, page.next_cursor))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,23 +256,17 @@ def answer(method: str, path: str, params: Mapping[str, str], *, store: Store, n
     route = "/" + path.strip("/")
     known = route in ("/released", "/stats") or route.startswith("/instances/")
     if not known:
-        return Answer(404, {"error": f"no route {route}: use /released, /instances/{{id}} or /stats"})
+        return Answer(404, {"error": f"no route {route if len(route) <= 64 else route[:64] + '...'}: use /released, /instances/{{id}} or /stats"})
     if method.upper() not in ("GET", "HEAD"):
-        return Answer(405, {"error": f"method {method} not allowed: use GET"})
+        return Answer(405, {"error": f"method {shown(method, 16)} not allowed: use GET"})
     try:
         if route == "/released":
             return Answer(200, released_answer(ReleasedQuery.from_params(params, now=now).run(store)))
         if route == "/stats":
-            extra = sorted(set(params) - {"since"})
-            if extra:
-                raise QueryError(f"unknown parameter {extra[0]!r}: accepted is since")
+            check_params(params, ("since",))
             since = params.get("since")
             return Answer(200, store.stats(since=parse_time(since, now=now, what="since") if since else None))
-        instance_id = check_instance_id(route[len("/instances/") :])
-        record = store.instance(instance_id)
-        if record is None:
-            return Answer(404, {"error": f"instance {instance_id} is not in the store"})
-        return Answer(200, instance_answer(record, store.timeline(instance_id)))
+        return instance_page(store, check_instance_id(route[len("/instances/") :]), params)
     except QueryError as error:
         return Answer(400, {"error": str(error)})
 

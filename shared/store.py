@@ -662,10 +662,13 @@ class Store:
         return self._run("read timeline", lambda c: [_event_record(r) for r in c.execute(query)], write=False)
 
     def timeline_page(
-        self, instance_id: str, *, limit: int = 100, cursor: str | None = None
+        self, instance_id: str, *, limit: int = 100, cursor: str | None = None,
+        max_chars: int | None = None,
     ) -> Page[EventRecord]:
         """One page of an instance's events, oldest first (keyset on event time and row id);
-        pass ``next_cursor`` back for the next. Raises InvalidCursorError for a foreign cursor."""
+        pass ``next_cursor`` back for the next. ``max_chars`` ends the page early once its raw
+        events hold that many characters (never before its first event). Raises
+        InvalidCursorError for a cursor this store did not produce."""
         import sqlalchemy as sa
 
         table = _schema().events
@@ -681,6 +684,13 @@ class Store:
         rows = self._run("read timeline page", lambda c: list(c.execute(query)), write=False)
         more = len(rows) > limit
         rows = rows[:limit]
+        if max_chars is not None:
+            total = 0
+            for kept, row in enumerate(rows):
+                total += len(row._mapping["raw"] or "")
+                if total > max_chars and kept > 0:
+                    rows, more = rows[:kept], True
+                    break
         last = rows[-1]._mapping if rows else None
         next_cursor = _encode_timeline_cursor(last["event_time"], int(last["id"])) if more and last else None
         return Page(items=tuple(_event_record(r) for r in rows), next_cursor=next_cursor)

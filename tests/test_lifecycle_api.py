@@ -139,3 +139,119 @@ def test_practice_metadata_declares_nothing_to_subscribe() -> None:
     """GIVEN the API function WHEN its metadata is read THEN no event types and no RAM actions."""
     assert index.EVENT_TYPES == ()
     assert index.RAM_ACTIONS == ()
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+MALFORMED = [
+    ("/released", {"tag": "env=" + "x" * 100_000}, "invalid tag: longer than 1024 characters"),
+    ("/released", {"tag": "k" * 129 + "=v"}, "invalid tag: key and value are at most 128 characters each"),
+    ("/released", {"name": "web-*" * 300}, "invalid name: longer than 1024 characters"),
+    ("/released", {"name": "web\x00"}, "invalid name: control or non-UTF-8 characters"),
+    ("/released", {"region": "cn-" + "a" * 70}, "invalid region 'cn-" + "a" * 61 + "...': expected e.g. cn-hangzhou"),
+    ("/released", {"limit": "9" * 5000}, "invalid limit: longer than 1024 characters"),
+    ("/released", {"limit": "1e3"}, "invalid limit '1e3': an integer from 1 to 1000"),
+    ("/released", {"cursor": _b64("[" * 5000)}, "invalid cursor: longer than 1024 characters"),
+    ("/released", {"cursor": _b64("[" * 370)}, "invalid cursor: pass the next_cursor of a previous answer"),
+    ("/released", {"cursor": "not base64!"}, "invalid cursor 'not base64!': pass the next_cursor of a previous answer"),
+    ("/instances/i-cli00001", {"cursor": _b64("[" * 370)}, "invalid cursor: pass the next_cursor of a previous answer"),
+    ("/instances/i-cli00001", {"cursor": _b64('["t", "2024-01-01T00:00:00Z", true]')}, "invalid cursor: pass the next_cursor of a previous answer"),
+    ("/instances/i-cli00001", {"limit": "0"}, "invalid limit 0: an integer from 1 to 1000"),
+    ("/instances/i-cli00001", {"since": "1d"}, "unknown parameter 'since': accepted are limit, cursor"),
+    ("/instances/i-" + "a" * 5000, {}, "invalid instance id 'i-" + "a" * 62 + "...': expected i- followed by lowercase letters and digits"),
+    ("/stats", {"since": "\ud800"}, "invalid since: control or non-UTF-8 characters"),
+]
+
+
+@SHAPES
+@pytest.mark.parametrize("case", MALFORMED, ids=[f"{c[0][:20]}-{next(iter(c[1]), '')}-{i}" for i, c in enumerate(MALFORMED)])
+def test_any_malformed_parameter_or_cursor_is_400_before_the_store(
+        db: str, call: Any, case: tuple[str, dict[str, str], str]) -> None:
+    """GIVEN a parameter too long, of control characters, or a cursor not ours (deep JSON
+    included) WHEN asked THEN 400 naming it, never 503 (an oversized tag was) nor a crash."""
+    path, params, message = case
+    if call is wsgi and "\ud800" in next(iter(params.values()), ""):
+        pytest.skip("a query string cannot carry a lone surrogate")
+    status, body = call(path, params)
+    assert (status, body["error"]) == (400, message)
+
+
+@pytest.mark.parametrize("event", [
+    b"[" * 100_000,
+    json.dumps({"rawPath": "/released", "queryParameters": {"limit": {"deep": [1]}}}).encode(),
+    json.dumps({"rawPath": "/released", "queryParameters": ["limit", "1"]}).encode(),
+    json.dumps({"rawPath": ["/released"]}).encode(),
+    json.dumps({"rawPath": "/released", "requestContext": {"http": "GET"}}).encode(),
+    json.dumps({"rawPath": "/released", "headers": {"x": "y" * 1_100_000}}).encode(),
+], ids=["deep", "param-object", "params-list", "path-list", "http-text", "oversized"])
+def test_a_malformed_fc3_event_is_400(db: str, event: bytes) -> None:
+    """GIVEN an FC 3.0 event that is deep, oversized or of the wrong shapes THEN 400."""
+    response = index.handler(event, Context())
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"].startswith("not an FC 3.0 HTTP trigger event: ")
+
+
+@SHAPES
+def test_an_instance_timeline_is_paged_with_a_cursor(db: str, call: Any) -> None:
+    """GIVEN an instance with 5 events WHEN /instances/{id} is read 2 at a time THEN three
+    pages, oldest first, whose concatenation is the whole timeline (21.7 MB answers before)."""
+    from datetime import timedelta
+
+    from shared.store import Store
+    from tests.test_store import state_event
+
+    store = Store(db)
+    start = store.timeline("i-cli00004")[0].event_time
+    store.record([state_event("i-cli00004", s, start + timedelta(minutes=i + 1), event_id=f"page-{i}")
+                  for i, s in enumerate(("Stopping", "Stopped", "Starting", "Running"))])
+    store.close()
+    pages, cursor = [], None
+    for _ in range(4):
+        status, body = call("/instances/i-cli00004", {"limit": "2", **({"cursor": cursor} if cursor else {})})
+        assert status == 200 and body["instance"]["instance_id"] == "i-cli00004"
+        pages.append([e["state"] for e in body["timeline"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [["Running", "Stopping"], ["Stopped", "Starting"], ["Running"]]
+
+
+def test_a_timeline_page_ends_early_past_its_size_budget(tmp_path: Path) -> None:
+    """GIVEN events of 1000-character raws WHEN paged with a 2500-character budget THEN pages
+    of 2 events (the one that would cross the budget opens the next page), nothing lost."""
+    from dataclasses import replace
+    from datetime import datetime, timedelta, timezone
+
+    from shared.store import Store
+    from tests.test_store import state_event
+
+    store = Store(f"sqlite:///{tmp_path / 'b.sqlite3'}")
+    t0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    store.record([replace(state_event("i-budget01", "Running", t0 + timedelta(seconds=i), event_id=f"b-{i}"),
+                          raw=json.dumps({"pad": "p" * 989})) for i in range(7)])
+    assert len(store.timeline("i-budget01")[0].raw or "") == 1000
+    seen, cursor, sizes = [], None, []
+    while True:
+        page = store.timeline_page("i-budget01", limit=100, cursor=cursor, max_chars=2500)
+        sizes.append(len(page.items))
+        seen += [e.event_id for e in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert (sizes, seen) == ([2, 2, 2, 1], [f"b-{i}" for i in range(7)])
+    store.close()
+
+
+def test_a_store_that_fails_unexpectedly_answers_500_without_its_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN a database file that is not a database WHEN asked THEN 500 with a generic message
+    (no path, no driver text), logged; not an unhandled exception."""
+    broken = tmp_path / "broken.sqlite3"
+    broken.write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("ECS_EVENT_OPS_DB_URL", f"sqlite:///{broken}")
+    status, body = fc3("/released")
+    assert (status, body) == (500, {"error": "internal error; the function log has the details"})

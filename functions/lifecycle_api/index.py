@@ -3,11 +3,16 @@
 Serves both HTTP trigger models: FC 3.0 passes a JSON event (``handler(event, context)``, answer
 ``{statusCode, headers, body}``); FC 2.0 calls WSGI (``handler(environ, start_response)``). Bad
 parameters answer 400 ``{"error": …}``, unknown routes 404, an unreachable store 503.
+
+Anything malformed in the request (its JSON, a parameter's type, size or characters, a cursor)
+is answered 400 before the store is asked; every list is paged. An unexpected failure answers
+500 with a generic message: exception texts (which may quote the database URL) never leave.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -24,7 +29,8 @@ RAM_ACTIONS: tuple[str, ...] = ()  # reads the store, calls no cloud API
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           503: "Service Unavailable"}
+           500: "Internal Server Error", 503: "Service Unavailable"}
+MAX_EVENT_BYTES = 1024 * 1024  # an HTTP trigger event with its headers; a GET has no body
 
 log = get_logger(__name__)
 
@@ -38,14 +44,9 @@ def handler(event: Any, context: Any) -> Any:
 def _fc3(event: Any, context: Any) -> dict[str, Any]:
     with bind(request_id=getattr(context, "request_id", None), function="lifecycle_api"):
         try:
-            request = json.loads(event if isinstance(event, (bytes, str)) else json.dumps(event))
-            if not isinstance(request, dict):
-                raise ValueError("not a JSON object")
-            method = str(request.get("requestContext", {}).get("http", {}).get("method") or "GET")
-            path = str(request.get("rawPath") or request.get("requestContext", {}).get("http", {}).get("path") or "/")
-            params = _single_values(request.get("queryParameters") or {})
-        except (ValueError, AttributeError) as error:
-            result = Answer(400, {"error": f"not an FC 3.0 HTTP trigger event: {error}"})
+            method, path, params = _fc3_request(event)
+        except (ValueError, TypeError, AttributeError, RecursionError) as error:
+            result = Answer(400, {"error": f"not an FC 3.0 HTTP trigger event: {str(error)[:200]}"})
         else:
             result = _answer(method, path, params)
         return {
@@ -54,6 +55,30 @@ def _fc3(event: Any, context: Any) -> dict[str, Any]:
             "isBase64Encoded": False,
             "body": json.dumps(result.body, ensure_ascii=False),
         }
+
+
+def _fc3_request(event: Any) -> tuple[str, str, dict[str, str]]:
+    """Method, path and parameters of an FC 3.0 HTTP trigger event; ValueError if malformed."""
+    if isinstance(event, (bytes, str)):
+        if len(event) > MAX_EVENT_BYTES:
+            raise ValueError(f"larger than {MAX_EVENT_BYTES} bytes")
+        request = json.loads(event)
+    else:
+        request = event
+    if not isinstance(request, dict):
+        raise ValueError("not a JSON object")
+    context = request.get("requestContext") or {}
+    http = context.get("http") or {} if isinstance(context, dict) else None
+    if not isinstance(http, dict):
+        raise ValueError("requestContext.http is not an object")
+    method = http.get("method") or "GET"
+    path = request.get("rawPath") or http.get("path") or "/"
+    if not isinstance(method, str) or not isinstance(path, str):
+        raise ValueError("method and path must be text")
+    params = request.get("queryParameters") or {}
+    if not isinstance(params, dict):
+        raise ValueError("queryParameters is not an object")
+    return method, path, _single_values(params)
 
 
 def _wsgi(environ: Mapping[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -74,9 +99,13 @@ def _answer(method: str, path: str, params: Mapping[str, str]) -> Answer:
         store = _store()
         result = answer(method, path, params, store=store, now=datetime.now(timezone.utc))
     except StoreUnavailableError as error:
-        emit(log, "store unavailable", path=path, error=str(error))
+        emit(log, "store unavailable", path=path[:200], error=str(error))
         return Answer(503, {"error": "the lifecycle store is unavailable; retry later"})
-    emit(log, "request answered", method=method, path=path, status=result.status)
+    except Exception as error:  # a bug or a refusal: logged (masked), answered plainly
+        emit(log, "request failed", logging.ERROR, path=path[:200], error_type=type(error).__name__,
+             error=str(error))
+        return Answer(500, {"error": "internal error; the function log has the details"})
+    emit(log, "request answered", method=method[:16], path=path[:200], status=result.status)
     return result
 
 
@@ -85,10 +114,13 @@ def _store() -> Store:
 
 
 def _single_values(params: Any) -> dict[str, str]:
-    """Query parameters as text; a repeated parameter keeps its last value."""
+    """Query parameters as text; a repeated parameter keeps its last value. A value that is
+    not text (or a list of text) is malformed: TypeError."""
     items = params.items() if isinstance(params, Mapping) else params
     out: dict[str, str] = {}
     for key, raw in items:
         value = (raw[-1] if raw else "") if isinstance(raw, list) else raw
-        out[str(key)] = value if isinstance(value, str) else str(value)
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("query parameters must be text")
+        out[key] = value
     return out
