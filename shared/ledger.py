@@ -165,6 +165,20 @@ class EntryLike(Protocol):
     def created_at(self) -> datetime: ...
 
 
+class ClaimPort(Protocol):
+    """The one store call claim-once needs (the notifier's ledger is this narrow)."""
+
+    def ledger_claim(
+        self,
+        key: str,
+        *,
+        kind: str,
+        instance_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        status: str = "claimed",
+    ) -> bool: ...
+
+
 class LedgerPort(Protocol):
     def ledger_claim(
         self,
@@ -204,7 +218,7 @@ class LedgerPort(Protocol):
 
 
 def claim_once(
-    store: LedgerPort,
+    store: ClaimPort,
     key: str,
     *,
     kind: Kind | str,

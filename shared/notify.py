@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from shared.ledger import Kind, claim_once, notify_key
 from shared.log import emit, get_logger
 
 __all__ = [
@@ -579,7 +580,7 @@ class Notifier:
             return SendReport(notification.key, False, (), (("notify", type(error).__name__),))
 
     def _send(self, notification: Notification) -> SendReport:
-        ledger_key = f"notify:{notification.key}"
+        ledger_key = notify_key(notification.key)
         if not self._claim(ledger_key, notification):
             emit(
                 log,
@@ -747,13 +748,12 @@ class Notifier:
         if self.ledger is None:
             return True
         try:
-            return bool(
-                self.ledger.ledger_claim(
-                    ledger_key,
-                    kind="notify",
-                    instance_id=notification.instance_id,
-                    data={"title": notification.title, "severity": notification.level.value},
-                )
+            return claim_once(
+                self.ledger,
+                ledger_key,
+                kind=Kind.NOTIFY,
+                instance_id=notification.instance_id,
+                data={"title": notification.title, "severity": notification.level.value},
             )
         except Exception as error:  # better a repeated message than a lost one
             emit(

@@ -332,28 +332,35 @@ def test_a_membership_at_weight_0_without_history_is_recorded_unknown_and_kept_a
         (None, 100), (80, 100), (81, 0)}
 
 
-@pytest.mark.parametrize(
-    ("instances", "reason"),
-    [
-        ({}, "instance not found in cn-hangzhou"),
-        ({IID: Instance(IID, status="Running", spot_strategy="NoSpot")}, "not a spot instance"),
-    ],
-)
-def test_a_notice_naming_no_spot_instance_of_ours_drains_nothing(
-    instances: dict[str, Instance], reason: str
-) -> None:
-    """Verify before acting: an on-demand instance, or one DescribeInstances does not show in
-    the notice's region (released, another account's), is refused with its reason: no LB
-    call, no ledger entry."""
-    # GIVEN the instance absent or on-demand
-    d, _, lb, ledger = drainer(T0 + timedelta(seconds=1), ecs=FakeEcs(instances))
+def test_a_notice_naming_an_on_demand_instance_drains_nothing() -> None:
+    """Verify before acting: an on-demand instance (a forged or misrouted notice) is refused
+    with its reason: no LB call, no ledger entry."""
+    # GIVEN the instance on-demand
+    d, _, lb, ledger = drainer(T0 + timedelta(seconds=1), ecs=FakeEcs(
+        {IID: Instance(IID, status="Running", spot_strategy="NoSpot")}))
     # WHEN its notice comes
     result = d.drain(interruption(T0))
     # THEN
     assert result.outcome is Outcome.REFUSED
-    assert result.reason is not None and result.reason.startswith(reason)
+    assert result.reason == ("not a spot instance (SpotStrategy NoSpot): a forged or misrouted "
+                             "notice; nothing drained")
     assert lb.calls == []
     assert ledger.entries == {}
+
+
+def test_a_notice_for_a_released_instance_removes_its_leftovers_at_once() -> None:
+    """DescribeInstances does not show it (released): whatever still names it is removed at
+    once, no weight 0 and no wait (it serves nothing), with the reason."""
+    # GIVEN the instance absent from its region
+    d, clock, lb, _ = drainer(T0 + timedelta(seconds=1), ecs=FakeEcs({}))
+    # WHEN its notice comes
+    result = d.drain(interruption(T0))
+    # THEN
+    assert result.outcome is Outcome.REMOVED
+    assert "set" not in [a for a, _, _ in lb.calls]
+    assert clock.slept == []
+    assert result.reason is not None and result.reason.startswith("instance not found in cn-hangzhou")
+    assert {m.server_id for m in lb.members if m.group_id != "rsp-ms1"} == {OTHER}
 
 
 def test_a_spot_instance_without_a_recycling_lock_yet_is_drained() -> None:

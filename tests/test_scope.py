@@ -231,8 +231,9 @@ def test_a_spot_notice_from_another_region_is_drained_there(
             (LB_FRONT, "rsp-bp1api000000000001", 8080), (LB_SECURE, "rsp-bp1https0000000001", 443),
         }
         assert regions_called(emu) == {OTHER}
-        # lb_ids outside the home region are looked up there first: they may name any region
-        assert cloud_calls(emu)[0] == ("DescribeLoadBalancers", OTHER)
+        # the notice is verified there first (a spot instance of ours in that region), then
+        # lb_ids outside the home region are looked up there: they may name any region
+        assert cloud_calls(emu)[:2] == [("DescribeInstances", OTHER), ("DescribeLoadBalancers", OTHER)]
         front = emu.load_balancer(LB_FRONT)
         assert SPOT not in {s["server_id"] for s in front["default_servers"]}
         store = Store(db)

@@ -180,7 +180,7 @@ def _always(_d: Drainer, _r: Run) -> bool:
 
 
 def _gentle(d: Drainer, run: Run) -> bool:
-    return (d.phase(run) is Phase.GENTLE and run.allow_wait
+    return (d.phase(run) is Phase.GENTLE and run.allow_wait and not run.data.get("released")
             and not run.data.get("weight_failed"))
 
 
@@ -241,12 +241,18 @@ def undo_rule(status: DrainStatus, steps: Sequence[Step] | None = None) -> Undo:
 
 
 def notice_refusal(instance: Instance | None, region: str) -> str | None:
-    """Why a notice must not be acted on, or None: it must name a SPOT instance that
-    DescribeInstances (this account's credentials, the notice's region) shows. A Recycling lock
-    is not required: it may not be visible yet when the notice arrives."""
+    """Why a notice must not be acted on, or None: the instance DescribeInstances (this
+    account's credentials, the notice's region) shows must be a SPOT instance. A Recycling lock
+    is not required: it may not be visible yet when the notice arrives.
+
+    An instance it does not show at all is not refused: it is released (a spot instance with a
+    notice has lived past its protection period, so this is no read-after-create lag). Its
+    memberships are removed at once, without weight 0 (a released instance serves nothing):
+    only backends whose server no longer exists in this region can match, exactly what the
+    sweep's released-backend scan removes, so a forged id of another account or region can
+    touch nothing (a CLB's backends are its own account's instances in its own region)."""
     if instance is None:
-        return (f"instance not found in {region}: released already, or not an instance of this "
-                "account; nothing drained (the sweep removes backends of released instances)")
+        return None
     if not instance.is_spot:
         return (f"not a spot instance (SpotStrategy {instance.spot_strategy or 'NoSpot'}): "
                 "a forged or misrouted notice; nothing drained")
@@ -384,7 +390,7 @@ class Drainer:
         if refusal is not None:
             return self._refuse(event, iid, deadline, region, refusal)
         key = ledger.drain_key(iid, _sequence(history))
-        initial = {
+        initial: dict[str, Any] = {
             "event_id": event.event_id, "envelope": event.envelope.value, "region": region,
             "notice_time": iso(deadline.notice_time), "deadline": iso(deadline.at),
             "instance": {"status": instance.status if instance else None,
@@ -392,6 +398,10 @@ class Drainer:
                          "lock_reasons": list(instance.lock_reasons) if instance else []},
             "verified_at": iso(now),
         }
+        if instance is None:
+            initial["released"] = True
+            initial["reason"] = (f"instance not found in {region}: released already; its "
+                                 "memberships removed at once, without the gentle wait")
         got = ledger.acquire(self.store, key, kind=Kind.DRAIN, owner=self.owner,
                              until=self._lease_until(deadline, now), now=now, instance_id=iid,
                              data=initial, status=DrainStatus.CLAIMED,
