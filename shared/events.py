@@ -282,7 +282,8 @@ def parse(
         bad: EventParseError | None = None
         if not isinstance(element, (dict, str)):  # the cheap refusal: no exception per element
             if len(errors) < MAX_KEPT_ERRORS:
-                bad = EventParseError(index, f"element is a JSON {_json_type(element)}, not an object")
+                bad = EventParseError(index, TOO_DEEP) if isinstance(element, _TooDeep) else \
+                    EventParseError(index, f"element is a JSON {_json_type(element)}, not an object")
         else:
             try:
                 events.append(
@@ -332,7 +333,17 @@ def _top_level_elements(body: bytes | str) -> list[object]:
     data = bytes(body)
     if len(data) > MAX_BODY_BYTES:
         raise EventParseError(0, f"event body too large ({len(data)} bytes)")
-    value = _decode_document(data, 0, depth=0)
+    try:
+        value = _decode_document(data, 0, depth=0)
+    except EventParseError as error:
+        if error.reason != TOO_DEEP or not data.lstrip().startswith(b"["):
+            raise
+        # One element nested past the recursion limit: read the batch element by element, so
+        # that element alone is bad (json.loads refuses the whole body).
+        try:
+            value = _split_array(_to_text(data, 0).strip())
+        except (ValueError, RecursionError):
+            raise error from None
     if isinstance(value, list):
         if not value:
             raise EventParseError(0, "empty batch")
@@ -356,7 +367,7 @@ def _decode_document(data: bytes, index: int, depth: int) -> object:
             ) from None
         return _decode_document(decoded, index, depth + 1) if depth < MAX_UNWRAP_DEPTH else _too_deep(index)
     except RecursionError:
-        raise EventParseError(index, "JSON nested too deeply") from None
+        raise EventParseError(index, TOO_DEEP) from None
     if isinstance(value, str):  # a JSON string holding the document (double encoded)
         if depth >= MAX_UNWRAP_DEPTH:
             _too_deep(index)
@@ -395,6 +406,71 @@ def _loads(text: str) -> object:
         raise
     except ValueError:  # an integer past the int/str limit: read again, marking it
         return json.loads(text, parse_int=_long_int)
+
+
+class _TooDeep:
+    """A batch element nested past the recursion limit (read by :func:`_split_array`)."""
+
+
+TOO_DEEP = "JSON nested too deeply"
+_DECODER = json.JSONDecoder()
+_LONG_DECODER = json.JSONDecoder(parse_int=_long_int)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_STRUCTURE = re.compile(r'["\[\]{}]')
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _split_array(text: str) -> list[object]:
+    """The elements of a top-level JSON array, decoded one at a time; an element nested too
+    deeply to decode is skipped over textually and kept as a :class:`_TooDeep` marker.
+    Raises ValueError when the text is not a JSON array."""
+    elements: list[object] = []
+    pos = _skip_space(text, 1)
+    if text[pos : pos + 1] == "]":
+        return elements
+    while True:
+        value: object
+        try:
+            value, end = _DECODER.raw_decode(text, pos)
+        except RecursionError:
+            value, end = _TooDeep(), _skip_value(text, pos)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer past the int/str limit
+            value, end = _LONG_DECODER.raw_decode(text, pos)
+        elements.append(value)
+        pos = _skip_space(text, end)
+        if text[pos : pos + 1] == "]" and _skip_space(text, pos + 1) == len(text):
+            return elements
+        if text[pos : pos + 1] != ",":
+            raise ValueError(f"expected ',' or ']' at char {pos}")
+        pos = _skip_space(text, pos + 1)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    match = _WHITESPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+def _skip_value(text: str, pos: int) -> int:
+    """The end of the array or object starting at ``pos``, found without recursion."""
+    depth = 0
+    while True:
+        match = _STRUCTURE.search(text, pos)
+        if match is None:
+            raise ValueError("unterminated array or object")
+        char, pos = match.group(), match.end()
+        if char == '"':
+            string = _STRING.match(text, match.start())
+            if string is None:
+                raise ValueError("unterminated string")
+            pos = string.end()
+        elif char in "[{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return pos
 
 
 def _too_deep(index: int) -> object:
@@ -594,7 +670,7 @@ def _build(
                 index, f"{what} longer than {limit} characters ({len(value)})", _excerpt(value)
             )
     if envelope_id is not None and not envelope_id.isprintable():
-        raise EventParseError(index, "envelope id holds control characters", _excerpt(envelope_id))
+        raise EventParseError(index, "envelope id holds non-printable characters", _excerpt(envelope_id))
     return event
 
 

@@ -13,6 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.events import (
+    FIELD_LIMITS,
+    MAX_BODY_BYTES,
+    MAX_RAW_CHARS,
+    MAX_REASON_CHARS,
     EcsEvent,
     Envelope,
     EventKind,
@@ -295,3 +299,120 @@ def test_parse_iso_rejects_what_is_not_a_time() -> None:
     for text in ("yesterday", "2024-13-01", "20190409T121826.922+0800x", ""):
         with pytest.raises(ValueError, match=r"(?i)invalid|out of range|must be in"):
             parse_iso(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# parse() never raises, and what it accepts fits the store: sizes, depths and numbers
+
+
+def _strict_json(text: str) -> object:
+    def refuse(name: str) -> object:
+        raise AssertionError(f"non-standard JSON constant {name} in raw")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _check_fits(body: bytes | str) -> Any:
+    """The contract plus: every accepted event fits its columns and holds strict, encodable JSON
+    of bounded size; every reason and excerpt is short."""
+    batch = parse(body)  # must not raise
+    for event in batch.events:
+        for name, limit in FIELD_LIMITS.items():
+            value = getattr(event, name)
+            assert value is None or len(value) <= limit, (name, len(value))
+        assert len(event.raw) <= MAX_RAW_CHARS
+        event.raw.encode("utf-8")
+        _strict_json(event.raw)
+    for error in batch.errors:
+        assert len(error.reason) <= MAX_REASON_CHARS and len(error.excerpt) <= 60
+        assert len(str(error)) <= MAX_REASON_CHARS + 60 * 10 + 40  # an excerpt of escapes at worst
+    return batch
+
+
+NOTICE = json.loads(event_bytes("cloudmonitor/spot_interruption.json"))
+NUMBER_TEXTS = st.one_of(
+    st.integers(1, 20_000).map(lambda n: "9" * n),
+    st.integers(1, 20_000).map(lambda n: "-" + "1" * n),
+    st.sampled_from(["1e999", "-1e999", "NaN", "Infinity", "-Infinity", "1e-999", "1E400",
+                     "0.0000000000000000000001", "123456789012345678901234567890"]),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(NUMBER_TEXTS, st.sampled_from(["content.extra", "content.instanceId", "userId", "id",
+                                      "element", "regionId"]))
+def test_numbers_of_any_size_never_raise_and_spoil_only_their_element(number: str, where: str) -> None:
+    """GIVEN a batch of a spot notice and a copy holding a number (4300+ digits, 1e999, NaN,
+    Infinity, …) at some place WHEN parsed THEN no raise, the first notice is always an event,
+    and the copy is an event only if the number could be kept as strict JSON."""
+    copy = json.loads(json.dumps({**NOTICE, "id": "2256A988-0B26-4E2F-820A-0000000000FF"}))
+    if where.startswith("content."):
+        copy["content"][where.split(".")[1]] = "__NUMBER__"
+    else:
+        copy[where] = "__NUMBER__"
+    second = number if where == "element" else json.dumps(copy).replace('"__NUMBER__"', number)
+    body = "[" + json.dumps(NOTICE) + ", " + second + "]"
+    batch = _check_fits(body)
+    assert batch.events[0].event_id == NOTICE["id"]
+    assert len(batch.events) + batch.bad_count == 2
+    digits = len(number.lstrip("-"))
+    unreadable = number in ("1e999", "-1e999", "NaN", "Infinity", "-Infinity", "1E400")
+    if where in ("element",) or unreadable or (digits > 4300 and number.lstrip("-").isdigit()):
+        assert len(batch.events) == 1
+    if digits > 4300 and number.lstrip("-").isdigit() and where == "content.extra":
+        assert batch.errors[0].reason == f"number of {len(number)} digits (at most 4300)"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.integers(0, 300_000), st.sampled_from(["id", "name", "regionId", "userId", "MessageId",
+                                                 "content.instanceId", "content.eventId", "content.pad"]),
+       st.sampled_from(["a", "1", "\u00e9", "\ud800", "\x00", "/"]))
+def test_strings_of_any_length_never_raise_and_accepted_ones_fit_their_columns(
+        length: int, field: str, char: str) -> None:
+    """GIVEN a notice in an MNS topic envelope with one string of any length and character
+    WHEN parsed THEN no raise; an accepted event fits every column; the notice beside it stays."""
+    payload = json.loads(json.dumps(NOTICE))
+    value = char * length
+    envelope = {"TopicOwner": "1234567890123456", "MessageId": "m-1", "Message": None}
+    if field == "MessageId":
+        envelope["MessageId"] = value
+    elif field.startswith("content."):
+        payload["content"][field.split(".")[1]] = value
+    else:
+        payload[field] = value
+    envelope["Message"] = json.dumps(payload, ensure_ascii=False)
+    other = {**NOTICE, "id": "2256A988-0B26-4E2F-820A-0000000000EE"}
+    body = json.dumps([other, envelope]).encode()  # a lone surrogate travels as \\ud800
+    batch = _check_fits(body)
+    assert [e.event_id for e in batch.events][:1] == [other["id"]]
+    if field == "MessageId" and length > 128:
+        assert batch.errors[0].reason == f"envelope_id longer than 128 characters ({length})"
+    if field == "content.pad" and len(json.dumps(payload, ensure_ascii=False)) > MAX_RAW_CHARS:
+        assert batch.errors[0].reason.startswith(f"event larger than {MAX_RAW_CHARS} characters")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 200_000), st.sampled_from(["[", "{\"a\":"]), st.sampled_from(["element", "inside"]))
+def test_nesting_of_any_depth_never_raises_and_never_sinks_its_neighbours(
+        depth: int, opener: str, where: str) -> None:
+    """GIVEN a spot notice beside an element nested to any depth (beyond the recursion limit
+    too) WHEN parsed THEN no raise, the notice is an event and the deep one alone is bad."""
+    closer = "]" if opener == "[" else "}"
+    deep = opener * depth + "1" + closer * depth
+    second = deep if where == "element" else json.dumps(NOTICE).replace('"content": {', '"content": {"x": ' + deep + ", ", 1)
+    body = ("[" + json.dumps(NOTICE) + ", " + second + "]").encode()
+    assert len(body) < MAX_BODY_BYTES
+    batch = _check_fits(body)
+    assert batch.events[0].event_id == NOTICE["id"]
+    assert len(batch.events) + batch.bad_count == 2
+    if where == "element":
+        assert [e.index for e in batch.errors] == [1]
+
+
+def test_a_body_past_every_limit_is_one_bad_element() -> None:
+    """Whole bodies that cannot be read at all (deep from the start, or too large) are one
+    bad element each, never a raise."""
+    assert [e.reason for e in parse(b"[" * 200_000).errors] == ["JSON nested too deeply"]
+    assert parse(b"1" * (MAX_BODY_BYTES + 1)).errors[0].reason == f"event body too large ({MAX_BODY_BYTES + 1} bytes)"
+    assert [e.reason for e in parse("[" + "9" * 5000 + "]").errors] == ["element is a JSON number, not an object"]
