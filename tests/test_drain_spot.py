@@ -290,6 +290,23 @@ def test_same_notice_through_another_envelope_does_nothing_again(
         assert dup["time_left_s"] == first["time_left_s"]
 
 
+def test_one_notice_through_two_envelopes_in_one_batch_is_one_drain(
+    emu: Emulator, db_url: str
+) -> None:
+    """Both copies in one batch: the first drains, the second (run after it, in the same
+    instance's thread) is its duplicate; the batch answers without raising."""
+    # GIVEN one batch carrying the notice through CloudMonitor and EventBridge
+    body = notice(emu)
+    # WHEN the handler runs
+    drains = invoke(emu, db_url, [body, as_eventbridge(body)])["drains"]
+    # THEN one drain, one duplicate naming the same ledger entry
+    assert [d["outcome"] for d in drains] == ["drained", "duplicate"]
+    assert drains[0]["key"] == drains[1]["key"] == drain_key(SPOT, 1)
+    assert sorted(c.action for c in mutating_calls(emu)) == sorted(
+        ["SetBackendServers"] + ["SetVServerGroupAttribute"] * 3
+        + ["RemoveBackendServers"] + ["RemoveVServerGroupBackendServers"] * 3)
+
+
 def test_concurrent_invocations_drain_once(
     emu: Emulator, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,9 +1,12 @@
 """Practice 3: drain a spot instance from every load-balancer group before it is reclaimed.
 
 parse → refuse other accounts' events and regions out of scope (shared.scope) → record the rest
-(the lifecycle knows the interruption) → drain each interruption concurrently, in its own region
-(shared.drain) → result. Store unreachable or a cloud call that outlasted its retries: raise, so
-Function Compute retries; the drain ledger makes the retry resume.
+(the lifecycle knows the interruption) → drain each instance's notices concurrently with the other
+instances', in its own region (shared.spot: verified as a spot instance of ours first, then the
+step table) → result. Store unreachable, a cloud call that outlasted its retries, or a copy of a
+notice whose drain another invocation holds (a live lease: LeaseHeldError): raise, so Function
+Compute retries; the ledger makes the retry resume, take over an expired lease, or answer
+``duplicate`` once the drain is done. Nothing answers success for a drain not done.
 """
 
 from __future__ import annotations
@@ -117,24 +120,34 @@ def _notifier(store: Store, settings: Settings) -> Notifier:
 
 
 def _drain_all(notices: list[EcsEvent], drainer: Drainer) -> list[DrainResult]:
-    """One thread per interruption, so none waits for another's drain time."""
-    if len(notices) == 1:
-        return [drainer.drain(notices[0])]
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DRAINS, len(notices))) as pool:
+    """One thread per instance, so none waits for another's drain time; an instance's copies
+    of one notice (two envelopes in one batch) run one after the other in its thread, so the
+    later ones meet the finished drain (duplicates) instead of its live lease."""
+    by_instance: dict[str | None, list[EcsEvent]] = {}
+    for notice in notices:
+        by_instance.setdefault(notice.instance_id, []).append(notice)
+    if len(by_instance) == 1:
+        return [drainer.drain(notice) for notice in notices]
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DRAINS, len(by_instance))) as pool:
         futures = [
-            pool.submit(contextvars.copy_context().run, drainer.drain, notice)
-            for notice in notices
+            pool.submit(contextvars.copy_context().run, _drain_each, drainer, copies)
+            for copies in by_instance.values()
         ]
     results: list[DrainResult] = []
     first_error: BaseException | None = None
-    for notice, future in zip(notices, futures, strict=True):
+    for copies, future in zip(by_instance.values(), futures, strict=True):
         error = future.exception()
         if error is None:
-            results.append(future.result())
+            results.extend(future.result())
             continue
-        emit(log, "drain failed", level=40, event_id=notice.event_id,
-             instance_id=notice.instance_id, error_type=type(error).__name__, error=str(error))
+        emit(log, "drain failed", level=30 if getattr(error, "retryable", False) else 40,
+             event_id=copies[0].event_id, instance_id=copies[0].instance_id,
+             error_type=type(error).__name__, error=str(error), decision="platform retry")
         first_error = first_error or error
     if first_error is not None:  # the platform retries the batch; finished drains are duplicates
         raise first_error
     return results
+
+
+def _drain_each(drainer: Drainer, copies: list[EcsEvent]) -> list[DrainResult]:
+    return [drainer.drain(notice) for notice in copies]

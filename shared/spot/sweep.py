@@ -41,6 +41,7 @@ from shared.ledger import (
 )
 from shared.log import emit, get_logger
 from shared.notify import Notification
+from shared.spot.deadline import utc_now
 from shared.spot.machine import Drainer, Undo, in_service, lb_scope, undo_rule
 from shared.spot.record import (
     REMOVAL_OUTCOMES,
@@ -118,8 +119,11 @@ def sweep_drains(
     Dry run: decide and log, no mutating call, no ledger write."""
     report = SweepReport(dry_run=settings.dry_run)
     owner = f"sweep:{uuid.uuid4().hex[:12]}"
-    drainer = Drainer(store, clients, settings, notifier=notifier,
-                      clock=clock or (lambda: now), sleep=sleep, owner=owner)
+    if clock is None:  # the sweep's "now", moving on in real time while it works
+        started = utc_now()
+        clock = lambda: now + (utc_now() - started)  # noqa: E731 - a one-line clock
+    drainer = Drainer(store, clients, settings, notifier=notifier, clock=clock, sleep=sleep,
+                      owner=owner)
     sweep = _Sweep(store, notifier, settings, now, report, drainer, owner)
     by_region: dict[str, list[EntryLike]] = {}
     for status in (*sorted(OPEN_DRAIN), DrainStatus.DONE, DrainStatus.PARTIAL):
