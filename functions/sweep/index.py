@@ -2,8 +2,11 @@
 
 * auto-start: escalate starts not verified (no Running) within the incident timeout, and re-check
   opted-in instances that are Stopped with no incident (a missed event);
-* spot drain: put back drained instances that were not reclaimed after all, and remove backends
-  whose instance no longer exists from the load balancers in scope.
+* spot drain (shared.spot.sweep): take over every unfinished drain whose lease expired and
+  finish it before its deadline (remove what is left) or, after it, undo it when the instance was
+  not reclaimed (the recorded original weights back); put back finished drains whose instance
+  was not reclaimed after all; remove backends whose instance no longer exists from the load
+  balancers in scope.
 
 Both parts always run; a cloud or store error in one is raised after the other has run, so the
 platform retries and nothing is hidden.
