@@ -231,10 +231,10 @@ def test_a_rejected_element_is_a_warning_and_its_payload_is_kept_and_listed(
 
 
 def test_rejected_payloads_are_bounded_in_size_count_and_age(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    store_url: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(store_module, "REJECTED_MAX_COUNT", 3)
-    store = Store(f"sqlite:///{tmp_path / 'b.db'}", clock=lambda: NOW)
+    store = Store(store_url, clock=lambda: NOW)
     try:
         assert store.keep_rejected("auto_start", "x" * 20000, ["r"], now=NOW)
         assert not store.keep_rejected("auto_start", "x" * 20000, ["r"], now=NOW)  # same payload
@@ -247,7 +247,7 @@ def test_rejected_payloads_are_bounded_in_size_count_and_age(
     finally:
         store.close()
     later = NOW + timedelta(days=31)
-    store = Store(f"sqlite:///{tmp_path / 'b.db'}", clock=lambda: later)
+    store = Store(store_url, clock=lambda: later)
     try:
         assert store.keep_rejected("auto_start", "new", ["r"], now=later)
         assert [e.data["payload"] for e in store.ledger_history(["rejected"])] == ["new"]
@@ -285,8 +285,8 @@ def history(url: str, *argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_decisions_history_with_filters(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'h.db'}"
+def test_decisions_history_with_filters(store_url: str) -> None:
+    url = store_url
     seeded_history(url)
     code, out, _ = history(url, "decisions", "--format", "json")
     assert code == 0
