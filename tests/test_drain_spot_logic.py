@@ -643,3 +643,42 @@ def test_mutation_lease_never_expires_is_one_function(monkeypatch: pytest.Monkey
     monkeypatch.setattr(ledger_module, "lease_live", lambda _data, _now: True)
     with pytest.raises(LeaseHeldError):
         d.drain(interruption(T0))
+
+
+def test_a_database_blip_mid_drain_raises_and_the_retry_finishes() -> None:
+    """The store fails when the drain records 'weighted': it raises (the platform retries),
+    having released its lease, and the retry resumes from 'found' with the recorded original
+    weights: every removable membership gone, the other server's untouched."""
+    from shared.store import StoreUnavailableError
+
+    # GIVEN a ledger whose record of weight 0 fails once
+    class Blip(FakeLedger):
+        failed = False
+
+        def ledger_swap(self, key: str, **kw: Any) -> bool:
+            if kw.get("status") == "weighted" and not self.failed:
+                self.failed = True
+                raise StoreUnavailableError("database unreachable")
+            return super().ledger_swap(key, **kw)
+
+    clock = FakeClock(T0 + timedelta(seconds=1))
+    lb = FakeLb(clock, fleet())
+    ledger = Blip()
+    clients = FakeClients(lb)
+    # WHEN drained, THEN it raises with the lease released and the originals recorded
+    with pytest.raises(StoreUnavailableError):
+        Drainer(ledger, clients, SETTINGS, clock=clock, sleep=clock.sleep).drain(interruption(T0))
+    entry = ledger.entries[KEY]
+    assert (entry.status, entry.data["lease_until"]) == ("found", None)
+    assert {(m.port, m.weight) for m in lb.members if m.server_id == IID} == {
+        (None, 0), (80, 0), (81, 0), (80, 100)}  # weight 0 written; the master-slave one kept
+    # WHEN the platform retries at once
+    result = Drainer(ledger, clients, SETTINGS, clock=clock, sleep=clock.sleep).drain(
+        interruption(T0))
+    # THEN the drain finishes from the record
+    assert result.outcome is Outcome.DRAINED
+    assert ledger.entries[KEY].data["generation"] == 1
+    assert {(m["port"], m["weight"]) for m in ledger.entries[KEY].data["memberships"]} == {
+        (None, 100), (80, 100), (81, 30)}
+    assert {(m.server_id, m.group_id, m.port, m.weight) for m in lb.members} == {
+        (IID, "rsp-ms1", 80, 100), (OTHER, None, None, 100), (OTHER, "rsp-http1", 80, 100)}
