@@ -1099,6 +1099,8 @@ class AutoStarter:
         level: int = logging.INFO,
         sent: bool = False,
     ) -> DecisionRecord:
+        if self.settings.dry_run_reason:  # a dry run nobody asked for says why, every time
+            reason = f"{reason} [dry run: {self.settings.dry_run_reason}]"
         emit(
             log, "auto_start decision", level,
             instance_id=candidate.instance_id or None,
@@ -1107,8 +1109,6 @@ class AutoStarter:
             origin=candidate.origin,
             decision=decision.value,
             reason=reason,
-        if self.settings.dry_run_reason:  # a dry run nobody asked for says why, every time
-            reason = f"{reason} [dry run: {self.settings.dry_run_reason}]"
             code=code,
             dry_run=self.settings.dry_run or None,
             elapsed_ms=round((self._monotonic() - self._t0) * 1000, 1),
