@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -134,15 +134,24 @@ class CmsClient(_Adapter):
 
         return models
 
-    def _checked(self, action: str, ids: Sequence[str], body: Mapping[str, Any]
-                 ) -> Mapping[str, Any]:
-        """A 200 body with ``Success: false`` is an error answer (CloudMonitor's own shape)."""
-        if body.get("Success") is False:
-            code = _str(body.get("Code")) or "Unknown"
-            status = _int(code) if code.isdigit() else None
-            raise _classify(code, _str(body.get("Message")) or code, action=action, ids=ids,
-                            status=status, request_id=_opt(body.get("RequestId")))
-        return body
+    @staticmethod
+    def _checked(action: str, ids: Sequence[str], send: Callable[[], Any]) -> Callable[[], Any]:
+        """``send``, but a 200 body with ``Success: false`` (CloudMonitor's own error shape)
+        raises the error ERROR_RULES gives its ``Code`` (a number: read as the HTTP status),
+        inside the attempt, so a 5xx one is retried like any other."""
+
+        def attempt() -> Any:
+            response = send()
+            body = getattr(response, "body", None)
+            if body is not None and getattr(body, "success", None) is False:
+                code = _str(getattr(body, "code", None)) or "Unknown"
+                raise _classify(code, _str(getattr(body, "message", None)) or code,
+                                action=action, ids=ids,
+                                status=int(code) if code.isdigit() else None,
+                                request_id=_opt(getattr(body, "request_id", None)))
+            return response
+
+        return attempt
 
     # -- metrics -----------------------------------------------------------------------------
 
@@ -156,8 +165,8 @@ class CmsClient(_Adapter):
                 namespace=ECS_NAMESPACE, metric_name=metric, dimensions=dimensions,
                 period=METRIC_PERIOD))
 
-        body = self._checked("DescribeMetricLast", [instance_id],
-                             self._call("DescribeMetricLast", [instance_id], send))
+        body = self._call("DescribeMetricLast", [instance_id],
+                          self._checked("DescribeMetricLast", [instance_id], send))
         raw = body.get("Datapoints")
         try:
             points = json.loads(raw) if isinstance(raw, str) and raw else []
@@ -190,8 +199,8 @@ class CmsClient(_Adapter):
                 rule_name=rule.name, event_type=rule.event_type, state=rule.state,
                 description=rule.description or None, event_pattern=patterns))
 
-        self._checked("PutEventRule", [rule.name],
-                      self._call("PutEventRule", [rule.name], send))
+        self._call("PutEventRule", [rule.name],
+                   self._checked("PutEventRule", [rule.name], send))
 
     def list_event_rules(self, name_prefix: str) -> list[EventRule]:
         models = self._models()
@@ -203,8 +212,8 @@ class CmsClient(_Adapter):
                     name_prefix=name_prefix, page_number=str(page),
                     page_size=str(RULE_PAGE_SIZE)))
 
-            body = self._checked("DescribeEventRuleList", [name_prefix],
-                                 self._call("DescribeEventRuleList", [name_prefix], send))
+            body = self._call("DescribeEventRuleList", [name_prefix],
+                              self._checked("DescribeEventRuleList", [name_prefix], send))
             items = _items(body.get("EventRules"), "EventRule")
             for item in items:
                 patterns = tuple(
@@ -239,8 +248,8 @@ class CmsClient(_Adapter):
                         id=t.target_id, region=t.region, queue=t.queue)
                         for t in mns_chunk] or None))
 
-            body = self._checked("PutEventRuleTargets", [rule_name],
-                                 self._call("PutEventRuleTargets", [rule_name], send))
+            body = self._call("PutEventRuleTargets", [rule_name],
+                              self._checked("PutEventRuleTargets", [rule_name], send))
             failed = _int(body.get("FailedParameterCount"), 0) or 0
             if failed:
                 raise CloudError("FailedParameters", f"{failed} target(s) refused: "
@@ -254,8 +263,8 @@ class CmsClient(_Adapter):
             return self._sdk.describe_event_rule_target_list(
                 models.DescribeEventRuleTargetListRequest(rule_name=rule_name))
 
-        body = self._checked("DescribeEventRuleTargetList", [rule_name],
-                             self._call("DescribeEventRuleTargetList", [rule_name], send))
+        body = self._call("DescribeEventRuleTargetList", [rule_name],
+                          self._checked("DescribeEventRuleTargetList", [rule_name], send))
         out = [RuleTarget(_str(t.get("Id")), TargetKind.FC, _str(t.get("Region")),
                           service=_str(t.get("ServiceName")),
                           function=_str(t.get("FunctionName")), arn=_str(t.get("Arn")))
@@ -272,8 +281,8 @@ class CmsClient(_Adapter):
             return self._sdk.delete_event_rule_targets(models.DeleteEventRuleTargetsRequest(
                 rule_name=rule_name, ids=list(target_ids)))
 
-        self._checked("DeleteEventRuleTargets", [rule_name],
-                      self._call("DeleteEventRuleTargets", [rule_name], send))
+        self._call("DeleteEventRuleTargets", [rule_name],
+                   self._checked("DeleteEventRuleTargets", [rule_name], send))
 
     def delete_rules(self, names: Sequence[str]) -> None:
         models = self._models()
@@ -282,8 +291,8 @@ class CmsClient(_Adapter):
             return self._sdk.delete_event_rules(models.DeleteEventRulesRequest(
                 rule_names=list(names)))
 
-        self._checked("DeleteEventRules", list(names),
-                      self._call("DeleteEventRules", list(names), send))
+        self._call("DeleteEventRules", list(names),
+                   self._checked("DeleteEventRules", list(names), send))
 
 
 # -- incident context ------------------------------------------------------------------------
