@@ -198,7 +198,8 @@ def test_no_deps_bundle_is_code_only(tmp_path: Path) -> None:
     assert top_level(tmp_path / "sweep") == {"index", "shared"}
     assert not list((tmp_path / "sweep").rglob("__pycache__"))
     row = next(line.split() for line in completed.stdout.splitlines() if line.startswith("sweep "))
-    assert row[2] == str(1 + len(list((REPO / "shared").glob("*.py"))))  # files: index + shared
+    shared = [p for p in (REPO / "shared").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert row[2] == str(1 + len(shared))  # files: index + shared/
     assert row[3] == "0"  # pyc
     summary = json.loads((tmp_path / "bundles.json").read_text(encoding="utf-8"))
     assert (summary["bytecode"], summary["bytecode_note"]) == (None, "--no-compile")
