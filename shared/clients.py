@@ -355,6 +355,10 @@ def credentials_from_context(
     if creds is not None:
         found = _credentials_from_object(creds)
         if found is not None:
+            from shared.redact import register
+
+            # not in the environment on python3.9/3.10: the log formatter must learn them here
+            register(found.access_key_secret, found.security_token)
             return found
     import os
 

@@ -402,7 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dry_run=args.dry_run, env=env, timeout_s=args.timeout,
     )
     if result.error is not None:
-        print(f"{type(result.error).__name__}: {result.error}", file=sys.stderr)
+        from shared.redact import redact
+
+        print(f"{type(result.error).__name__}: {redact(str(result.error))}", file=sys.stderr)
         return 1
     print(json.dumps(result.value, ensure_ascii=False, indent=2, default=str))
     rejected = rejected_elements(result.value)

@@ -129,10 +129,10 @@ def main(
         print(f"store: {redact_url(url)}" + ("" if args.db else " (default)"), file=err)
         store = open_existing(url)
     except StoreUnavailableError as error:  # before StoreError, its base: exists, not reachable
-        print(f"{PROG}: store unavailable: {error}", file=err)
+        print(f"{PROG}: store unavailable: {redact_url(str(error))}", file=err)
         return EXIT_NOT_FOUND
-    except (StoreError, QueryError, ValueError) as error:
-        print(f"{PROG}: error: {error}", file=err)
+    except (StoreError, QueryError, ValueError) as error:  # a bad URL's text may hold its password
+        print(f"{PROG}: error: {redact_url(str(error))}", file=err)
         return EXIT_USAGE
     try:
         return _COMMANDS[args.command](store, args, moment, out, err)
@@ -140,7 +140,7 @@ def main(
         print(f"{PROG} {args.command}: error: {error}", file=err)
         return EXIT_USAGE
     except StoreUnavailableError as error:
-        print(f"{PROG}: store unavailable: {error}", file=err)
+        print(f"{PROG}: store unavailable: {redact_url(str(error))}", file=err)
         return EXIT_NOT_FOUND
     finally:
         store.close()
@@ -154,12 +154,11 @@ def _default_db_url() -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password (printed on stderr, pasted into tickets)."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    """The URL without its password (printed on stderr, pasted into tickets): every form
+    (``/`` or ``@`` in the password, ``?password=``, URL-encoded) is masked by shared.redact."""
+    from shared.redact import redact_url as masked
+
+    return masked(url)
 
 
 def open_existing(url: str) -> Store:
