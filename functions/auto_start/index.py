@@ -9,14 +9,13 @@ does a start refused for now (OperationDenied.NoStock): the redelivery may start
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timezone
 from typing import Any
 
 from shared.autostart import handle_events
 from shared.clients import Clients, credentials_from_context
 from shared.events import STATE_CHANGE, Batch, eventbridge_type, parse
-from shared.log import bind, emit, get_logger
+from shared.log import BOUNDED_LINES, bind, emit_bounded, get_logger
 from shared.notify import Notifier
 from shared.scope import EventScope
 from shared.settings import Settings
@@ -38,9 +37,9 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     with bind(request_id=getattr(context, "request_id", None), function="auto_start"):
         batch = parse(event, data_only_type=settings.data_only_type)
-        for bad in batch.errors:
-            emit(log, "bad element", logging.WARNING, decision="rejected", reason=bad.reason,
-                 index=bad.index, excerpt=bad.excerpt or None)
+        # Bounded whatever the input: the first bad elements one line each, then a summary.
+        emit_bounded(log, "bad element", [bad.to_dict() for bad in batch.errors[:BOUNDED_LINES]],
+                     total=batch.bad_count, decision="rejected")
         scope = EventScope.resolve(settings, context)
         events, refused = scope.split(batch.events)
         store = store_for(settings.db_url)

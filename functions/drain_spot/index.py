@@ -12,12 +12,11 @@ Compute retries; the ledger makes the retry resume, take over an expired lease, 
 from __future__ import annotations
 
 import contextvars
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from shared.events import SPOT_INTERRUPTION, EventKind, eventbridge_type, parse
-from shared.log import bind, emit, get_logger
+from shared.log import BOUNDED_LINES, bind, emit, emit_bounded, get_logger
 from shared.scope import EventScope
 from shared.settings import Settings
 from shared.store import store_for
@@ -54,9 +53,9 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     with bind(request_id=getattr(context, "request_id", None), function="drain_spot"):
         batch = parse(event, data_only_type=settings.data_only_type)
-        for bad in batch.errors:
-            emit(log, "bad element", logging.WARNING, decision="rejected", reason=bad.reason,
-                 index=bad.index, excerpt=bad.excerpt or None)
+        # Bounded whatever the input: the first bad elements one line each, then a summary.
+        emit_bounded(log, "bad element", [bad.to_dict() for bad in batch.errors[:BOUNDED_LINES]],
+                     total=batch.bad_count, decision="rejected")
         scope = EventScope.resolve(settings, context)
         events, refused = scope.split(batch.events)
         store = store_for(settings.db_url)  # kept warm across invocations of this instance
