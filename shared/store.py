@@ -1468,13 +1468,16 @@ def _apply_to_instances(conn: Connection, events: Sequence[EcsEvent]) -> None:
             "first_seen": a["first"], "created_at": a["created"], "released_at": a["deleted"],
             "last_state": last_state, "last_state_at": last_at,
         })
-    for start in range(0, len(rows), UPSERT_CHUNK):
-        chunk = rows[start : start + UPSERT_CHUNK]
+    size = UPSERT_CHUNK_SQLITE if conn.dialect.name == "sqlite" else UPSERT_CHUNK
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
         params = {f"r{n}_{key}": value for n, row in enumerate(chunk) for key, value in row.items()}
         conn.execute(_instances_upsert(conn.dialect.name, len(chunk)), params)
 
 
-UPSERT_CHUNK = 1000  # rows per upsert statement: 8,000 parameters, within every backend's limit
+UPSERT_CHUNK = 1000  # rows per upsert statement: 8,000 parameters, within the servers' limits
+# SQLite before 3.32 (e.g. a runtime image's system library) takes at most 999 parameters.
+UPSERT_CHUNK_SQLITE = 100
 UPSERT_COLUMNS = (
     "instance_id", "region", "account_id", "first_seen", "created_at", "released_at",
     "last_state", "last_state_at",

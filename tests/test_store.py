@@ -195,6 +195,21 @@ def test_a_batch_is_two_statements_whatever_its_size(store: Store, size: int) ->
     assert store.stats()["instances"]["known"] == (size + 2) // 3
 
 
+def test_a_batch_larger_than_one_upsert_fills_every_instance(store: Store) -> None:
+    """GIVEN a batch of 1,201 instances (more rows than one upsert statement takes on any backend)
+    WHEN recorded THEN every instance row is there with its own times and state."""
+    n = next(_ids)
+    batch = [state_event(f"i-wide{n}x{i:04d}", "Running", T0 + timedelta(seconds=i)) for i in range(1201)]
+    assert len(store.record(batch).inserted) == 1201
+    assert store.stats()["instances"]["known"] == 1201
+    for i in (0, 99, 100, 999, 1000, 1200):
+        record = store.instance(f"i-wide{n}x{i:04d}")
+        assert record is not None
+        assert (record.first_seen, record.last_state, record.last_state_at) == (
+            T0 + timedelta(seconds=i), "Running", T0 + timedelta(seconds=i),
+        )
+
+
 STATES = ("Pending", "Created", "Starting", "Running", "Stopping", "Stopped", "Deleted")
 
 
