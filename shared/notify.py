@@ -21,6 +21,7 @@ never logged: logs show the scheme and host only.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -39,6 +40,7 @@ from typing import Any, Protocol
 
 from shared.ledger import Kind, claim_once, notify_key
 from shared.log import emit, get_logger
+from shared.redact import redact, register
 
 __all__ = [
     "CHANNEL_NAMES",
@@ -524,7 +526,16 @@ def _scrub(message: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret:
             message = message.replace(secret, "***")
-    return message
+    return redact(message)
+
+
+def _masked(notification: Notification) -> Notification:
+    """The notification with any secret in its texts masked (an error message quoted in an
+    alert must not carry a password to a chat room, nor into the ledger)."""
+    return dataclasses.replace(
+        notification, title=redact(notification.title), text=redact(notification.text),
+        fields={k: redact(v) if isinstance(v, str) else v for k, v in notification.fields.items()},
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,6 +559,8 @@ class Notifier:
         if len(set(names)) != len(names):
             raise NotifyConfigError(f"channel names must be unique, got {names}")
         self.channels = tuple(channels)
+        for channel in self.channels:  # masked from every log line and error from now on
+            register(*channel.secrets())
         self.ledger = ledger
         self.timeout_s = max(0.1, float(timeout_s))
         self.max_attempts = max(1, int(max_attempts))
@@ -580,6 +593,7 @@ class Notifier:
             return SendReport(notification.key, False, (), (("notify", type(error).__name__),))
 
     def _send(self, notification: Notification) -> SendReport:
+        notification = _masked(notification)
         ledger_key = notify_key(notification.key)
         if not self._claim(ledger_key, notification):
             emit(

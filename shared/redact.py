@@ -49,18 +49,26 @@ _SECRET_VARIABLE = re.compile(r"(?i)(SECRET|TOKEN|PASSWORD|PASSWD)")
 _URL_VARIABLE = re.compile(r"(?i)(DB_URL|_URL$|DATABASE_URL|DSN)")
 _WEBHOOK_VARIABLE = re.compile(r"(?i)NOTIFY_.*_URL$")
 
-_registered: set[str] = set()
+MAX_REGISTERED = 64  # the most recent registered values kept (STS keys rotate; tests add many)
+_registered: dict[str, None] = {}  # insertion-ordered: the oldest is dropped first
 _lock = threading.Lock()
 # (the environment's relevant items, the registered values) -> their spellings; one entry
 _cache: dict[tuple[tuple[tuple[str, str], ...], frozenset[str]], tuple[str, ...]] = {}
 
 
 def register(*values: str | None) -> None:
-    """Values that must never be printed from now on (e.g. the invocation's STS keys)."""
+    """Values that must never be printed from now on (e.g. the invocation's STS keys). A URL
+    registers itself and its secret parts (password, token parameters, token path)."""
     fresh = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_CHARS}
-    if fresh - _registered:
+    fresh |= {part for v in fresh if "://" in v for part in _url_secrets(v, whole=True)
+              if len(part) >= MIN_SECRET_CHARS}
+    if fresh - _registered.keys():
         with _lock:
-            _registered.update(fresh)
+            for value in sorted(fresh):
+                _registered.pop(value, None)
+                _registered[value] = None
+            while len(_registered) > MAX_REGISTERED:
+                del _registered[next(iter(_registered))]
 
 
 def redact(text: str, spellings: tuple[str, ...] | None = None) -> str:

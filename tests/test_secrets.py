@@ -264,3 +264,28 @@ def test_a_whole_scenario_prints_and_stores_no_secret(
         "stored": _leaks(_stored_text(scenario_db, tmp_path)),
     }
     assert leaks == {"printed": [], "alert bodies": [], "stored": []}
+
+
+def test_an_alert_quoting_a_secret_sends_and_logs_it_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN an alert whose text and fields quote a database URL with its password and whose
+    DingTalk webhook answers an error echoing its token WHEN sent THEN the chat message, the
+    logs and the report carry the host, never the password, token or signing secret."""
+    from shared.notify import Notification, Notifier
+
+    url = f"postgresql+psycopg://ops:{DB_PASSWORD}@db.internal/ops"
+    stream = io.StringIO()
+    with HttpReceiver([Reply(200, {"errcode": 300001, "errmsg": f"token {DINGTALK_TOKEN} is invalid"})],
+                      default=Reply(200, {"errcode": 0, "errmsg": "ok"})) as rx, log.redirect(stream):
+        notifier = Notifier.from_env({
+            "ECS_EVENT_OPS_NOTIFY_DINGTALK_URL": rx.url_for(f"/robot/send?access_token={DINGTALK_TOKEN}"),
+            "ECS_EVENT_OPS_NOTIFY_DINGTALK_SECRET": DINGTALK_SECRET,
+        }, timeout_s=2.0)
+        report = notifier.send(Notification(
+            key="secrets:1", title="store failed", text=f"record events failed ({url})",
+            fields={"error": f"could not reach {url}", "attempts": 3},
+        ))
+        bodies = [r.body for r in rx.requests]
+    assert bodies and all(b"db.internal" in body for body in bodies)
+    assert _leaks(b"\n".join(bodies)) == []
+    assert _leaks(stream.getvalue() + repr(report)) == []
+    assert "300001" in stream.getvalue()  # the failed delivery was logged, masked

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import log
+from shared.redact import redact_url
 from shared.settings import default_db_url
 from tools import lifecycle
 from tools.emulator import Emulator, load_fleet
@@ -284,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         db_url = DEFAULT_DB_URL
     log.configure(stream=io.StringIO())  # the functions' JSON logs are not the demo's story
     started = time.monotonic()
-    print(f"ecs-event-ops demo: emulator with {FLEET.relative_to(REPO_ROOT)}, store {db_url}")
+    print(f"ecs-event-ops demo: emulator with {FLEET.relative_to(REPO_ROOT)}, store {redact_url(db_url)}")
     with ExitStack() as stack:
         emu = stack.enter_context(Emulator(load_fleet(FLEET), start_delay_s=0.3,
                                            trail_lag_s=TRAIL_LAG_S, trail_qps=TRAIL_QPS))
