@@ -156,6 +156,22 @@ def test_an_element_too_long_for_its_column_never_sinks_the_spot_notice_beside_i
     store.close()
 
 
+def test_nul_bytes_and_lone_surrogates_are_stored_or_refused_alone(emu: Emulator, store_url: str) -> None:
+    """GIVEN a batch of a notice with a NUL and a lone surrogate in its content, a bad element
+    holding the same, and a good event WHEN recorded on each backend THEN no raise: the notice
+    and the good event are stored (escaped in raw), the bad element is kept for review."""
+    notice = json.loads(event_bytes("cloudmonitor/spot_interruption.json"))
+    odd = {**notice, "content": {**notice["content"], "note": "a\u0000b\ud800c"}}
+    body = json.dumps([odd, {"x": "\u0000\ud800"}, json.loads(event_bytes("cloudmonitor/state_stopped.json"))]).encode()
+    result = _invoke(emu, store_url, body)
+    assert result.error is None
+    assert (result.value["recorded"], result.value["bad_count"], result.value["store_refused"]) == (2, 1, [])
+    store = Store(store_url)
+    raws = [e.raw for e in store.timeline("i-bp1ecr1234abcd5go2go") if e.kind == "spot_interruption"]
+    assert [json.loads(raw or "")["content"]["note"] for raw in raws] == ["a\u0000b\ud800c"]
+    store.close()
+
+
 def test_megabytes_of_bad_elements_log_a_bounded_volume(
         emu: Emulator, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """GIVEN 6 MB of bad elements of every kind (huge keys, names, ids, numbers, strings) WHEN
