@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.store import Store
+from shared.store import Store, store_for
 from tests.helpers import emulator_for, event_bytes
 from tools.emulator import Emulator
 from tools.envelopes import wrap, wrap_batch
@@ -21,6 +21,15 @@ WEB_1 = "i-bp1aaaaaaaaaaaaaaaa1"
 def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     with emulator_for("basic.yaml", monkeypatch, start_delay_s=0.02) as emulator:
         yield emulator
+
+
+@pytest.fixture
+def fresh_url(store_url: str) -> Iterator[str]:
+    """``store_url`` with the warm store of earlier tests on that URL forgotten (the fixture
+    drops the tables between tests; a warm store would still believe its schema is there)."""
+    store_for(store_url).close()
+    yield store_url
+    store_for(store_url).close()
 
 
 def _invoke(emu: Emulator, db: str, body: bytes, **env: str) -> InvokeResult:
@@ -140,33 +149,33 @@ def _spot_notice_via_mns(message_id: str) -> dict[str, Any]:
 
 
 def test_an_element_too_long_for_its_column_never_sinks_the_spot_notice_beside_it(
-        emu: Emulator, store_url: str) -> None:
+        emu: Emulator, fresh_url: str) -> None:
     """GIVEN a batch of a spot notice and an element whose MNS MessageId is longer than the
     envelope_id column WHEN recorded on each backend THEN the long one is a bad element with its
     reason and the notice is stored (PostgreSQL refused the whole batch on every retry before)."""
     notice = json.loads(event_bytes("cloudmonitor/state_stopped.json"))
     body = json.dumps([_spot_notice_via_mns("x" * 129), notice, _spot_notice_via_mns("A" * 128)]).encode()
-    result = _invoke(emu, store_url, body)
+    result = _invoke(emu, fresh_url, body)
     assert result.error is None
     assert (result.value["recorded"], result.value["bad_count"], result.value["store_refused"]) == (2, 1, [])
     assert result.value["bad"] == [{"index": 0, "reason": "envelope_id longer than 128 characters (129)",
                                     "excerpt": "x" * 60}]
-    store = Store(store_url)
+    store = Store(fresh_url)
     assert [e.envelope_id for e in store.timeline("i-bp1ecr1234abcd5go2go")] == [None, "A" * 128]
     store.close()
 
 
-def test_nul_bytes_and_lone_surrogates_are_stored_or_refused_alone(emu: Emulator, store_url: str) -> None:
+def test_nul_bytes_and_lone_surrogates_are_stored_or_refused_alone(emu: Emulator, fresh_url: str) -> None:
     """GIVEN a batch of a notice with a NUL and a lone surrogate in its content, a bad element
     holding the same, and a good event WHEN recorded on each backend THEN no raise: the notice
     and the good event are stored (escaped in raw), the bad element is kept for review."""
     notice = json.loads(event_bytes("cloudmonitor/spot_interruption.json"))
     odd = {**notice, "content": {**notice["content"], "note": "a\u0000b\ud800c"}}
     body = json.dumps([odd, {"x": "\u0000\ud800"}, json.loads(event_bytes("cloudmonitor/state_stopped.json"))]).encode()
-    result = _invoke(emu, store_url, body)
+    result = _invoke(emu, fresh_url, body)
     assert result.error is None
     assert (result.value["recorded"], result.value["bad_count"], result.value["store_refused"]) == (2, 1, [])
-    store = Store(store_url)
+    store = Store(fresh_url)
     raws = [e.raw for e in store.timeline("i-bp1ecr1234abcd5go2go") if e.kind == "spot_interruption"]
     assert [json.loads(raw or "")["content"]["note"] for raw in raws] == ["a\u0000b\ud800c"]
     store.close()

@@ -19,7 +19,7 @@ import pytest
 
 from shared import log
 from shared.redact import redact, redact_url, register
-from shared.store import Store, StoreError, StoreUnavailableError
+from shared.store import Store, StoreError, StoreUnavailableError, store_for
 from tests.helpers import FLEETS
 from tests.http_receiver import HttpReceiver, Reply
 from tools import lifecycle
@@ -154,6 +154,7 @@ def scenario_db(request: pytest.FixtureRequest, tmp_path: Path, pg_database_url:
     url = f"{scheme}://postgres:{DB_PASSWORD}@{rest.rpartition('@')[2]}"
     drop_project_tables(url)
     yield url
+    store_for(url).close()  # the functions' warm store; the next test starts from no tables
     drop_project_tables(url)
 
 
