@@ -57,6 +57,13 @@ class Time:
         self.offset_s += seconds
 
 
+class Sent(list[Any]):
+    """A notifier that keeps what it was given."""
+
+    def send(self, notification: Any) -> None:
+        self.append(notification)
+
+
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     with emulator_for("spot.yaml", monkeypatch, start_delay_s=0.01) as emulator:
@@ -166,13 +173,15 @@ def test_killed_anywhere_the_sweep_after_the_deadline_puts_everything_back(
     emu.unlock(SPOT)
     settings = settings_for(emu, store)
     later = clock() + timedelta(seconds=300 + settings.restore_after_s + 1)
-    report = sweep_drains(store, clients_for(emu, settings), None, settings, later)
+    sent = Sent()
+    report = sweep_drains(store, clients_for(emu, settings), sent, settings, later)
     assert groups(emu) == before
     entry = store.ledger_get(KEY)
     assert entry is not None
     expected = "closed" if step is StepName.FIND and point != "after" else "restored"
     assert entry.status == expected
     assert report["restored" if expected == "restored" else "closed"] == [SPOT]
+    assert [(n.key, n.title) for n in sent] == [(f"{KEY}:{expected}", f"Spot drain {SPOT}: {expected}")]
 
 
 @pytest.mark.parametrize(("step", "point"), POINTS, ids=[f"{s.value}-{p}" for s, p in POINTS])

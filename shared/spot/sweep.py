@@ -255,6 +255,13 @@ def _undo(sweep: _Sweep, entry: EntryLike, clients: ClientsPort, rule: Undo) -> 
     attempts = int(entry.data.get("restore_attempts") or 0)
     if rule is Undo.NOTHING or not memberships:
         _close(sweep, entry, "not reclaimed; the drain had written nothing")
+        if not sweep.dry:
+            _send(sweep, Notification(
+                key=entry.key + ":closed", title=f"Spot drain {iid}: closed",
+                text=(f"Spot instance {iid} was not reclaimed after its interruption notice; its "
+                      f"drain stopped ({entry.status}) before changing any load balancer, so "
+                      "there was nothing to put back."),
+                severity="info", instance_id=iid, fields={"from_status": entry.status}))
         return
     if attempts >= MAX_RESTORE_ATTEMPTS:
         _close(sweep, entry, "restore kept failing")
@@ -293,8 +300,6 @@ def _undo(sweep: _Sweep, entry: EntryLike, clients: ClientsPort, rule: Undo) -> 
 
 
 def _notify_restored(sweep: _Sweep, entry: EntryLike, memberships: Sequence[Membership]) -> None:
-    if sweep.notifier is None:
-        return
     iid = entry.instance_id or ""
     unknown = {(m.get("load_balancer_id"), m.get("group_id"), m.get("port"))
                for m in entry.data.get("unknown_weights") or ()}
@@ -304,14 +309,20 @@ def _notify_restored(sweep: _Sweep, entry: EntryLike, memberships: Sequence[Memb
         tail = (" - weight unknown before the drain"
                 if (m.load_balancer_id, m.group_id, m.port) in unknown else "")
         lines.append(f"- {label(summary(m))}{tail}")
+    _send(sweep, Notification(
+        key=entry.key + ":restored", title=f"Spot drain {iid}: restored",
+        text="\n".join(lines), severity="warning" if unknown else "info", instance_id=iid,
+        fields={"restored": len(memberships), "from_status": entry.status},
+    ))
+
+
+def _send(sweep: _Sweep, notification: Notification) -> None:
+    if sweep.notifier is None:
+        return
     try:
-        sweep.notifier.send(Notification(
-            key=entry.key + ":restored", title=f"Spot drain {iid}: restored",
-            text="\n".join(lines), severity="warning" if unknown else "info", instance_id=iid,
-            fields={"restored": len(memberships), "from_status": entry.status},
-        ))
+        sweep.notifier.send(notification)
     except Exception as err:  # never fail the sweep on a notification
-        emit(log, "notification failed", level=30, key=entry.key, error=str(err))
+        emit(log, "notification failed", level=30, key=notification.key, error=str(err))
 
 
 def restore(clients: ClientsPort, memberships: Sequence[Membership], *, dry: bool) -> list[Membership]:
