@@ -681,7 +681,9 @@ def main_remote(args: argparse.Namespace, environ: Mapping[str, str] | None = No
             check_dry_run_deployment(target)
         answer = invoke_remote(target, event, asynchronous=args.asynchronous)
     except (RemoteError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        from shared.redact import redact
+
+        print(f"error: {redact(str(error))}", file=sys.stderr)
         return 2
     where = f"{target.function}" + (f":{target.qualifier}" if target.qualifier else "")
     print(f"request id: {answer.request_id} ({where}, FC {target.fc_version}.0)", file=sys.stderr)
