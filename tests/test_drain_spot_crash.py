@@ -286,3 +286,25 @@ def test_a_process_killed_mid_wait_is_undone_by_the_sweep_when_not_reclaimed(
     entry = store.ledger_get(KEY)
     assert entry is not None
     assert (entry.status, entry.data["restored_from"]) == ("restored", "weighted")
+
+
+def test_sweeps_on_their_timer_finish_a_killed_drain_then_restore_it_when_not_reclaimed(
+    emu: Emulator, store: Store
+) -> None:
+    """GIVEN a drain killed mid-wait and the instance not reclaimed WHEN the sweep ticks just
+    after the deadline THEN it removes what is left (nothing stays at weight 0 without a live
+    drain); WHEN it ticks again past restore_after_s THEN the groups are exactly as before."""
+    before = groups(emu)
+    _, clock = kill_at(emu, store, StepName.WAIT, "before")
+    emu.unlock(SPOT)
+    settings = settings_for(emu, store)
+    just_after = clock() + timedelta(seconds=301)
+    first = sweep_drains(store, clients_for(emu, settings), None, settings, just_after,
+                         clock=lambda: just_after, sleep=lambda _s: None)
+    assert (first["finished"], first["restored"]) == ([SPOT], [])
+    assert groups(emu) == drained(before)
+    later = just_after + timedelta(seconds=settings.restore_after_s)
+    second = sweep_drains(store, clients_for(emu, settings), None, settings, later)
+    assert second["restored"] == [SPOT]
+    assert groups(emu) == before
+

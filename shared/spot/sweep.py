@@ -6,9 +6,9 @@ Per drain entry (each in the region it was made in):
 * **open** (claimed … removed) with its lease **live**: someone is on it; left alone.
 * **open**, lease expired, **before the deadline**: taken over and finished at once (no wait:
   the owner already had its chance), removing what is left; notified as the drain would be.
-* **open**, lease expired, **after the deadline**: instance released or no longer in service →
-  finished the same way (leftovers removed; released → ``reclaimed``); still Running without a
-  recycling lock ``restore_after_s`` past the deadline → **undone** by the step's undo rule
+* **open**, lease expired, **after the deadline**: finished the same way (leftovers removed;
+  released → ``reclaimed``), unless it is still Running without a recycling lock
+  ``restore_after_s`` past the deadline (no sweep ran in between) → **undone** by the step's undo rule
   (``shared.spot.machine.STEPS``): nothing written → ``closed``, else the recorded memberships
   are put back with their original weights → ``restored``, and notified.
 * **done / partial**, ``restore_after_s`` past the deadline: released → ``reclaimed`` (a partial
@@ -195,13 +195,13 @@ def _after_deadline(sweep: _Sweep, entry: EntryLike, *, instance: Instance | Non
     iid = entry.instance_id or ""
     status = DrainStatus(entry.status)
     if status in OPEN_DRAIN:
-        if instance is not None and in_service(instance):
-            if not sweep.restore_due(entry):
-                sweep.report.waiting.append(iid)
-                return
+        if in_service(instance) and sweep.restore_due(entry):
             _undo(sweep, entry, clients, undo_rule(status))
             return
-        _finish(sweep, entry)  # released, being reclaimed or stopped: remove what is left
+        # Released, being reclaimed, stopped, or still in service but not yet past
+        # restore_after_s (the reclaim may lag): remove what is left, so no instance sits at
+        # weight 0 without a live drain; a done drain is restored later if it was not reclaimed.
+        _finish(sweep, entry)
         if instance is None and not sweep.dry:
             sweep.store.ledger_update(entry.key, status=DrainStatus.RECLAIMED.value,
                                       data={"reclaimed_at": iso(sweep.now)})
