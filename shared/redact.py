@@ -49,11 +49,12 @@ _SECRET_VARIABLE = re.compile(r"(?i)(SECRET|TOKEN|PASSWORD|PASSWD)")
 _URL_VARIABLE = re.compile(r"(?i)(DB_URL|_URL$|DATABASE_URL|DSN)")
 _WEBHOOK_VARIABLE = re.compile(r"(?i)NOTIFY_.*_URL$")
 
+_version = [0]  # bumped on every change of the registered values (the spellings' cache key)
 MAX_REGISTERED = 64  # the most recent registered values kept (STS keys rotate; tests add many)
 _registered: dict[str, None] = {}  # insertion-ordered: the oldest is dropped first
 _lock = threading.Lock()
-# (the environment's relevant items, the registered values) -> their spellings; one entry
-_cache: dict[tuple[tuple[tuple[str, str], ...], frozenset[str]], tuple[str, ...]] = {}
+# (the environment's hash, the registry's version) -> the spellings; one entry
+_cache: dict[tuple[int, int], tuple[str, ...]] = {}
 
 
 def register(*values: str | None) -> None:
@@ -69,20 +70,25 @@ def register(*values: str | None) -> None:
                 _registered[value] = None
             while len(_registered) > MAX_REGISTERED:
                 del _registered[next(iter(_registered))]
+            _version[0] += 1
 
 
 def redact(text: str, spellings: tuple[str, ...] | None = None) -> str:
     """``text`` with every secret it holds replaced by ``***``. ``spellings`` (from
     :func:`known_spellings`) saves re-reading the environment when redacting many texts."""
-    if not text:
+    if len(text) < MIN_SECRET_CHARS:
         return text
     for value in known_spellings() if spellings is None else spellings:
         if value in text:
             text = text.replace(value, MASK)
-    text = _URL_PASSWORD.sub(r"\1:" + MASK + "@", text)
-    text = _CREDENTIAL_PARAM.sub(r"\1" + MASK, text)
-    text = _QUERY_KEY.sub(r"\1" + MASK, text)
-    return _HOOK_PATH.sub(r"\1" + MASK, text)
+    # The shapes need a "://" or an "=": most texts (ids, names, decisions) have neither.
+    if "://" in text:
+        text = _URL_PASSWORD.sub(r"\1:" + MASK + "@", text)
+        text = _HOOK_PATH.sub(r"\1" + MASK, text)
+    if "=" in text:
+        text = _CREDENTIAL_PARAM.sub(r"\1" + MASK, text)
+        text = _QUERY_KEY.sub(r"\1" + MASK, text)
+    return text
 
 
 def redact_url(url: str) -> str:
@@ -124,13 +130,14 @@ def _url_secrets(url: str, *, whole: bool) -> Iterable[str]:
 def known_spellings() -> tuple[str, ...]:
     """Every spelling of every secret value, longest first (so a value's longer spellings are
     masked before a shorter one would split them). Cached while the environment is unchanged."""
-    relevant = tuple(sorted(
-        (k, v) for k, v in os.environ.items() if _SECRET_VARIABLE.search(k) or "://" in v
-    ))
-    with _lock:
-        key = (relevant, frozenset(_registered))
-        if key in _cache:
-            return _cache[key]
+    # Keyed by the whole environment as it is now (a tuple of its items hashes in microseconds;
+    # the scan for secret variables runs only when something changed).
+    raw = getattr(os.environ, "_data", None)  # CPython's encoded store: no decoding per item
+    items = raw.items() if isinstance(raw, dict) else os.environ.items()
+    key = (hash(tuple(items)), _version[0])
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
     spellings: set[str] = set()
     for value in secret_values():
         decoded = urllib.parse.unquote(value)
