@@ -310,7 +310,7 @@ def test_one_notice_through_two_envelopes_in_one_batch_is_one_drain(
 def test_concurrent_invocations_drain_once(
     emu: Emulator, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two invocations of the same notice at once: one drains, the other meets the live lease
+    """Two invocations of the same notice (two envelopes) at once: one drains, the other meets the live lease
     and raises LeaseHeldError (the platform retries it; it never answers success)."""
     # GIVEN the function's environment and one notice delivered twice at the same moment
     env = fc_environment("drain_spot", "python3.10", cloud_url=emu.url, db_url=db_url,
@@ -319,12 +319,14 @@ def test_concurrent_invocations_drain_once(
         monkeypatch.setenv(key, value)
     handler = load_function("drain_spot").module.handler
     Store(db_url).ping()  # create the schema before the race
-    body = json.dumps(notice(emu)).encode()
+    payload = notice(emu)
+    body = json.dumps(payload).encode()
+    bodies = [body, json.dumps(as_eventbridge(payload)).encode()]  # two envelopes of one notice
     results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
 
-    def run() -> None:
+    def run(body: bytes) -> None:
         barrier.wait()
         try:
             results.append(handler(body, build_context("drain_spot", "python3.10", env)))
@@ -332,7 +334,7 @@ def test_concurrent_invocations_drain_once(
             errors.append(err)
 
     # WHEN both run concurrently
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run, args=(b,)) for b in bodies]
     for t in threads:
         t.start()
     for t in threads:
