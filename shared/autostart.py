@@ -36,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from shared import ledger as ledger_vocab
 from shared.clients import (
     CloudError,
     StartOutcome,
@@ -669,9 +670,10 @@ class AutoStarter:
         """Claim the next try of this stop: ``start:<iid>:<stop>``, then ``…:retry<n>``.
 
         A later try is open only when the previous one ended in ``retry`` (NoStock, a transient
-        failure) or its claim is stale (the invocation died before the start call); any other
-        status (claimed, started, failed…) means the stop is handled. Each try has its own key,
-        so two invocations racing for the same try still start once.
+        failure) or its claim's lease expired (``lease_until``, :data:`STALE_CLAIM_S` after the
+        claim: the invocation died before the start call); any other status (claimed, started,
+        failed…) means the stop is handled. Each try has its own key (ledger.claim_once), so two
+        invocations racing for the same try still start once.
         """
         dry = self.settings.dry_run
         data = {
@@ -680,6 +682,7 @@ class AutoStarter:
             "stop_time": iso(candidate.stop_time),
             "origin": candidate.origin,
             "reason": reason,
+            "lease_until": iso(now + timedelta(seconds=STALE_CLAIM_S)),
         }
         status: str | None = None
         for attempt in range(1, MAX_START_ATTEMPTS + 1):
@@ -691,11 +694,7 @@ class AutoStarter:
                 return key, None
             entry = self.store.ledger_get(key)
             status = entry.status if entry is not None else "unknown"
-            stale = (
-                entry is not None
-                and status == STATUS_CLAIMED
-                and entry.updated_at < now - timedelta(seconds=STALE_CLAIM_S)
-            )
+            stale = entry is not None and status == STATUS_CLAIMED and not _claim_live(entry, now)
             if status != STATUS_RETRY and not stale:
                 return None, status
         return None, f"{MAX_START_ATTEMPTS} tries used"
@@ -1197,6 +1196,14 @@ def sweep_auto_start(
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
+
+def _claim_live(entry: LedgerEntry, now: datetime) -> bool:
+    """A try's claim is a lease (shared.ledger.lease_live); claims from before leases were
+    written carry no ``lease_until``: their last update dates them."""
+    if "lease_until" in entry.data:
+        return ledger_vocab.lease_live(entry.data, now)
+    return entry.updated_at >= now - timedelta(seconds=STALE_CLAIM_S)
 
 
 def _closed_by(entry: LedgerEntry, running_time: datetime) -> bool:

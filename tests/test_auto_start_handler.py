@@ -176,3 +176,32 @@ def test_declared_metadata_matches_what_the_function_does(harness: Harness) -> N
     products = {"ecs": "ecs", "actiontrail": "actiontrail"}
     seen = {f"{products[c.product]}:{c.action}" for c in harness.emu.calls()}
     assert seen == set(module.RAM_ACTIONS)
+
+
+@pytest.mark.parametrize(("lease_age_s", "started"), [(60, False), (901, True)])
+def test_a_try_claimed_by_a_dead_invocation_is_retried_once_its_lease_expired(
+    harness: Harness, lease_age_s: int, started: bool
+) -> None:
+    """GIVEN app-2's stop already claimed (status claimed, a lease of STALE_CLAIM_S) by an
+    invocation that died before its start call WHEN the event is redelivered THEN within the
+    lease nothing is started (the try is held); after it the next try (``…:retry2``) starts it."""
+    from datetime import datetime, timedelta, timezone
+
+    from shared import ledger
+
+    stopped = harness.stop(APP2)
+    key = ledger.start_key(APP2, str(stopped["id"]))
+    store = Store(harness.db_url)
+    try:
+        claimed_at = datetime.now(timezone.utc) - timedelta(seconds=lease_age_s)
+        assert ledger.claim_once(store, key, kind=ledger.Kind.START_ATTEMPT, instance_id=APP2,
+                                 data={"lease_until": (claimed_at + timedelta(seconds=900)).isoformat()})
+        result = harness.invoke(as_bytes(stopped))
+        assert result.error is None, result.error
+        (decision,) = result.value["decisions"]
+        assert decision["decision"] == ("started" if started else "skipped")
+        assert [c.params["InstanceId"] for c in harness.start_calls()] == ([APP2] if started else [])
+        retry = store.ledger_get(f"{key}:retry2")
+        assert (retry is not None) is started
+    finally:
+        store.close()
