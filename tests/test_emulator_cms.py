@@ -204,3 +204,27 @@ def test_supplementary_actions_name_their_source_and_nested_lists_are_documented
         "RuleName": "r", "EventPattern.1.Product": "ecs", "EventPattern.1.Product.2": "x"})
     assert [(v.kind, v.where) for v in bad] == [
         (ViolationKind.UNDOCUMENTED_PARAM, "EventPattern.1.Product.2")]
+
+
+def test_a_reading_can_be_set_over_the_control_endpoint(emu: Emulator) -> None:
+    """GIVEN a running emulator WHEN a reading is posted to /_emulator/instances/<id>/metric
+    THEN DescribeMetricLast answers it; an unknown instance is a 404 and nothing is set."""
+    import urllib.error
+    import urllib.request
+
+    def post(iid: str, body: dict[str, Any]) -> int:
+        request = urllib.request.Request(f"{emu.url}/_emulator/instances/{iid}/metric",
+                                         data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+    assert post(WEB1, {"metric": "memory_usedutilization", "value": 41.5,
+                       "timestamp_ms": 1_700_000_000_000}) == 200
+    assert post("i-bp1zzzzzzzzzzzzzzzz9", {"metric": "CPUUtilization", "value": 1}) == 404
+    body = _client(emu).describe_metric_last(M.DescribeMetricLastRequest(
+        namespace="acs_ecs_dashboard", metric_name="memory_usedutilization",
+        dimensions=_dims(WEB1))).body
+    assert [(p["instanceId"], p["Average"]) for p in json.loads(body.datapoints)] == [(WEB1, 41.5)]

@@ -700,6 +700,10 @@ class Emulator:
                 self.unlock(iid, None if reason is None else str(reason))
             elif verb == "release":
                 self.release(iid)
+            elif verb == "metric":
+                stamp = data.get("timestamp_ms")
+                self.set_metric(iid, str(data["metric"]), float(data["value"]),
+                                timestamp_ms=None if stamp is None else int(stamp))
             else:
                 return 404, {"error": f"unknown control verb {verb!r}"}
             return 200, {"ok": True}
