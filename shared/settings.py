@@ -197,6 +197,9 @@ class Settings:
     lb_ids: tuple[str, ...] = ()
     lb_tag: str | None = None  # "key=value" on the load balancers in scope
     restore_after_s: int = 900
+    # A drain's lease outlives its planned wait by this much; a holder silent longer is presumed
+    # dead (killed, timed out) and the next delivery or the sweep takes its drain over.
+    drain_lease_grace_s: float = 30.0
 
     # notifications: which channels; their URLs and signing secrets are read by shared.notify
     notify_timeout_s: float = 3.0

@@ -100,9 +100,9 @@ VERIFY_PAUSE_S = 0.5
 # Rounds of a step (each call already retried by the client), never past the step's deadline.
 MAX_ROUNDS = 30
 ROUND_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0)
-# A holder renews its lease at every record and round; silent this long beyond its planned
-# wait, it is presumed dead and the next delivery (or the sweep) takes the drain over.
-LEASE_GRACE_S = 30.0
+# A holder renews its lease at every record and round; silent longer than its planned wait plus
+# ``settings.drain_lease_grace_s`` (30 s by default), it is presumed dead and the next delivery
+# (or the sweep) takes the drain over.
 
 
 class StepName(str, Enum):
@@ -463,7 +463,7 @@ class Drainer:
     def _lease_until(self, deadline: Deadline, now: datetime, wait_s: float | None = None) -> datetime:
         if wait_s is None:
             wait_s = deadline.wait_s(now, self.settings.drain_time_s)
-        return now + timedelta(seconds=wait_s + LEASE_GRACE_S)
+        return now + timedelta(seconds=wait_s + self.settings.drain_lease_grace_s)
 
     def _describe(self, iid: str, region: str) -> Instance | None:
         """DescribeInstances in the notice's region; its errors raise (the platform retries)."""
@@ -676,7 +676,7 @@ class Drainer:
                      time_left_s=round(left, 3))
                 if left - pause <= 0 or attempt == MAX_ROUNDS - 1:
                     raise
-                run.lease.renew(self.clock() + timedelta(seconds=pause + LEASE_GRACE_S))
+                run.lease.renew(self.clock() + timedelta(seconds=pause + self.settings.drain_lease_grace_s))
                 self.sleep(pause)
         raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -743,7 +743,7 @@ class Drainer:
                 raise err
             if left - pause <= 0:  # never wait past the step's own deadline
                 return err
-            run.lease.renew(self.clock() + timedelta(seconds=pause + LEASE_GRACE_S))
+            run.lease.renew(self.clock() + timedelta(seconds=pause + self.settings.drain_lease_grace_s))
             self.sleep(pause)
         return err
 
