@@ -12,6 +12,8 @@ Guarantees the practices build on:
   row. ``Deleted`` is terminal: a late ``Pending`` (or any state) never resurrects a released
   instance. A batch is two statements whatever its size (a multi-row INSERT of the events, a
   multi-row upsert of their instances) where RETURNING exists (SQLite, PostgreSQL, MariaDB).
+  Triggers keep per-day counters of events and instances in the same transaction (schema v4):
+  :meth:`Store.stats` reads those instead of aggregating every event and counting every instance.
 - The schema is versioned (``schema_version``); :meth:`Store.ensure_schema` creates or upgrades it
   under a backend lock (SQLite write lock, PostgreSQL advisory lock, MySQL ``GET_LOCK``), so many
   processes may start at once. Migrations are additive only, so code one version behind keeps
@@ -63,7 +65,7 @@ __all__ = [
     "utc_now",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a writer waits for the write lock
@@ -272,18 +274,47 @@ class _Schema:
     ledger: sa.Table
     v2_indexes: tuple[sa.Index, ...]
     v3_indexes: tuple[sa.Index, ...]
+    event_counts: sa.Table
+    instance_counts: sa.Table
 
 
 @lru_cache(maxsize=1)
 def _schema() -> _Schema:
     import sqlalchemy as sa
-    from sqlalchemy.dialects import mysql
+
+    # The MySQL types are chosen when a dialect compiles the column, so that the MySQL dialect
+    # module is imported only on MySQL/MariaDB (a SQLite or PostgreSQL cold start skips it).
+    class DateTimeUs(sa.types.TypeDecorator[Any]):
+        """DATETIME(6) on MySQL/MariaDB (microseconds), the generic DateTime elsewhere."""
+
+        impl = sa.DateTime
+        cache_ok = True
+
+        def load_dialect_impl(self, dialect: Any) -> Any:
+            if dialect.name in ("mysql", "mariadb"):
+                from sqlalchemy.dialects import mysql
+
+                return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+            return dialect.type_descriptor(sa.DateTime())
+
+    class LongText(sa.types.TypeDecorator[Any]):
+        """MEDIUMTEXT on MySQL/MariaDB (TEXT holds 64 KB there), the generic Text elsewhere."""
+
+        impl = sa.Text
+        cache_ok = True
+
+        def load_dialect_impl(self, dialect: Any) -> Any:
+            if dialect.name in ("mysql", "mariadb"):
+                from sqlalchemy.dialects import mysql
+
+                return dialect.type_descriptor(mysql.MEDIUMTEXT())
+            return dialect.type_descriptor(sa.Text())
 
     def dt() -> Any:
-        return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+        return DateTimeUs()
 
     def text() -> Any:
-        return sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+        return LongText()
 
     def pk() -> Any:  # SQLite needs INTEGER (not BIGINT) to alias the rowid and autoincrement
         return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -404,10 +435,28 @@ def _schema() -> _Schema:
             instances.c.snapshot_at, instances.c.released_at, instances.c.snapshot_attempts,
         ),
     )
+    # Version 4: counters kept by triggers in the transaction that records (see _migrate_v4),
+    # so stats reads a few hundred rows instead of every event and every instance.
+    event_counts = sa.Table(
+        "event_counts", metadata,
+        sa.Column("day", sa.Date(), primary_key=True),  # of event_time (UTC)
+        sa.Column("kind", sa.String(32), primary_key=True),
+        sa.Column("state", sa.String(32), primary_key=True),  # '' for an event without a state
+        sa.Column("full_name", sa.String(200), primary_key=True),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        **opts,
+    )
+    instance_counts = sa.Table(
+        "instance_counts", metadata,
+        sa.Column("day", sa.Date(), primary_key=True),
+        sa.Column("what", sa.String(16), primary_key=True),  # known (first_seen), created, released
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        **opts,
+    )
     return _Schema(
         metadata=metadata, metadata_v1=metadata_v1, schema_version=schema_version,
         events=events, instances=instances, ledger=ledger, v2_indexes=(name_index,),
-        v3_indexes=v3_indexes,
+        v3_indexes=v3_indexes, event_counts=event_counts, instance_counts=instance_counts,
     )
 
 
@@ -443,7 +492,180 @@ def _migrate_v3(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3}
+def _migrate_v4(conn: Connection) -> None:
+    """Counters for stats, kept by triggers, rebuilt here from the rows already stored.
+
+    Events are counted per day, kind, state and name; instances per day of first sighting,
+    creation and release. Triggers keep them in the same transaction as every insert (the
+    record path, a bulk load, anything), so record stays two statements from the client. A
+    counter row is created, or moved when an upsert moves ``created_at``/``released_at`` to
+    another day. The rebuild replaces whatever counters a dropped schema left behind.
+    """
+    schema = _schema()
+    schema.event_counts.create(conn, checkfirst=True)
+    schema.instance_counts.create(conn, checkfirst=True)
+    dialect = conn.dialect.name
+    statements = _COUNTER_TRIGGERS["mysql" if dialect == "mariadb" else dialect]
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+    day = {"sqlite": "date({})", "postgresql": "CAST({} AS date)"}.get(dialect, "DATE({})")
+    conn.exec_driver_sql("DELETE FROM event_counts")
+    conn.exec_driver_sql("DELETE FROM instance_counts")
+    # Constant SQL picked by dialect; no value from outside reaches it.
+    conn.exec_driver_sql(
+        "INSERT INTO event_counts (day, kind, state, full_name, n) "  # noqa: S608
+        f"SELECT {day.format('event_time')}, kind, COALESCE(state, ''), full_name, COUNT(*) "
+        f"FROM events GROUP BY {day.format('event_time')}, kind, COALESCE(state, ''), full_name"
+    )
+    for what, column in (("known", "first_seen"), ("created", "created_at"), ("released", "released_at")):
+        conn.exec_driver_sql(
+            "INSERT INTO instance_counts (day, what, n) "  # noqa: S608
+            f"SELECT {day.format(column)}, '{what}', COUNT(*) FROM instances "
+            f"WHERE {column} IS NOT NULL GROUP BY {day.format(column)}"
+        )
+
+
+# SQLite: row triggers (in-process, cheap); the UPSERT's DO UPDATE fires the UPDATE trigger.
+_SQLITE_COUNTERS = (
+    "DROP TRIGGER IF EXISTS trg_events_counts",
+    """CREATE TRIGGER trg_events_counts AFTER INSERT ON events BEGIN
+    INSERT INTO event_counts (day, kind, state, full_name, n)
+    VALUES (date(NEW.event_time), NEW.kind, COALESCE(NEW.state, ''), NEW.full_name, 1)
+    ON CONFLICT (day, kind, state, full_name) DO UPDATE SET n = n + 1;
+END""",
+    "DROP TRIGGER IF EXISTS trg_instances_counts_insert",
+    """CREATE TRIGGER trg_instances_counts_insert AFTER INSERT ON instances BEGIN
+    INSERT INTO instance_counts (day, what, n)
+    SELECT date(NEW.first_seen), 'known', 1 WHERE NEW.first_seen IS NOT NULL
+    ON CONFLICT (day, what) DO UPDATE SET n = n + 1;
+    INSERT INTO instance_counts (day, what, n)
+    SELECT date(NEW.created_at), 'created', 1 WHERE NEW.created_at IS NOT NULL
+    ON CONFLICT (day, what) DO UPDATE SET n = n + 1;
+    INSERT INTO instance_counts (day, what, n)
+    SELECT date(NEW.released_at), 'released', 1 WHERE NEW.released_at IS NOT NULL
+    ON CONFLICT (day, what) DO UPDATE SET n = n + 1;
+END""",
+    "DROP TRIGGER IF EXISTS trg_instances_counts_update",
+    """CREATE TRIGGER trg_instances_counts_update AFTER UPDATE OF created_at, released_at ON instances
+WHEN OLD.created_at IS NOT NEW.created_at OR OLD.released_at IS NOT NEW.released_at BEGIN
+    INSERT INTO instance_counts (day, what, n)
+    SELECT date(OLD.created_at), 'created', -1
+    WHERE OLD.created_at IS NOT NULL AND OLD.created_at IS NOT NEW.created_at
+    ON CONFLICT (day, what) DO UPDATE SET n = n - 1;
+    INSERT INTO instance_counts (day, what, n)
+    SELECT date(NEW.created_at), 'created', 1
+    WHERE NEW.created_at IS NOT NULL AND OLD.created_at IS NOT NEW.created_at
+    ON CONFLICT (day, what) DO UPDATE SET n = n + 1;
+    INSERT INTO instance_counts (day, what, n)
+    SELECT date(OLD.released_at), 'released', -1
+    WHERE OLD.released_at IS NOT NULL AND OLD.released_at IS NOT NEW.released_at
+    ON CONFLICT (day, what) DO UPDATE SET n = n - 1;
+    INSERT INTO instance_counts (day, what, n)
+    SELECT date(NEW.released_at), 'released', 1
+    WHERE NEW.released_at IS NOT NULL AND OLD.released_at IS NOT NEW.released_at
+    ON CONFLICT (day, what) DO UPDATE SET n = n + 1;
+END""",
+)
+
+# PostgreSQL: statement triggers over transition tables: one grouped upsert per statement,
+# its rows in key order (concurrent writers lock the counters in one order: no deadlock).
+_PG_COUNTERS = (
+    """CREATE OR REPLACE FUNCTION ecs_event_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO event_counts (day, kind, state, full_name, n)
+    SELECT CAST(event_time AS date), kind, COALESCE(state, ''), full_name, COUNT(*) FROM new_events
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (day, kind, state, full_name) DO UPDATE SET n = event_counts.n + EXCLUDED.n;
+    RETURN NULL;
+END $$""",
+    "DROP TRIGGER IF EXISTS trg_events_counts ON events",
+    """CREATE TRIGGER trg_events_counts AFTER INSERT ON events REFERENCING NEW TABLE AS new_events
+FOR EACH STATEMENT EXECUTE FUNCTION ecs_event_counts()""",
+    """CREATE OR REPLACE FUNCTION ecs_instance_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO instance_counts (day, what, n)
+    SELECT day, what, SUM(n) FROM (
+        SELECT CAST(first_seen AS date) AS day, 'known' AS what, 1 AS n FROM new_rows
+        WHERE first_seen IS NOT NULL
+        UNION ALL SELECT CAST(created_at AS date), 'created', 1 FROM new_rows
+        WHERE created_at IS NOT NULL
+        UNION ALL SELECT CAST(released_at AS date), 'released', 1 FROM new_rows
+        WHERE released_at IS NOT NULL
+    ) AS d GROUP BY day, what ORDER BY day, what
+    ON CONFLICT (day, what) DO UPDATE SET n = instance_counts.n + EXCLUDED.n;
+    RETURN NULL;
+END $$""",
+    "DROP TRIGGER IF EXISTS trg_instances_counts_insert ON instances",
+    """CREATE TRIGGER trg_instances_counts_insert AFTER INSERT ON instances
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ecs_instance_counts_insert()""",
+    """CREATE OR REPLACE FUNCTION ecs_instance_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO instance_counts (day, what, n)
+    SELECT day, what, SUM(n) FROM (
+        SELECT CAST(o.created_at AS date) AS day, 'created' AS what, -1 AS n
+        FROM old_rows o JOIN new_rows w USING (instance_id)
+        WHERE o.created_at IS NOT NULL AND o.created_at IS DISTINCT FROM w.created_at
+        UNION ALL SELECT CAST(w.created_at AS date), 'created', 1
+        FROM old_rows o JOIN new_rows w USING (instance_id)
+        WHERE w.created_at IS NOT NULL AND o.created_at IS DISTINCT FROM w.created_at
+        UNION ALL SELECT CAST(o.released_at AS date), 'released', -1
+        FROM old_rows o JOIN new_rows w USING (instance_id)
+        WHERE o.released_at IS NOT NULL AND o.released_at IS DISTINCT FROM w.released_at
+        UNION ALL SELECT CAST(w.released_at AS date), 'released', 1
+        FROM old_rows o JOIN new_rows w USING (instance_id)
+        WHERE w.released_at IS NOT NULL AND o.released_at IS DISTINCT FROM w.released_at
+    ) AS d GROUP BY day, what ORDER BY day, what
+    ON CONFLICT (day, what) DO UPDATE SET n = instance_counts.n + EXCLUDED.n;
+    RETURN NULL;
+END $$""",
+    "DROP TRIGGER IF EXISTS trg_instances_counts_update ON instances",
+    """CREATE TRIGGER trg_instances_counts_update AFTER UPDATE ON instances
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION ecs_instance_counts_update()""",
+)
+
+
+def _mysql_bump(day: str, what: str, delta: int) -> str:
+    """One counter step in a MySQL trigger body (constant SQL built from the names above)."""
+    return (
+        f"INSERT INTO instance_counts (day, what, n) VALUES (DATE({day}), '{what}', {delta}) "  # noqa: S608
+        f"ON DUPLICATE KEY UPDATE n = n + ({delta});"
+    )
+
+
+# MySQL/MariaDB: row triggers (no statement triggers there).
+_MYSQL_COUNTERS = (
+    "DROP TRIGGER IF EXISTS trg_events_counts",
+    """CREATE TRIGGER trg_events_counts AFTER INSERT ON events FOR EACH ROW
+INSERT INTO event_counts (day, kind, state, full_name, n)
+VALUES (DATE(NEW.event_time), NEW.kind, COALESCE(NEW.state, ''), NEW.full_name, 1)
+ON DUPLICATE KEY UPDATE n = n + 1""",
+    "DROP TRIGGER IF EXISTS trg_instances_counts_insert",
+    "CREATE TRIGGER trg_instances_counts_insert AFTER INSERT ON instances FOR EACH ROW BEGIN\n"
+    + "".join(
+        f"IF NEW.{column} IS NOT NULL THEN {_mysql_bump('NEW.' + column, what, 1)} END IF;\n"
+        for what, column in (("known", "first_seen"), ("created", "created_at"), ("released", "released_at"))
+    )
+    + "END",
+    "DROP TRIGGER IF EXISTS trg_instances_counts_update",
+    "CREATE TRIGGER trg_instances_counts_update AFTER UPDATE ON instances FOR EACH ROW BEGIN\n"
+    + "".join(
+        f"IF NOT (OLD.{column} <=> NEW.{column}) THEN\n"
+        f"  IF OLD.{column} IS NOT NULL THEN {_mysql_bump('OLD.' + column, what, -1)} END IF;\n"
+        f"  IF NEW.{column} IS NOT NULL THEN {_mysql_bump('NEW.' + column, what, 1)} END IF;\n"
+        "END IF;\n"
+        for what, column in (("created", "created_at"), ("released", "released_at"))
+    )
+    + "END",
+)
+
+_COUNTER_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "sqlite": _SQLITE_COUNTERS, "postgresql": _PG_COUNTERS, "mysql": _MYSQL_COUNTERS,
+}
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3, 4: _migrate_v4,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -969,30 +1191,53 @@ class Store:
         ev, inst = schema.events, schema.instances
         cutoff = None if since is None else _naive(since)
 
+        ec, ic = schema.event_counts, schema.instance_counts
+        # The counters hold whole days; a ``since`` inside a day reads that day's part from the
+        # rows themselves (an index range of less than a day), the days after from the counters.
+        edge_end: datetime | None = None
+        if cutoff is not None:
+            midnight = cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
+            edge_end = midnight if cutoff == midnight else midnight + timedelta(days=1)
+
         def counted(conn: Connection) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
-            """Events per kind, per state and per name from one pass (one GROUP BY of the three:
-            a handful of combinations) instead of three passes over the window."""
-            query = sa.select(ev.c.kind, ev.c.state, ev.c.full_name, sa.func.count()).group_by(
-                ev.c.kind, ev.c.state, ev.c.full_name
+            """Events per kind, per state and per name: the counters' rows (a handful per day)
+            plus the partial first day grouped from the covering time index."""
+            query = sa.select(ec.c.kind, ec.c.state, ec.c.full_name, sa.func.sum(ec.c.n)).group_by(
+                ec.c.kind, ec.c.state, ec.c.full_name
             )
-            if cutoff is not None:
-                query = query.where(ev.c.event_time >= cutoff)
+            if edge_end is not None:
+                query = query.where(ec.c.day >= edge_end.date())
+            groups = [(kind, state or None, name, n) for kind, state, name, n in conn.execute(query)]
+            if cutoff is not None and edge_end is not None and cutoff < edge_end:
+                edge = sa.select(ev.c.kind, ev.c.state, ev.c.full_name, sa.func.count()).where(
+                    ev.c.event_time >= cutoff, ev.c.event_time < edge_end
+                ).group_by(ev.c.kind, ev.c.state, ev.c.full_name)
+                groups += list(conn.execute(edge))
             kinds: dict[str, int] = {}
             states: dict[str, int] = {}
             names: dict[str, int] = {}
-            for kind, state, full_name, n in conn.execute(query):
+            for kind, state, full_name, n in groups:
+                if not n:
+                    continue
                 kinds[str(kind)] = kinds.get(str(kind), 0) + int(n)
                 if state is not None:
                     states[str(state)] = states.get(str(state), 0) + int(n)
                 names[str(full_name)] = names.get(str(full_name), 0) + int(n)
             return dict(sorted(kinds.items())), dict(sorted(states.items())), dict(sorted(names.items()))
 
-        def per_day(conn: Connection, column: Any) -> dict[str, int]:
-            day = sa.func.date(column).label("day")
-            query = sa.select(day, sa.func.count()).where(column.is_not(None)).group_by(day).order_by(day)
-            if cutoff is not None:
-                query = query.where(column >= cutoff)
-            return {str(d): int(n) for d, n in conn.execute(query)}
+        def per_day(conn: Connection, what: str, column: Any) -> dict[str, int]:
+            query = sa.select(ic.c.day, ic.c.n).where(ic.c.what == what, ic.c.n != 0)
+            if edge_end is not None:
+                query = query.where(ic.c.day >= edge_end.date())
+            days = {str(d)[:10]: int(n) for d, n in conn.execute(query)}
+            if cutoff is not None and edge_end is not None and cutoff < edge_end:
+                edge = sa.select(sa.func.count()).select_from(inst).where(
+                    column >= cutoff, column < edge_end
+                )
+                n = int(conn.execute(edge).scalar_one())
+                if n:
+                    days[cutoff.date().isoformat()] = n
+            return dict(sorted(days.items()))
 
         def work(conn: Connection) -> dict[str, Any]:
             per_kind, per_state, per_name = counted(conn)
@@ -1005,17 +1250,11 @@ class Store:
             # every other part of stats (PyMySQL parses ~100 rows per ms).
             sample = latency_query.order_by(ev.c.event_time.desc()).limit(LATENCY_SAMPLE_CAP).subquery()
             sampled, latency = _sql_percentiles(conn, sample.c.latency_ms, (50, 99))
-
-            def counted_instances(*where: Any) -> Any:
-                return sa.select(sa.func.count()).select_from(inst).where(*where).scalar_subquery()
-
-            # Three index-only counts (one round trip) instead of one pass over the wide rows.
-            instances_query = sa.select(
-                counted_instances(),
-                counted_instances(inst.c.released_at.is_not(None)),
-                counted_instances(inst.c.created_at.is_not(None)),
-            )
-            total_instances, total_released, total_created = conn.execute(instances_query).one()
+            totals = {
+                str(what): int(n) for what, n in conn.execute(
+                    sa.select(ic.c.what, sa.func.sum(ic.c.n)).group_by(ic.c.what)
+                )
+            }
             ledger = schema.ledger
             actions_query = sa.select(ledger).where(ledger.c.kind.in_(("drain", "start", "incident")))
             if cutoff is not None:
@@ -1028,12 +1267,12 @@ class Store:
                 "per_state": per_state,
                 "per_name": per_name,
                 "instances": {
-                    "known": int(total_instances),
-                    "created": int(total_created),
-                    "released": int(total_released),
+                    "known": totals.get("known", 0),
+                    "created": totals.get("created", 0),
+                    "released": totals.get("released", 0),
                 },
-                "creations_per_day": per_day(conn, inst.c.created_at),
-                "releases_per_day": per_day(conn, inst.c.released_at),
+                "creations_per_day": per_day(conn, "created", inst.c.created_at),
+                "releases_per_day": per_day(conn, "released", inst.c.released_at),
                 "latency_ms": {
                     "count": sampled,
                     "median": latency[50],
