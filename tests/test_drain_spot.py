@@ -551,6 +551,34 @@ def test_one_notification_per_interruption(emu: Emulator, db_url: str) -> None:
     assert message["severity"] == "warning"  # a master-slave membership could not be drained
 
 
+def test_a_notice_naming_an_on_demand_instance_is_refused_and_reported(
+    emu: Emulator, db_url: str
+) -> None:
+    """A spot notice for web-1 (on-demand: forged or misrouted) drains nothing: no write, no
+    drain entry, one warning saying why; its copy through another envelope sends nothing more."""
+    with HttpReceiver() as receiver:
+        env = {"ECS_EVENT_OPS_NOTIFY_WEBHOOK_URL": receiver.url_for("/hook")}
+        before = memberships(emu.state())
+        body = notice(emu, WEB1)
+        emu.clear_calls()
+        # WHEN it is delivered through two envelopes
+        first = invoke(emu, db_url, body, env=env)["drains"][0]
+        invoke(emu, db_url, as_eventbridge(body), env=env)
+        assert receiver.wait_for(1)
+        (request,) = receiver.requests
+    # THEN refused with the reason, nothing changed, one warning
+    assert (first["outcome"], first["reason"]) == (
+        "refused", "not a spot instance (SpotStrategy NoSpot): a forged or misrouted notice; "
+        "nothing drained")
+    assert [c.action for c in emu.calls() if c.action != "DescribeInstances"] == []
+    assert memberships(emu.state()) == before
+    store = Store(db_url)
+    assert store.ledger_find(DRAIN_KIND) == []
+    store.close()
+    assert request.json["severity"] == "warning"
+    assert request.json["instance_id"] == WEB1
+
+
 # --- the sweep --------------------------------------------------------------------------------
 
 
