@@ -262,3 +262,19 @@ def test_doctor_runs_the_wiring_check_from_its_registry(emu: Emulator) -> None:
     assert findings() == [("warn", f) for f in wiring.EVENT_FUNCTIONS]
     assert run(emu, "apply")[0] == 0
     assert findings() == [("ok", f) for f in wiring.EVENT_FUNCTIONS]
+
+
+def test_the_doctor_cli_imports_the_wiring_check(emu: Emulator) -> None:
+    """``python -m tools.doctor --check wiring``: the CLI imports tools.wiring
+    (EXTRA_CHECK_MODULES) and reports the rules as JSON, exit 1 when one does not reach its
+    function."""
+    from tools import doctor
+
+    assert run(emu, "apply", "--functions", "auto_start")[0] == 0
+    out, err = io.StringIO(), io.StringIO()
+    env = {**emu.signing_environment(), "ECS_EVENT_OPS_REGION": "cn-hangzhou"}
+    code = doctor.main(["--cloud", emu.url, "--check", "wiring", "--format", "json"],
+                       environ=env, stdout=out, stderr=err)
+    assert code == 1
+    rows = [(f["status"], f["subject"]) for f in json.loads(out.getvalue())["findings"]]
+    assert rows == [("fail", "record_lifecycle"), ("ok", "auto_start"), ("fail", "drain_spot")]

@@ -66,7 +66,7 @@ PROBED_READS = {
     "actiontrail:LookupEvents": "actiontrail",
 }
 # Modules that register more checks with @check (imported by main before the checks run).
-EXTRA_CHECK_MODULES: tuple[str, ...] = ()
+EXTRA_CHECK_MODULES: tuple[str, ...] = ("tools.wiring",)  # the CloudMonitor rules (15b)
 
 
 class Status(str, Enum):
