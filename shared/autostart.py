@@ -454,6 +454,9 @@ class AutoStarter:
         self._t0 = monotonic()
         self._alerts: list[Notification] = []
         self._deferred: set[str] = set()  # stop ids left to a later sweep in this invocation
+        # Instances whose try another invocation holds (a live claim, its start not done yet):
+        # the event is not answered as handled; FC redelivers it (RetryLaterError).
+        self._held: set[str] = set()
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -527,7 +530,8 @@ class AutoStarter:
                 eligible.append(verdict)
         started, retry_later = self._start(eligible, now)
         decisions.extend(started)
-        return decisions, retry_later
+        held = [c.instance_id for c in candidates if c.instance_id in self._held]
+        return decisions, retry_later + held
 
     def _assess(
         self, candidate: StopCandidate, instance: Instance | None, now: datetime
@@ -575,6 +579,13 @@ class AutoStarter:
         if skip is not None:
             return self._skipped(candidate, instance, skip, now)
         key, status = self._claim_attempt(candidate, reason, now)
+        if key is None and status == STATUS_CLAIMED:
+            self._held.add(iid)
+            return self._decide(
+                candidate, Decision.SKIPPED,
+                f"stop {candidate.stop_id} is being started by another invocation (its claim is "
+                "live): retry later", code="ClaimHeld",
+            )
         if key is None:
             return self._decide(
                 candidate, Decision.SKIPPED,

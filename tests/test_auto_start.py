@@ -269,11 +269,16 @@ def test_two_concurrent_invocations_start_once(world: World, tmp_path: Path) -> 
     for t in threads:
         t.join(30)
 
-    assert errors == []
     assert len(world.start_calls()) == 1
+    # the other one met the claim either live (its start not done: RetryLaterError, so FC
+    # redelivers; never a success for a start not made) or finished (skipped / already running)
     outcomes = sorted(only(r, APP2)[0].value for r in results)
-    assert outcomes[1] == "started"
-    assert outcomes[0] in ("already_running", "skipped")
+    if errors:
+        assert [type(e) for e in errors] == [RetryLaterError]
+        assert outcomes == ["started"]
+    else:
+        assert outcomes[1] == "started"
+        assert outcomes[0] in ("already_running", "skipped")
 
 
 def test_several_eligible_stops_in_one_batch_use_one_start_instances_call(world: World) -> None:
