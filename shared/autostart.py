@@ -15,6 +15,8 @@ operators, spot reclaims and locks (../shared/reference/lessons.md). This one:
 4. starts each stop once: the ledger claim ``start:<iid>:<stop id>`` makes redeliveries and
    concurrent invocations harmless; a retryable refusal (NoStock) marks the claim ``retry`` so a
    redelivery claims ``…:retry<n>`` and tries again (:class:`RetryLaterError` asks FC for it);
+   a try still claimed by another invocation (a live lease, shared.ledger) raises it too, and
+   one whose lease expired (that invocation died) is taken over by the next try;
 5. verifies: every start opens ``incident:<iid>:<stop id>``, the next ``Running`` event closes it,
    and :func:`sweep_auto_start` escalates the ones left open and re-checks stops nobody saw.
 
