@@ -20,7 +20,7 @@ from shared.store import Store
 
 PG_ENV = "ECS_EVENT_OPS_TEST_PG_URL"
 MYSQL_ENV = "ECS_EVENT_OPS_TEST_MYSQL_URL"
-PROJECT_TABLES = ("events", "instances", "ledger", "schema_version", "event_counts", "instance_counts")
+PROJECT_TABLES = ("events", "instances", "ledger", "schema_version", "event_counts", "event_counts_hourly", "instance_counts")
 
 
 def _session_database(env: str, backend: str) -> Iterator[str | None]:

@@ -90,7 +90,8 @@ def test_counters_follow_any_arrival_order(store_url: str) -> None:
         store.record([state_event("i-cnt00030", "Pending", T0 - timedelta(days=1))])
         # A release seen late, earlier than the one stored: the release moves too.
         store.record([state_event("i-cnt00003", "Deleted", T0 + timedelta(hours=6))])
-        for since in (None, T0 + timedelta(days=1, hours=5, minutes=7), T0.replace(hour=0) + timedelta(days=2)):
+        for since in (None, T0 + timedelta(days=1, hours=5, minutes=7), T0 + timedelta(days=1, hours=3),
+                      T0.replace(hour=0) + timedelta(days=2), T0 - timedelta(minutes=1)):
             stats = store.stats(since=since)
             assert counted(stats) == recount(store, since), since
             assert stats["events"] == sum(stats["per_kind"].values())

@@ -36,7 +36,7 @@ ALIVE = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Starting")
 RELEASED = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Deleted")
 REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "eu-west-1")
 ENVS = ("prod", "dev", "test")
-PROJECT_TABLES = ("events", "instances", "ledger", "schema_version", "event_counts", "instance_counts")
+PROJECT_TABLES = ("events", "instances", "ledger", "schema_version", "event_counts", "event_counts_hourly", "instance_counts")
 
 
 def lifecycle(n: int, prefix: str) -> list[tuple[str, str, datetime, str]]:
