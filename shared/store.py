@@ -518,8 +518,8 @@ def _migrate_v4(conn: Connection) -> None:
     another day. The rebuild replaces whatever counters a dropped schema left behind.
     """
     schema = _schema()
-    for table in (schema.event_counts, schema.event_counts_hourly, schema.instance_counts):
-        table.create(conn, checkfirst=True)
+    for counters in (schema.event_counts, schema.event_counts_hourly, schema.instance_counts):
+        counters.create(conn, checkfirst=True)
     dialect = conn.dialect.name
     statements = _COUNTER_TRIGGERS["mysql" if dialect == "mariadb" else dialect]
     for statement in statements:
@@ -528,14 +528,14 @@ def _migrate_v4(conn: Connection) -> None:
     hour = {
         "sqlite": "strftime('%Y-%m-%d %H:00:00.000000', {})", "postgresql": "date_trunc('hour', {})",
     }.get(dialect, "TIMESTAMP(DATE({0}), MAKETIME(HOUR({0}), 0, 0))")
-    for table in ("event_counts", "event_counts_hourly", "instance_counts"):
-        conn.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608 - constant names
+    for name in ("event_counts", "event_counts_hourly", "instance_counts"):
+        conn.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - constant names
     # Constant SQL picked by dialect; no value from outside reaches it.
-    for table, bucket in (("event_counts", day), ("event_counts_hourly", hour)):
+    for name, bucket in (("event_counts", day), ("event_counts_hourly", hour)):
         key = bucket.format("event_time")
-        column = "day" if table == "event_counts" else "hour"
+        column = "day" if name == "event_counts" else "hour"
         conn.exec_driver_sql(
-            f"INSERT INTO {table} ({column}, kind, state, full_name, n) "  # noqa: S608
+            f"INSERT INTO {name} ({column}, kind, state, full_name, n) "  # noqa: S608
             f"SELECT {key}, kind, COALESCE(state, ''), full_name, COUNT(*) "
             f"FROM events GROUP BY {key}, kind, COALESCE(state, ''), full_name"
         )
