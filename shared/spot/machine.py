@@ -489,6 +489,10 @@ class Drainer:
 
     # --- the machine ---------------------------------------------------------------------
 
+    def rule(self, name: StepName) -> Resume:
+        return step_named(name, self.steps).resume if any(
+            s.name is name for s in self.steps) else Resume.REDO
+
     def next_step(self, run: Run) -> Step | None:
         for step in self.steps:
             if run.status in step.after and step.when(self, run):
@@ -574,8 +578,11 @@ class Drainer:
         now = self.clock()
         wait = 0.0
         if run.allow_wait and run.deadline.phase(now) is not Phase.LEFTOVER:
-            wait = run.deadline.wait_s(now, self.settings.drain_time_s,
-                                       parse_iso_or_none(run.data.get("weight0_at")))
+            # Resume.OWED: the drain time already served since weight 0 counts (a fresh run
+            # weighted just now, so the same sum gives it the whole drain time).
+            served_since = (parse_iso_or_none(run.data.get("weight0_at"))
+                            if self.rule(StepName.WAIT) is Resume.OWED else None)
+            wait = run.deadline.wait_s(now, self.settings.drain_time_s, served_since)
         emit(log, "draining", instance_id=run.instance_id, key=run.key, wait_s=round(wait, 3),
              time_left_s=round(run.deadline.time_left_s(now), 3))
         if wait > 0:
@@ -593,8 +600,8 @@ class Drainer:
         elif path is Phase.GENTLE:
             path = Phase.FAST
         targets = memberships
-        if run.resumed_from is not None:  # Resume.PRESENT: the dead holder may have removed some
-            targets = self._present(run, memberships)
+        if run.resumed_from is not None and self.rule(StepName.REMOVE) is Resume.PRESENT:
+            targets = self._present(run, memberships)  # the dead holder may have removed some
         err = self._rounds("remove", run, targets, run.deadline.at) if targets else None
         if err is not None:  # out of time: the platform's retry (or the sweep) goes on
             raise err
