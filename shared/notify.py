@@ -10,8 +10,10 @@ messages and every Feishu message)::
 
 :meth:`Notifier.send` never raises and returns within ``timeout_s`` (the budget covers every
 retry on every channel: channels are sent concurrently, each in its own daemon thread, against
-one deadline). With a ledger, the first send of a key claims ``notify:<key>``; later sends of
-the same key are reported as duplicates and send nothing.
+one deadline). With a ledger, the first send of a key claims ``notify:<key>`` (shared.ledger,
+with a lease of :data:`NOTIFY_LEASE_S`); later sends of the same key are reported as duplicates
+and send nothing, unless the claim is still ``claimed`` past its lease: its sender died before
+delivering, and the message goes out now (a repeat beats a loss).
 
 Webhook URLs carry tokens and the signing secrets are secrets, so they are read here from the
 environment (``ECS_EVENT_OPS_NOTIFY_*``), never from :class:`shared.settings.Settings`, and
@@ -33,12 +35,15 @@ import threading
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Protocol
 
-from shared.ledger import Kind, claim_once, notify_key
+from shared import ledger as ledger_vocab
+from shared.events import iso
+from shared.ledger import EntryLike, Kind, claim_once, notify_key
 from shared.log import emit, get_logger
 from shared.redact import redact, register
 
@@ -169,6 +174,23 @@ class Ledger(Protocol):
         status: str | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> None: ...
+
+    def ledger_get(self, key: str) -> EntryLike | None: ...
+
+    def ledger_swap(
+        self,
+        key: str,
+        *,
+        expect: Mapping[str, Any],
+        status: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        statuses: Collection[str] | None = None,
+    ) -> bool: ...
+
+
+# A send takes at most the notifier's timeout (seconds); a claim still "claimed" this long after
+# it was made lost its sender (killed mid-send).
+NOTIFY_LEASE_S = 60.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,14 +783,29 @@ class Notifier:
     def _claim(self, ledger_key: str, notification: Notification) -> bool:
         if self.ledger is None:
             return True
+        now = datetime.now(timezone.utc)
+        until = iso(now + timedelta(seconds=max(NOTIFY_LEASE_S, 2 * self.timeout_s)))
         try:
-            return claim_once(
+            if claim_once(
                 self.ledger,
                 ledger_key,
                 kind=Kind.NOTIFY,
                 instance_id=notification.instance_id,
-                data={"title": notification.title, "severity": notification.level.value},
-            )
+                data={"title": notification.title, "severity": notification.level.value,
+                      "lease_until": until},
+            ):
+                return True
+            entry = self.ledger.ledger_get(ledger_key)
+            if entry is None or entry.status != "claimed" or ledger_vocab.lease_live(entry.data, now):
+                return False
+            # Claimed, never sent, lease over: its sender died. One taker wins the swap.
+            taken = self.ledger.ledger_swap(
+                ledger_key, expect={"lease_until": entry.data.get("lease_until")},
+                statuses=["claimed"], data={"lease_until": until, "taken_over": True})
+            if taken:
+                emit(log, "notify_taken_over", logging.WARNING, key=notification.key,
+                     reason="claimed by a sender that never recorded a delivery")
+            return taken
         except Exception as error:  # better a repeated message than a lost one
             emit(
                 log,

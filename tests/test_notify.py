@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -75,6 +77,24 @@ class FakeLedger:
             row["status"] = status
         if data is not None:
             row["data"] = {**row["data"], **data}
+
+    def ledger_get(self, key: str) -> Any:
+        row = self.rows.get(key)
+        if row is None:
+            return None
+        return SimpleNamespace(key=key, instance_id=row["instance_id"], status=row["status"],
+                               data=dict(row["data"]))
+
+    def ledger_swap(self, key: str, *, expect: Mapping[str, Any], status: str | None = None,
+                    data: Mapping[str, Any] | None = None,
+                    statuses: Collection[str] | None = None) -> bool:
+        row = self.rows.get(key)
+        if row is None or (statuses is not None and row["status"] not in statuses):
+            return False
+        if any(row["data"].get(k) != v for k, v in expect.items()):
+            return False
+        self.ledger_update(key, status=status, data=data)
+        return True
 
 
 class Sleeps:
@@ -475,6 +495,25 @@ def test_ledger_records_failure(rx: HttpReceiver) -> None:
     row = ledger.rows["notify:" + note().key]
     assert row["status"] == "failed"
     assert row["data"]["failed"] == [["webhook", "HTTP 400"]]
+
+
+def test_a_claim_whose_sender_died_is_sent_after_its_lease(rx: HttpReceiver) -> None:
+    """A key claimed but never marked sent: within its lease a send is a duplicate (the first
+    sender may still be delivering); past it the message goes out, once."""
+    # GIVEN a claim made by a sender that died, its lease running until one minute from now
+    ledger = FakeLedger()
+    key = "notify:" + note().key
+    until = (datetime.now(timezone.utc) + timedelta(seconds=60)).isoformat()
+    ledger.ledger_claim(key, kind="notify", data={"lease_until": until})
+    n = notifier(WebhookChannel(rx.url_for("/hook")), ledger=ledger)
+    # WHEN sent within the lease THEN a duplicate
+    assert n.send(note()).duplicate
+    # WHEN sent after it THEN delivered, and only once
+    ledger.rows[key]["data"]["lease_until"] = "2020-01-01T00:00:00Z"
+    assert n.send(note()).delivered == ("webhook",)
+    assert n.send(note()).duplicate
+    assert len(rx.requests) == 1
+    assert (ledger.rows[key]["status"], ledger.rows[key]["data"]["taken_over"]) == ("sent", True)
 
 
 def test_ledger_outage_still_sends(rx: HttpReceiver) -> None:
