@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from shared.events import EcsEvent, Envelope, EventKind
-from shared.store import Store
+from shared.store import SCHEMA_VERSION, Store
 
 T0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
 LIFECYCLE = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Starting", "Running", "Deleted")
@@ -70,7 +70,7 @@ def test_four_writer_processes_store_each_event_once(store_url: str) -> None:
             assert record.created_at == T0 + timedelta(minutes=n)
             assert record.released_at == T0 + timedelta(minutes=n, seconds=70)
             assert record.last_state == "Deleted"
-        assert store.schema_version() == 3
+        assert store.schema_version() == SCHEMA_VERSION
     finally:
         store.close()
 
