@@ -93,6 +93,12 @@ def known_variables() -> tuple[str, ...]:
 
 def unknown_variables(environ: Mapping[str, str]) -> list[UnknownVariable]:
     """The ``ECS_EVENT_OPS_*`` names in ``environ`` that no part of the project reads."""
+    # The settings' own names first: shared.notify (whose names complete the list) is imported
+    # only when a name is none of those, so an invocation that notifies nobody never loads it.
+    own = {PREFIX + f.name.upper() for f in fields(Settings) if f.metadata.get("env", True)}
+    own.update(DEPLOY_VARIABLES, TOOL_VARIABLES)
+    if all(name in own for name in environ if name.startswith(PREFIX)):
+        return []
     known = known_variables()
     # Compared without the common prefix, which would make every name look alike.
     suffixes = [k[len(PREFIX):] for k in known]

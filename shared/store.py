@@ -282,8 +282,11 @@ class _Schema:
     instance_counts: sa.Table
 
 
-@lru_cache(maxsize=1)
-def _schema() -> _Schema:
+@lru_cache(maxsize=2)
+def _schema(mysql: bool = False) -> _Schema:
+    """The tables. Queries use the plain one; creating tables on MySQL/MariaDB uses
+    ``mysql=True``, whose MySQL table options make SQLAlchemy load the MySQL dialect to check
+    them (a SQLite or PostgreSQL cold start never builds it)."""
     import sqlalchemy as sa
 
     # The MySQL types are chosen when a dialect compiles the column, so that the MySQL dialect
@@ -326,7 +329,7 @@ def _schema() -> _Schema:
     # MySQL: binary collation so that ids, names and LIKE compare case-sensitively everywhere.
     opts: dict[str, Any] = {
         "mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin",
-    }
+    } if mysql else {}
 
     def event_columns(with_latency: bool) -> list[Any]:
         cols = [
@@ -476,15 +479,20 @@ def _schema() -> _Schema:
     )
 
 
+def _ddl_schema(conn: Connection) -> _Schema:
+    """The tables as created on this connection's database (MySQL table options on MySQL)."""
+    return _schema(mysql=conn.dialect.name in ("mysql", "mariadb"))
+
+
 def _migrate_v1(conn: Connection) -> None:
-    _schema().metadata_v1.create_all(conn, checkfirst=True)
+    _ddl_schema(conn).metadata_v1.create_all(conn, checkfirst=True)
 
 
 def _migrate_v2(conn: Connection) -> None:
     """Processing latency per event (backfilled), the name index, the action ledger."""
     import sqlalchemy as sa
 
-    schema = _schema()
+    schema = _ddl_schema(conn)
     columns = {c["name"] for c in sa.inspect(conn).get_columns("events")}
     if "latency_ms" not in columns:
         column_type = sa.BigInteger().compile(dialect=conn.dialect)
@@ -504,7 +512,7 @@ def _migrate_v2(conn: Connection) -> None:
 
 def _migrate_v3(conn: Connection) -> None:
     """Indexes for the time-windowed stats and the snapshot retry list (additive only)."""
-    for index in _schema().v3_indexes:
+    for index in _ddl_schema(conn).v3_indexes:
         index.create(conn, checkfirst=True)
 
 
@@ -517,7 +525,7 @@ def _migrate_v4(conn: Connection) -> None:
     counter row is created, or moved when an upsert moves ``created_at``/``released_at`` to
     another day. The rebuild replaces whatever counters a dropped schema left behind.
     """
-    schema = _schema()
+    schema = _ddl_schema(conn)
     for counters in (schema.event_counts, schema.event_counts_hourly, schema.instance_counts):
         counters.create(conn, checkfirst=True)
     dialect = conn.dialect.name

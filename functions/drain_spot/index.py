@@ -1,6 +1,7 @@
 """Practice 3: drain a spot instance from every load-balancer group before it is reclaimed.
 
-parse → refuse other accounts' events and regions out of scope (shared.scope) → record the rest
+parse → refuse other accounts' events and regions out of scope (shared.scope) → no notice and no
+guard input (shared.triage)? answer without loading the store or an SDK → record the rest
 (the lifecycle knows the interruption) → drain each instance's notices concurrently with the other
 instances', in its own region (shared.spot: verified as a spot instance of ours first, then the
 step table) → result. Store unreachable, a cloud call that outlasted its retries, or a copy of a
@@ -15,11 +16,11 @@ import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from shared.events import SPOT_INTERRUPTION, EventKind, eventbridge_type, parse
+from shared.events import SPOT_INTERRUPTION, Batch, EventKind, eventbridge_type, parse
 from shared.log import BOUNDED_LINES, bind, emit, emit_bounded, get_logger
-from shared.scope import EventScope
+from shared.scope import EventScope, Refusal
 from shared.settings import Settings
-from shared.store import store_for
+from shared.triage import drain_spot_has_work
 
 if TYPE_CHECKING:
     from shared.drain import Drainer, DrainResult
@@ -58,21 +59,30 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
                      total=batch.bad_count, decision="rejected")
         scope = EventScope.resolve(settings, context)
         events, refused = scope.split(batch.events)
+        if not drain_spot_has_work(events, batch.bad_count):  # no store engine, no SDK loaded
+            return _answer([], _select(events)[1], refused, batch, scope)
+        from shared.store import store_for
+
         store = store_for(settings.db_url)  # kept warm across invocations of this instance
         if batch.errors:  # kept for a person to read: python -m tools.lifecycle rejected
             store.keep_rejected("drain_spot", event, [f"element {e.index}: {e.reason}" for e in batch.errors])
         store.record(events)
         notices, ignored = _select(events)
         drains = _drain_all(notices, _drainer(store, settings, context)) if notices else []
-        result: dict[str, Any] = {
-            "drains": [d.to_dict() for d in drains],
-            "ignored": ignored,
-            "refused": [r.to_dict() for r in refused],
-            "bad": [bad.to_dict() for bad in batch.errors],
-        }
-        if scope.warnings:
-            result["warnings"] = list(scope.warnings)
-        return result
+        return _answer([d.to_dict() for d in drains], ignored, refused, batch, scope)
+
+
+def _answer(drains: list[dict[str, Any]], ignored: list[dict[str, Any]], refused: tuple[Refusal, ...],
+            batch: Batch, scope: EventScope) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "drains": drains,
+        "ignored": ignored,
+        "refused": [r.to_dict() for r in refused],
+        "bad": [bad.to_dict() for bad in batch.errors],
+    }
+    if scope.warnings:
+        result["warnings"] = list(scope.warnings)
+    return result
 
 
 def _select(

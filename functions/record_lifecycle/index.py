@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.events import (
     ALL_EVENT_NAMES,
@@ -23,9 +23,11 @@ from shared.events import (
     parse,
 )
 from shared.log import BOUNDED_LINES, bind, emit, emit_bounded, get_logger
-from shared.scope import EventScope
+from shared.scope import EventScope, Refusal
 from shared.settings import Settings
-from shared.store import Store, store_for
+
+if TYPE_CHECKING:
+    from shared.store import Store
 
 # Practice metadata, declared once: read by the deploy files' tests and the least-privilege check.
 EVENT_TYPES: tuple[str, ...] = tuple(eventbridge_type(name) for name in ALL_EVENT_NAMES)
@@ -49,6 +51,10 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         )
         scope = EventScope.resolve(settings, context)
         events, refused = scope.split(batch.events)
+        if not events and not batch.errors:  # only other accounts' or regions' events
+            return _nothing_recorded(refused, scope)
+        from shared.store import store_for
+
         store = store_for(settings.db_url)
         if batch.errors:  # kept for a person to read: python -m tools.lifecycle rejected
             store.keep_rejected("record_lifecycle", event, [f"element {e.index}: {e.reason}" for e in batch.errors])
@@ -85,6 +91,17 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         if scope.warnings:
             result["warnings"] = list(scope.warnings)
         return result
+
+
+def _nothing_recorded(refused: tuple[Refusal, ...], scope: EventScope) -> dict[str, Any]:
+    """The answer to a delivery with nothing to record, given without loading the store."""
+    result: dict[str, Any] = {
+        "recorded": 0, "duplicates": 0, "snapshots": {"taken": [], "failed": []},
+        "refused": [r.to_dict() for r in refused], "store_refused": [], "bad": [], "bad_count": 0,
+    }
+    if scope.warnings:
+        result["warnings"] = list(scope.warnings)
+    return result
 
 
 def _wants_snapshot(event: EcsEvent) -> bool:
