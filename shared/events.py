@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -814,6 +813,8 @@ def _event_id(value: object, index: int, what: str) -> str:
 
 def _derived_id(payload: Mapping[str, Any]) -> str:
     """A stable identity for a payload without an id, so duplicates still collapse."""
+    import hashlib  # here: OpenSSL's loading costs every cold start ~5 ms, few payloads lack an id
+
     text = json.dumps(payload, sort_keys=True, default=_json_default)
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return f"sha256:{digest[:40]}"

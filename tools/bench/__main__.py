@@ -180,6 +180,77 @@ def bench_cold(reps: int, workdir: Path) -> dict[str, Any]:
     return {"baseline_s": {k: round(v, 4) for k, v in baseline.items()}, "functions": rows}
 
 
+# Deliveries a function has nothing to do with (issue 16), and one with a bad element, which
+# every function keeps in the store for review (so it is work, and pays for the store engine).
+IGNORABLE: tuple[tuple[str, str, str], ...] = (
+    ("auto_start", "other kind (disk event)", "eventbridge/disk_stalled_executing.json"),
+    ("auto_start", "Starting state change", "eventbridge/state_starting.json"),
+    ("drain_spot", "Running state change", "eventbridge/state_running.json"),
+    ("record_lifecycle", "other account's event", "cloudmonitor/state_running_foreign_account.json"),
+    ("record_lifecycle", "bad element (kept for review)", ""),
+)
+
+
+def _databases(workdir: Path) -> dict[str, str]:
+    """SQLite always; PostgreSQL and MariaDB when their test URLs are set (tables dropped)."""
+    dbs = {"sqlite": f"sqlite:///{workdir / 'ignorable.sqlite3'}"}
+    for name, env in (("postgresql", "ECS_EVENT_OPS_TEST_PG_URL"), ("mysql", "ECS_EVENT_OPS_TEST_MYSQL_URL")):
+        if os.environ.get(env):
+            dbs[name] = os.environ[env]
+    return dbs
+
+
+def bench_ignorable(reps: int, workdir: Path, before: Path | None) -> dict[str, Any]:
+    """Process time of an ignorable event, FC-style (``python -I``, import index, handler once:
+    tools/bench/_fc.py), against a bare ``python -I -c "import json"``, on every database, for
+    this tree and, side by side, a checkout of the code before (``--before DIR``).
+
+    Bytecode is written by a first, unmeasured run of each case (``-I`` writes ``__pycache__``
+    next to the sources, as the bundles now ship pycs); the first run also creates the schema.
+    """
+    from tools.bench_store import _reset
+    from tools.invoke import fc_environment
+
+    py = sys.executable
+    trees = {"after": REPO, **({"before": before.resolve()} if before else {})}
+    poison = workdir / "poison.json"
+    poison.write_bytes(b'{"hello": "world"}')
+    bare = _wall([py, "-I", "-c", "import json"], max(reps, 7))
+    rows: list[dict[str, Any]] = []
+    for db, url in _databases(workdir).items():
+        if db != "sqlite":
+            _reset(url)
+        for tree_name in ("before", "after"):
+            tree = trees.get(tree_name)
+            if tree is None:
+                continue
+            for function, case, fixture in IGNORABLE:
+                event = FIXTURES / fixture if fixture else poison
+                env = {"PATH": os.environ.get("PATH", ""),
+                       **fc_environment(function, "python3.10", db_url=url, base={})}
+                cmd = [py, "-I", str(REPO / "tools" / "bench" / "_fc.py"), str(tree), function, str(event)]
+                times = []
+                for rep in range(reps + 1):
+                    started = time.perf_counter()
+                    done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True,
+                                          timeout=120, check=False)
+                    if done.returncode != 0:
+                        raise RuntimeError(f"{function} ({case}, {db}, {tree_name}): {done.stderr.strip()[-800:]}")
+                    if rep:  # the first run compiled the bytecode (and made the schema)
+                        times.append(time.perf_counter() - started)
+                med = statistics.median(times)
+                rows.append({"function": function, "case": case, "db": db, "tree": tree_name,
+                             "process_s": round(med, 4), "vs_bare_python": round(med / bare, 1)})
+    table: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        entry = table.setdefault((row["function"], row["case"], row["db"]),
+                                 {"function": row["function"], "case": row["case"], "db": row["db"]})
+        entry[f"{row['tree']}_s"] = row["process_s"]
+        entry[f"{row['tree']}_x"] = row["vs_bare_python"]
+    return {"bare_python_s": round(bare, 4), "before": str(before) if before else None,
+            "rows": list(table.values())}
+
+
 def _http_event(path: str) -> dict[str, Any]:
     return {"version": "v1", "rawPath": path, "headers": {}, "queryParameters": {}, "body": "",
             "isBase64Encoded": False,
@@ -341,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", default="bench-results/bench.json",
                         help="where to write the results (default: %(default)s)")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--before", metavar="DIR", type=Path,
+                        help="a checkout of the code before (git archive COMMIT | tar -x -C DIR): the "
+                             "cold section times its ignorable events side by side")
     args = parser.parse_args(argv)
     sections = args.only or list(SECTIONS)
     quick = args.quick
@@ -359,6 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(_table(results["cold"]["functions"],
                              ["function", "case", "process_s", "load_s", "first_event_s", "max_rss_mb",
                               "vs_bare_python", "vs_sdk_import", "errors"]))
+                results["cold"]["ignorable"] = bench_ignorable(3 if quick else 7, workdir, args.before)
+                print(f"ignorable events, FC-style process (python -I {results['cold']['ignorable']['bare_python_s']} s):")
+                print(_table(results["cold"]["ignorable"]["rows"],
+                             ["function", "case", "db", "before_s", "after_s", "before_x", "after_x"]))
             elif section == "warm":
                 results["warm"] = bench_warm(1.0 if quick else 3.0, workdir)
                 print(_table(results["warm"]["rows"], ["function", "events_per_s"]))
