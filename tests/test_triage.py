@@ -132,3 +132,17 @@ def test_work_reaches_the_store_without_the_mysql_dialect(function: str, body: b
     assert out["loaded"] == ["sqlalchemy"]
     assert out["mysql"] is False
     assert out["store_created"] is True
+
+
+def test_bench_times_every_ignorable_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN the cold section's ignorable cases WHEN timed once on SQLite THEN one row per case,
+    each handler answered (a failing one raises), timed against the bare interpreter."""
+    from tools.bench.__main__ import IGNORABLE, bench_ignorable
+
+    monkeypatch.delenv("ECS_EVENT_OPS_TEST_PG_URL", raising=False)
+    monkeypatch.delenv("ECS_EVENT_OPS_TEST_MYSQL_URL", raising=False)
+    result = bench_ignorable(1, tmp_path, None)
+    assert [(r["function"], r["case"], r["db"]) for r in result["rows"]] == [
+        (function, case, "sqlite") for function, case, _ in IGNORABLE
+    ]
+    assert all(r["after_s"] > 0 and "before_s" not in r for r in result["rows"])
