@@ -306,7 +306,7 @@ def _bench_warm(seconds: float, workdir: Path) -> dict[str, Any]:
                 while time.perf_counter() - started < seconds:
                     module.handler(body_for(n), context)
                     n += 1
-            what = "record a new state change" if case == "record" else "record + ignore another kind"
+            what = "record a new state change" if case == "record" else "ignore another kind (no store: shared.triage)"
             rows.append({"function": f"{function} ({what})",
                          "events_per_s": round(n / (time.perf_counter() - started))})
     return {"rows": rows}
