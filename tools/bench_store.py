@@ -301,7 +301,29 @@ def bench_released(store: Store, rounds: int) -> dict[str, Any]:
     analyze_s = time.perf_counter() - began
     after = _released_mix(store, rounds, Store.released)
     return {"before": before, "analyze_s": round(analyze_s, 2), "after": after, **after,
-            "other_queries": bench_other_queries(store, rounds)}
+            "other_queries": bench_other_queries(store, rounds), "stats": bench_stats(store, rounds)}
+
+
+def bench_stats(store: Store, rounds: int) -> dict[str, Any]:
+    """``stats`` of the last day and of all time, before (the pre-counter query shape,
+    :func:`_legacy_stats`) and after (the store's, from its counters), interleaved on the same
+    data, with the same answers checked but for the latency sample's size."""
+    end = T0 + timedelta(seconds=40 * _known_instances(store))
+    windows = {"since 1d": end - timedelta(days=1), "all time": None}
+    timings: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for window, since in windows.items():
+            for shape, run in (("before", _legacy_stats), ("after", Store.stats)):
+                began = time.perf_counter()
+                answer = run(store, since=since)
+                timings.setdefault(f"{shape} {window}", []).append((time.perf_counter() - began) * 1000)
+                counts = {k: answer[k] for k in ("per_kind", "per_state", "per_name", "instances",
+                                                 "creations_per_day", "releases_per_day")}
+                if shape == "before":
+                    expected = counts
+                elif counts != expected:
+                    raise RuntimeError(f"stats {window}: the counters disagree with the rows")
+    return {name: {"p50_ms": _pct(v, 50), "p95_ms": _pct(v, 95)} for name, v in timings.items()}
 
 
 def _released_mix(store: Store, rounds: int, released: Any) -> dict[str, Any]:
@@ -365,6 +387,100 @@ def bench_other_queries(store: Store, rounds: int) -> dict[str, Any]:
             run(n)
             timings[name].append((time.perf_counter() - began) * 1000)
     return {name: {"p50_ms": _pct(v, 50), "p95_ms": _pct(v, 95)} for name, v in timings.items()}
+
+
+LEGACY_LATENCY_SAMPLE = 100_000  # stats' latency sample before schema 4
+
+
+def _legacy_stats(store: Store, since: datetime | None = None) -> dict[str, Any]:
+    """``stats`` as the store ran it before its counters (schema 4): one GROUP BY over every event
+    of the window, 100,000 latencies ranked, every instance counted and grouped per day. Kept
+    here, verbatim but for the names it imports, to time it beside the store's on the same data."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
+
+    from shared.events import iso
+    from shared.store import _action_stats, _ledger_entry, _naive, _schema, _sql_percentiles
+
+    schema = _schema()
+    ev, inst = schema.events, schema.instances
+    cutoff = None if since is None else _naive(since)
+
+    def counted(conn: Connection) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """Events per kind, per state and per name from one pass (one GROUP BY of the three:
+        a handful of combinations) instead of three passes over the window."""
+        query = sa.select(ev.c.kind, ev.c.state, ev.c.full_name, sa.func.count()).group_by(
+            ev.c.kind, ev.c.state, ev.c.full_name
+        )
+        if cutoff is not None:
+            query = query.where(ev.c.event_time >= cutoff)
+        kinds: dict[str, int] = {}
+        states: dict[str, int] = {}
+        names: dict[str, int] = {}
+        for kind, state, full_name, n in conn.execute(query):
+            kinds[str(kind)] = kinds.get(str(kind), 0) + int(n)
+            if state is not None:
+                states[str(state)] = states.get(str(state), 0) + int(n)
+            names[str(full_name)] = names.get(str(full_name), 0) + int(n)
+        return dict(sorted(kinds.items())), dict(sorted(states.items())), dict(sorted(names.items()))
+
+    def per_day(conn: Connection, column: Any) -> dict[str, int]:
+        day = sa.func.date(column).label("day")
+        query = sa.select(day, sa.func.count()).where(column.is_not(None)).group_by(day).order_by(day)
+        if cutoff is not None:
+            query = query.where(column >= cutoff)
+        return {str(d): int(n) for d, n in conn.execute(query)}
+
+    def work(conn: Connection) -> dict[str, Any]:
+        per_kind, per_state, per_name = counted(conn)
+        latency_query = sa.select(ev.c.latency_ms).where(ev.c.latency_ms.is_not(None))
+        if cutoff is not None:
+            latency_query = latency_query.where(ev.c.event_time >= cutoff)
+        # The most recent events by event time: a backward range of ix_events_time, which
+        # holds latency_ms (ordering by id made SQLite read the whole table instead). The
+        # percentiles are picked in SQL: shipping a day's latencies to Python cost more than
+        # every other part of stats (PyMySQL parses ~100 rows per ms).
+        sample = latency_query.order_by(ev.c.event_time.desc()).limit(LEGACY_LATENCY_SAMPLE).subquery()
+        sampled, latency = _sql_percentiles(conn, sample.c.latency_ms, (50, 99))
+
+        def counted_instances(*where: Any) -> Any:
+            return sa.select(sa.func.count()).select_from(inst).where(*where).scalar_subquery()
+
+        # Three index-only counts (one round trip) instead of one pass over the wide rows.
+        instances_query = sa.select(
+            counted_instances(),
+            counted_instances(inst.c.released_at.is_not(None)),
+            counted_instances(inst.c.created_at.is_not(None)),
+        )
+        total_instances, total_released, total_created = conn.execute(instances_query).one()
+        ledger = schema.ledger
+        actions_query = sa.select(ledger).where(ledger.c.kind.in_(("drain", "start", "incident")))
+        if cutoff is not None:
+            actions_query = actions_query.where(ledger.c.created_at >= cutoff)
+        entries = [_ledger_entry(r) for r in conn.execute(actions_query)]
+        return {
+            "since": iso(since),
+            "events": sum(per_kind.values()),
+            "per_kind": per_kind,
+            "per_state": per_state,
+            "per_name": per_name,
+            "instances": {
+                "known": int(total_instances),
+                "created": int(total_created),
+                "released": int(total_released),
+            },
+            "creations_per_day": per_day(conn, inst.c.created_at),
+            "releases_per_day": per_day(conn, inst.c.released_at),
+            "latency_ms": {
+                "count": sampled,
+                "median": latency[50],
+                "p99": latency[99],
+                "max": None if latency[100] is None else int(latency[100]),
+                "sampled": sampled >= LEGACY_LATENCY_SAMPLE,
+            },
+            **_action_stats(entries),
+        }
+    return store._run("legacy stats", work, write=False)
 
 
 def _pct(values: Sequence[float], pct: int) -> float:

@@ -354,7 +354,14 @@ def _store_rows(store: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"db": db, "what": f"released p95 ms over {figures['load']['events']} events",
                          "before": released["before"]["all"]["p95_ms"], "after": released["after"]["all"]["p95_ms"]})
             for name, q in released["other_queries"].items():
+                if name.startswith("stats") and "stats" in released:
+                    continue  # below, before -> after
                 rows.append({"db": db, "what": f"{name} p95 ms", "before": "", "after": q["p95_ms"]})
+            for window in ("since 1d", "all time"):
+                stats = released.get("stats", {})
+                if f"after {window}" in stats:
+                    rows.append({"db": db, "what": f"stats {window} p95 ms", "before": stats[f"before {window}"]["p95_ms"],
+                                 "after": stats[f"after {window}"]["p95_ms"]})
     return rows
 
 
