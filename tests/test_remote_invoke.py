@@ -96,8 +96,8 @@ def test_fixture_reaches_the_deployed_function_and_its_answer_is_printed(
     # THEN the CLI prints the function's own answer, pretty JSON, and FC's request id
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
-        "recorded": 1, "duplicates": 0, "bad": [], "refused": [],
-        "snapshots": {"taken": [], "failed": ["i-bp1ecr1234abcd5go2go"]},
+        "recorded": 1, "duplicates": 0, "bad": [], "bad_count": 0, "refused": [],
+        "store_refused": [], "snapshots": {"taken": [], "failed": ["i-bp1ecr1234abcd5go2go"]},
     }
     assert done.stdout.startswith("{\n  ")
     match = REQUEST_ID.search(done.stderr)
