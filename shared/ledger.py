@@ -43,6 +43,7 @@ __all__ = [
     "LeaseHeldError",
     "LeaseLostError",
     "LedgerError",
+    "LeasePort",
     "LedgerPort",
     "acquire",
     "claim_once",
@@ -179,16 +180,8 @@ class ClaimPort(Protocol):
     ) -> bool: ...
 
 
-class LedgerPort(Protocol):
-    def ledger_claim(
-        self,
-        key: str,
-        *,
-        kind: str,
-        instance_id: str | None = None,
-        data: Mapping[str, Any] | None = None,
-        status: str = "claimed",
-    ) -> bool: ...
+class LeasePort(ClaimPort, Protocol):
+    """Claim-once plus the reads and fenced writes a lease needs (notifications use this much)."""
 
     def ledger_get(self, key: str) -> EntryLike | None: ...
 
@@ -206,6 +199,8 @@ class LedgerPort(Protocol):
         statuses: Collection[str] | None = None,
     ) -> bool: ...
 
+
+class LedgerPort(LeasePort, Protocol):
     def ledger_find(
         self,
         kind: str,

@@ -35,15 +35,15 @@ import threading
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 from shared import ledger as ledger_vocab
 from shared.events import iso
-from shared.ledger import EntryLike, Kind, claim_once, notify_key
+from shared.ledger import Kind, claim_once, notify_key
 from shared.log import emit, get_logger
 from shared.redact import redact, register
 
@@ -154,38 +154,8 @@ class SendReport:
         return not self.failed
 
 
-class Ledger(Protocol):
-    """The slice of the store notifications need: a durable claim per key, then its outcome."""
-
-    def ledger_claim(
-        self,
-        key: str,
-        *,
-        kind: str,
-        instance_id: str | None = None,
-        data: Mapping[str, Any] | None = None,
-        status: str = "claimed",
-    ) -> bool: ...
-
-    def ledger_update(
-        self,
-        key: str,
-        *,
-        status: str | None = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> None: ...
-
-    def ledger_get(self, key: str) -> EntryLike | None: ...
-
-    def ledger_swap(
-        self,
-        key: str,
-        *,
-        expect: Mapping[str, Any],
-        status: str | None = None,
-        data: Mapping[str, Any] | None = None,
-        statuses: Collection[str] | None = None,
-    ) -> bool: ...
+# The slice of the store notifications need: a durable claim per key, then its outcome.
+Ledger = ledger_vocab.LeasePort
 
 
 # A send takes at most the notifier's timeout (seconds); a claim still "claimed" this long after
