@@ -207,6 +207,12 @@ class Settings:
     # A drain's lease outlives its planned wait by this much; a holder silent longer is presumed
     # dead (killed, timed out) and the next delivery or the sweep takes its drain over.
     drain_lease_grace_s: float = 30.0
+    # Seconds between ticks of drain_spot's finisher timer (s.yaml / template.yml deploy it with
+    # 60). Set: a drain whose removal, scheduled after the drain time, provably lands before
+    # deadline - margin even if one tick fails ends its invocation at weight 0 and the tick
+    # removes it (no instance held per notice through the wait). 0: the wait is slept in the
+    # invocation (no timer to rely on).
+    drain_finish_every_s: float = 0.0
 
     # notifications: which channels; their URLs and signing secrets are read by shared.notify
     notify_timeout_s: float = 3.0
@@ -288,6 +294,8 @@ class Settings:
             )
         if self.spot_margin_s < 0 or self.spot_margin_s >= self.spot_notice_s:
             raise SettingsError(f"{PREFIX}SPOT_MARGIN_S must be between 0 and SPOT_NOTICE_S")
+        if self.drain_finish_every_s < 0:
+            raise SettingsError(f"{PREFIX}DRAIN_FINISH_EVERY_S must not be negative (0: no timer)")
 
 
 def _convert(key: str, text: str, default: object) -> object:

@@ -8,11 +8,16 @@ step table) → result. Store unreachable, a cloud call that outlasted its retri
 notice whose drain another invocation holds (a live lease: LeaseHeldError): raise, so Function
 Compute retries; the ledger makes the retry resume, take over an expired lease, or answer
 ``duplicate`` once the drain is done. Nothing answers success for a drain not done.
+
+A tick of the function's timer (``SCHEDULE``) is the finisher: it removes the drains whose
+removal was scheduled (``scheduled``: weight 0 done, removal due after the drain time, held by
+the ledger's lease, see shared.spot.finish) instead of an invocation sleeping through the wait.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +50,8 @@ RAM_ACTIONS: tuple[str, ...] = (
     "slb:RemoveBackendServers",
     "slb:RemoveVServerGroupBackendServers",
 )
+# The finisher tick; ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S (deployed with it) is its period (60 s).
+SCHEDULE = "0 * * * * *"
 MAX_PARALLEL_DRAINS = 64  # a batch larger than this is unheard of; beyond it, drains queue
 
 log = get_logger(__name__)
@@ -53,6 +60,8 @@ log = get_logger(__name__)
 def handler(event: bytes, context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     with bind(request_id=getattr(context, "request_id", None), function="drain_spot"):
+        if _finisher_tick(event):
+            return _finish_scheduled(settings, context)
         batch = parse(event, data_only_type=settings.data_only_type)
         # Bounded whatever the input: the first bad elements one line each, then a summary.
         emit_bounded(log, "bad element", [bad.to_dict() for bad in batch.errors[:BOUNDED_LINES]],
@@ -70,6 +79,30 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         notices, ignored = _select(events)
         drains = _drain_all(notices, _drainer(store, settings, context)) if notices else []
         return _answer([d.to_dict() for d in drains], ignored, refused, batch, scope)
+
+
+def _finisher_tick(event: bytes) -> bool:
+    """A timer's event (FC: triggerTime, triggerName, payload); this function's only timer is
+    the finisher. Notices never carry triggerTime, so only timer bodies are decoded twice."""
+    if b'"triggerTime"' not in event:
+        return False
+    try:
+        doc = json.loads(event)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "triggerTime" in doc and "triggerName" in doc
+
+
+def _finish_scheduled(settings: Settings, context: Any) -> dict[str, Any]:
+    from shared.clients import Clients, credentials_from_context
+    from shared.spot.finish import finish_due
+    from shared.store import store_for
+
+    store = store_for(settings.db_url)
+    credentials = credentials_from_context(context)
+    report = finish_due(store, lambda: Clients.warm(settings, credentials), _notifier(store, settings),
+                        settings, owner=getattr(context, "request_id", None))
+    return {"scheduled_removals": report.to_dict()}
 
 
 def _answer(drains: list[dict[str, Any]], ignored: list[dict[str, Any]], refused: tuple[Refusal, ...],

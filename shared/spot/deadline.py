@@ -18,11 +18,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from shared.settings import Settings
 
-__all__ = ["LATE_AFTER_DEADLINE_S", "Deadline", "Phase", "utc_now"]
+__all__ = ["FINISH_LATENESS_S", "LATE_AFTER_DEADLINE_S", "Deadline", "Phase", "utc_now"]
 
 # A notice this far past its deadline is a platform retry (FC retries run for hours): the
 # instance is gone or going, so only leftover memberships are removed.
 LATE_AFTER_DEADLINE_S = 600.0
+# What a finisher tick may start late by, from its cron second to the takeover of a due drain:
+# the timer's own lateness, a cold start (the ignorable path is ~0.1 s; an import of the store
+# and the SDK ~2 s) and the ledger read. Generous on purpose: it only decides between the
+# scheduled removal and the in-invocation wait, never whether a drain is removed in time.
+FINISH_LATENESS_S = 15.0
 
 
 def utc_now() -> datetime:
@@ -64,6 +69,16 @@ class Deadline:
         if left <= self.margin_s:
             return Phase.FAST
         return Phase.GENTLE
+
+    def removal_schedulable(self, remove_after: datetime, every_s: float) -> bool:
+        """Whether a removal handed to a finisher ticking every ``every_s`` seconds provably
+        starts no later than an in-invocation wait would remove (``deadline - margin``), even if
+        one tick fails: the first tick at or after ``remove_after`` comes within ``every_s``, the
+        next one ``every_s`` later, each starting at most :data:`FINISH_LATENESS_S` late."""
+        if every_s <= 0:
+            return False
+        latest_start = remove_after + timedelta(seconds=2 * every_s + FINISH_LATENESS_S)
+        return latest_start <= self.at - timedelta(seconds=self.margin_s)
 
     def wait_s(self, now: datetime, drain_time_s: float, weight0_at: datetime | None = None) -> float:
         """How long to let connections finish after weight 0: the drain time still owed,

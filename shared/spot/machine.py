@@ -11,11 +11,18 @@ find       claimed                     found            refind (nothing written)
 weight0    found (gentle, not failed)  weighted         redo (weight 0 again)       restore
 wait       weighted                    waited           owed (drain time left)      restore
 remove     found, weighted, waited     removed          redo on what is present     restore
+           (and remove_after passed)
 verify     removed                     done | partial   redo                        restore
 =========  ==========================  ===============  ==========================  =========
 
 The table's order decides: the first step whose precondition holds and whose ``when`` is true
-runs next. Original weights are recorded by ``find`` before any write of ours, and no later
+runs next. When none does, the drain is *scheduled*: with ``drain_finish_every_s`` set (the
+deployed finisher timer), ``wait`` records ``waited`` with ``remove_after`` (weight 0 plus the
+drain time) and the lease until then, when :meth:`Deadline.removal_schedulable` proves the removal
+still starts by ``deadline - margin`` if one tick fails; the invocation ends there (outcome
+``scheduled``) instead of holding a function instance asleep through the wait, and the tick
+(:func:`shared.spot.finish.finish_due`), a redelivery or the sweep takes the expired lease over and
+runs ``remove`` and ``verify``. Otherwise the wait is slept in the invocation, as before. Original weights are recorded by ``find`` before any write of ours, and no later
 step re-reads them (never our own write: see :func:`shared.spot.record.original_weights`).
 
 Duplicates: a notice joins the instance's drain that is open, or whose notice is within the
@@ -179,6 +186,12 @@ def _always(_d: Drainer, _r: Run) -> bool:
     return True
 
 
+def _due(d: Drainer, run: Run) -> bool:
+    """The removal's time has come: no ``remove_after`` scheduled, or it passed."""
+    after = parse_iso_or_none(run.data.get("remove_after"))
+    return after is None or d.clock() >= after
+
+
 def _gentle(d: Drainer, run: Run) -> bool:
     return (d.phase(run) is Phase.GENTLE and run.allow_wait and not run.data.get("released")
             and not run.data.get("weight_failed"))
@@ -218,7 +231,7 @@ STEPS: tuple[Step, ...] = (
          frozenset({S.WEIGHTED, S.FOUND}), Resume.REDO, Undo.RESTORE),
     Step(StepName.WAIT, frozenset({S.WEIGHTED}), _always, _wait_act, frozenset({S.WAITED}),
          Resume.OWED, Undo.RESTORE),
-    Step(StepName.REMOVE, frozenset({S.FOUND, S.WEIGHTED, S.WAITED}), _always, _remove_act,
+    Step(StepName.REMOVE, frozenset({S.FOUND, S.WEIGHTED, S.WAITED}), _due, _remove_act,
          frozenset({S.REMOVED}), Resume.PRESENT, Undo.RESTORE),
     Step(StepName.VERIFY, frozenset({S.REMOVED}), _always, _verify_act,
          frozenset({S.DONE, S.PARTIAL}), Resume.REDO, Undo.RESTORE),
@@ -505,6 +518,8 @@ class Drainer:
                 self._apply_resume_rule(run)
             while run.status in OPEN_DRAIN:
                 step = self.next_step(run)
+                if step is None and run.data.get("remove_after"):
+                    return self._scheduled(run)
                 if step is None:
                     raise AssertionError(f"no step runs after {run.status.value}")
                 self._call_hook("before", step.name, run)
@@ -583,12 +598,47 @@ class Drainer:
             served_since = (parse_iso_or_none(run.data.get("weight0_at"))
                             if self.rule(StepName.WAIT) is Resume.OWED else None)
             wait = run.deadline.wait_s(now, self.settings.drain_time_s, served_since)
+        remove_after = now + timedelta(seconds=wait)
+        if wait > 0 and run.deadline.removal_schedulable(
+                remove_after, self.settings.drain_finish_every_s):
+            # No instance asleep through the wait: the lease runs until the removal is due, the
+            # finisher tick (or a redelivery, or the sweep) takes it over then.
+            emit(log, "draining", instance_id=run.instance_id, key=run.key,
+                 wait_s=round(wait, 3), remove_after=iso(remove_after), scheduled=True,
+                 time_left_s=round(run.deadline.time_left_s(now), 3))
+            return DrainStatus.WAITED, {"remove_after": iso(remove_after),
+                                        "scheduled_wait_s": round(wait, 3),
+                                        "lease_until": iso(remove_after)}
         emit(log, "draining", instance_id=run.instance_id, key=run.key, wait_s=round(wait, 3),
              time_left_s=round(run.deadline.time_left_s(now), 3))
         if wait > 0:
             run.lease.renew(self._lease_until(run.deadline, now, wait))
             self.sleep(wait)
         return DrainStatus.WAITED, {"waited_at": iso(self.clock()), "waited_s": round(wait, 3)}
+
+    def _scheduled(self, run: Run) -> DrainResult:
+        """End the invocation at weight 0: the removal is due at ``remove_after``, the lease
+        held until then (a taker that found it early hands it back the same way)."""
+        remove_after = parse_iso_or_none(run.data.get("remove_after"))
+        if remove_after is None:
+            raise AssertionError(f"{run.key}: scheduled without remove_after")
+        if parse_iso_or_none(run.data.get("lease_until")) != remove_after:
+            run.lease.renew(remove_after)
+            run.data["lease_until"] = iso(remove_after)
+        every = self.settings.drain_finish_every_s
+        reason = (f"weight 0; removal scheduled at {iso(remove_after)} for the finisher tick "
+                  f"(every {every:g} s; latest start {iso(run.deadline.at)} minus the margin)")
+        emit(log, "drain scheduled", event_id=run.event_id, instance_id=run.instance_id,
+             key=run.key, decision=Outcome.SCHEDULED.value, remove_after=iso(remove_after),
+             time_left_s=round(run.deadline.time_left_s(self.clock()), 3),
+             generation=run.lease.generation)
+        return DrainResult(
+            instance_id=run.instance_id, outcome=Outcome.SCHEDULED, event_id=run.event_id,
+            key=run.key, phase=Phase.GENTLE,
+            reported_master_slave=tuple(summary(m) for m in run.memberships("master_slave")),
+            time_left_s=round(run.deadline.time_left_s(remove_after), 3), reason=reason,
+            unknown_weights=tuple(run.data.get("unknown_weights") or ()),
+        )
 
     def remove(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
         memberships = run.memberships()

@@ -44,6 +44,9 @@ class Outcome(str, Enum):
     REFUSED = "refused"  # the notice names no spot instance of ours in its region
     DUPLICATE = "duplicate"  # done before (ledger): nothing repeated
     DRY_RUN = "dry_run"
+    # At weight 0, the removal scheduled after the drain time for the finisher tick (the entry's
+    # lease runs until then): nothing is notified yet, the tick's run reports the end.
+    SCHEDULED = "scheduled"
 
 
 REMOVAL_OUTCOMES = frozenset(
