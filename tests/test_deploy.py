@@ -597,7 +597,7 @@ def test_s_yaml_triggers_are_the_planned_ones(rendered: Doc) -> None:
     kinds = {name: [t["triggerType"] for t in p["triggers"]] for name, p in fc3_functions(rendered).items()}
     assert kinds == {
         "record_lifecycle": ["eventbridge"], "auto_start": ["eventbridge"],
-        "drain_spot": ["eventbridge"], "sweep": ["timer"], "lifecycle_api": ["http"],
+        "drain_spot": ["eventbridge", "timer"], "sweep": ["timer"], "lifecycle_api": ["http"],
     }
     for name in EVENT_FUNCTIONS:
         config = fc3_functions(rendered)[name]["triggers"][0]["triggerConfig"]
@@ -605,6 +605,18 @@ def test_s_yaml_triggers_are_the_planned_ones(rendered: Doc) -> None:
         assert config["triggerEnable"] is True
     http = fc3_functions(rendered)["lifecycle_api"]["triggers"][0]["triggerConfig"]
     assert (http["authType"], http["methods"]) == ("function", ["GET"])
+
+
+def test_the_drain_finisher_period_is_its_timer_in_both_files(
+    rendered: Doc, template: Doc, practices: dict[str, Practice]
+) -> None:
+    """GIVEN drain_spot's finisher timer (SCHEDULE, every minute) WHEN its deploy files are read
+    THEN ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S is that period (the scheduling proof relies on it)."""
+    assert practices["drain_spot"].schedule == "0 * * * * *"
+    props = fc3_functions(rendered)["drain_spot"]
+    assert props["environmentVariables"]["ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S"] == "60"
+    _, function = template_functions(resolve(template))["drain_spot"]
+    assert function["Properties"]["EnvironmentVariables"]["ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S"] == "60"
 
 
 def test_s_yaml_matches_the_declarations(rendered: Doc, practices: dict[str, Practice]) -> None:
