@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from shared.events import SPOT_INTERRUPTION, Batch, EventKind, eventbridge_type, parse
@@ -170,6 +169,10 @@ def _drain_all(notices: list[EcsEvent], drainer: Drainer) -> list[DrainResult]:
         by_instance.setdefault(notice.instance_id, []).append(notice)
     if len(by_instance) == 1:
         return [drainer.drain(notice) for notice in notices]
+    # Here, not at the top: concurrent.futures (queue, threads) is ~10 ms of every cold start,
+    # and a delivery with one instance or none never needs a pool.
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DRAINS, len(by_instance))) as pool:
         futures = [
             pool.submit(contextvars.copy_context().run, _drain_each, drainer, copies)
