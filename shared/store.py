@@ -845,7 +845,7 @@ class Store:
         unique: dict[str, EcsEvent] = {}
         for event in events:
             unique.setdefault(event.event_id, event)
-        rows = [_event_row(e, received) for e in sorted(unique.values(), key=lambda e: e.event_id)]
+        rows = [_event_row(e, received) for e in sorted(unique.values(), key=_counter_order)]
 
         def work(conn: Connection) -> set[str]:
             inserted = self._insert_events(conn, rows)
@@ -1862,6 +1862,16 @@ def _instances_upsert(dialect: str, count: int) -> Any:
     if name in ("mysql", "mariadb"):
         return stmt.on_duplicate_key_update(assignments)
     return stmt.on_conflict_do_update(index_elements=[old.instance_id], set_=dict(assignments))
+
+
+def _counter_order(event: EcsEvent) -> tuple[Any, ...]:
+    """The order a batch's events are inserted in: by the counters their triggers bump (day,
+    kind, state, name, then hour), so that concurrent writers lock the counter rows in one
+    order. In event-id order, MariaDB's row triggers deadlocked 4 writers of batches of 50
+    beyond the retries (a daily counter then an hourly one, each writer its own way round)."""
+    moment = _naive(event.event_time)
+    return (moment.date(), event.kind.value, event.state or "", event.full_name,
+            moment.replace(minute=0, second=0, microsecond=0), event.event_id)
 
 
 def _event_row(event: EcsEvent, received: datetime) -> dict[str, Any]:
