@@ -42,6 +42,7 @@ __all__ = ["emu", "store"]  # the fixtures, imported for pytest
 
 EVERY_S = 60.0
 SCHEDULED_ENV = {**ENV, "ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S": str(EVERY_S)}
+BOUND_S = 2 * (EVERY_S + FINISH_LATENESS_S) + 30.0  # the default lease grace
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
 WEIGHT0 = {("rsp-bp1api000000000001", 8080), ("rsp-bp1http00000000001", 80),
            ("rsp-bp1https0000000001", 443), ("default", None)}
@@ -71,16 +72,16 @@ def entry_times(store: Store) -> tuple[datetime, datetime, datetime]:
 
 
 def test_a_removal_is_schedulable_only_if_two_ticks_still_start_it_by_deadline_minus_margin() -> None:
-    """GIVEN a 300 s notice with a 30 s margin and a tick every 60 s (15 s lateness allowed)
-    THEN a removal due by t0 + 135 s is schedulable (135 + 2*60 + 15 = 270 = 300 - 30) and one
-    a millisecond later is not; without a timer nothing is."""
+    """GIVEN a 300 s notice with a 30 s margin, a tick every 60 s (15 s lateness allowed) and a
+    30 s lease grace THEN a removal due by t0 + 90 s is schedulable (90 + 2*(60+15) + 30 = 270
+    = 300 - 30) and one a millisecond later is not; without a timer nothing is."""
     deadline = Deadline(notice_time=T0, at=T0 + timedelta(seconds=300), margin_s=30.0)
     assert FINISH_LATENESS_S == 15.0
-    assert deadline.removal_schedulable(T0 + timedelta(seconds=135), 60.0) is True
-    assert deadline.removal_schedulable(T0 + timedelta(seconds=135.001), 60.0) is False
-    assert deadline.removal_schedulable(T0 + timedelta(seconds=10), 0.0) is False
-    assert deadline.removal_schedulable(T0 + timedelta(seconds=235), 10.0) is True  # 235+35
-    assert deadline.removal_schedulable(T0 + timedelta(seconds=235.001), 10.0) is False
+    assert deadline.removal_schedulable(T0 + timedelta(seconds=90), 60.0, 30.0) is True
+    assert deadline.removal_schedulable(T0 + timedelta(seconds=90.001), 60.0, 30.0) is False
+    assert deadline.removal_schedulable(T0 + timedelta(seconds=10), 0.0, 30.0) is False
+    assert deadline.removal_schedulable(T0 + timedelta(seconds=190), 10.0, 30.0) is True  # +80
+    assert deadline.removal_schedulable(T0 + timedelta(seconds=190.001), 10.0, 30.0) is False
 
 
 # --- the drain and the tick -------------------------------------------------------------------
@@ -108,7 +109,7 @@ def test_scheduled_drain_ends_at_weight_0_and_the_tick_removes_it_once_due(
     assert entry.data["scheduled_wait_s"] == pytest.approx(20.0, abs=0.5)
     remove_after, deadline, lease_until = entry_times(store)
     assert lease_until == remove_after
-    assert remove_after + timedelta(seconds=2 * EVERY_S + FINISH_LATENESS_S) <= deadline - timedelta(seconds=30)
+    assert remove_after + timedelta(seconds=BOUND_S) <= deadline - timedelta(seconds=30)
     sent = Sent()
     # a tick before the removal is due: nothing
     early = finish_due(store, clients_for(emu, settings), sent, settings, clock=clock)
@@ -135,14 +136,14 @@ def test_scheduled_drain_ends_at_weight_0_and_the_tick_removes_it_once_due(
 def test_a_tick_as_late_as_the_proof_allows_still_removes_before_deadline_minus_margin(
     emu: Emulator, store: Store
 ) -> None:
-    """GIVEN a scheduled drain WHEN the first tick after the removal was due failed and the next
-    one starts as late as allowed (2 periods + lateness) THEN it still removes with at least the
-    margin left: the guarantee of the in-invocation wait."""
+    """GIVEN a scheduled drain WHEN the first tick after the removal was due died holding it and
+    the next one starts as late as allowed (2 x (period + lateness) + lease grace) THEN it still
+    removes with at least the margin left: the guarantee of the in-invocation wait."""
     settings = scheduled_settings(emu, store)
     clock = Time()
     Drainer(store, clients_for(emu, settings), settings, clock=clock).drain(notice(emu))
     remove_after, deadline, _ = entry_times(store)
-    latest = remove_after + timedelta(seconds=2 * EVERY_S + FINISH_LATENESS_S)
+    latest = remove_after + timedelta(seconds=BOUND_S)
     assert latest <= deadline - timedelta(seconds=30)
     clock.offset_s += (latest - clock()).total_seconds()
     report = finish_due(store, clients_for(emu, settings), None, settings, clock=clock,
@@ -155,7 +156,7 @@ def test_a_tick_as_late_as_the_proof_allows_still_removes_before_deadline_minus_
 
 
 def test_without_room_for_two_ticks_the_wait_is_slept_as_before(emu: Emulator, store: Store) -> None:
-    """GIVEN a drain time too long for the proof (200 s: 200 + 135 > 270) WHEN drained THEN the
+    """GIVEN a drain time too long for the proof (200 s: 200 + 180 > 270) WHEN drained THEN the
     invocation sleeps through the wait and removes, exactly as without the timer."""
     settings = scheduled_settings(emu, store, ECS_EVENT_OPS_DRAIN_TIME_S="200")
     clock = Time()
@@ -221,7 +222,7 @@ def test_a_tick_killed_mid_removal_is_finished_by_the_next_tick(
     with pytest.raises(Killed):
         Drainer(store, clients_for(emu, settings), settings, clock=clock, sleep=clock.sleep,
                 hook=dying).resume(store.ledger_get(KEY))  # type: ignore[arg-type]
-    clock.offset_s += 60.0  # past the dead tick's lease (its wait was 0, plus 30 s grace)
+    clock.offset_s += 31.0  # past the dead tick's lease: no wait leased, 30 s grace
     report = finish_due(store, clients_for(emu, settings), None, settings, clock=clock,
                         sleep=clock.sleep)
     final = store.ledger_get(KEY)

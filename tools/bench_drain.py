@@ -404,6 +404,7 @@ def billing(sleeping: dict[str, Any], scheduled: dict[str, Any], finish_every_s:
         ("sleeping, what-if custom runtime C=100 (not python3.10 on FC 3.0)", sleeping, 100),
         (f"scheduled removal + finisher tick (after; tick every {finish_every_s:g} s here), C=1",
          scheduled, 1),
+        ("scheduled, what-if custom runtime C=100", scheduled, 100),
     ):
         pool = fc_pool([tuple(iv) for iv in run["invocations"]], concurrency)
         rows.append({"design": label, **pool,

@@ -19,7 +19,7 @@ The table's order decides: the first step whose precondition holds and whose ``w
 runs next. When none does, the drain is *scheduled*: with ``drain_finish_every_s`` set (the
 deployed finisher timer), ``wait`` records ``waited`` with ``remove_after`` (weight 0 plus the
 drain time) and the lease until then, when :meth:`Deadline.removal_schedulable` proves the removal
-still starts by ``deadline - margin`` if one tick fails; the invocation ends there (outcome
+still starts by ``deadline - margin`` if one tick fails or dies; the invocation ends there (outcome
 ``scheduled``) instead of holding a function instance asleep through the wait, and the tick
 (:func:`shared.spot.finish.finish_due`), a redelivery or the sweep takes the expired lease over and
 runs ``remove`` and ``verify``. Otherwise the wait is slept in the invocation, as before. Original weights are recorded by ``find`` before any write of ours, and no later
@@ -430,9 +430,11 @@ class Drainer:
         None when it is finished already."""
         now = self.clock()
         deadline = _deadline_of(entry.data, self.settings)
+        # A taker that does not wait leases no wait: one that dies holds the drain only for the
+        # grace (the finisher's deadline proof counts on it; Deadline.removal_schedulable).
         got = ledger.acquire(self.store, entry.key, kind=Kind.DRAIN, owner=self.owner,
-                             until=self._lease_until(deadline, now), now=now,
-                             finished=REMOVED_DRAIN | FINISHED_DRAIN)
+                             until=self._lease_until(deadline, now, None if allow_wait else 0.0),
+                             now=now, finished=REMOVED_DRAIN | FINISHED_DRAIN)
         if not isinstance(got, Acquired):
             return None
         run = self._run_of(got, str(entry.data.get("event_id") or ""))
@@ -600,7 +602,7 @@ class Drainer:
             wait = run.deadline.wait_s(now, self.settings.drain_time_s, served_since)
         remove_after = now + timedelta(seconds=wait)
         if wait > 0 and run.deadline.removal_schedulable(
-                remove_after, self.settings.drain_finish_every_s):
+                remove_after, self.settings.drain_finish_every_s, self.settings.drain_lease_grace_s):
             # No instance asleep through the wait: the lease runs until the removal is due, the
             # finisher tick (or a redelivery, or the sweep) takes it over then.
             emit(log, "draining", instance_id=run.instance_id, key=run.key,
