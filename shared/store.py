@@ -604,6 +604,14 @@ END""",
 # PostgreSQL: statement triggers over transition tables: one grouped upsert per statement,
 # its rows in key order (concurrent writers lock the counters in one order: no deadlock).
 _PG_COUNTERS = (
+    # Counter rows are updated in place all day: room on their pages for HOT updates (no index
+    # change, old versions pruned on access) and a vacuum after every 500 dead ones.
+    *(
+        f"ALTER TABLE {name} SET (fillfactor = 50, autovacuum_vacuum_scale_factor = 0, "
+        "autovacuum_vacuum_threshold = 500, autovacuum_analyze_scale_factor = 0, "
+        "autovacuum_analyze_threshold = 500)"
+        for name in ("event_counts", "event_counts_hourly", "instance_counts")
+    ),
     """CREATE OR REPLACE FUNCTION ecs_event_counts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO event_counts (day, kind, state, full_name, n)
@@ -1036,7 +1044,10 @@ class Store:
         """
         import sqlalchemy.exc as sa_exc
 
-        tables = ("events", "instances", "ledger")
+        # The counters too: on PostgreSQL every recorded batch updates a few of their rows, and
+        # a burst leaves dead versions behind (1 M events bulk-loaded: 81 MB for 468 rows) that
+        # stats would scan until autovacuum comes by.
+        tables = ("events", "instances", "ledger", "event_counts", "event_counts_hourly", "instance_counts")
         if not self._schema_ready:
             self.ensure_schema()
         engine = self._get_engine()
