@@ -112,8 +112,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            ("started_once",), _flap_guard_off),
     Mutant("forged_notice_accepted", "a spot notice naming an on-demand instance is drained",
            ("nothing_from_forged",), _forged_notice_accepted),
-    Mutant("lease_never_expires", "a killed drain's lease is never taken over",
-           ("weight0_only_live", "drained_by_deadline"), _lease_never_expires),
+    Mutant("lease_never_expires", "a killed drain's lease is never taken over (nor the restore's)",
+           ("weight0_only_live", "drained_by_deadline", "originals_exact"), _lease_never_expires),
 )}
 
 

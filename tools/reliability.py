@@ -80,7 +80,7 @@ ACCOUNT = "1234567890123456"
 FOREIGN_ACCOUNT = "9876543210987654"
 REGION = "cn-hangzhou"
 MAX_ATTEMPTS = 10  # deliveries of one body before the modelled platform gives up
-MAX_RUN_S = 240.0  # a run that has not settled by then is reported as it is
+MAX_RUN_S = 300.0  # a run that has not settled by then is reported as it is
 DOWN_DB = "postgresql+psycopg://nobody@127.0.0.1:1/unreachable"
 # ActionTrail as documented (up to 10 minutes before a call shows, LookupEvents 2 calls/s), on
 # the suite's compressed clock: a record shows TRAIL_LAG_S after the call, auto_start leaves a
@@ -120,11 +120,11 @@ class Size:
     kills: int = 2  # spot notices first delivered to a subprocess killed at a random moment
 
 
-SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=6, lose_rate=0.05, notice_s=30,
+SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=6, lose_rate=0.05, notice_s=40,
              latency_ms=5.0, kills=2)
-TINY = Size(instances=1, fault_rate=0.05, window=6, outage=4, lose_rate=0.05, notice_s=20,
+TINY = Size(instances=1, fault_rate=0.05, window=6, outage=4, lose_rate=0.05, notice_s=30,
             latency_ms=5.0, kills=1)  # the mutants' and sabotages' size
-FULL = Size(instances=12, fault_rate=0.08, window=20, outage=30, lose_rate=0.05, notice_s=45,
+FULL = Size(instances=8, fault_rate=0.08, window=20, outage=20, lose_rate=0.05, notice_s=60,
             latency_ms=10.0, kills=6)
 
 
@@ -159,6 +159,7 @@ class Spawned:
     delivery: Delivery
     iid: str
     mode: str
+    payload: dict[str, Any] | None = None
     killed: bool = False
     kill_after_s: float | None = None  # since the spawn
     weight0_seen: bool = False  # its weight-0 write was seen before the kill
@@ -199,7 +200,8 @@ class Run:
     expected_id: dict[str, str] = field(default_factory=dict)
     initial: dict[tuple[str, str, int | None], int] = field(default_factory=dict)  # member -> weight
     final: dict[tuple[str, str, int | None], int] = field(default_factory=dict)
-    writes: list[tuple[float, str, str, str, int | None, int | None]] = field(default_factory=list)
+    # (time, action, group, server, port, weight, function) of every CLB write that took effect
+    writes: list[tuple[float, str, str, str, int | None, int | None, str]] = field(default_factory=list)
     starts: Counter[str] = field(default_factory=Counter)  # StartInstance calls that took effect
     entries: list[dict[str, Any]] = field(default_factory=list)  # drain ledger entries
     spawned: list[Spawned] = field(default_factory=list)
@@ -231,7 +233,7 @@ def generated_fleet(size: Size) -> Fleet:
     add("untagged", n)
     add("locked", n, tags={"auto-start": "always"})
     add("flapper", 1, tags={"auto-start": "always"})
-    add("spot", n * 2 + 2, spot_strategy="SpotAsPriceGo", tags={"app": "web"})
+    add("spot", n * 2 + 3, spot_strategy="SpotAsPriceGo", tags={"app": "web"})
     add("calm", 1, spot_strategy="SpotAsPriceGo", tags={"app": "web"})  # never interrupted
     add("steady", 1, tags={"app": "web"})  # on-demand, never stopped: a forged notice names it
     spots = [i["id"] for i in instances if i["name"].startswith(("spot", "calm"))]
@@ -402,7 +404,9 @@ class Spawner:
             others = [e for e in ENVELOPES if wrap(delivery.payload, e) != delivery.body]
             bodies.append(wrap(delivery.payload, self.rng.choice(others)))
         for body in bodies:
-            spawned = Spawned(self._popen(body), Delivery(body, ("drain_spot",)), iid, delivery.spawn)
+            spawned = Spawned(self._popen(body), Delivery(body, ("drain_spot",), attempts=delivery.attempts),
+                              iid, delivery.spawn,
+                              payload=delivery.payload)
             self.run.spawned.append(spawned)
             killer = None
             if delivery.spawn in ("kill", "midwait"):
@@ -467,6 +471,13 @@ class Spawner:
             if code not in (0, 2):  # killed (-9) or raised (1): the platform delivers it again
                 self.run.raised += 0 if spawned.killed else 1
                 spawned.delivery.not_before = time.time() + PLATFORM_RETRY_S
+                spawned.delivery.attempts += 1
+                if spawned.delivery.attempts >= MAX_ATTEMPTS:
+                    self.run.given_up.append(spawned.delivery.body[:80].decode("utf-8", "replace"))
+                    continue
+                if spawned.mode == "midwait" and not spawned.killed and spawned.payload is not None:
+                    # it raised before its wait: its retry goes to a process again, to be killed there
+                    spawned.delivery.spawn, spawned.delivery.payload = "midwait", spawned.payload
                 retry.append(spawned.delivery)
         self.live = still
         return retry
@@ -492,7 +503,8 @@ def deliver_all(emu: Emulator, db_url: str, run: Run, rng: random.Random, size: 
     # shows), one through two envelopes at once, some killed at a random moment.
     spots = sorted(run.interrupted - run.kept - set(run.held))
     plan = ["midwait", "pair"] + ["kill"] * size.kills
-    order = sorted(run.kept) + [s for s in spots if s not in run.released] + sorted(run.released)
+    # (the last of the staying spots always drains in-process: a gentle drain whatever the processes do)
+    order = sorted(run.kept) + [s for s in spots if s not in run.released][:-1] + sorted(run.released)
     spawn_for = dict(zip(order, plan, strict=False))  # the plan is longer than the notices
     spawner = Spawner(emu, db_url, run, rng, workdir=workdir, env=env)
     forged = forged_notices(run, emu)
@@ -655,7 +667,7 @@ def collect(emu: Emulator, db_url: str, run: Run) -> None:
             run.injected[call.code] += 1
         if call.action in CLB_WRITES and _applied(call):
             for group, server, port, weight in _servers(call):
-                run.writes.append((call.time, call.action, group, server, port, weight))
+                run.writes.append((call.time, call.action, group, server, port, weight, call.function or ""))
         if call.action == "StartInstance" and _applied(call):
             run.starts[call.params.get("InstanceId", "")] += 1
     for index, payload in enumerate(emu.events()):
@@ -744,7 +756,7 @@ def _check_drains(run: Run, fail: Any) -> None:
             fail("drained_by_deadline", f"interrupted {iid} has no drain")
         deadline = run.notice_at[iid] + run.size.notice_s
         removed_at: dict[tuple[str, str, int | None], float] = {}
-        for t, action, group, server, port, _ in run.writes:
+        for t, action, group, server, port, _, _ in run.writes:
             if server == iid and action in REMOVALS:
                 removed_at.setdefault((group, server, port), t)
         mine = [k for k in run.initial if k[1] == iid]
@@ -765,22 +777,25 @@ def _check_drains(run: Run, fail: Any) -> None:
 
 
 def _check_gentle(run: Run, iid: str, entries: Sequence[Mapping[str, Any]], fail: Any) -> None:
-    """A running instance whose notice was claimed with time for the drain got weight 0 first."""
+    """A running instance that drain_spot removed, its memberships found with time left beyond
+    the margin, got weight 0 first (the sweep's takeover finishes at once, by design; a failed
+    weight change is flagged ``weight_failed``)."""
     from shared.events import parse_iso_or_none
 
-    if iid in run.released or not entries:
+    if iid in run.released or not entries or any(e["data"].get("weight_failed") for e in entries):
         return
-    first = min(entries, key=lambda e: str(e["data"].get("verified_at")))
-    verified = parse_iso_or_none(first["data"].get("verified_at"))
-    if verified is None:
+    found = [t.timestamp() for t in (parse_iso_or_none(e["data"].get("found_at")) for e in entries) if t]
+    removals = [w for w in run.writes if w[3] == iid and w[1] in REMOVALS]
+    if not found or not removals:
         return
-    left = run.notice_at[iid] + run.size.notice_s - verified.timestamp()
-    if left <= MARGIN_S + DRAIN_TIME_S + 1.0:
-        return  # no time for the wait: the fast or leftover path is right to skip it
-    weight0 = [t for t, a, _, s, _, w in run.writes if s == iid and a in WEIGHT_WRITES and w == 0]
-    removals = [t for t, a, _, s, _, _ in run.writes if s == iid and a in REMOVALS]
-    if removals and (not weight0 or min(weight0) > min(removals)):
-        fail("gentle", f"interrupted {iid} removed without weight 0 first ({left:.1f} s left at its claim)")
+    left = run.notice_at[iid] + run.size.notice_s - min(found)
+    first = min(removals)
+    if left <= MARGIN_S + 0.5 or first[6] != "drain_spot":
+        return  # inside the margin: the fast path is right to skip the wait
+    weight0 = [w[0] for w in run.writes if w[3] == iid and w[1] in WEIGHT_WRITES and w[5] == 0]
+    if not weight0 or min(weight0) > first[0]:
+        fail("gentle", f"interrupted {iid} removed by drain_spot without weight 0 first "
+             f"({left:.1f} s left when its memberships were found)")
 
 
 def _check_originals(run: Run, iid: str, entries: Sequence[Mapping[str, Any]], fail: Any) -> None:
@@ -839,7 +854,7 @@ def killed_mid_wait(run: Run, spawned: Spawned) -> bool:
     """Killed after its weight-0 write and before any removal of its instance: inside the wait."""
     if not (spawned.killed and spawned.weight0_seen and spawned.killed_at is not None):
         return False
-    removals = [t for t, a, _, s, _, _ in run.writes if s == spawned.iid and a in REMOVALS]
+    removals = [w[0] for w in run.writes if w[3] == spawned.iid and w[1] in REMOVALS]
     return not removals or min(removals) > spawned.killed_at
 
 
