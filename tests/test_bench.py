@@ -13,8 +13,8 @@ def test_warm_section_measures_each_function_against_a_local_emulator(tmp_path: 
     assert set(rows) == {
         "shared.events.parse (all fixtures)",
         "record_lifecycle (record a new state change)",
-        "auto_start (record + ignore another kind)",
-        "drain_spot (record + ignore another kind)",
+        "auto_start (ignore another kind (no store: shared.triage))",
+        "drain_spot (ignore another kind (no store: shared.triage))",
     }
     assert all(rate > 0 for rate in rows.values())
 
