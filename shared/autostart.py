@@ -311,8 +311,11 @@ def lock_skip(instance: Instance) -> Skip | None:
 
 
 def spot_skip(instance: Instance, interruptions: Sequence[EventRecord]) -> Skip | None:
-    """A recent PreemptibleInstanceInterruption: the stop is the spot reclaim."""
-    if not interruptions:
+    """A recent PreemptibleInstanceInterruption: the stop is the spot reclaim.
+
+    Only for a spot instance: a notice naming an on-demand one is forged or misrouted (the drain
+    refuses it too) and must not keep a crashed instance down."""
+    if not interruptions or not instance.is_spot:
         return None
     last = interruptions[-1]
     behaviour = instance.spot_interruption_behavior or "unknown"

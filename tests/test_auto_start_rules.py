@@ -150,6 +150,13 @@ def test_recent_spot_interruption_marks_the_stop_as_a_reclaim() -> None:
     assert spot_skip(inst(behaviour="Stop"), []) is None
 
 
+def test_interruption_notice_naming_an_on_demand_instance_is_not_a_reclaim() -> None:
+    """GIVEN a (forged) notice for an on-demand instance WHEN checked THEN no spot skip."""
+    notice = record("Instance:PreemptibleInstanceInterruption", at=T0)
+    assert inst(behaviour=None).spot_strategy == "NoSpot"
+    assert spot_skip(inst(behaviour=None), [notice]) is None
+
+
 def test_announced_platform_stop_skips_unless_configured() -> None:
     """GIVEN SystemFailure.Stop:Executing stored WHEN checked THEN skipped unless restart is on."""
     events = [record("Instance:SystemFailure.Stop", "Executing")]
