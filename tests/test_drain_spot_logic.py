@@ -409,6 +409,46 @@ def test_late_gentle_drain_never_waits_past_deadline_minus_margin() -> None:
     assert (result.outcome, result.missed_deadline) == (Outcome.DRAINED, False)
 
 
+@dataclass
+class StickyLb(FakeLb):
+    """Accepts the first ``sticky`` removals without applying them (still registered)."""
+
+    sticky: int = 1
+
+    def remove_members(self, memberships: Sequence[Membership], *, dry_run: bool = False) -> int:
+        if self.sticky > 0 and not dry_run:
+            self.sticky -= 1
+            self._call("remove", [f"{m.group_id}:{m.port}" for m in memberships])
+            return 1
+        return super().remove_members(memberships, dry_run=dry_run)
+
+
+def test_a_membership_removed_again_by_verify_after_the_deadline_is_a_missed_deadline() -> None:
+    """The remove step ends 2 s before the deadline but one group kept the member; verify
+    removes it again past the deadline: the drain says it missed the deadline."""
+    # GIVEN a notice handled 294 s late, 1 s per call, the first removal not applied
+    clock = FakeClock(T0 + timedelta(seconds=294))
+    lb = StickyLb(clock, fleet(), latency_s=1.0)
+    d = Drainer(FakeLedger(), FakeClients(lb), SETTINGS, clock=clock, sleep=clock.sleep)
+    # WHEN drained
+    result = d.drain(interruption(T0))
+    # THEN the member is gone, but only after the deadline, and the result says so
+    removals = [t for a, t, _ in lb.calls if a == "remove"]
+    assert removals == [pytest.approx(296.0), pytest.approx(297.0), pytest.approx(300.0)]
+    assert {m.server_id for m in lb.members if m.group_kind is not GroupKind.MASTER_SLAVE} == {OTHER}
+    assert result.missed_deadline is True
+
+
+def test_a_membership_removed_again_by_verify_before_the_deadline_is_in_time() -> None:
+    """The same, 2 s earlier: the second removal lands before the deadline: no miss."""
+    clock = FakeClock(T0 + timedelta(seconds=292))
+    lb = StickyLb(clock, fleet(), latency_s=1.0)
+    d = Drainer(FakeLedger(), FakeClients(lb), SETTINGS, clock=clock, sleep=clock.sleep)
+    result = d.drain(interruption(T0))
+    assert [t for a, t, _ in lb.calls if a == "remove"][-1] == pytest.approx(298.0)
+    assert result.missed_deadline is False
+
+
 def test_throttled_removal_is_retried_within_the_deadline() -> None:
     """Removal throttled after the client's retries: another round, paused, before the deadline."""
     # GIVEN the first removal call failing with throttling that outlasted the client's retries

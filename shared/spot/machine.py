@@ -671,6 +671,7 @@ class Drainer:
         memberships = run.memberships()
         lb = self.clients_in(run.region).lb
         still: list[Membership] = []
+        removed_again_at: datetime | None = None
         for attempt in range(VERIFY_ROUNDS):
             still = self._present(run, memberships, lb)
             if not still or attempt == VERIFY_ROUNDS - 1:
@@ -678,7 +679,11 @@ class Drainer:
             emit(log, "still registered", level=30, instance_id=run.instance_id,
                  memberships=[label(summary(m)) for m in still], attempt=attempt + 1)
             self._per_group("remove", still, run)
+            removed_again_at = self.clock()
             self.sleep(VERIFY_PAUSE_S)
+        # A membership removed again here left only then: past the deadline, that is a miss even
+        # though the remove step itself finished in time.
+        late = removed_again_at is not None and run.deadline.time_left_s(removed_again_at) < 0
         path = Phase(run.data.get("path") or Phase.FAST.value)
         if still:
             outcome = Outcome.PARTIAL
@@ -689,14 +694,15 @@ class Drainer:
         else:
             outcome = Outcome.LEFTOVERS_REMOVED
         status = DrainStatus.PARTIAL if still else DrainStatus.DONE
-        return status, self._final(run, outcome, path, still)
+        return status, self._final(run, outcome, path, still, late=late)
 
     def _final(self, run: Run, outcome: Outcome, path: Phase, leftover: Sequence[Membership],
-               *, reason: str | None = None) -> dict[str, Any]:
+               *, reason: str | None = None, late: bool = False) -> dict[str, Any]:
         return {
             "outcome": outcome.value, "path": run.data.get("path") or path.value,
             "leftover": [summary(m) for m in leftover], "verified_at": iso(self.clock()),
-            "missed_deadline": bool(run.data.get("missed_deadline")) or path is Phase.LEFTOVER,
+            "missed_deadline": (bool(run.data.get("missed_deadline")) or path is Phase.LEFTOVER
+                                or late),
             "lease_until": None, "reason": reason or run.data.get("reason"),
         }
 
