@@ -18,6 +18,7 @@ import pytest
 
 from shared.clients import ERROR_RULES, Rule
 from tests.helpers import emulator_for
+from tests.test_drain_spot import FUNCTION_ENV
 from tools.emulator import Emulator
 from tools.invoke import invoke_local
 
@@ -27,12 +28,6 @@ WRITES = ("SetBackendServers", "SetVServerGroupAttribute", "RemoveBackendServers
 BUSY = sorted(code for (scope, code), entry in ERROR_RULES.items()
               if scope == "slb" and entry.rule is Rule.TRANSIENT
               and code != "LocationServiceTimeout")
-FUNCTION_ENV = {
-    "ECS_EVENT_OPS_DRAIN_TIME_S": "0.2",
-    "ECS_EVENT_OPS_LB_TAG": "app=web",
-    "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.01",
-    "ECS_EVENT_OPS_API_BACKOFF_MAX_S": "0.05",
-}
 
 
 @pytest.fixture

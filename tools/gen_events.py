@@ -139,13 +139,10 @@ def from_store(url: str, instance_ids: Sequence[str], account: str | None) -> li
 
 def from_api(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Target]:
     """The instances DescribeInstances answers in ``--region`` (all, or the ones named)."""
-    from shared.clients import Clients, CloudError, Credentials
+    from shared.clients import Clients, CloudError, credentials_from_context
     from shared.settings import Settings
 
-    key = environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID")
-    secret = environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-    creds = (Credentials(key, secret, environ.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None)
-             if key and secret else None)
+    creds = credentials_from_context(None, environ)
     overrides: dict[str, Any] = {"region": args.region}
     if args.cloud:
         overrides["cloud_url"] = args.cloud

@@ -333,7 +333,7 @@ class UsageError(ValueError):
 
 
 def _cms(args: argparse.Namespace, environ: Mapping[str, str]) -> CmsClient:
-    from shared.clients import Clients, Credentials
+    from shared.clients import Clients, credentials_from_context
     from shared.settings import Settings
 
     cloud = args.cloud or None
@@ -341,10 +341,7 @@ def _cms(args: argparse.Namespace, environ: Mapping[str, str]) -> CmsClient:
         raise UsageError("pass --cloud URL (the emulator) or --real-cloud (your account), one")
     if cloud and (urlsplit(cloud).scheme not in ("http", "https") or not urlsplit(cloud).netloc):
         raise UsageError(f"--cloud must be http(s)://host[:port], not {cloud!r}")
-    key, secret = (environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID"),
-                   environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET"))
-    creds = (Credentials(key, secret, environ.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None)
-             if key and secret else None)
+    creds = credentials_from_context(None, environ)
     overrides: dict[str, Any] = {"region": args.region}
     if cloud:
         overrides["cloud_url"] = cloud
