@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-from typing import TYPE_CHECKING, Any
 
 from shared.events import SPOT_INTERRUPTION, Batch, EventKind, eventbridge_type, parse
 from shared.log import BOUNDED_LINES, bind, emit, emit_bounded, get_logger
@@ -26,7 +25,11 @@ from shared.scope import EventScope, Refusal
 from shared.settings import Settings
 from shared.triage import drain_spot_has_work
 
+# typing is not imported at run time: the annotations are strings (a cold start saves ~2 ms)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from shared.drain import Drainer, DrainResult
     from shared.events import EcsEvent
     from shared.notify import Notifier
