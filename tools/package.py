@@ -85,6 +85,9 @@ GROUPS: Mapping[str, tuple[str, ...]] = {
     "slb": ("alibabacloud_slb20140515",),
     "actiontrail": ("alibabacloud_actiontrail20200706",),
     "cms": ("alibabacloud_cms20190101",),
+    # ALB and NLB (issue 13): shipped to a function once it declares a RAM action of theirs
+    "alb": ("alibabacloud_alb20200616",),
+    "nlb": ("alibabacloud_nlb20220430",),
     # the lifecycle store: SQLAlchemy Core + drivers (psycopg[binary] is the biggest part)
     "store": ("SQLAlchemy", "PyMySQL", "psycopg"),
     "retry": ("tenacity",),
@@ -102,7 +105,7 @@ NEEDS: Mapping[str, frozenset[str]] = {
 }
 # RAM action prefix -> the SDK group that calls that service.
 SDK_GROUP_OF_SERVICE: Mapping[str, str] = {
-    "ecs": "ecs", "slb": "slb", "actiontrail": "actiontrail", "cms": "cms",
+    "ecs": "ecs", "slb": "slb", "actiontrail": "actiontrail", "cms": "cms", "alb": "alb", "nlb": "nlb",
 }
 
 LOG_STATEMENT_ACTION = "log:PostLogStoreLogs"
