@@ -220,9 +220,17 @@ PLATFORM_CODES: tuple[PlatformCode, ...] = (
                  "RebootInstance and DeleteInstance: 'If the request passes the dry run, the "
                  "DryRunOperation error code is returned'",
                  products=("ecs",),
-                 actions=("StartInstance", "StopInstance", "RebootInstance", "DeleteInstance"),
+                 actions=("StartInstance", "StopInstance", "RebootInstance", "DeleteInstance",
+                          "RunInstances"),
                  note="the batch actions StartInstances/StopInstances answer DRYRUN.SUCCESS "
-                 "(their own errorCodes, 400) instead"),
+                 "(their own errorCodes, 400) instead; RunInstances: the SDK's DryRun "
+                 "description (models/_run_instances_request.py, reference §4.2)"),
+    PlatformCode("IdempotentParameterMismatch", (400,),
+                 "ECS 'How to ensure idempotence' (AlibabaCloudDocs/ecs@322eaab: intl.en-US/API "
+                 "Reference/Appendix/How to ensure idempotence.md; reference §4.2): a ClientToken "
+                 "in use with different request parameters",
+                 products=("ecs",), actions=("RunInstances",),
+                 note="not in RunInstances' errorCodes of the 2024-07-30 snapshot"),
     PlatformCode("InvalidLoadBalancerId.NotFound", (404, 400),
                  "CLB's answer for an unknown LoadBalancerId as handled by "
                  "terraform-provider-alicloud (LoadBalancerNotFound) and "

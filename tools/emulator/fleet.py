@@ -31,6 +31,23 @@ default)::
                                                                   weight: 100, server_type: Master}]}]
         listeners: [{port: 80, protocol: http, vserver_group_id: rsp-...}]   # optional
     actiontrail: {lag_s: 0, skew_s: 0, qps: null}   # optional: LookupEvents realism (trail.py)
+    provisioning:                     # optional: what RunInstances and its neighbours see
+      boot_s: 0.05                    # Pending -> Starting -> Running, half each (default: the
+                                      # emulator's start delay)
+      vswitches: [{id: vsw-..., zone: cn-hangzhou-h, vpc_id: vpc-..., cidr_prefix: "10.0.1"}]
+      security_groups: [sg-...]
+      images: [aliyun_3_x64_20G_alibase_20240819.vhd]   # default: the instances' images
+      ram_roles: [web-role]
+      instance_types: [{type: ecs.g7.large, cores: 2, memory: 8}]
+      stock: [{instance_type: ecs.g7.large, zone: cn-hangzhou-h, spot_strategy: SpotAsPriceGo,
+               count: 0, answer: OperationDenied.NoStock}]   # absent: unlimited
+      instances: {i-...: {vswitch_id: vsw-..., security_group_ids: [sg-...], ram_role_name: r,
+                          user_data: <base64>, key_pair_name: k, launch_template_id: lt-...,
+                          launch_template_version: 1}}
+      launch_templates: [{id: lt-..., name: web, versions: [{number: 1, default: true,
+                           data: {instance_type: ..., image_id: ..., vswitch_id: ...,
+                                  security_group_ids: [...], ram_role_name: ..., user_data: ...,
+                                  spot_strategy: SpotAsPriceGo, tags: {k: v}}}]}]
 """
 
 from __future__ import annotations
@@ -52,6 +69,7 @@ __all__ = [
     "InstanceSpec",
     "ListenerSpec",
     "LoadBalancerSpec",
+    "ProvisioningSpec",
     "ServerSpec",
     "TrailSpec",
     "load_fleet",
@@ -199,6 +217,8 @@ class Fleet:
     instances: tuple[InstanceSpec, ...] = ()
     load_balancers: tuple[LoadBalancerSpec, ...] = field(default=())
     actiontrail: TrailSpec = TrailSpec()
+    # A lambda: ProvisioningSpec is defined further down, with the rest of its section.
+    provisioning: ProvisioningSpec = field(default_factory=lambda: ProvisioningSpec())  # noqa: PLW0108
 
     @classmethod
     def from_dict(cls, doc: Any) -> Fleet:
@@ -304,7 +324,8 @@ def _tags(value: Any, path: str) -> tuple[tuple[str, str], ...]:
 
 # --- the document ----------------------------------------------------------------------------
 
-FLEET_KEYS = ("region", "account_id", "credentials", "instances", "load_balancers", "actiontrail")
+FLEET_KEYS = ("region", "account_id", "credentials", "instances", "load_balancers", "actiontrail",
+              "provisioning")
 TRAIL_KEYS = ("lag_s", "skew_s", "qps")
 CREDENTIAL_KEYS = (
     "access_key_id", "access_key_secret", "security_token", "user_name", "identity_type",
@@ -365,7 +386,10 @@ def _parse_fleet(doc: Any) -> Fleet:
         seen_lbs.add(lb.id)
         lbs.append(lb)
     trail = _trail(data.get("actiontrail", {}), "actiontrail")
-    return Fleet(region, account_id, credentials, tuple(instances), tuple(lbs), trail)
+    provisioning = _provisioning(data.get("provisioning", {}), "provisioning", region,
+                                 tuple(instances))
+    return Fleet(region, account_id, credentials, tuple(instances), tuple(lbs), trail,
+                 provisioning)
 
 
 def _seconds(value: Any, path: str, lo: float, hi: float) -> float:
@@ -533,4 +557,252 @@ def _load_balancer(value: Any, path: str, seen_groups: set[str]) -> LoadBalancer
         vserver_groups=vgroups,
         master_slave_groups=msgroups,
         listeners=tuple(listeners),
+    )
+
+
+# --- provisioning: what RunInstances and its neighbours see (issue 14) -------------------------
+
+VSWITCH_ID_RE = re.compile(r"^vsw-[a-z0-9]{4,64}$")
+SECURITY_GROUP_RE = re.compile(r"^sg-[a-z0-9]{4,64}$")
+TEMPLATE_ID_RE = re.compile(r"^lt-[a-z0-9]{4,64}$")
+INSTANCE_TYPE_RE = re.compile(r"^ecs\.[a-z0-9-]+\.[a-z0-9]+$")
+ROLE_RE = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
+# What RunInstances answers for an offering that ran out (api-meta RunInstances errorCodes; the
+# reference's §4.2 "No-stock / capacity errors").
+STOCK_ANSWERS = ("OperationDenied.NoStock", "Zone.NotOnSale", "InvalidResourceType.NotSupported",
+                 "InstanceType.Offline")
+USER_DATA_MAX = 32 * 1024 * 4 // 3 + 4  # 32 KB before Base64 encoding
+PROVISIONING_KEYS = ("boot_s", "vswitches", "security_groups", "images", "ram_roles",
+                     "instance_types", "stock", "instances", "launch_templates")
+LAUNCH_KEYS = ("vswitch_id", "security_group_ids", "ram_role_name", "user_data", "key_pair_name",
+               "launch_template_id", "launch_template_version")
+TEMPLATE_DATA_KEYS = ("instance_type", "image_id", "vswitch_id", "security_group_ids",
+                      "ram_role_name", "user_data", "key_pair_name", "spot_strategy",
+                      "spot_price_limit", "instance_name", "tags")
+
+
+@dataclass(frozen=True)
+class VSwitchSpec:
+    id: str
+    zone: str
+    vpc_id: str
+    cidr_prefix: str  # the first three octets of its addresses
+
+
+@dataclass(frozen=True)
+class InstanceTypeSpec:
+    type: str
+    cores: int
+    memory: int  # GiB
+
+    @property
+    def family(self) -> str:
+        return self.type.rsplit(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class StockSpec:
+    """How many more instances of one offering RunInstances creates, then what it answers."""
+
+    instance_type: str
+    zone: str
+    spot_strategy: str
+    count: int
+    answer: str = "OperationDenied.NoStock"
+
+
+@dataclass(frozen=True)
+class LaunchAttributes:
+    """What DescribeInstances does not show of an instance (or what a template version holds)."""
+
+    vswitch_id: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    ram_role_name: str | None = None
+    user_data: str | None = None
+    key_pair_name: str | None = None
+    launch_template_id: str | None = None
+    launch_template_version: int | None = None
+    instance_type: str | None = None
+    image_id: str | None = None
+    spot_strategy: str | None = None
+    spot_price_limit: float | None = None
+    instance_name: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class TemplateVersionSpec:
+    number: int
+    default: bool
+    data: LaunchAttributes
+
+
+@dataclass(frozen=True)
+class LaunchTemplateSpec:
+    id: str
+    name: str
+    versions: tuple[TemplateVersionSpec, ...]
+
+
+@dataclass(frozen=True)
+class ProvisioningSpec:
+    boot_s: float | None = None
+    vswitches: tuple[VSwitchSpec, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    ram_roles: tuple[str, ...] = ()
+    instance_types: tuple[InstanceTypeSpec, ...] = ()
+    stock: tuple[StockSpec, ...] = ()
+    instances: tuple[tuple[str, LaunchAttributes], ...] = ()
+    launch_templates: tuple[LaunchTemplateSpec, ...] = ()
+
+
+def _strings_of(value: Any, path: str, pattern: re.Pattern[str] | None = None) -> tuple[str, ...]:
+    return tuple(_string(item, f"{path}[{n}]", pattern)
+                 for n, item in enumerate(_list(value, path)))
+
+
+def _vswitch(value: Any, path: str, region: str) -> VSwitchSpec:
+    data = _object(value, path, ("id", "zone", "vpc_id", "cidr_prefix"), ("id", "zone"))
+    return VSwitchSpec(
+        id=_string(data["id"], f"{path}.id", VSWITCH_ID_RE),
+        zone=_string(data["zone"], f"{path}.zone", REGION_RE),
+        vpc_id=_string(data.get("vpc_id", "vpc-bp1emulator0000000001"), f"{path}.vpc_id",
+                       re.compile(r"^vpc-[a-z0-9]{4,64}$")),
+        cidr_prefix=_string(data.get("cidr_prefix", "10.0.9"), f"{path}.cidr_prefix",
+                            re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}$")),
+    )
+
+
+def _instance_type(value: Any, path: str) -> InstanceTypeSpec:
+    data = _object(value, path, ("type", "cores", "memory"), ("type", "cores", "memory"))
+    return InstanceTypeSpec(_string(data["type"], f"{path}.type", INSTANCE_TYPE_RE),
+                            _int(data["cores"], f"{path}.cores", 1, 1024),
+                            _int(data["memory"], f"{path}.memory", 1, 16384))
+
+
+def _stock(value: Any, path: str) -> StockSpec:
+    data = _object(value, path, ("instance_type", "zone", "spot_strategy", "count", "answer"),
+                   ("instance_type", "zone", "count"))
+    return StockSpec(
+        instance_type=_string(data["instance_type"], f"{path}.instance_type", INSTANCE_TYPE_RE),
+        zone=_string(data["zone"], f"{path}.zone", REGION_RE),
+        spot_strategy=_choice(data.get("spot_strategy", "SpotAsPriceGo"),
+                              f"{path}.spot_strategy", SPOT_STRATEGIES),
+        count=_int(data["count"], f"{path}.count", 0, 100000),
+        answer=_choice(data.get("answer", STOCK_ANSWERS[0]), f"{path}.answer", STOCK_ANSWERS),
+    )
+
+
+def _launch_attributes(value: Any, path: str, allowed: tuple[str, ...]) -> LaunchAttributes:
+    data = _object(value, path, allowed)
+    price = data.get("spot_price_limit")
+    version = data.get("launch_template_version")
+    return LaunchAttributes(
+        vswitch_id=(None if data.get("vswitch_id") is None else
+                    _string(data["vswitch_id"], f"{path}.vswitch_id", VSWITCH_ID_RE)),
+        security_group_ids=_strings_of(data.get("security_group_ids", []),
+                                       f"{path}.security_group_ids", SECURITY_GROUP_RE),
+        ram_role_name=(None if data.get("ram_role_name") is None else
+                       _string(data["ram_role_name"], f"{path}.ram_role_name", ROLE_RE)),
+        user_data=(None if data.get("user_data") is None else
+                   _string(data["user_data"], f"{path}.user_data",
+                           re.compile(r"^[A-Za-z0-9+/=]*$"), USER_DATA_MAX)),
+        key_pair_name=(None if data.get("key_pair_name") is None else
+                       _string(data["key_pair_name"], f"{path}.key_pair_name")),
+        launch_template_id=(None if data.get("launch_template_id") is None else
+                            _string(data["launch_template_id"], f"{path}.launch_template_id",
+                                    TEMPLATE_ID_RE)),
+        launch_template_version=(None if version is None else
+                                 _int(version, f"{path}.launch_template_version", 1, 10**6)),
+        instance_type=(None if data.get("instance_type") is None else
+                       _string(data["instance_type"], f"{path}.instance_type", INSTANCE_TYPE_RE)),
+        image_id=None if data.get("image_id") is None else _string(data["image_id"],
+                                                                    f"{path}.image_id"),
+        spot_strategy=(None if data.get("spot_strategy") is None else
+                       _choice(data["spot_strategy"], f"{path}.spot_strategy", SPOT_STRATEGIES)),
+        spot_price_limit=(None if price is None else
+                          _seconds(price, f"{path}.spot_price_limit", 0.0, 10**6)),
+        instance_name=(None if data.get("instance_name") is None else
+                       _string(data["instance_name"], f"{path}.instance_name", max_len=128)),
+        tags=_tags(data.get("tags", {}), f"{path}.tags"),
+    )
+
+
+def _template(value: Any, path: str) -> LaunchTemplateSpec:
+    data = _object(value, path, ("id", "name", "versions"), ("id", "versions"))
+    tid = _string(data["id"], f"{path}.id", TEMPLATE_ID_RE)
+    versions = []
+    for n, item in enumerate(_list(data["versions"], f"{path}.versions")):
+        vpath = f"{path}.versions[{n}]"
+        vdata = _object(item, vpath, ("number", "default", "data"), ("number",))
+        default = vdata.get("default", False)
+        if not isinstance(default, bool):
+            raise _fail(f"{vpath}.default", f"{default!r} is not a boolean")
+        versions.append(TemplateVersionSpec(
+            _int(vdata["number"], f"{vpath}.number", 1, 10**6), default,
+            _launch_attributes(vdata.get("data", {}), f"{vpath}.data", TEMPLATE_DATA_KEYS)))
+    if not versions:
+        raise _fail(f"{path}.versions", "must hold at least one version")
+    if len({v.number for v in versions}) != len(versions):
+        raise _fail(f"{path}.versions", "duplicate version numbers")
+    if sum(v.default for v in versions) > 1:
+        raise _fail(f"{path}.versions", "more than one default version")
+    if not any(v.default for v in versions):
+        first = versions[0]
+        versions[0] = TemplateVersionSpec(first.number, True, first.data)
+    return LaunchTemplateSpec(tid, _string(data.get("name", tid), f"{path}.name",
+                                           re.compile(r"^[A-Za-z][A-Za-z0-9._-]{1,127}$")),
+                              tuple(versions))
+
+
+def _provisioning(value: Any, path: str, region: str, instances: tuple[InstanceSpec, ...]
+                  ) -> ProvisioningSpec:
+    data = _object(value, path, PROVISIONING_KEYS)
+    boot = data.get("boot_s")
+    vswitches = tuple(_vswitch(v, f"{path}.vswitches[{n}]", region)
+                      for n, v in enumerate(_list(data.get("vswitches", []), f"{path}.vswitches")))
+    if len({v.id for v in vswitches}) != len(vswitches):
+        raise _fail(f"{path}.vswitches", "duplicate vSwitch ids")
+    types = tuple(_instance_type(t, f"{path}.instance_types[{n}]") for n, t in
+                  enumerate(_list(data.get("instance_types", []), f"{path}.instance_types")))
+    stock = tuple(_stock(s, f"{path}.stock[{n}]")
+                  for n, s in enumerate(_list(data.get("stock", []), f"{path}.stock")))
+    seen_offers: set[tuple[str, str, str]] = set()
+    for n, entry in enumerate(stock):
+        offer = (entry.instance_type, entry.zone, entry.spot_strategy)
+        if offer in seen_offers:
+            raise _fail(f"{path}.stock[{n}]", f"duplicate offering {offer}")
+        seen_offers.add(offer)
+    known = {i.id for i in instances}
+    vswitch_ids = {v.id for v in vswitches}
+    extras = []
+    raw = data.get("instances", {})
+    if not isinstance(raw, Mapping):
+        raise _fail(f"{path}.instances", "expected a mapping of instance id to attributes")
+    for iid, attrs in raw.items():
+        ipath = f"{path}.instances.{iid}"
+        if iid not in known:
+            raise _fail(ipath, "not an instance of the fleet")
+        parsed = _launch_attributes(attrs, ipath, LAUNCH_KEYS)
+        if parsed.vswitch_id is not None and parsed.vswitch_id not in vswitch_ids:
+            raise _fail(f"{ipath}.vswitch_id", f"{parsed.vswitch_id!r} is not a vSwitch of "
+                        "provisioning.vswitches")
+        extras.append((str(iid), parsed))
+    templates = tuple(_template(t, f"{path}.launch_templates[{n}]") for n, t in
+                      enumerate(_list(data.get("launch_templates", []),
+                                      f"{path}.launch_templates")))
+    if len({t.id for t in templates}) != len(templates):
+        raise _fail(f"{path}.launch_templates", "duplicate template ids")
+    return ProvisioningSpec(
+        boot_s=None if boot is None else _seconds(boot, f"{path}.boot_s", 0, 3600),
+        vswitches=vswitches,
+        security_groups=_strings_of(data.get("security_groups", []), f"{path}.security_groups",
+                                    SECURITY_GROUP_RE),
+        images=_strings_of(data.get("images", []), f"{path}.images"),
+        ram_roles=_strings_of(data.get("ram_roles", []), f"{path}.ram_roles", ROLE_RE),
+        instance_types=types,
+        stock=stock,
+        instances=tuple(extras),
+        launch_templates=templates,
     )
