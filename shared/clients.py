@@ -38,6 +38,7 @@ from shared.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from shared.cms import CmsClient
+    from shared.launch import LaunchClient
     from shared.settings import Settings
 
 __all__ = [
@@ -89,6 +90,9 @@ class Rule(str, Enum):
     RETRY_LATER = "retry_later"
     ALREADY_DONE = "already_done"  # StartInstance(s) IncorrectInstanceStatus: not Stopped any more
     DRY_RUN_OK = "dry_run_ok"  # the DryRun verdict "would succeed", sent as an error code
+    # RunInstances: this offering (type, zone, spot strategy) cannot be had now; another may.
+    # shared.launch raises CapacityError (a CloudError), never retried within the call.
+    NO_CAPACITY = "no_capacity"
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,12 @@ CALLED_ACTIONS: Mapping[str, str] = {
     "StartInstance": "ecs",
     "StartInstances": "ecs",
     "StopInstance": "ecs",
+    # The replacement launch (shared/launch.py).
+    "RunInstances": "ecs",
+    "DescribeRecommendInstanceType": "ecs",
+    "DescribeInstanceRamRole": "ecs",
+    "DescribeUserData": "ecs",
+    "DescribeLaunchTemplateVersions": "ecs",
     "DescribeLoadBalancers": "slb",
     "DescribeLoadBalancerAttribute": "slb",
     "DescribeVServerGroups": "slb",
@@ -229,6 +239,258 @@ ERROR_RULES: Mapping[tuple[str, str], CodeRule] = {
              "InvalidParameter.KMSKeyId.CMKUnauthorized",
              "InvalidParameter.KMSKeyId.KMSUnauthorized"),
     **_rules("StopInstance", Rule.DRY_RUN_OK, _SDK_DRY_RUN % "stop_instance", "DryRunOperation"),
+    # -- ECS launch (issue 14: shared/launch.py) ---------------------------------------------
+    **_rules("RunInstances", Rule.NO_CAPACITY, _ECS + "RunInstances (400, 403); reference "
+             "load-balancers-and-replacement.md §4.1-4.2 (Alibaba's no-stock sample, Karpenter's "
+             "vSwitch fallback): the offering cannot be had now, another may",
+             "InstanceType.Offline", "InvalidInstanceType.ZoneNotSupported",
+             "InvalidResourceType.NotSupported", "InvalidVpcZone.NotSupported", "LackResource",
+             "OperationDenied.NoStock", "OperationDenied.PaygNotAvailable",
+             "ResourceNotAvailable", "SpotNotSupported", "Zone.NotOnSale", "Zone.NotOpen"),
+    **_rules("RunInstances", Rule.THROTTLED, _ECS + "RunInstances (429)", "Throttling.Resource"),
+    **_rules("RunInstances", Rule.TRANSIENT, _ECS + "RunInstances (403, 500): internal "
+             "failures of the service", "InvalidParameter.DataEncryptedKeyCreateFailed", "Mayi.InternalError"),
+    # Everything else RunInstances documents: the request as sent (spec, quota, account,
+    # permission) cannot succeed; a replacement stops there with an alert.
+    **_rules("RunInstances", Rule.PERMANENT, _ECS + "RunInstances (400, 401, 403, 404)",
+             "Account.Arrearage", "AccountForbidden.AssociatedWithResellerPartner",
+             "AccountForbidden.ProductCreationLimited",
+             "BurstingEnabledForDiskCategoryUnsupported",
+             "BurstingEnabledForMultiAttachDiskUnsupported", "CategoryNotSupported",
+             "CategoryViolation", "ChargeTypeViolation.PostPaidDedicatedHost",
+             "ClassicNetworkNotSupported", "DedicatedHostNotSupported",
+             "DedicatedHostType.Unmatched", "DefaultVswitch.Existed",
+             "DeleteWithInstance.Conflict", "DependencyViolation.IoOptimized",
+             "DependencyViolation.WindowsInstance", "DeploymentSet.NotFound",
+             "DryRun.InvalidAmount", "Duplicate.TagKey", "EnterpriseGroupLimited.InstanceType",
+             "EnterpriseGroupLimited.MutliGroupType", "HOSTNAME_ILLEGAL",
+             "HibernationConfigured.ImageNotEncrypted",
+             "HibernationConfigured.InstanceOperationForbidden",
+             "HibernationConfigured.InstanceTypeNotSupport",
+             "HibernationConfigured.MemorySizeTooBig", "ImageNotSubscribed",
+             "ImageNotSupportCloudInit", "ImageNotSupportInstanceType", "ImageRemovedInMarket",
+             "IncorrectDedicatedHostStatus", "IncorrectDefaultVpcStatus", "IncorrectImageStatus",
+             "IncorrectInstanceStatus", "IncorrectRecycleBinStatus", "IncorrectVSwitchStatus",
+             "IncorrectVpcStatus", "InstanceDiskCategoryLimitExceed", "InstanceDiskLimitExceeded",
+             "InstanceDiskNumLimitExceed", "InstanceDiskNumber.LimitExceed",
+             "InsufficientBalance", "InsufficientBalance.AgentCredit",
+             "Invalid.InstanceChargeType", "Invalid.InstanceId", "Invalid.InstanceType",
+             "Invalid.PrivatePoolOptions.Id", "Invalid.PrivatePoolOptions.MatchCriteria",
+             "Invalid.PrivatePoolOptions.NoStock", "Invalid.PrivatePoolOptions.status",
+             "Invalid.PrivatePoolOptionsId", "Invalid.ZoneId", "InvalidAccount.NotSupportSpot",
+             "InvalidAccountStatus", "InvalidAccountStatus.NotEnoughBalance",
+             "InvalidAccountStatus.PayAmountLimitExceeded",
+             "InvalidAdditionalInfoPvdConfig.SizeExceeded", "InvalidAliUid",
+             "InvalidAutoPay.PostPaidUnsupported", "InvalidAutoReleaseTime.Malformed",
+             "InvalidAutoRenewPeriod.ValueNotSupported", "InvalidAutoSnapshotPolicyId.NotFound",
+             "InvalidBandwidthOut.LessThanZero", "InvalidCapacityReservationId.NotFound",
+             "InvalidChargeType.CapacityReservationNotSupported",
+             "InvalidChargeType.ValueNotSupported", "InvalidClientToken.ValueNotSupported",
+             "InvalidCloudBoxZone.OperationNotSupported", "InvalidClusterId.NotFound",
+             "InvalidCustomInstanceType.NotSupported", "InvalidDataDevice.Malformed",
+             "InvalidDataDiskCategory.ValueNotSupported", "InvalidDataDiskSize.ValueNotSupported",
+             "InvalidDataDiskSnapshotId.NotFound", "InvalidDedicatedHostClusterId.InValid",
+             "InvalidDedicatedHostClusterId.NotFound", "InvalidDedicatedHostId.NotFound",
+             "InvalidDedicatedHostStatus.NotSupport", "InvalidDeploymentOnHost",
+             "InvalidDeploymentSetId.NotFound", "InvalidDescription.Malformed",
+             "InvalidDestinationZone.DeploymentSetMismatch", "InvalidDevice.InUse",
+             "InvalidDisk.SystemDiskSize", "InvalidDiskCategory.ConflictSnapshotCategory",
+             "InvalidDiskCategory.Mismatch", "InvalidDiskCategory.NotSupported",
+             "InvalidDiskCategory.ValueNotSupported", "InvalidDiskDescription.Malformed",
+             "InvalidDiskIds.NotPortable", "InvalidDiskName.Malformed",
+             "InvalidDiskSize.TooSmall", "InvalidEncryptAlgorithm",
+             "InvalidEncryptAlgorithm.NotMatchSnapshot",
+             "InvalidEncrypted.DefaultEncryptionUnsupported",
+             "InvalidEncrypted.NotMatchEncryptAlgorithm", "InvalidEncrypted.NotMatchKmsKeyId",
+             "InvalidEncrypted.NotMatchSnapshot", "InvalidEniId.NotFound",
+             "InvalidEniQueueSize.RegionOrUserNotSupported", "InvalidHostName.Malformed",
+             "InvalidHostname.SingleAndMultiConflict", "InvalidHostname.SizeInvalid",
+             "InvalidHpcClusterId.Creating", "InvalidHpcClusterId.Necessary",
+             "InvalidHpcClusterId.NotFound", "InvalidHpcClusterId.Unnecessary",
+             "InvalidHttpEndpoint.NotSupported", "InvalidHttpPutResponseHopLimit.NotSupported",
+             "InvalidHttpTokens.NotSupported", "InvalidImage.NotSupported",
+             "InvalidImageFamily.MissingAvailableImage", "InvalidImageId.NotFound",
+             "InvalidInnerIpAddress.Malformed", "InvalidInnerIpAddress.Unusable",
+             "InvalidInstance.UnPaidOrder", "InvalidInstanceChargeType.NotFound",
+             "InvalidInstanceChargeType.NotSupport", "InvalidInstanceName.CustomMalformed",
+             "InvalidInstanceName.Malformed",
+             "InvalidInstanceType.ElasticNetworkInterfaceNotSupported",
+             "InvalidInstanceType.NotSupportCpuOptionsTopologyType",
+             "InvalidInstanceType.NotSupportDiskCategory", "InvalidInstanceType.NotSupported",
+             "InvalidInstanceType.ValueNotSupported", "InvalidInstanceType.ValueUnauthorized",
+             "InvalidInternetChargeType.ValueNotSupported",
+             "InvalidInternetMaxBandwidthIn.Malformed",
+             "InvalidInternetMaxBandwidthOut.Malformed", "InvalidIoOptimize.ValueNotSupported",
+             "InvalidIp.Address", "InvalidIp.IpAssigned", "InvalidIp.IpRepeated",
+             "InvalidIspBandwidthOut", "InvalidIspType.ValueNotSupported", "InvalidIspUID",
+             "InvalidKMSKeyId.NotSymmetric", "InvalidKeyPairName.NotFound",
+             "InvalidKmsKeyId.NotMatchSnapshot", "InvalidLaunchTemplate.NotFound",
+             "InvalidLaunchTemplateVersion.NotFound",
+             "InvalidManagedPrivateSpaceId.DedicatedHostIdConflict",
+             "InvalidManagedPrivateSpaceId.NotFound",
+             "InvalidManagedPrivateSpaceId.TenancyConflict", "InvalidMarketImage.NotFound",
+             "InvalidMarketImageChargeType.NotSupport", "InvalidMaxAmount.Malformed",
+             "InvalidMaxPartitionNumber.Malformed", "InvalidMinAmount.Malformed",
+             "InvalidNetworkType", "InvalidNetworkType.Mismatch",
+             "InvalidNetworkType.MismatchRamRole", "InvalidNetworkType.NotSupported",
+             "InvalidNodeControllerId.Malformed",
+             "InvalidOperation.ConfidentialComputingModeInInviteOnlyTesting",
+             "InvalidOperation.EniCountExceeded",
+             "InvalidOperation.ExceedInstanceTypeQueueNumber",
+             "InvalidOperation.HighPerformanceEniPerInstanceLimitExceeded",
+             "InvalidOperation.HighPerformanceTrafficModeIsNotAllowed",
+             "InvalidOperation.InstanceTypeNotSupportHighPerformanceTrafficMode",
+             "InvalidOperation.InvalidNetworkInterfaceId", "InvalidOperation.Ipv4CountExceeded",
+             "InvalidOperation.Ipv4NotSupport", "InvalidOperation.Ipv6CountExceeded",
+             "InvalidOperation.Ipv6NotSupport", "InvalidOperation.MaxEniQueueNumberExceeded",
+             "InvalidOperation.NetworkInterface", "InvalidOperation.PublicIpAddressNoStock",
+             "InvalidOperation.RegionNotSupportNetworkInterfaceId",
+             "InvalidOperation.ResourceManagedByCloudProduct",
+             "InvalidOperation.UserNotSupportNetworkCard", "InvalidOperation.UserNotSupported",
+             "InvalidOperation.VpcHasEnabledAdvancedNetworkFeature", "InvalidParam.Amount",
+             "InvalidParam.ConfidentialComputingMode", "InvalidParam.CpuOptionsCore",
+             "InvalidParam.CpuOptionsNuma", "InvalidParam.EncryptedMismatch",
+             "InvalidParam.IpAssign", "InvalidParam.IpCount", "InvalidParam.NetworkInterface",
+             "InvalidParam.NotSupportJumboFrame", "InvalidParam.SecondaryIp",
+             "InvalidParam.SecondaryNetworkInterface", "InvalidParam.Tenancy",
+             "InvalidParam.TrustedSystemMode", "InvalidParameter.Affinity",
+             "InvalidParameter.Arns", "InvalidParameter.Bandwidth",
+             "InvalidParameter.CloudboxNotSupported", "InvalidParameter.Combination",
+             "InvalidParameter.Conflict", "InvalidParameter.CpuOptionsTopologyType",
+             "InvalidParameter.CreditSpecification",
+             "InvalidParameter.DedicatedRegionNotSupported",
+             "InvalidParameter.DeploymentSetGroupNo", "InvalidParameter.Encrypted.KmsNotEnable",
+             "InvalidParameter.EncryptedIllegal", "InvalidParameter.EncryptedNotSupported",
+             "InvalidParameter.EniNumExceededWithLaunchEcs", "InvalidParameter.EniQueueSize",
+             "InvalidParameter.EniTrafficMode", "InvalidParameter.EniType",
+             "InvalidParameter.InvalidEniQueueNumber", "InvalidParameter.InvalidQueuePairNumber",
+             "InvalidParameter.KMSKeyId.CMKNotEnabled",
+             "InvalidParameter.KMSKeyId.CMKUnauthorized",
+             "InvalidParameter.KMSKeyId.KMSUnauthorized", "InvalidParameter.KMSKeyId.NotFound",
+             "InvalidParameter.KmsNotEnabled", "InvalidParameter.Mismatch",
+             "InvalidParameter.NetworkCardIndexInvalid", "InvalidParameter.NetworkInterface",
+             "InvalidParameter.NotMatch", "InvalidParameter.PrivateIpAddressRepeated",
+             "InvalidParameter.QueuePairNumberMustEmpty",
+             "InvalidParameter.SecurityGroupIdRepeated", "InvalidParameter.StorageSetId",
+             "InvalidParameter.StorageSetPartitionNumber", "InvalidParameter.StorageSetZoneId",
+             "InvalidParameter.VSwitchId", "InvalidParams.CreateEniParams",
+             "InvalidParams.HostnameExceed", "InvalidParams.InstanceNameExceed",
+             "InvalidPassword.Malformed", "InvalidPasswordParam.Mismatch", "InvalidPayMethod",
+             "InvalidPerformanceLevel.Malformed", "InvalidPerformanceLevel.ValueNotSupported",
+             "InvalidPeriod", "InvalidPeriod.ExceededDedicatedHost",
+             "InvalidPeriodType.ValueNotSupported", "InvalidPlatform.ValueNotSupported",
+             "InvalidPrimaryIpAddress.SizeInvalid", "InvalidPrivateIpAddress",
+             "InvalidPrivateIpAddress.Duplicated", "InvalidPrivateIpAddress.Malformed",
+             "InvalidProvisionedIops.LimitExceed", "InvalidRamRole.NotEcsRole",
+             "InvalidRamRole.NotFound", "InvalidRegion.NotSupport", "InvalidRegionId.NotFound",
+             "InvalidRegionId.NotSupportEncryptAlgorithm", "InvalidRelationResource.NotFound",
+             "InvalidResourceGroup.NotFound", "InvalidResourceId.NotSupported",
+             "InvalidSchedulerOptions", "InvalidSecurityGroup.NetworkType",
+             "InvalidSecurityGroup.NotInDefaultVpc", "InvalidSecurityGroup.VpcMismatch",
+             "InvalidSecurityGroupId", "InvalidSecurityGroupId.MultiGroupIdNetworkTypeConflict",
+             "InvalidSecurityGroupId.NotFound",
+             "InvalidSecurityGroupId.SingleIdAndMultiIdConflict",
+             "InvalidSecurityOptions.NotSupported", "InvalidSnapshotId.BasedSnapshotTooOld",
+             "InvalidSnapshotId.Malformed", "InvalidSnapshotId.NotDataDiskSnapshot",
+             "InvalidSnapshotId.NotFound", "InvalidSnapshotId.NotReady", "InvalidSpotAliUid",
+             "InvalidSpotAuthorized", "InvalidSpotDuration", "InvalidSpotInterruptionBehavior",
+             "InvalidSpotInterruptionBehavior.ClassicNetworkNotSupport",
+             "InvalidSpotInterruptionBehavior.LocalDiskNotSupport",
+             "InvalidSpotParam.EmptyZoneID", "InvalidSpotPrepaid", "InvalidSpotPriceLimit",
+             "InvalidSpotPriceLimit.LowerThanPublicPrice", "InvalidSpotStrategy",
+             "InvalidStorageClusterId.CapacityNotEnough",
+             "InvalidStorageClusterId.CategoryNotMatch", "InvalidStorageClusterId.DiskSizeEmpty",
+             "InvalidStorageClusterId.NotExist",
+             "InvalidStorageClusterId.PerformanceLevelNotMatch",
+             "InvalidStorageClusterId.StatusNotSupport", "InvalidStorageClusterId.ZoneIdEmpty",
+             "InvalidStorageSetName.Malformed", "InvalidSystemDiskCategory.ValueNotSupported",
+             "InvalidSystemDiskCategory.ValueUnauthorized",
+             "InvalidSystemDiskSize.ImageNotSupportResize",
+             "InvalidSystemDiskSize.LessThanImageSize", "InvalidSystemDiskSize.LessThanMemSize",
+             "InvalidSystemDiskSize.LessThanMinSize", "InvalidSystemDiskSize.MoreThanMaxSize",
+             "InvalidSystemDiskSize.ValueNotSupported", "InvalidTag.Mismatch", "InvalidTagCount",
+             "InvalidTagKey.Malformed", "InvalidTagValue.Malformed",
+             "InvalidUserData.Base64FormatInvalid",
+             "InvalidUserData.Forbidden", "InvalidUserData.NotSupported",
+             "InvalidUserData.SizeExceeded", "InvalidVSwitch.DefaultVSwitchNotSupport",
+             "InvalidVSwitch.Ipv6NotTurnOn", "InvalidVSwitchId.IpInvalid",
+             "InvalidVSwitchId.Necessary", "InvalidVSwitchId.NotExist",
+             "InvalidVSwitchId.NotFound", "InvalidZoneId.NotFound",
+             "InvalidZoneId.NotSupportCreateWithShareEncryptedImage",
+             "InvalidZoneId.NotSupportShareEncryptedImage", "IoOptimized.NotSupported",
+             "JoinedGroupLimitExceed", "LoginAsNonRoot.ImageNotSupport",
+             "MaxEniIpv6IpsCountExceeded", "MissingParameter.PrivatePoolOptions.Id",
+             "MissingParameter.PrivatePoolOptionsId", "MissingParamter",
+             "NoAvaliableDedicatedHost", "NodeControllerUnavailable", "NotSupport.SnapshotEncryptedAlgorithmConflict",
+             "NotSupportSnapshotEncrypted.DiskCategory",
+             "NotSupportSnapshotEncrypted.ImageOwnerAlias",
+             "NotSupportSnapshotEncrypted.InstanceType", "NotSupportSnapshotEncrypted.RegionId",
+             "NotSupportSnapshotEncrypted.ShareImage", "NotSupportSnapshotEncrypted.ZoneId",
+             "NumberExceed.Tags", "OperationDenied", "OperationDenied.BidOwnResource",
+             "OperationDenied.CloudSSDNotSupported", "OperationDenied.CreatingConflict",
+             "OperationDenied.DiskTypeNotSupport", "OperationDenied.FlavorNotSupported",
+             "OperationDenied.ImageNotValid", "OperationDenied.InconsistentNetwork",
+             "OperationDenied.InvalidNetworkType", "OperationDenied.LocalDiskUnsupported",
+             "OperationDenied.NoVlan", "OperationDenied.PerformanceLevelNotMatch",
+             "OperationDenied.PrepayNotAvailable", "OperationDenied.QuotaExceed",
+             "OperationDenied.RegionIdNotSupported", "OperationDenied.ResourceControl",
+             "OperationDenied.SnapshotNotAllowed", "OperationDenied.SnapshotNotValid",
+             "OperationDenied.SnapshotParamsNotValid", "OperationDenied.TimestampNotSupported",
+             "OperationDenied.ZoneNotAllowed", "OperationDenied.ZoneSystemCategoryNotMatch",
+             "PaymentMethodNotFound", "ProvisionedIopsForDiskCategoryRequired",
+             "ProvisionedIopsForDiskCategoryUnsupported", "QuotaExceed.AfterpayInstance",
+             "QuotaExceed.BuyImage", "QuotaExceed.DeploymentSetInstanceQuotaFull",
+             "QuotaExceed.DiskCapacity", "QuotaExceed.ElasticQuota",
+             "QuotaExceed.PortableCloudDisk", "QuotaExceed.PostPaidDisk", "QuotaExceed.Tags",
+             "QuotaExceeded", "QuotaExceeded.PostpaidDataDiskCapacity",
+             "QuotaExceeded.PrepayDataDiskCapacity", "QuotaExceeded.PrivateIpAddress",
+             "RealNameAuthenticationError", "RegionUnauthorized", "ResourcesNotInSameZone",
+             "SecurityGroupInstanceLimitExceed", "SecurityRisk.3DVerification",
+             "UnexpectedImageFamily.ImageIdSupplied", "UnsupportedIspChargeType",
+             "UnsupportedIspClassicNetwork", "UnsupportedIspNetworkChargeType",
+             "UnsupportedIspRegion", "UserNotInTheWhiteList", "VpcNotFound"),
+    **_rules("RunInstances", Rule.AUTH, _ECS + "RunInstances (403, 400): the account or the "
+             "role may not (ram:PassRole for RamRoleName, system tags, prices, risk control)",
+             "Forbbiden", "Forbidden.OnlySupportEnterpriseGroup", "Forbidden.RegionId", "Forbidden.RiskControl", "InvalidUser.PassRoleForbidden", "NoPermission.Price", "NoPermission.SystemTag"),
+    **_rules("RunInstances", Rule.DRY_RUN_OK, _SDK_DRY_RUN % "run_instances", "DryRunOperation"),
+    # A ClientToken reused with other parameters: a bug of ours (the token names one request).
+    **_rules("RunInstances", Rule.PERMANENT, "ECS 'How to ensure idempotence' (reference "
+             "load-balancers-and-replacement.md §4.2; tools/emulator/contract.py PLATFORM_CODES)",
+             "IdempotentParameterMismatch"),
+    # DescribeRecommendInstanceType: RecommendEmpty.* is "nothing to offer" (no candidates).
+    **_rules("DescribeRecommendInstanceType", Rule.NO_CAPACITY,
+             _ECS + "DescribeRecommendInstanceType (400)",
+             "RecommendEmpty.DiskCategoryNotRecommended", "RecommendEmpty.GenerationNotMatch",
+             "RecommendEmpty.InstanceTypeFamilyNotMatched",
+             "RecommendEmpty.InstanceTypeNotAuthorized", "RecommendEmpty.InstanceTypeNotMatched",
+             "RecommendEmpty.InstanceTypeSoldOut", "RecommendEmpty.IzNotMatched",
+             "RecommendEmpty.NetworkTypeNotSupported", "RecommendEmpty.PerformanceNotSatisfied",
+             "RecommendEmpty.PriceNotSatisfied", "RecommendEmpty.QuotaNotSatisfied"),
+    **_rules("DescribeRecommendInstanceType", Rule.PERMANENT,
+             _ECS + "DescribeRecommendInstanceType (400, 404)",
+             "InvalidCoreAndMemory.ValueNotSupported", "InvalidDiskCategory.NotFound",
+             "InvalidInstanceChargeType.NotFound", "InvalidInstanceFamilyLevel.NotSupported",
+             "InvalidInstanceType.NotSupported", "InvalidInstanceTypeFamily.NotFound",
+             "InvalidIoOptimized.NotFound", "InvalidMaxPrice.NotSupported",
+             "InvalidNetworkType.ValueNotSupported", "InvalidParam.TypeAndCpuMem.Conflict",
+             "InvalidPriorityStrategy.ValueNotSupported", "InvalidRegionId.MalFormed",
+             "InvalidScene.ValueNotSupported", "InvalidSpotStrategy.ValueNotSupported",
+             "InvalidZoneId.MalFormed", "InvalidZoneId.ValueNotSupported",
+             "QuotaExceed.AfterpayInstance", "InvalidRegionId.NotFound"),
+    **_rules("DescribeInstanceRamRole", Rule.PERMANENT, _ECS + "DescribeInstanceRamRole (400, 403)",
+             "InvalidInstanceIds.Malformed", "InvalidNetworkType.MismatchRamRole",
+             "InvalidParameter.AllEmpty"),
+    **_rules("DescribeInstanceRamRole", Rule.NOT_FOUND, _ECS + "DescribeInstanceRamRole (404)",
+             "InvalidInstanceId.NotFound"),
+    **_rules("DescribeUserData", Rule.NOT_FOUND, _ECS + "DescribeUserData (404)",
+             "InvalidInstanceId.NotFound"),
+    **_rules("DescribeLaunchTemplateVersions", Rule.PERMANENT,
+             _ECS + "DescribeLaunchTemplateVersions (400)", "InvalidRegion.NotExist"),
+    # "Inner service failed": the service's own dependency, as 5xx are; retried like them.
+    **_rules("DescribeLaunchTemplateVersions", Rule.TRANSIENT,
+             _ECS + "DescribeLaunchTemplateVersions (403)", "InnerServiceFailed"),
+    **_rules("DescribeLaunchTemplateVersions", Rule.NOT_FOUND,
+             _ECS + "DescribeLaunchTemplateVersions (404)", "InvalidLaunchTemplate.NotFound"),
     # -- CLB (SLB 2014-05-15) ---------------------------------------------------------------------
     # The backend-server writes of one load balancer are serialized by CLB: a concurrent change
     # answers "busy"; it clears in seconds, and one of them aborting a spot drain is the bug.
@@ -709,6 +971,11 @@ class Instance:
     vpc_id: str | None = None
     expired_time: str | None = None
     auto_release_time: str | None = None
+    # What a replacement copies (shared/replace): the network and the spot terms.
+    vswitch_id: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    key_pair_name: str | None = None
+    spot_price_limit: float | None = None
 
     @property
     def is_spot(self) -> bool:
@@ -742,6 +1009,10 @@ class Instance:
             "vpc_id": self.vpc_id,
             "expired_time": self.expired_time,
             "auto_release_time": self.auto_release_time,
+            "vswitch_id": self.vswitch_id,
+            "security_group_ids": list(self.security_group_ids),
+            "key_pair_name": self.key_pair_name,
+            "spot_price_limit": self.spot_price_limit,
         }
 
 
@@ -784,7 +1055,17 @@ def _instance_from_map(item: Mapping[str, Any]) -> Instance:
         vpc_id=_opt(vpc.get("VpcId")),
         expired_time=_opt(item.get("ExpiredTime")),
         auto_release_time=_opt(item.get("AutoReleaseTime")),
+        vswitch_id=_opt(vpc.get("VSwitchId")),
+        security_group_ids=_strings(item.get("SecurityGroupIds"), "SecurityGroupId"),
+        key_pair_name=_opt(item.get("KeyPairName")),
+        spot_price_limit=_float(item.get("SpotPriceLimit")),
     )
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 class StartOutcome(str, Enum):
@@ -1685,6 +1966,7 @@ class Clients:
     _lb: LbClient | None = field(default=None, init=False, repr=False)
     _trail: TrailClient | None = field(default=None, init=False, repr=False)
     _cms: CmsClient | None = field(default=None, init=False, repr=False)
+    _launch: LaunchClient | None = field(default=None, init=False, repr=False)
     _regions: dict[str, Clients] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -1784,3 +2066,12 @@ class Clients:
 
             self._cms = self._build(CmsClient, "cms")
         return self._cms
+
+    @property
+    def launch(self) -> LaunchClient:
+        """ECS launches: RunInstances and its reads (shared/launch.py, imported on first use)."""
+        if self._launch is None:
+            from shared.launch import LaunchClient
+
+            self._launch = self._build(LaunchClient, "ecs")
+        return self._launch

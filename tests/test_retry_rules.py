@@ -36,6 +36,7 @@ from shared.clients import (
     rule_for,
 )
 from shared.cms import EventPattern, EventRule, RuleTarget, TargetKind
+from shared.launch import CapacityError, LaunchRequest, LaunchResult
 from shared.settings import Settings
 from tests.helpers import FLEETS
 from tools.emulator import Emulator, Fleet, load_fleet
@@ -82,12 +83,25 @@ DAY = timedelta(days=1)
 PROBE_RULE = EventRule("probe", (EventPattern("ecs", ("Instance:StateChange",)),))
 PROBE_TARGET = RuleTarget("1", TargetKind.FC, "cn-hangzhou", service="s", function="f")
 
+LAUNCH = LaunchRequest(instance_type="ecs.g7.large", zone_id="cn-hangzhou-h",
+                       vswitch_id="vsw-bp1emulator0000000001",
+                       image_id="aliyun_3_x64_20G_alibase_20240819.vhd",
+                       spot_strategy="SpotAsPriceGo", tags=(("replaces", WEB1),))
+
 # action -> (the adapter call that sends it, with DryRun when ``dry`` is set)
 PROBES: dict[str, Callable[[Clients, bool], Any]] = {
     "DescribeInstances": lambda c, dry: c.ecs.describe_instances([WEB1]),
     "StartInstance": lambda c, dry: c.ecs.start_instance(BATCH1, dry_run=dry),
     "StartInstances": lambda c, dry: c.ecs.start_instances([BATCH1, STOPPED1], dry_run=dry),
     "StopInstance": lambda c, dry: c.ecs.stop_instance(WEB2, dry_run=dry),
+    "RunInstances": lambda c, dry: c.launch.run_instance(LAUNCH, client_token="probe-1",
+                                                         dry_run=dry),
+    "DescribeRecommendInstanceType": lambda c, dry: c.launch.recommend("ecs.g7.large",
+                                                                       "SpotAsPriceGo"),
+    "DescribeInstanceRamRole": lambda c, dry: c.launch.ram_roles([WEB1]),
+    "DescribeUserData": lambda c, dry: c.launch.user_data(WEB1),
+    "DescribeLaunchTemplateVersions": lambda c, dry: c.launch.template_version("lt-bp1probe0001",
+                                                                               None),
     "DescribeLoadBalancers": lambda c, dry: c.lb.list_load_balancers(ids=[LB_WEB]),
     "DescribeLoadBalancerAttribute":
         lambda c, dry: c.lb.group_members(LB_WEB, GroupKind.DEFAULT, None),
@@ -194,11 +208,15 @@ def test_each_code_of_the_table_is_handled_as_its_rule_says(
         }[rule]
         assert [(r.outcome, r.retryable, r.code) for r in results] == [
             (*expected, code)] * len(results)
+    elif rule is Rule.DRY_RUN_OK and action == "RunInstances":
+        assert probe(clients, dry) == LaunchResult((), dry_run_ok=True)
     elif rule is Rule.DRY_RUN_OK:
         assert probe(clients, dry) is None  # StopInstance: the DryRun verdict is no error
+    elif rule is Rule.NO_CAPACITY and action == "DescribeRecommendInstanceType":
+        assert probe(clients, dry) == []  # nothing recommended: no candidates
     else:
         error_type = {Rule.AUTH: AuthError, Rule.NOT_FOUND: NotFoundError,
-                      Rule.PERMANENT: CloudError}[rule]
+                      Rule.PERMANENT: CloudError, Rule.NO_CAPACITY: CapacityError}[rule]
         with pytest.raises(CloudError) as caught:
             probe(clients, dry)
         assert type(caught.value) is error_type
@@ -267,7 +285,7 @@ def test_called_actions_are_the_actions_the_adapters_send() -> None:
     import ast
 
     sent: set[str] = set()
-    for module in ("clients.py", "cms.py"):
+    for module in ("clients.py", "cms.py", "launch.py"):
         tree = ast.parse((REPO_ROOT / "shared" / module).read_text())
         for node in ast.walk(tree):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
