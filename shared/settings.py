@@ -7,6 +7,7 @@ Credentials come from the FC runtime (context or environment), never from settin
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -62,6 +63,10 @@ ENDPOINT_NETWORKS = ("public", "vpc")
 # "auto": only on FC and only against the real cloud; "default-chain": whenever no keys are
 # given; "explicit": never (keys from the invocation context or environment only).
 CREDENTIAL_MODES = ("auto", "default-chain", "explicit")
+
+
+# One REPLACE_VSWITCHES entry: vpc-…/zone=vsw-….
+_VSWITCH_ENTRY = re.compile(r"vpc-[a-z0-9]{4,64}/[a-z]{2,10}(-[a-z0-9]{1,20}){1,4}=vsw-[a-z0-9]{4,64}")
 
 
 class SettingsError(ValueError):
@@ -214,6 +219,18 @@ class Settings:
     # invocation (no timer to rely on).
     drain_finish_every_s: float = 0.0
 
+    # spot replacement (issue 14, shared/replace): instances tagged replace_tag=spot (or
+    # spot-or-on-demand: on-demand once no spot offering is left) get a successor on a notice.
+    replace_tag: str = "replace-on-interrupt"
+    # How long the reclaimed offering (instance type, zone, spot) and any offering that answered
+    # a stock error are left out of the candidates (Karpenter: 3 min; Alibaba's Karpenter: 5).
+    replace_avoid_s: int = 300
+    # vSwitches a successor may go to besides its predecessor's, as VPC/ZONE=VSWITCH entries
+    # (vpc-bp1.../cn-hangzhou-i=vsw-bp1...): only those of the predecessor's VPC are used.
+    replace_vswitches: tuple[str, ...] = ()
+    # A successor not Running this long after its launch is reported stalled by the sweep.
+    replace_stall_s: int = 600
+
     # notifications: which channels; their URLs and signing secrets are read by shared.notify
     notify_timeout_s: float = 3.0
 
@@ -294,6 +311,17 @@ class Settings:
             )
         if self.spot_margin_s < 0 or self.spot_margin_s >= self.spot_notice_s:
             raise SettingsError(f"{PREFIX}SPOT_MARGIN_S must be between 0 and SPOT_NOTICE_S")
+        if not self.replace_tag.strip():
+            raise SettingsError(f"{PREFIX}REPLACE_TAG must not be empty")
+        for name in ("replace_avoid_s", "replace_stall_s"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must not be negative")
+        for entry in self.replace_vswitches:
+            if _VSWITCH_ENTRY.fullmatch(entry) is None:
+                raise SettingsError(
+                    f"{PREFIX}REPLACE_VSWITCHES: {entry!r} is not VPC/ZONE=VSWITCH "
+                    "(vpc-xxx/cn-hangzhou-i=vsw-xxx)"
+                )
         if self.drain_finish_every_s < 0:
             raise SettingsError(f"{PREFIX}DRAIN_FINISH_EVERY_S must not be negative (0: no timer)")
 

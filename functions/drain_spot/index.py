@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from shared.drain import Drainer, DrainResult
     from shared.events import EcsEvent
     from shared.notify import Notifier
+    from shared.replace.launcher import Replacer
+    from shared.replace.parallel import Pending
     from shared.store import Store
 
 # Practice metadata, declared once (deploy files and the least-privilege check read these).
@@ -48,6 +50,13 @@ RAM_ACTIONS: tuple[str, ...] = (
     "slb:SetVServerGroupAttribute",
     "slb:RemoveBackendServers",
     "slb:RemoveVServerGroupBackendServers",
+    # The replacement (shared.replace): the successor by tag (DescribeInstances, above), the
+    # spec ECS does not show, the candidates, the launch.
+    "ecs:DescribeInstanceRamRole",
+    "ecs:DescribeUserData",
+    "ecs:DescribeLaunchTemplateVersions",
+    "ecs:DescribeRecommendInstanceType",
+    "ecs:RunInstances",
 )
 # The finisher tick; ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S (deployed with it) is its period (60 s).
 SCHEDULE = "0 * * * * *"
@@ -76,8 +85,18 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
             store.keep_rejected("drain_spot", event, [f"element {e.index}: {e.reason}" for e in batch.errors])
         store.record(events)
         notices, ignored = _select(events)
-        drains = _drain_all(notices, _drainer(store, settings, context)) if notices else []
-        return _answer([d.to_dict() for d in drains], ignored, refused, batch, scope)
+        if not notices:
+            return _answer([], ignored, refused, batch, scope)
+        # The successors of opted-in instances launch beside their drains (shared.replace).
+        replacing = _start_replacements(notices, store, settings, context)
+        try:
+            drains = _drain_all(notices, _drainer(store, settings, context))
+        except BaseException:
+            replacing.wait()
+            raise
+        replaced = replacing.results()
+        return _answer([d.to_dict() for d in drains], ignored, refused, batch, scope,
+                       replacements=[r.to_dict() for r in replaced])
 
 
 def _finisher_tick(event: bytes) -> bool:
@@ -101,13 +120,18 @@ def _finish_scheduled(settings: Settings, context: Any) -> dict[str, Any]:
     credentials = credentials_from_context(context)
     report = finish_due(store, lambda: Clients.warm(settings, credentials), _notifier(store, settings),
                         settings, owner=getattr(context, "request_id", None))
-    return {"scheduled_removals": report.to_dict()}
+    from shared.replace.sweep import sweep_replacements
+
+    replaced = sweep_replacements(_replacer(store, settings, context))
+    return {"scheduled_removals": report.to_dict(), "replacements": replaced.to_dict()}
 
 
 def _answer(drains: list[dict[str, Any]], ignored: list[dict[str, Any]], refused: tuple[Refusal, ...],
-            batch: Batch, scope: EventScope) -> dict[str, Any]:
+            batch: Batch, scope: EventScope, *,
+            replacements: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "drains": drains,
+        "replacements": replacements or [],
         "ignored": ignored,
         "refused": [r.to_dict() for r in refused],
         "bad": [bad.to_dict() for bad in batch.errors],
@@ -152,6 +176,23 @@ def _drainer(store: Store, settings: Settings, context: Any) -> Drainer:
         notifier=_notifier(store, settings),
         owner=getattr(context, "request_id", None),
     )
+
+
+def _replacer(store: Store, settings: Settings, context: Any) -> Replacer:
+    from shared.clients import Clients, credentials_from_context
+    from shared.replace.launcher import Replacer
+
+    credentials = credentials_from_context(context)
+    return Replacer(store, lambda: Clients.warm(settings, credentials), settings,
+                    notifier=_notifier(store, settings),
+                    owner=getattr(context, "request_id", None))
+
+
+def _start_replacements(notices: list[EcsEvent], store: Store, settings: Settings,
+                        context: Any) -> Pending:
+    from shared.replace.parallel import start
+
+    return start(notices, _replacer(store, settings, context))
 
 
 def _notifier(store: Store, settings: Settings) -> Notifier:

@@ -74,6 +74,8 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
                 store, clients, notifier, settings, now, regions=regions).to_dict()),
             ("drains", lambda: sweep_drains(
                 store, clients, notifier, settings, now, regions=regions)),
+            # Successors Running recorded (and notified), stalled ones reported (shared.replace).
+            ("replacements", lambda: _sweep_replacements(store, clients, notifier, settings)),
         )
         for part, run in parts:
             try:
@@ -87,6 +89,15 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         if failures:
             raise failures[0]
         return result
+
+
+def _sweep_replacements(store: Store, clients: Clients, notifier: Notifier,
+                        settings: Settings) -> dict[str, Any]:
+    from shared.replace.launcher import Replacer
+    from shared.replace.sweep import sweep_replacements
+
+    return sweep_replacements(Replacer(store, clients, settings, notifier=notifier),
+                              resume=False).to_dict()
 
 
 def sweep_regions(settings: Settings, store: Store) -> tuple[str, ...]:

@@ -495,6 +495,17 @@ class Emulator:
         """Release (Deleted event); load balancer members stay, as stale CLB backends do."""
         self._world.release(iid)
 
+    def set_stock(self, instance_type: str, zone: str, spot_strategy: str, count: int | None,
+                  answer: str = "OperationDenied.NoStock") -> None:
+        """Launches left for one offering (None: unlimited), and what RunInstances answers once
+        none is (tools/emulator/launch.py)."""
+        self._world.set_stock(instance_type, zone, spot_strategy, count, answer)
+
+    def launched(self) -> list[dict[str, Any]]:
+        """Every RunInstances that created instances: ids, type, zone, spot strategy."""
+        with self._world.lock:
+            return [dict(entry) for entry in self._world.launched]
+
     def set_faults(self, *, latency_ms: float | None = None, throttle_qps: object = UNSET,
                    throttle_actions: Mapping[str, float] | None = None,
                    fault_rate: float | None = None, seed: int | None = None,
