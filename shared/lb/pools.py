@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from shared.lb.model import GroupRef, JobStatus, Membership, Product, ServerGroup, Write, grouped
 
@@ -48,9 +48,9 @@ class ProductClient(Protocol):
     ``where``: CLB load balancer ids; ALB/NLB server group ids (empty: every group of the
     product; NLB then asks across groups in one paged call)."""
 
-    product: Product
+    product: ClassVar[Product]
     #: operation -> the RAM actions it calls (tools/ram_policy.py composes grants from these)
-    RAM_ACTIONS: Mapping[str, tuple[str, ...]]
+    RAM_ACTIONS: ClassVar[Mapping[str, tuple[str, ...]]]
 
     def find(self, server_ids: Sequence[str], where: Sequence[str]) -> list[Membership]:
         """Every membership of these servers (instance ids, ENI ids, IPs) in ``where``."""

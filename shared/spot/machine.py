@@ -55,8 +55,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from shared import ledger
-from shared.clients import CloudError, Instance, Membership, NotFoundError, TransientError
+from shared.clients import CloudError, Instance, NotFoundError, TransientError
 from shared.events import iso, parse_iso_or_none
+from shared.lb.model import Membership
 from shared.ledger import (
     FINISHED_DRAIN,
     OPEN_DRAIN,

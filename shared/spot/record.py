@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from shared.clients import GroupKind, Instance, LoadBalancer, Membership
+from shared.clients import Instance
 from shared.events import iso
+from shared.lb.clb import LoadBalancer
+from shared.lb.model import GroupKind, Membership
 from shared.ledger import EntryLike, Kind, LedgerPort
 from shared.notify import Notification
 from shared.spot.deadline import Deadline, Phase

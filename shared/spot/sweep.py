@@ -28,8 +28,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from shared import ledger
-from shared.clients import Instance, Membership, NotFoundError, TransientError
+from shared.clients import Instance, NotFoundError, TransientError
 from shared.events import iso, parse_iso_or_none
+from shared.lb.model import Membership
 from shared.ledger import (
     FINISHED_DRAIN,
     OPEN_DRAIN,
