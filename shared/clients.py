@@ -118,6 +118,19 @@ CALLED_ACTIONS: Mapping[str, str] = {
     "RemoveVServerGroupBackendServers": "slb",
     "AddBackendServers": "slb",
     "AddVServerGroupBackendServers": "slb",
+    # ALB and NLB share API names: their keys carry the product (the RAM action's spelling).
+    "alb:ListServerGroups": "alb",
+    "alb:ListServerGroupServers": "alb",
+    "alb:UpdateServerGroupServersAttribute": "alb",
+    "alb:RemoveServersFromServerGroup": "alb",
+    "alb:AddServersToServerGroup": "alb",
+    "alb:ListAsynJobs": "alb",
+    "nlb:ListServerGroups": "nlb",
+    "nlb:ListServerGroupServers": "nlb",
+    "nlb:UpdateServerGroupServersAttribute": "nlb",
+    "nlb:RemoveServersFromServerGroup": "nlb",
+    "nlb:AddServersToServerGroup": "nlb",
+    "nlb:GetJobStatus": "nlb",
     "LookupEvents": "actiontrail",
     # CloudMonitor: the metrics of an incident (sweep) and the wiring of the rules (tools).
     "DescribeMetricLast": "cms",
@@ -146,6 +159,23 @@ _CLB_BUSY = (
     "CLB's error pages list them for the sibling writes too (api-meta README), so every CLB action"
 )
 _SDK_DRY_RUN = "the SDK's own DryRun documentation of the request (models/_%s_request.py)"
+_ALB = "api-meta alb-2020-06-16.json "
+_NLB = "api-meta nlb-2022-04-30.json "
+_LB_REF = "reference/load-balancers-and-replacement.md "
+_ALB_BUSY = (
+    _ALB + "UpdateServerGroupServersAttribute, RemoveServersFromServerGroup, "
+    "AddServersToServerGroup (400); " + _LB_REF + "§1.3, §7.1: the group is Configuring while a "
+    "job runs, a write meanwhile is refused; it clears when the job ends (Terraform retries it)"
+)
+_NLB_BUSY = (
+    _NLB + "UpdateServerGroupServersAttribute, RemoveServersFromServerGroup, "
+    "AddServersToServerGroup (400); " + _LB_REF + "§2.9, §7.1: the group's lock is held while a "
+    "job runs (Terraform's NLB attachment retries both)"
+)
+_LB_PLACEHOLDER = (
+    "api-meta %s lists the literal '%%s' (the real code is formatted at run time; a real code "
+    "in its place falls back on its shape: Forbidden.* auth, else permanent): %s"
+)
 
 
 def _rules(scope: str, rule: Rule, source: str, *codes: str) -> dict[tuple[str, str], CodeRule]:
@@ -277,6 +307,65 @@ ERROR_RULES: Mapping[tuple[str, str], CodeRule] = {
              "ResourceNotFound.Cen"),
     **_rules("AddVServerGroupBackendServers", Rule.NOT_FOUND,
              _SLB + "AddVServerGroupBackendServers (404)", "ResourceNotFound.vServers"),
+    # -- ALB 2020-06-16 -----------------------------------------------------------------------
+    **_rules("alb", Rule.TRANSIENT, _ALB_BUSY, "IncorrectStatus.ServerGroup",
+             "ResourceInConfiguring"),
+    **_rules("alb:RemoveServersFromServerGroup", Rule.TRANSIENT,
+             _ALB + "RemoveServersFromServerGroup (400): the member is still changing (the "
+             "weight job); " + _LB_REF + "§8.1", "ResourceInConfiguring.BackendServer"),
+    **_rules("alb", Rule.AUTH, _ALB + "ListServerGroupServers, UpdateServerGroupServersAttribute, "
+             "RemoveServersFromServerGroup, AddServersToServerGroup (403)", "Forbidden.ServerGroup"),
+    # The group is gone: nothing to drain there. A member gone is handled by the adapter (the
+    # others of the call are sent again; none left = done): reference §1.4, §1.10.
+    **_rules("alb", Rule.NOT_FOUND, _ALB + "UpdateServerGroupServersAttribute, "
+             "RemoveServersFromServerGroup, AddServersToServerGroup (404)",
+             "ResourceNotFound.ServerGroup", "ResourceNotFound.BackendServer"),
+    # The instance to register is not there (yet or any more): this call cannot succeed.
+    **_rules("alb:AddServersToServerGroup", Rule.PERMANENT,
+             _ALB + "AddServersToServerGroup (404)", "ResourceNotFound.Ecs",
+             "ResourceNotFound.Eci", "ResourceNotFound.Eni"),
+    **_rules("alb:AddServersToServerGroup", Rule.PERMANENT,
+             _ALB + "AddServersToServerGroup (400)", "Conflict.BackendServer",
+             "DuplicatedParam.BackendServer", "IllegalParam.ServerIp", "IncorrectStatus.Eni",
+             "Mismatch.ServerType", "Mismatch.Type", "Mismatch.VpcId", "OperationDenied.CloudBox",
+             "OperationDenied.EciNotSupportJobType", "OperationDenied.NoAvailableVSwitch",
+             "OperationDenied.VgwVipNotFound", "OperationDenied.VpcVportNotFound",
+             "ResourceInUse.IP", "ResourceQuotaExceeded.LoadBalancerServersNum",
+             "ResourceQuotaExceeded.ServerAddedNum"),
+    **_rules("alb", Rule.DRY_RUN_OK, _SDK_DRY_RUN % "update_server_group_servers_attribute"
+             + " (alibabacloud_alb20200616; Remove/Add the same)", "DryRunOperation"),
+    # -- NLB 2022-04-30 -----------------------------------------------------------------------
+    **_rules("nlb", Rule.TRANSIENT, _NLB_BUSY, "Conflict.Lock", "IncorrectStatus.serverGroup"),
+    **_rules("nlb", Rule.TRANSIENT, _NLB + "ListServerGroups, ListServerGroupServers, "
+             "RemoveServersFromServerGroup, AddServersToServerGroup, GetJobStatus (400)",
+             "SystemBusy"),
+    **_rules("nlb", Rule.AUTH, _NLB + "every server-group action and GetJobStatus (403)",
+             "Forbidden.NoPermission"),
+    **_rules("nlb", Rule.AUTH, _LB_PLACEHOLDER % ("nlb-2022-04-30.json", "ListServerGroups, "
+             "UpdateServerGroupServersAttribute (403)"), "Forbidden.%s"),
+    **_rules("nlb", Rule.PERMANENT, _LB_PLACEHOLDER % ("nlb-2022-04-30.json",
+             "UpdateServerGroupServersAttribute, RemoveServersFromServerGroup, "
+             "AddServersToServerGroup (400)"), "IllegalParam.%s", "MissingParam.%s"),
+    **_rules("nlb", Rule.NOT_FOUND, _NLB + "ListServerGroupServers, "
+             "UpdateServerGroupServersAttribute, RemoveServersFromServerGroup, "
+             "AddServersToServerGroup (404)", "ResourceNotFound.serverGroup",
+             "ResourceNotFound.BackendServer"),
+    **_rules("nlb:GetJobStatus", Rule.NOT_FOUND, _NLB + "GetJobStatus (404)",
+             "ResourceNotFound.JobId"),
+    # The same ClientToken with another request: a bug of ours, never retried.
+    **_rules("nlb", Rule.PERMANENT, _NLB + "RemoveServersFromServerGroup, "
+             "AddServersToServerGroup (400)", "IdempotenceSignatureMismatch"),
+    **_rules("nlb:AddServersToServerGroup", Rule.PERMANENT,
+             _NLB + "AddServersToServerGroup (404)", "ResourceNotFound.Ecs",
+             "ResourceNotFound.Eci", "ResourceNotFound.Eni"),
+    **_rules("nlb:AddServersToServerGroup", Rule.PERMANENT,
+             _NLB + "AddServersToServerGroup (400)", "DuplicatedParam.Server", "IllegalParam",
+             "IllegalParam.IP", "IllegalParam.RSPortConflictWithServerGroup",
+             "IllegalParam.description", "IncorrectStatus.Eni", "Mismatch.ServerType",
+             "Mismatch.VpcId", "MissingParam.IP", "OperationDenied.ServerGroupNotSupportIpv6",
+             "QuotaExceeded.QuotaInsufficient", "ResourceInUse.IP", "TagInvokeError"),
+    **_rules("nlb", Rule.DRY_RUN_OK, _SDK_DRY_RUN % "update_server_group_servers_attribute"
+             + " (alibabacloud_nlb20220430; Remove/Add the same)", "DryRunOperation"),
     # -- ActionTrail 2020-07-06 -------------------------------------------------------------------
     **_rules("LookupEvents", Rule.PERMANENT, _TRAIL + "LookupEvents (400)",
              "InvalidParameterCombination", "InvalidParameterEndTime",
