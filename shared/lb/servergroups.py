@@ -304,14 +304,15 @@ class ServerGroupClient(_Adapter):
                       dry_run: bool) -> Write | None:
         """A member of the chunk is not in the group (removed meanwhile): the others only;
         none left is done (for a removal that is the goal)."""
-        present = {(m.server_id, m.port, m.server_ip) for m in self.members_of(group)}
+        present = {(m.server_id, m.port, m.server_ip) for m in self.members_of(group)
+                   if m.status != "Removing"}
         still = [m for m in chunk if (m.server_id, m.port, m.server_ip) in present
                  or (m.server_id, m.port, None) in present]
         emit(log, "members already gone", product=self.product.value, group_id=group.group_id,
              operation=operation, gone=len(chunk) - len(still))
         if not still:
             return None
-        if len(still) == len(chunk):
+        if len(still) == len(chunk):  # each one is there, yet one was reported missing
             raise NotFoundError("ResourceNotFound.BackendServer",
                                 "every member is present, yet one is reported missing",
                                 action=self._action(self.WRITE_ACTIONS[operation]),

@@ -106,7 +106,8 @@ __all__ = [
 log = get_logger(__name__)
 
 JOB_WAIT_S = 60.0  # an ALB/NLB job of a step with no deadline of its own (verify's removals)
-JOB_MIN_WAIT_S = 1.0  # a step's jobs get at least this long, even at its deadline
+JOB_MIN_WAIT_S = 1.0
+JOB_SLACK_S = 15.0  # a native drain's removal job: its drain timeout plus this at most  # a step's jobs get at least this long, even at its deadline
 VERIFY_ROUNDS = 3
 VERIFY_PAUSE_S = 0.5
 # Rounds of a step (each call already retried by the client), never past the step's deadline.
@@ -796,10 +797,11 @@ class Drainer:
         if not jobs:
             return
         writes = [_job_write(j) for j in jobs]
-        left = run.deadline.time_left_s(self.clock())
-        run.lease.renew(self.clock() + timedelta(
-            seconds=max(left, 0.0) + self.settings.drain_lease_grace_s))
-        pending = self.clients_in(run.region).lbs.wait(writes, timeout_s=max(left, 0.0))
+        longest = max((m.drain_timeout_s or 0 for m in memberships_of(run.data, "native")),
+                      default=0)
+        wait = min(max(run.deadline.time_left_s(self.clock()), 0.0), longest + JOB_SLACK_S)
+        run.lease.renew(self.clock() + timedelta(seconds=wait + self.settings.drain_lease_grace_s))
+        pending = self.clients_in(run.region).lbs.wait(writes, timeout_s=wait)
         if pending:
             emit(log, "native drain unfinished", level=30, instance_id=run.instance_id,
                  jobs=[w.job_id for w in pending])
