@@ -293,14 +293,14 @@ class ServerGroupClient(_Adapter):
             if dry_run and err.rule is Rule.DRY_RUN_OK:
                 return Write(group, api, tuple(chunk), token=token, dry_run=True)
             if operation != "add" and err.code.lower() == "resourcenotfound.backendserver":
-                return self._send_present(operation, group, chunk, weight=weight,
+                return self._send_present(operation, group, chunk, err, weight=weight,
                                           token_seed=token_seed, dry_run=dry_run)
             raise
         job = _opt(body.get("JobId"))
         return Write(group, api, tuple(chunk), job_id=job, token=token, dry_run=dry_run)
 
-    def _send_present(self, operation: Operation, group: GroupRef, chunk: list[Membership], *,
-                      weight: int | None, token_seed: str | None,
+    def _send_present(self, operation: Operation, group: GroupRef, chunk: list[Membership],
+                      err: CloudError, *, weight: int | None, token_seed: str | None,
                       dry_run: bool) -> Write | None:
         """A member of the chunk is not in the group (removed meanwhile): the others only;
         none left is done (for a removal that is the goal)."""
@@ -313,10 +313,7 @@ class ServerGroupClient(_Adapter):
         if not still:
             return None
         if len(still) == len(chunk):  # each one is there, yet one was reported missing
-            raise NotFoundError("ResourceNotFound.BackendServer",
-                                "every member is present, yet one is reported missing",
-                                action=self._action(self.WRITE_ACTIONS[operation]),
-                                resource_ids=[group.group_id or ""], rule=Rule.NOT_FOUND)
+            raise err
         return self._send(operation, group, still, weight=weight, token_seed=token_seed,
                           dry_run=dry_run)
 
