@@ -397,7 +397,7 @@ def test_every_served_action_is_covered_in_success_and_error() -> None:
                | ALB_COVERED_ERROR | NLB_COVERED_ERROR)
     assert sorted(served - ok) == []
     assert sorted(served - failing) == []
-    assert len(served) == 30 + 8 + 7
+    assert len(served) == 30 + 8 + 8
 
 
 # --- the checker can fail ----------------------------------------------------------------------

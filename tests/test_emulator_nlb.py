@@ -100,6 +100,11 @@ CASES: list[Case] = [
         job_id=update(c)))),
     Case("job-status-unknown", "GetJobStatus", lambda c: c.get_job_status(N.GetJobStatusRequest(
         job_id="job-nothere")), "ResourceNotFound.JobId"),
+    Case("list-jobs", "ListAsynJobs", lambda c: c.list_asyn_jobs(N.ListAsynJobsRequest(
+        job_ids=[update(c), "job-nothere"]))),
+    Case("list-jobs-throttled", "ListAsynJobs", lambda c: c.list_asyn_jobs(
+        N.ListAsynJobsRequest(job_ids=["job-nothere"])), "Throttling.User",
+         setup=lambda c, e: e.set_faults(fail_next={"nlb:ListAsynJobs": ["Throttling.User"]})),
     Case("update", "UpdateServerGroupServersAttribute", update),
     Case("update-locked", "UpdateServerGroupServersAttribute", update,
          "Conflict.Lock", setup=lambda c, e: remove(c, TCP, _rm(WEB2))),
@@ -216,6 +221,21 @@ def test_weight_write_is_a_job_and_the_group_is_locked(emu: Emulator, nlb: Nlb) 
     remove(nlb)
     emu.finish_lb_jobs()
     assert servers(nlb, TCP) == {(WEB2, 443): (100, "Available")}
+
+
+def test_list_asyn_jobs_reads_many_jobs(emu: Emulator, nlb: Nlb) -> None:
+    """ListAsynJobs answers each asked job that exists with Processing, then Succeeded."""
+    first = update(nlb)
+    second = remove(nlb, BY_IP, _rm(SPOT_IP, 5432, "Ip"))
+
+    def statuses() -> list[tuple[str, str]]:
+        body = nlb.list_asyn_jobs(N.ListAsynJobsRequest(job_ids=[first, second, "nope"])).body
+        assert body.total_count == 2
+        return [(j.id, j.status) for j in body.jobs]
+
+    assert statuses() == [(first, "Processing"), (second, "Processing")]
+    emu.finish_lb_jobs()
+    assert statuses() == [(first, "Succeeded"), (second, "Succeeded")]
 
 
 def test_ip_group_drains_a_removed_member(emu: Emulator, nlb: Nlb) -> None:

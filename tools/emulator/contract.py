@@ -85,6 +85,30 @@ SUPPLEMENTARY_APIS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
             "errorCodes": {},
         },
     },
+    "nlb": {
+        # Not in the 2024-07-30 snapshot (api-meta README "known gaps"); the reference
+        # (load-balancers-and-replacement.md §2.6, §2.10) reads it in the SDK and in the RAM
+        # page of nlb:ListAsynJobs.
+        "ListAsynJobs": {
+            "source": "the official SDK alibabacloud_nlb20220430 4.1.3: client.py "
+                      "list_asyn_jobs_with_options (POST, RPC, JobIds in the query), "
+                      "models/_list_asyn_jobs_request.py and _list_asyn_jobs_response_body.py "
+                      "(Jobs[].Status Succeeded | Failed | Processing); RAM action "
+                      "nlb:ListAsynJobs: alibabacloud.com/help/ja/slb/network-load-balancer/"
+                      "developer-reference/api-nlb-2022-04-30-listasynjobs",
+            "methods": ["post"], "operationType": "read",
+            "parameters": [
+                {"name": "JobIds", "in": "query", "style": "repeatList",
+                 "schema": {"type": "array", "required": False, "items": {"type": "string"}}},
+            ],
+            "response": {"type": "object", "properties": {
+                "RequestId": {"type": "string"},
+                "TotalCount": {"type": "integer", "format": "int64"},
+                "Jobs": {"type": "array", "items": {"type": "object", "properties": {
+                    "Id": {"type": "string"}, "Status": {"type": "string"}}}}}},
+            "errorCodes": {},
+        },
+    },
 }
 # Signing and protocol parameters (the OpenAPI common request parameters), plus the
 # owner/resource-owner parameters every RPC SDK model carries but api-meta leaves out: none of
