@@ -296,3 +296,17 @@ def test_released_instance_stays_registered(emu: Emulator, nlb: Nlb) -> None:
     emu.finish_lb_jobs()
     assert job_status(nlb, job) == "Succeeded"
     assert (SPOT, 443) not in servers(nlb, TCP)
+
+
+def test_documented_code_templates_stand_for_one_name(contract: Contract) -> None:
+    """NLB documents ``IllegalParam.%s`` / ``MissingParam.%s``: any one name fits, with the
+    documented status; the bare ``%s`` CMS lists fits nothing; ALB documents no template."""
+    assert contract.statuses_of("nlb", "RemoveServersFromServerGroup", "IllegalParam.Servers") \
+        == [400]
+    assert contract.statuses_of("nlb", "UpdateServerGroupServersAttribute", "MissingParam.Port") \
+        == [400]
+    assert contract.statuses_of("nlb", "RemoveServersFromServerGroup", "MissingParam.Port") == []
+    assert contract.statuses_of("nlb", "RemoveServersFromServerGroup", "IllegalParam.") == []
+    assert contract.statuses_of("cms", "PutEventRule", "AnythingAtAll") == []
+    assert contract.statuses_of("alb", "RemoveServersFromServerGroup", "IllegalParam.Servers") \
+        == []

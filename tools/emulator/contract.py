@@ -299,6 +299,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 # ``EventPattern.1.NameList.2``).
 _INDEX = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<n>\d+)(?:\.(?P<sub>[A-Za-z0-9]+)"
                     r"(?:\.(?P<m>\d+))?)?$")
+_TEMPLATE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)*\.%s$")
 _FLAT = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<sub>[A-Za-z0-9]+)$")
 
 
@@ -339,12 +340,13 @@ class Contract:
         return out
 
     def _own_statuses(self, product: str, action: str, code: str) -> set[int]:
-        """The statuses of ``code`` in the action's own list; a documented template such as
-        NLB's ``IllegalParam.%s`` stands for any name in place of ``%s``."""
+        """The statuses of ``code`` in the action's own list; a documented template
+        ``<Prefix>.%s`` such as NLB's ``IllegalParam.%s`` stands for any name in place of
+        ``%s`` (a bare ``%s``, as CMS lists, stands for nothing)."""
         found: set[int] = set()
         for documented, statuses in self.documented_codes(product, action).items():
-            if documented == code or ("%s" in documented and re.fullmatch(
-                    re.escape(documented).replace("%s", r"[A-Za-z0-9_.]+"), code)):
+            if documented == code or (_TEMPLATE.fullmatch(documented) and re.fullmatch(
+                    re.escape(documented[:-2]) + r"[A-Za-z0-9_]+", code)):
                 found |= statuses
         return found
 
