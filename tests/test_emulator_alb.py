@@ -428,3 +428,35 @@ def test_fleet_refuses_bad_lb_entries_with_their_path(doc: dict[str, Any], messa
     with pytest.raises(FleetError) as info:
         Fleet.from_dict(doc)
     assert message in str(info.value)
+
+
+def test_control_endpoints_show_groups_and_finish_jobs(emu: Emulator, alb: Alb) -> None:
+    """HTTP control: GET /_emulator/server_groups/<id>, POST /_emulator/lb_jobs/finish and
+    POST /_emulator/lb_jobs {job_s} (a negative one refused with 400)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(f"{emu.url}/_emulator/{path}", method=method,
+                                         data=json.dumps(body or {}).encode())
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return json.loads(answer.read())
+
+    update(alb)
+    group = call("GET", f"server_groups/{PLAIN}")
+    assert (group["product"], group["status"]) == ("alb", "Configuring")
+    assert [(m["server_id"], m["status"]) for m in group["members"]] == [
+        (SPOT, "Configuring"), (WEB2, "Available")]
+    assert call("POST", "lb_jobs/finish") == {"finished": 1}
+    assert call("GET", f"server_groups/{PLAIN}")["members"][0]["weight"] == 0
+    call("POST", "lb_jobs", {"job_s": 60})
+    update(alb, PLAIN, _upd(weight=5))
+    emu.advance_clock(JOB_S + 1)
+    assert emu.lb_group(PLAIN)["status"] == "Configuring"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        call("POST", "lb_jobs", {"job_s": -1})
+    info.value.close()
+    assert info.value.code == 400
+    with pytest.raises(KeyError):
+        emu.lb_group(NO_GROUP)
