@@ -460,3 +460,24 @@ def test_control_endpoints_show_groups_and_finish_jobs(emu: Emulator, alb: Alb) 
     assert info.value.code == 400
     with pytest.raises(KeyError):
         emu.lb_group(NO_GROUP)
+
+
+@pytest.mark.contract_exempt("the product's client sends 21 ServerIds (api-meta maxItems 20) on "
+                             "purpose, to show the plugin sees the new products' requests")
+def test_product_requests_to_alb_are_checked_against_the_contract() -> None:
+    """GIVEN a client with the product's User-Agent WHEN it sends a documented write and a list
+    past the documented maxItems THEN only the second is a contract violation."""
+    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as emu:
+        cred = emu.credentials[0]
+        product = Alb(Config(endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou",
+                             user_agent="ecs-event-ops",
+                             access_key_id=cred["access_key_id"],
+                             access_key_secret=cred["access_key_secret"]))
+        update(product, token="drain-x")
+        assert emu.contract_violations() == []
+        with pytest.raises(TeaException):
+            product.list_server_group_servers(A.ListServerGroupServersRequest(
+                server_ids=[f"i-bp1x{n:016d}" for n in range(21)]))
+        assert [str(v) for v in emu.contract_violations()] == [
+            "alb:ListServerGroupServers bad-param-value at ServerIds: 21 items, documented "
+            "maxItems 20"]
