@@ -113,6 +113,14 @@ CASES: list[Case] = [
          "IncorrectStatus.ServerGroup", setup=lambda c, e: remove(c, PLAIN, _rm(WEB2))),
     Case("update-not-member", "UpdateServerGroupServersAttribute",
          lambda c: update(c, PLAIN, _upd(NEW)), "ResourceNotFound.BackendServer"),
+    Case("update-twice", "UpdateServerGroupServersAttribute",
+         lambda c: update(c, PLAIN, _upd(), _upd(weight=3)), "InvalidParameter"),
+    Case("update-ip-in-instance-group", "UpdateServerGroupServersAttribute",
+         lambda c: c.update_server_group_servers_attribute(
+             A.UpdateServerGroupServersAttributeRequest(server_group_id=PLAIN, servers=[
+                 A.UpdateServerGroupServersAttributeRequestServers(
+                     server_id="10.0.1.21", server_type="Ip", port=8080, weight=0)])),
+         "ResourceNotFound.BackendServer"),
     Case("update-no-group", "UpdateServerGroupServersAttribute", lambda c: update(c, NO_GROUP),
          "ResourceNotFound.ServerGroup"),
     Case("update-dry-run", "UpdateServerGroupServersAttribute",
@@ -120,6 +128,9 @@ CASES: list[Case] = [
     Case("remove", "RemoveServersFromServerGroup", remove),
     Case("remove-not-member", "RemoveServersFromServerGroup",
          lambda c: remove(c, PLAIN, _rm(WEB1)), "ResourceNotFound.BackendServer"),
+    Case("remove-bad-type", "RemoveServersFromServerGroup", lambda c: remove(
+        c, PLAIN, A.RemoveServersFromServerGroupRequestServers(
+            server_id=SPOT, server_type="Vm", port=8080)), "InvalidParameter"),
     Case("remove-configuring", "RemoveServersFromServerGroup", remove,
          "IncorrectStatus.ServerGroup", setup=lambda c, e: update(c, PLAIN, _upd(WEB2))),
     Case("add", "AddServersToServerGroup", lambda c: c.add_servers_to_server_group(
