@@ -318,3 +318,14 @@ def test_documented_code_templates_stand_for_one_name(contract: Contract) -> Non
     assert contract.statuses_of("cms", "PutEventRule", "AnythingAtAll") == []
     assert contract.statuses_of("alb", "RemoveServersFromServerGroup", "IllegalParam.Servers") \
         == []
+
+
+def test_contract_takes_the_qualified_action_names(contract: Contract) -> None:
+    """``nlb:Action`` (the fault key, the client's table key) looks up the same contract as
+    ``Action``: own codes and platform-wide ones."""
+    for code in ("Conflict.Lock", "DryRunOperation", "Throttling.User", "IllegalParam.Servers"):
+        assert contract.statuses_of("nlb", "nlb:RemoveServersFromServerGroup", code) == \
+            contract.statuses_of("nlb", "RemoveServersFromServerGroup", code) != []
+    assert contract.statuses_of("alb", "alb:UpdateServerGroupServersAttribute",
+                                "DryRunOperation") == [400]
+    assert contract.api("nlb", "nlb:GetJobStatus") is contract.api("nlb", "GetJobStatus")

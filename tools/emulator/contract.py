@@ -324,7 +324,9 @@ class Contract:
     # --- lookups -------------------------------------------------------------------------
 
     def api(self, product: str, action: str) -> dict[str, Any] | None:
-        found = self._apis.get(product, {}).get(action)
+        """The action's contract; ``action`` may be the fault key ``product:Action`` (ALB and
+        NLB share action names, so faults and the client's tables qualify them)."""
+        found = self._apis.get(product, {}).get(action.rpartition(":")[2])
         return found if isinstance(found, dict) else None
 
     def actions(self, product: str) -> list[str]:
@@ -351,6 +353,7 @@ class Contract:
         return found
 
     def platform_entry(self, product: str, action: str, code: str) -> PlatformCode | None:
+        action = action.rpartition(":")[2]
         for entry in PLATFORM_CODES:
             if entry.matches(product, action, code):
                 return entry
