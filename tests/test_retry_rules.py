@@ -325,6 +325,17 @@ def test_called_actions_are_the_actions_the_adapters_send() -> None:
     from shared.lb.clb import _WRITE_APIS
 
     sent |= {action for action, _, _ in _WRITE_APIS.values()}
+    # ALB and NLB share shared/lb/servergroups.py: its `_action("X")` calls and its write table
+    # send X on both products.
+    from shared.lb.servergroups import ServerGroupClient
+
+    shared_apis = set(ServerGroupClient.WRITE_ACTIONS.values())
+    tree = ast.parse((REPO_ROOT / "shared" / "lb" / "servergroups.py").read_text())
+    shared_apis |= {str(node.args[0].value) for node in ast.walk(tree)
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "_action" and node.args
+                    and isinstance(node.args[0], ast.Constant)}
+    sent |= {f"{product}:{api}" for product in ("alb", "nlb") for api in shared_apis}
     # The two CloudMonitor deletes the snapshot lacks (tools/wiring.py remove only).
     assert sent - OUTSIDE_API_META == set(CALLED_ACTIONS)
     assert sent >= OUTSIDE_API_META

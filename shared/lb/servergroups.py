@@ -304,10 +304,10 @@ class ServerGroupClient(_Adapter):
                       dry_run: bool) -> Write | None:
         """A member of the chunk is not in the group (removed meanwhile): the others only;
         none left is done (for a removal that is the goal)."""
-        present = {(m.server_id, m.port, m.server_ip) for m in self.members_of(group)
-                   if m.status != "Removing"}
-        still = [m for m in chunk if (m.server_id, m.port, m.server_ip) in present
-                 or (m.server_id, m.port, None) in present]
+        current = [m for m in self.members_of(group) if m.status != "Removing"]
+        still = [m for m in chunk if any(
+            c.server_id == m.server_id and c.port == m.port
+            and (m.server_ip is None or c.server_ip == m.server_ip) for c in current)]
         emit(log, "members already gone", product=self.product.value, group_id=group.group_id,
              operation=operation, gone=len(chunk) - len(still))
         if not still:
