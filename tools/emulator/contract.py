@@ -85,6 +85,30 @@ SUPPLEMENTARY_APIS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
             "errorCodes": {},
         },
     },
+    "nlb": {
+        # Not in the 2024-07-30 snapshot (api-meta README "known gaps"); the reference
+        # (load-balancers-and-replacement.md §2.6, §2.10) reads it in the SDK and in the RAM
+        # page of nlb:ListAsynJobs.
+        "ListAsynJobs": {
+            "source": "the official SDK alibabacloud_nlb20220430 4.1.3: client.py "
+                      "list_asyn_jobs_with_options (POST, RPC, JobIds in the query), "
+                      "models/_list_asyn_jobs_request.py and _list_asyn_jobs_response_body.py "
+                      "(Jobs[].Status Succeeded | Failed | Processing); RAM action "
+                      "nlb:ListAsynJobs: alibabacloud.com/help/ja/slb/network-load-balancer/"
+                      "developer-reference/api-nlb-2022-04-30-listasynjobs",
+            "methods": ["post"], "operationType": "read",
+            "parameters": [
+                {"name": "JobIds", "in": "query", "style": "repeatList",
+                 "schema": {"type": "array", "required": False, "items": {"type": "string"}}},
+            ],
+            "response": {"type": "object", "properties": {
+                "RequestId": {"type": "string"},
+                "TotalCount": {"type": "integer", "format": "int64"},
+                "Jobs": {"type": "array", "items": {"type": "object", "properties": {
+                    "Id": {"type": "string"}, "Status": {"type": "string"}}}}}},
+            "errorCodes": {},
+        },
+    },
 }
 # Signing and protocol parameters (the OpenAPI common request parameters), plus the
 # owner/resource-owner parameters every RPC SDK model carries but api-meta leaves out: none of
@@ -283,6 +307,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 # ``EventPattern.1.NameList.2``).
 _INDEX = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<n>\d+)(?:\.(?P<sub>[A-Za-z0-9]+)"
                     r"(?:\.(?P<m>\d+))?)?$")
+_TEMPLATE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)*\.%s$")
 _FLAT = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<sub>[A-Za-z0-9]+)$")
 
 
@@ -307,7 +332,9 @@ class Contract:
     # --- lookups -------------------------------------------------------------------------
 
     def api(self, product: str, action: str) -> dict[str, Any] | None:
-        found = self._apis.get(product, {}).get(action)
+        """The action's contract; ``action`` may be the fault key ``product:Action`` (ALB and
+        NLB share action names, so faults and the client's tables qualify them)."""
+        found = self._apis.get(product, {}).get(action.rpartition(":")[2])
         return found if isinstance(found, dict) else None
 
     def actions(self, product: str) -> list[str]:
@@ -323,16 +350,18 @@ class Contract:
         return out
 
     def _own_statuses(self, product: str, action: str, code: str) -> set[int]:
-        """The statuses of ``code`` in the action's own list; a documented template such as
-        NLB's ``IllegalParam.%s`` stands for any name in place of ``%s``."""
+        """The statuses of ``code`` in the action's own list; a documented template
+        ``<Prefix>.%s`` such as NLB's ``IllegalParam.%s`` stands for any name in place of
+        ``%s`` (a bare ``%s``, as CMS lists, stands for nothing)."""
         found: set[int] = set()
         for documented, statuses in self.documented_codes(product, action).items():
-            if documented == code or ("%s" in documented and re.fullmatch(
-                    re.escape(documented).replace("%s", r"[A-Za-z0-9_.]+"), code)):
+            if documented == code or (_TEMPLATE.fullmatch(documented) and re.fullmatch(
+                    re.escape(documented[:-2]) + r"[A-Za-z0-9_]+", code)):
                 found |= statuses
         return found
 
     def platform_entry(self, product: str, action: str, code: str) -> PlatformCode | None:
+        action = action.rpartition(":")[2]
         for entry in PLATFORM_CODES:
             if entry.matches(product, action, code):
                 return entry

@@ -20,6 +20,7 @@ A released ECS instance stays registered (no source says otherwise, reference §
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import uuid
 from collections.abc import Callable
@@ -151,6 +152,8 @@ class NetLbState:
         # (action, ClientToken) -> (request fingerprint, job id)
         self.tokens: dict[tuple[str, str], tuple[tuple[tuple[str, str], ...], str]] = {}
         self._seq = itertools.count(1)
+        # (due, seq, job id) of the Processing jobs: settle() pops the due ones.
+        self._due: list[tuple[float, int, str]] = []
         for spec in specs:
             self.lbs[spec.id] = NetLb(spec.id, spec.name, dict(spec.tags), spec.vpc_id,
                                       [g.id for g in spec.server_groups], create_time)
@@ -185,20 +188,24 @@ class NetLbState:
             hold += group.drain_timeout_s * self.drain_scale
         job = Job(job_id, api_name, group.id, now, now + hold, modified=now)
         self.jobs[job_id] = job
+        heapq.heappush(self._due, (job.due, next(self._seq), job_id))
         group.job_id = job_id
         return job
 
     def settle(self, now: float) -> None:
         """Finish every job that is due at ``now``."""
-        for job in self.jobs.values():
-            if job.status == "Processing" and job.due <= now:
-                self._finish(job, max(job.due, job.created))
+        while self._due and self._due[0][0] <= now:
+            job = self.jobs[heapq.heappop(self._due)[2]]
+            if job.status == "Processing":
+                self._finish(job, job.due)
 
     def finish_all(self, now: float) -> int:
         """Finish every pending job now (test hook); how many were pending."""
-        pending = [j for j in self.jobs.values() if j.status == "Processing"]
+        pending = [self.jobs[entry[2]] for entry in sorted(self._due)]
+        self._due.clear()
         for job in pending:
-            self._finish(job, now)
+            if job.status == "Processing":
+                self._finish(job, now)
         return len(pending)
 
     def _finish(self, job: Job, at: float) -> None:

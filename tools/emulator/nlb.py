@@ -17,6 +17,8 @@ Shared behaviour (asynchronous writes, ``Configuring``, ``ClientToken``, ``DryRu
 - already a member or twice in one call: 400 ``DuplicatedParam.Server``; unknown instance: 404
   ``ResourceNotFound.Ecs``; a missing member field: ``MissingParam.<Field>`` (Add, Update),
   ``IllegalParam.<Field>`` (Remove, which documents no ``MissingParam``);
+- ``ListAsynJobs`` (SDK-documented, not in api-meta: ``contract.SUPPLEMENTARY_APIS``) answers
+  ``Jobs[]{Id, Status}`` with ``Processing`` | ``Succeeded``;
 - ``GetJobStatus`` answers ``Succeeded`` or ``processing`` (lower case, as the SDK documents);
   an unknown job 404 ``ResourceNotFound.JobId``.
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from tools.emulator import lbapi
-from tools.emulator.ecs import Context, Handler, require
+from tools.emulator.ecs import Context, Handler, indexed, require
 from tools.emulator.netlb import Job, LbMember, NetLb, NetLbGroup, NetLbState
 from tools.emulator.world import ApiError, World
 
@@ -136,8 +138,18 @@ def get_job_status(world: World, params: dict[str, str], ctx: Context) -> dict[s
     return {"Status": "Succeeded" if job.status == "Succeeded" else "processing"}
 
 
+def list_asyn_jobs(world: World, params: dict[str, str], ctx: Context) -> dict[str, Any]:
+    """The asked jobs that exist (unknown ids are left out), or every job without JobIds."""
+    world.nlbs.settle(world.now())
+    job_ids = indexed(params, "JobIds", 1000)
+    jobs = world.nlbs.jobs
+    found = [jobs[j] for j in job_ids if j in jobs] if job_ids else list(jobs.values())
+    return {"Jobs": [{"Id": j.id, "Status": j.status} for j in found], "TotalCount": len(found)}
+
+
 ACTIONS: dict[str, Handler] = {
     "ListLoadBalancers": list_load_balancers,
+    "ListAsynJobs": list_asyn_jobs,
     "ListServerGroups": list_server_groups,
     "ListServerGroupServers": list_server_group_servers,
     "GetJobStatus": get_job_status,

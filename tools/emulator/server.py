@@ -546,7 +546,8 @@ class Emulator:
                 r for r in inst.lock_reasons if r != reason]
 
     def release(self, iid: str) -> None:
-        """Release (Deleted event); load balancer members stay, as stale CLB backends do."""
+        """Release (Deleted event); load balancer members stay (CLB, ALB and NLB: stale
+        backends)."""
         self._world.release(iid)
 
     def set_stock(self, instance_type: str, zone: str, spot_strategy: str, count: int | None,
