@@ -774,7 +774,9 @@ def test_every_declared_action_has_a_sourced_rule(practices: dict[str, Practice]
                                     "https://help.aliyun.com/")) for r in RULES.values())
     assert sorted(NO_RESOURCE_LEVEL) == [
         "actiontrail:LookupEvents", "alb:ListAsynJobs", "cms:DescribeMetricLast",
-        "ecs:DescribeInstances", "nlb:GetJobStatus"]
+        "ecs:DescribeInstanceRamRole", "ecs:DescribeInstances",
+        "ecs:DescribeLaunchTemplateVersions", "ecs:DescribeRecommendInstanceType",
+        "ecs:DescribeUserData", "ecs:RunInstances", "nlb:GetJobStatus"]
     assert {a for a, r in RULES.items() if r.reach is Reach.EVERYTHING} == set(NO_RESOURCE_LEVEL)
 
 

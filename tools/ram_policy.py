@@ -87,6 +87,7 @@ class Rule:
 
 _ECS_RAM = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-ram"
 _ECS_DESCRIBE = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-describeinstances"
+_ECS_DESCRIBE_EXAMPLE = "https://www.alibabacloud.com/help/doc-detail/141809.htm"
 _ECS_START = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-startinstance"
 _ECS_STARTS = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-startinstances"
 _TRAIL_RAM = "https://www.alibabacloud.com/help/en/actiontrail/developer-reference/api-actiontrail-2020-07-06-ram"
@@ -126,6 +127,27 @@ RULES: Mapping[str, Rule] = {
         "so a narrower grant would make live instances look released; Alibaba's own examples "
         "grant ecs:Describe* on *",
         _ECS_DESCRIBE),
+    # The spot replacement (shared/replace): reads of what DescribeInstances does not show, and
+    # the launch.
+    "ecs:DescribeInstanceRamRole": Rule(
+        Reach.EVERYTHING, "a Describe* read; Alibaba's own examples grant ecs:Describe* on *",
+        _ECS_DESCRIBE_EXAMPLE),
+    "ecs:DescribeUserData": Rule(
+        Reach.EVERYTHING, "a Describe* read; Alibaba's own examples grant ecs:Describe* on *",
+        _ECS_DESCRIBE_EXAMPLE),
+    "ecs:DescribeRecommendInstanceType": Rule(
+        Reach.EVERYTHING, "a Describe* read of the region's offerings (no resource of the "
+        "account); Alibaba's own examples grant ecs:Describe* on *", _ECS_DESCRIBE_EXAMPLE),
+    "ecs:DescribeLaunchTemplateVersions": Rule(
+        Reach.EVERYTHING, "a Describe* read; Alibaba's own examples grant ecs:Describe* on *",
+        _ECS_DESCRIBE_EXAMPLE),
+    "ecs:RunInstances": Rule(
+        Reach.EVERYTHING,
+        "creates an instance and is authorized on each resource it names (instance, image, "
+        "possibly another account's public image, security groups, the vSwitch of the VPC "
+        "product, key pair): a narrower grant has to name every one of those ARNs per "
+        "deployment; granted on * (the successor's tags say what launched it: replaces=<id>)",
+        _ECS_RAM),
     "ecs:StartInstance": Rule(
         Reach.TAGGED_INSTANCES,
         "resource type acs:ecs:{region}:{account}:instance/{id}; tag condition key",
