@@ -50,6 +50,7 @@ CST = timezone(timedelta(hours=8))
 FUNCTION_ENV = {
     "ECS_EVENT_OPS_DRAIN_TIME_S": "0.1",
     "ECS_EVENT_OPS_LB_TAG": "app=web",
+    "ECS_EVENT_OPS_LB_PRODUCTS": "clb,alb,nlb",
     "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.01",
     "ECS_EVENT_OPS_API_BACKOFF_MAX_S": "0.05",
     "ECS_EVENT_OPS_REPLACE_VSWITCHES": f"{VPC}/cn-hangzhou-i={VSW_I},{VPC}/cn-hangzhou-j={VSW_J},"
@@ -70,7 +71,7 @@ def fleet_with(**stock: int) -> Any:
 
 
 def start(fleet: Any, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    emulator = Emulator(fleet, start_delay_s=0.01)
+    emulator = Emulator(fleet, start_delay_s=0.01, lb_job_s=0.05)
     for name, value in emulator.signing_environment().items():
         monkeypatch.setenv(name, value)
     return emulator
@@ -172,7 +173,7 @@ def test_opted_in_instance_gets_its_successor_in_the_next_zone_after_a_stock_out
     assert params["ClientToken"].startswith(f"rpl-{SPOT1}-")
     assert sent[0].params["ClientToken"] != params["ClientToken"]  # one token per candidate
     # AND the drain ran as well
-    assert [d["outcome"] for d in out["drains"]] == ["nothing_to_remove"]
+    assert [d["outcome"] for d in out["drains"]] == ["drained"]
 
 
 def test_user_data_is_never_logged(emu: Emulator, db_url: str) -> None:
@@ -454,6 +455,8 @@ def test_the_finisher_tick_records_the_successor_running_with_one_notification(
         bodies = [r.body.decode() for r in receiver.requests]
     (settled,) = answer["replacements"]["settled"]
     assert settled["outcome"] == "running"
+    assert settled["seconds_to_running"] <= settled["seconds_to_serving"]
+    assert len(settled["registered"]) == 4
     assert settled["successor_id"] == launched["successor_id"]
     assert 0 < settled["seconds_to_running"] < 30
     assert again["replacements"]["settled"] == []
@@ -490,9 +493,53 @@ def test_the_replacement_calls_exactly_its_declared_actions(emu: Emulator, db_ur
     RAM_ACTIONS, nothing more (ram:PassRole is no API call: deploy grants it per role)."""
     module = load_function("drain_spot").module
     invoke(emu, db_url, [notice(emu, SPOT1), notice(emu, TMPL1)])
-    called = {f"{c.product}:{c.action}" for c in emu.calls()
-              if c.action not in ("DescribeLoadBalancers",)}
+    called = {f"{c.product}:{c.action}" for c in emu.calls() if c.product == "ecs"}
     assert called == {"ecs:DescribeInstances", "ecs:DescribeInstanceRamRole",
                       "ecs:DescribeUserData", "ecs:DescribeLaunchTemplateVersions",
                       "ecs:DescribeRecommendInstanceType", "ecs:RunInstances"}
     assert called <= set(module.RAM_ACTIONS)
+
+
+def serving(emu: Emulator, iid: str) -> dict[tuple[str, str, int | None], int]:
+    """(product, group, port) -> weight of every membership of ``iid`` on CLB, ALB and NLB."""
+    state = emu.state()
+    out: dict[tuple[str, str, int | None], int] = {}
+    for lb in state["load_balancers"]:
+        for m in lb["default_servers"]:
+            if m["server_id"] == iid:
+                out[("clb", lb["id"] + "/default", None)] = m["weight"]
+        for group in lb["vserver_groups"]:
+            for m in group["servers"]:
+                if m["server_id"] == iid:
+                    out[("clb", group["id"], m.get("port"))] = m["weight"]
+    for product in ("albs", "nlbs"):
+        for group in state[product]["server_groups"]:
+            for m in group["members"]:
+                if m["server_id"] == iid:
+                    out[(product[:3], group["id"], m.get("port"))] = m["weight"]
+    return out
+
+
+def test_the_successor_serves_everywhere_its_predecessor_did_with_the_same_ports_and_weights(
+    emu: Emulator, db_url: str
+) -> None:
+    """Issue 14 item 4: spot-1 drained from a CLB default and vServer group, an ALB and an NLB
+    group; once its successor is Running, the finisher tick registers it in each, with the
+    original ports and weights (not the drain's 0), and web-1 is untouched."""
+    before = serving(emu, SPOT1)
+    web1 = serving(emu, "i-bp1web0000000000001")
+    assert len(before) == 4
+    (launched,) = invoke(emu, db_url, notice(emu))["replacements"]
+    assert serving(emu, SPOT1) == {}  # drained everywhere
+    successor = launched["successor_id"]
+    emu.wait_for_status(successor, "Running")
+    tick = {"triggerTime": "2026-12-01T00:00:00Z", "triggerName": "finish", "payload": ""}
+    (settled,) = invoke(emu, db_url, tick)["replacements"]["settled"]
+    assert settled["outcome"] == "running"
+    assert serving(emu, successor) == before
+    assert serving(emu, "i-bp1web0000000000001") == web1
+    again = invoke(emu, db_url, tick)["replacements"]
+    assert again["settled"] == []
+    adds = [c.action for c in emu.calls() if c.action.startswith("Add")]
+    assert sorted(adds) == ["AddBackendServers", "AddServersToServerGroup",
+                            "AddServersToServerGroup", "AddVServerGroupBackendServers"]

@@ -51,7 +51,8 @@ OWN_ACTIONS: tuple[str, ...] = (
 )
 # Find the memberships, weight 0, wait for the jobs, remove, verify: on every load-balancer
 # product, composed from the adapters' declarations (shared/lb/actions.py).
-LB_OPERATIONS: tuple[str, ...] = ("list", "find", "members", "weight", "remove", "wait")
+# "add": the successor of a replaced instance joins every group its predecessor was in.
+LB_OPERATIONS: tuple[str, ...] = ("list", "find", "members", "weight", "remove", "add", "wait")
 RAM_ACTIONS: tuple[str, ...] = (*OWN_ACTIONS, *ram_actions(LB_OPERATIONS))
 # The finisher tick; ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S (deployed with it) is its period (60 s).
 SCHEDULE = "0 * * * * *"

@@ -28,15 +28,16 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from shared import ledger
 from shared.clients import CloudError, Instance, TransientError
 from shared.events import iso, parse_iso_or_none
 from shared.launch import CapacityError, LaunchRequest, LaunchResult, Offering, TemplateVersion
-from shared.ledger import FINISHED_REPLACE, Acquired, Kind, Lease, ReplaceStatus
+from shared.lb.model import Membership, Product
+from shared.ledger import FINISHED_REPLACE, OPEN_DRAIN, Acquired, Kind, Lease, ReplaceStatus
 from shared.log import emit, get_logger
 from shared.replace.offerings import ON_DEMAND, Candidate, avoid, avoided, candidates, vswitches_in
 from shared.replace.policy import REPLACES_TAG, Opt, verdict
@@ -47,6 +48,7 @@ from shared.spot.deadline import utc_now
 if TYPE_CHECKING:
     from shared.events import EcsEvent
     from shared.settings import Settings
+    from shared.spot.record import ClientsPort as SpotClients
     from shared.spot.record import NotifierPort
 
 __all__ = ["REPLACE_LEASE_S", "Replacer"]
@@ -375,6 +377,36 @@ class Replacer:
 
     # --- after the launch (the sweep) ----------------------------------------------------
 
+    def _serve(self, entry: ledger.EntryLike, successor: Instance, region: str
+               ) -> list[Membership] | None:
+        """Register the successor in every membership the predecessor's drain recorded, with
+        the original ports and weights (CLB, ALB, NLB; master-slave and Kubernetes-managed
+        groups are left to their owners, as the drain left them); None while the drain has not
+        recorded its memberships. Idempotent: what is already there is left, a weight that
+        differs is set (shared.spot.sweep.restore)."""
+        from shared.spot.record import memberships_of
+        from shared.spot.sweep import restore
+
+        drains = list(self.store.ledger_find(Kind.DRAIN.value,
+                                             instance_id=str(entry.instance_id)))
+        if not drains:
+            return []  # not drained by us (another copy of the function, or no notice kept)
+        drain = drains[-1]
+        if "memberships" not in drain.data:
+            status = drain.status
+            return [] if status not in {s.value for s in OPEN_DRAIN} else None
+        ips = successor.private_ips
+        wanted = [_moved(m, successor.instance_id, ips[0] if ips else None)
+                  for m in memberships_of(drain.data)]
+        if not wanted:
+            return []
+        clients = cast("SpotClients", self.clients_in(region))
+        restore(clients, wanted, dry=False, token_seed=f"{entry.key}:serve")
+        emit(log, "successor registered", instance_id=entry.instance_id,
+             successor_id=successor.instance_id, decision="registered",
+             memberships=[m.snapshot() for m in wanted])
+        return wanted
+
     def settle(self, entry: ledger.EntryLike) -> ReplaceResult | None:
         """A launched replacement: Running now (recorded, one notification), or past
         ``replace_stall_s`` (reported stalled), or still booting (None)."""
@@ -390,19 +422,35 @@ class Replacer:
         launched = parse_iso_or_none(data.get("launched_at")) or entry.created_at
         notice = parse_iso_or_none(data.get("notice_time")) or entry.created_at
         if found is not None and found.status == "Running":
-            seconds = round((now - notice).total_seconds(), 3)
+            running = parse_iso_or_none(data.get("running_at")) or now
+            if data.get("running_at") is None:  # kept if serving has to wait or be retried
+                self.store.ledger_swap(entry.key, expect={}, statuses=[S.LAUNCHED.value],
+                                       data={"running_at": iso(running)})
+            served = self._serve(entry, found, region)
+            if served is None:  # the drain has not recorded its memberships yet
+                return None
+            done = self.clock()
+            to_running = round((running - notice).total_seconds(), 3)
+            to_serving = round((done - notice).total_seconds(), 3)
+            registered = [m.snapshot() for m in served]
             if not self.store.ledger_swap(entry.key, expect={}, statuses=[S.LAUNCHED.value],
                                           status=S.RUNNING.value,
-                                          data={"running_at": iso(now),
-                                                "seconds_to_running": seconds}):
+                                          data={"running_at": iso(running),
+                                                "seconds_to_running": to_running,
+                                                "serving_at": iso(done),
+                                                "seconds_to_serving": to_serving,
+                                                "registered": registered}):
                 return None
             result = ReplaceResult(iid, Outcome.RUNNING, entry.key, str(successor),
-                                   data.get("candidate"), running_at=iso(now),
+                                   data.get("candidate"), running_at=iso(running),
                                    launched_at=data.get("launched_at"),
-                                   seconds_to_running=seconds,
+                                   seconds_to_running=to_running,
+                                   seconds_to_serving=to_serving,
+                                   registered=tuple(registered),
                                    tried=tuple(data.get("tried") or ()))
             emit(log, "replacement running", instance_id=iid, successor_id=successor,
-                 decision="running", seconds_to_running=seconds)
+                 decision="serving", seconds_to_running=to_running,
+                 seconds_to_serving=to_serving, registered=len(registered))
             self._notify(result)
             return result
         if (now - launched).total_seconds() < self.settings.replace_stall_s:
@@ -420,3 +468,12 @@ class Replacer:
              decision="stalled", reason=reason)
         self._notify(result)
         return result
+
+
+def _moved(m: Membership, server_id: str, ip: str | None) -> Membership:
+    """The predecessor's membership for its successor: same group, port, weight, type and
+    description; an Ip member (its id is the address) moves to the successor's address."""
+    if m.server_type == "Ip":
+        return replace(m, server_id=ip or m.server_id, server_ip=ip)
+    return replace(m, server_id=server_id,
+                   server_ip=ip if m.product is not Product.CLB else m.server_ip)

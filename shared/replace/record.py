@@ -36,16 +36,20 @@ class ReplaceResult:
     launched_at: str | None = None
     running_at: str | None = None
     seconds_to_running: float | None = None
+    seconds_to_serving: float | None = None
+    registered: tuple[dict[str, Any], ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"instance_id": self.instance_id, "outcome": self.outcome.value}
         for name in ("key", "successor_id", "candidate", "reason", "launched_at", "running_at",
-                     "seconds_to_running"):
+                     "seconds_to_running", "seconds_to_serving"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         if self.tried:
             out["tried"] = list(self.tried)
+        if self.registered:
+            out["registered"] = list(self.registered)
         return out
 
 
@@ -73,6 +77,13 @@ def replace_notification(result: ReplaceResult) -> Notification:
                      f"({c.get('vswitch_id')}), {c.get('spot_strategy')}.")
     if result.seconds_to_running is not None:
         lines.append(f"Notice to Running: {result.seconds_to_running:.1f} s.")
+    if result.seconds_to_serving is not None:
+        lines.append(f"Notice to serving: {result.seconds_to_serving:.1f} s.")
+    if result.registered:
+        lines.append("Serving where its predecessor did:")
+        lines += [f"- {m.get('product', 'clb')} {m.get('load_balancer_id') or ''} "
+                  f"{m.get('group_id') or 'default'} port {m.get('port')} weight "
+                  f"{m.get('weight')}" for m in result.registered]
     if result.tried:
         lines.append("Tried first:")
         lines += [f"- {t.get('instance_type')} in {t.get('zone_id')} "
@@ -89,5 +100,7 @@ def replace_notification(result: ReplaceResult) -> Notification:
         severity=severity,
         instance_id=iid,
         fields={"outcome": result.outcome.value, "successor": result.successor_id,
-                "seconds_to_running": result.seconds_to_running},
+                "seconds_to_running": result.seconds_to_running,
+                "seconds_to_serving": result.seconds_to_serving,
+                "registered": len(result.registered)},
     )
