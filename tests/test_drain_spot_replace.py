@@ -492,7 +492,11 @@ def test_the_replacement_calls_exactly_its_declared_actions(emu: Emulator, db_ur
     """A copied spec, a template, and the successor looked up by tag: the replacement's part of
     RAM_ACTIONS, nothing more (ram:PassRole is no API call: deploy grants it per role)."""
     module = load_function("drain_spot").module
-    invoke(emu, db_url, [notice(emu, SPOT1), notice(emu, TMPL1)])
+    emu.set_stock("ecs.g7.large", "cn-hangzhou-j", "SpotAsPriceGo", 0)  # to the recommendations
+    out = invoke(emu, db_url, [notice(emu, SPOT1), notice(emu, TMPL1)])
+    by_id = {r["instance_id"]: r for r in out["replacements"]}
+    assert by_id[SPOT1]["candidate"]["source"] == "recommended"
+    assert by_id[SPOT1]["candidate"]["instance_type"] == "ecs.g6.large"
     called = {f"{c.product}:{c.action}" for c in emu.calls() if c.product == "ecs"}
     assert called == {"ecs:DescribeInstances", "ecs:DescribeInstanceRamRole",
                       "ecs:DescribeUserData", "ecs:DescribeLaunchTemplateVersions",
@@ -543,3 +547,17 @@ def test_the_successor_serves_everywhere_its_predecessor_did_with_the_same_ports
     adds = [c.action for c in emu.calls() if c.action.startswith("Add")]
     assert sorted(adds) == ["AddBackendServers", "AddServersToServerGroup",
                             "AddServersToServerGroup", "AddVServerGroupBackendServers"]
+
+
+def test_a_successor_running_before_the_drain_ends_serves_within_the_same_invocation(
+    emu: Emulator, db_url: str
+) -> None:
+    """The drain's wait (2.5 s here) is put to use: the successor boots (0.1 s) and is settled
+    every 2 s while the drain runs, so the notice's answer already has it serving."""
+    (result,) = invoke(emu, db_url, notice(emu),
+                       env={"ECS_EVENT_OPS_DRAIN_TIME_S": "2.5"})["replacements"]
+    assert result["outcome"] == "running"
+    assert len(result["registered"]) == 4
+    assert serving(emu, result["successor_id"]) != {}
+    tick = {"triggerTime": "2026-12-01T00:00:00Z", "triggerName": "finish", "payload": ""}
+    assert invoke(emu, db_url, tick)["replacements"]["settled"] == []

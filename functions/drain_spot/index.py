@@ -90,6 +90,7 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         except BaseException:
             replacing.wait()
             raise
+        replacing.drains_done()
         replaced = replacing.results()
         return _answer([d.to_dict() for d in drains], ignored, refused, batch, scope,
                        replacements=[r.to_dict() for r in replaced])

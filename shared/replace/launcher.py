@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -233,19 +233,23 @@ class Replacer:
         alive = sorted(i.instance_id for i in found if i.tag(REPLACES_TAG) == iid)
         return alive[0] if alive else None
 
-    def _candidates(self, run: Run, clients: ClientsPort, spec: LaunchSpec) -> list[Candidate]:
+    def _candidates(self, run: Run, clients: ClientsPort, spec: LaunchSpec
+                    ) -> Iterator[Candidate]:
+        """The recorded candidate first (a resumed launch), then the list, lazily."""
         strategies = [spec.spot_strategy if spec.spot_strategy != ON_DEMAND else "SpotAsPriceGo"]
         if run.opt.allows_on_demand:
             strategies.append(ON_DEMAND)
-        listed = candidates(
-            instance_type=spec.instance_type, zone_id=spec.zone_id, vswitch_id=spec.vswitch_id,
-            vswitches=vswitches_in(self.settings.replace_vswitches, spec.vpc_id),
-            strategies=strategies, launch=clients.launch)
         recorded = run.data.get("attempt")
-        if isinstance(recorded, Mapping):
-            first = Candidate.from_dict(recorded)
-            listed = [first, *[c for c in listed if c.offering != first.offering]]
-        return listed
+        first = Candidate.from_dict(recorded) if isinstance(recorded, Mapping) else None
+        if first is not None:
+            yield first
+        for candidate in candidates(
+                instance_type=spec.instance_type, zone_id=spec.zone_id,
+                vswitch_id=spec.vswitch_id,
+                vswitches=vswitches_in(self.settings.replace_vswitches, spec.vpc_id),
+                strategies=strategies, launch=clients.launch):
+            if first is None or candidate.offering != first.offering:
+                yield candidate
 
     def _launch(self, run: Run, clients: ClientsPort, spec: LaunchSpec) -> ReplaceResult:
         tried: list[dict[str, Any]] = list(run.data.get("tried") or [])

@@ -11,7 +11,7 @@ reclaimed or answered a stock error is left out for ``replace_avoid_s`` (ledger 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -109,23 +109,25 @@ def avoided(store: OfferingStore, offering: tuple[str, str, str], now: datetime)
 
 def candidates(*, instance_type: str, zone_id: str, vswitch_id: str | None,
                vswitches: Mapping[str, str], strategies: Sequence[str],
-               launch: RecommendPort) -> list[Candidate]:
-    """Every candidate in order (module docstring), before the avoided ones are left out.
-    One DescribeRecommendInstanceType per strategy."""
+               launch: RecommendPort) -> Iterator[Candidate]:
+    """Every candidate in order (module docstring), before the avoided ones are left out;
+    lazily: DescribeRecommendInstanceType is asked (once per strategy) only when the same
+    type's candidates of that strategy are used up."""
     zones = dict(vswitches)
     if vswitch_id is not None:
         zones[zone_id] = vswitch_id
-    ordered: list[Candidate] = []
+    seen: set[tuple[str, str, str]] = set()
     for strategy in strategies:
         same = [Candidate(instance_type, zone_id, zones.get(zone_id), strategy)]
         same += [Candidate(instance_type, zone, vsw, strategy)
                  for zone, vsw in sorted(zones.items()) if zone != zone_id]
-        ordered += same
+        for candidate in same:
+            if candidate.offering not in seen:
+                seen.add(candidate.offering)
+                yield candidate
         for offer in launch.recommend(instance_type, strategy):
-            if offer.zone_id in zones:
-                ordered.append(Candidate(offer.instance_type, offer.zone_id,
-                                         zones[offer.zone_id], strategy, "recommended"))
-    unique: dict[tuple[str, str, str], Candidate] = {}
-    for candidate in ordered:
-        unique.setdefault(candidate.offering, candidate)
-    return list(unique.values())
+            candidate = Candidate(offer.instance_type, offer.zone_id, zones.get(offer.zone_id),
+                                  strategy, "recommended")
+            if offer.zone_id in zones and candidate.offering not in seen:
+                seen.add(candidate.offering)
+                yield candidate
