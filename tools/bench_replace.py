@@ -194,6 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stop.set()
             tick_thread.join(args.tick_s + 30)
             entries = store.ledger_find(Kind.REPLACE.value)
+            drains = store.ledger_find(Kind.DRAIN.value)
             calls = emu.calls()
             state = emu.state()
     by_status = Counter(e.status for e in entries)
@@ -202,6 +203,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     to_serving = [float(d["seconds_to_serving"]) for d in running]
     successors: Counter[str] = Counter(i["tags"].get("replaces") for i in state["instances"]
                                        if i["tags"].get("replaces"))
+    removed = [float(d.data["notice_to_removed_s"]) for d in drains
+               if d.data.get("notice_to_removed_s") is not None]
     counted = Counter(c.action for c in calls if c.action in REPLACE_ACTIONS + SERVE_ACTIONS)
     launched = [c for c in calls if c.action == "RunInstances" and c.code is None]
     replacements = max(1, len(entries))
@@ -224,6 +227,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "notice_to_serving_s": {"p50": percentile(to_serving, 50),
                                 "p99": percentile(to_serving, 99),
                                 "max": percentile(to_serving, 100)},
+        "drain_notice_to_removed_s": {"p50": percentile(removed, 50),
+                                      "p99": percentile(removed, 99)},
+        "conflicts_answered": dict(Counter(
+            c.code for c in calls if c.code and c.action in (
+                "AddServersToServerGroup", "RemoveServersFromServerGroup",
+                "UpdateServerGroupServersAttribute"))),
         "api_calls_per_replacement": {a: round(n / replacements, 2)
                                       for a, n in sorted(counted.items())},
         "api_calls_per_replacement_total": round(sum(counted.values()) / replacements, 2),

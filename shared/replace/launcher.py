@@ -25,6 +25,8 @@ between the two.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -381,15 +383,10 @@ class Replacer:
 
     # --- after the launch (the sweep) ----------------------------------------------------
 
-    def _serve(self, entry: ledger.EntryLike, successor: Instance, region: str
-               ) -> list[Membership] | None:
-        """Register the successor in every membership the predecessor's drain recorded, with
-        the original ports and weights (CLB, ALB, NLB; master-slave and Kubernetes-managed
-        groups are left to their owners, as the drain left them); None while the drain has not
-        recorded its memberships. Idempotent: what is already there is left, a weight that
-        differs is set (shared.spot.sweep.restore)."""
+    def _wanted(self, entry: ledger.EntryLike, successor: Instance) -> list[Membership] | None:
+        """The memberships the successor takes over: every one the predecessor's drain
+        recorded, moved to the successor; None while the drain has not recorded them."""
         from shared.spot.record import memberships_of
-        from shared.spot.sweep import restore
 
         drains = list(self.store.ledger_find(Kind.DRAIN.value,
                                              instance_id=str(entry.instance_id)))
@@ -397,19 +394,64 @@ class Replacer:
             return []  # not drained by us (another copy of the function, or no notice kept)
         drain = drains[-1]
         if "memberships" not in drain.data:
-            status = drain.status
-            return [] if status not in {s.value for s in OPEN_DRAIN} else None
+            return [] if drain.status not in {s.value for s in OPEN_DRAIN} else None
         ips = successor.private_ips
-        wanted = [_moved(m, successor.instance_id, ips[0] if ips else None)
-                  for m in memberships_of(drain.data)]
+        return [_moved(m, successor.instance_id, ips[0] if ips else None)
+                for m in memberships_of(drain.data)]
+
+    def _serve(self, entry: ledger.EntryLike, successor: Instance, region: str
+               ) -> list[Membership] | None:
+        """Register the successor in every membership the predecessor's drain recorded, with
+        the original ports and weights (CLB, ALB, NLB; master-slave and Kubernetes-managed
+        groups are left to their owners, as the drain left them); None while the drain has not
+        recorded its memberships. Idempotent: what is already there is left, a weight that
+        differs is set (shared.spot.sweep.restore)."""
+        from shared.spot.sweep import restore
+
+        wanted = self._wanted(entry, successor)
         if not wanted:
-            return []
+            return wanted
         clients = cast("SpotClients", self.clients_in(region))
         restore(clients, wanted, dry=False, token_seed=f"{entry.key}:serve")
         emit(log, "successor registered", instance_id=entry.instance_id,
              successor_id=successor.instance_id, decision="registered",
              memberships=[m.snapshot() for m in wanted])
         return wanted
+
+    def serve_batch(self, entries: Sequence[ledger.EntryLike]) -> int:
+        """Register every Running successor of ``entries`` (launched ones) at once, per region:
+        one write per group for all of them (restore groups them), instead of one per
+        successor (a group takes one write at a time on ALB/NLB). :meth:`settle` then finds
+        them registered. The memberships written."""
+        from shared.spot.sweep import restore
+
+        by_region: dict[str, list[ledger.EntryLike]] = {}
+        for entry in entries:
+            if entry.status == S.LAUNCHED.value and entry.data.get("successor_id"):
+                region = str(entry.data.get("region") or self.settings.region)
+                by_region.setdefault(region, []).append(entry)
+        written = 0
+        for region, listed in sorted(by_region.items()):
+            clients = self.clients_in(region)
+            found = clients.ecs.describe_instances(
+                [str(e.data["successor_id"]) for e in listed])
+            wanted: list[Membership] = []
+            for entry in listed:
+                successor = found.get(str(entry.data["successor_id"]))
+                if successor is None or successor.status != "Running":
+                    continue
+                if entry.data.get("running_at") is None:
+                    self.store.ledger_swap(entry.key, expect={}, statuses=[S.LAUNCHED.value],
+                                           data={"running_at": iso(self.clock())})
+                wanted += self._wanted(entry, successor) or []
+            if not wanted:
+                continue
+            seed = hashlib.sha256(json.dumps(sorted(m.key for m in wanted), default=str)
+                                  .encode()).hexdigest()[:16]
+            restore(cast("SpotClients", clients), wanted, dry=False,
+                    token_seed=f"serve:{seed}")
+            written += len(wanted)
+        return written
 
     def settle(self, entry: ledger.EntryLike) -> ReplaceResult | None:
         """A launched replacement: Running now (recorded, one notification), or past

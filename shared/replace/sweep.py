@@ -45,6 +45,12 @@ def sweep_replacements(replacer: Replacer, *, resume: bool = True) -> ReplaceSwe
     report = ReplaceSweepReport()
     store = replacer.store
     now = replacer.clock()
+    launched = store.ledger_find(Kind.REPLACE.value, status=ReplaceStatus.LAUNCHED.value,
+                                 limit=MAX_PER_SWEEP)
+    try:  # one write per group for every successor Running now; settle then finds them there
+        replacer.serve_batch(launched)
+    except CloudError as err:
+        report.errors.append({"key": "serve_batch", "error": str(err)})
     for entry in store.ledger_find(Kind.REPLACE.value, status=ReplaceStatus.LAUNCHED.value,
                                    limit=MAX_PER_SWEEP):
         try:
