@@ -23,7 +23,7 @@ from shared.settings import Settings
 from shared.store import Store
 from tests.helpers import emulator_for
 from tools.emulator import Emulator
-from tools.invoke import invoke_local
+from tools.invoke import invoke_local, load_function
 
 SPOT = "i-bp1spot000000000001"
 SPOT_IP = "10.0.1.21"
@@ -144,6 +144,9 @@ def test_the_handler_drains_every_alb_and_nlb_membership_by_the_best_path(
     assert entry is not None
     assert {m["group_id"] for m in entry.data["native"]} == NATIVE
     assert entry.data["weighted"] == 2
+    declared = load_function("drain_spot").module.RAM_ACTIONS
+    assert {f"{c.product}:{c.action}" for c in emu.calls() if c.product in ("alb", "nlb")} == {
+        a for a in declared if a.startswith(("alb:", "nlb:"))}
 
 
 def test_a_native_drain_longer_than_the_time_left_takes_the_weight_path(
