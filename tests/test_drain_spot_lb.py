@@ -262,3 +262,44 @@ def test_killed_at_a_step_the_sweep_after_the_deadline_puts_alb_nlb_back(
     entry = store.ledger_get(KEY)
     assert entry is not None
     assert entry.status == ("closed" if step is StepName.FIND else "restored")
+
+
+def test_a_scheduled_alb_nlb_drain_is_finished_by_the_tick(emu: Emulator, store: Store) -> None:
+    """GIVEN the finisher timer (drain_finish_every_s) WHEN spot-1 is drained THEN the
+    invocation ends at weight 0 (native groups already draining) and the tick after the drain
+    time removes the rest: the groups end exactly drained."""
+    from shared.spot.finish import finish_due
+
+    settings = settings_for(emu, store, ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S="60")
+    before = groups(emu)
+    clock = Time()
+    result = Drainer(store, clients_for(emu, settings), settings, clock=clock,
+                     sleep=clock.sleep).drain(notice(emu))
+    assert result.outcome.value == "scheduled"
+    assert {m["status"] for m in emu.lb_group(ALB_DRAIN)["members"] if m["server_id"] == SPOT} <= {
+        "Removing"}  # its connection drain under way
+    emu.finish_lb_jobs()
+    assert {k: v for k, v in groups(emu).items() if k[1] == SPOT and k[0] != ALB_ACK} == {
+        (ALB_PLAIN, SPOT, 8080): 0, (NLB_TCP, SPOT, 443): 0}
+    clock.offset_s += 25.0
+    report = finish_due(store, clients_for(emu, settings), None, settings, clock=clock,
+                        sleep=clock.sleep)
+    assert [(f["instance_id"], f["outcome"]) for f in report.finished] == [(SPOT, "drained")]
+    assert groups(emu) == drained(before)
+
+
+def test_a_dry_run_sends_only_dry_runs_to_alb_and_nlb(emu: Emulator, store: Store) -> None:
+    """GIVEN dry run WHEN spot-1's notice comes THEN every ALB/NLB write is a DryRun (answered
+    DryRunOperation), nothing changes, and the plan names the four removable memberships."""
+    settings = settings_for(emu, store, ECS_EVENT_OPS_DRY_RUN="true")
+    before = groups(emu)
+    result = Drainer(store, clients_for(emu, settings), settings).drain(notice(emu))
+    assert result.outcome.value == "dry_run"
+    assert sorted(m["group_id"] for m in result.planned) == sorted(
+        [ALB_DRAIN, ALB_PLAIN, NLB_TCP, NLB_IP])
+    assert [m["group_id"] for m in result.reported_managed] == [ALB_ACK]
+    sent = [c for c in emu.calls() if c.product in ("alb", "nlb")
+            and c.action.endswith(("Attribute", "FromServerGroup"))]
+    assert sent and all(c.params.get("DryRun", "").lower() == "true"
+                        and c.code == "DryRunOperation" for c in sent)
+    assert groups(emu) == before
