@@ -492,3 +492,27 @@ def test_product_requests_to_alb_are_checked_against_the_contract() -> None:
         assert [str(v) for v in emu.contract_violations()] == [
             "alb:ListServerGroupServers bad-param-value at ServerIds: 21 items, documented "
             "maxItems 20"]
+
+
+def test_a_failed_job_changes_nothing_and_says_why(emu: Emulator, alb: Alb) -> None:
+    """GIVEN a weight job and an add job WHEN the emulator fails them with documented codes
+    THEN ListAsynJobs shows Failed with ErrorCode / ErrorMessage, the weight and the members are
+    as before and the group takes writes again; undocumented codes and ended jobs are refused."""
+    weight_job = update(alb)
+    emu.fail_lb_job(weight_job, "IncorrectStatus.ServerGroup")
+    (job,) = alb.list_asyn_jobs(A.ListAsynJobsRequest(job_ids=[weight_job])).body.jobs
+    assert (job.status, job.error_code) == ("Failed", "IncorrectStatus.ServerGroup")
+    assert job.error_message
+    assert servers(alb, PLAIN)[(SPOT, 8080)] == (50, "Available")
+    add_job = alb.add_servers_to_server_group(A.AddServersToServerGroupRequest(
+        server_group_id=PLAIN, servers=[_add()])).body.job_id
+    emu.fail_lb_job(add_job, "ResourceQuotaExceeded.LoadBalancerServersNum")
+    assert (NEW, 8080) not in servers(alb, PLAIN)
+    with pytest.raises(ValueError, match="does not document"):
+        emu.fail_lb_job(update(alb), "Conflict.Lock")
+    emu.finish_lb_jobs()
+    with pytest.raises(ValueError, match="not Processing"):
+        emu.fail_lb_job(weight_job, "IncorrectStatus.ServerGroup")
+    with pytest.raises(KeyError):
+        emu.fail_lb_job("job-nothere", "IncorrectStatus.ServerGroup")
+    assert emu.contract_violations() == []
