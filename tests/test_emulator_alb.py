@@ -434,6 +434,11 @@ def test_state_snapshot_holds_groups_and_jobs(emu: Emulator, alb: Alb) -> None:
     ({"albs": [{"id": "alb-bp1aaaa", "server_groups": [{"id": "sgp-bp1aaaa", "members": [
         {"server_id": "eni-bp1aaaa", "server_type": "Eni", "port": 80}]}]}]},
      "members[0].server_ip: is required for an Eni member"),
+    ({"albs": [{"id": "alb-bp1aaaa", "edition": "Basic", "server_groups": [
+        {"id": "sgp-bp1aaaa", "connection_drain": {"enabled": True}}]}]},
+     "albs[0].server_groups[0].connection_drain.enabled: a Basic Edition ALB does not support"),
+    ({"nlbs": [{"id": "nlb-bp1aaaa", "edition": "Standard"}]},
+     "nlbs[0].edition: unknown key"),
 ])
 def test_fleet_refuses_bad_lb_entries_with_their_path(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(FleetError) as info:
@@ -516,3 +521,19 @@ def test_a_failed_job_changes_nothing_and_says_why(emu: Emulator, alb: Alb) -> N
     with pytest.raises(KeyError):
         emu.fail_lb_job("job-nothere", "IncorrectStatus.ServerGroup")
     assert emu.contract_violations() == []
+
+
+def test_random_faults_pick_only_the_busy_codes_each_product_documents(contract: Contract
+                                                                       ) -> None:
+    """fault_rate's busy codes: NLB documents SystemBusy (400) on its reads and Add/Remove, not
+    on Update; ALB documents none of contract.BUSY_CODES."""
+    assert contract.busy_codes("nlb", "RemoveServersFromServerGroup") == [("SystemBusy", 400)]
+    assert contract.busy_codes("nlb", "ListServerGroupServers") == [("SystemBusy", 400)]
+    assert contract.busy_codes("nlb", "UpdateServerGroupServersAttribute") == []
+    assert contract.busy_codes("alb", "RemoveServersFromServerGroup") == []
+
+
+def test_list_load_balancers_shows_the_edition(alb: Alb) -> None:
+    body = alb.list_load_balancers(A.ListLoadBalancersRequest()).body
+    assert [(lb.load_balancer_id, lb.load_balancer_edition) for lb in body.load_balancers] == [
+        (ALB, "Standard")]

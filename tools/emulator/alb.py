@@ -82,7 +82,7 @@ def _group_view(group: NetLbGroup) -> dict[str, Any]:
 def _lb_view(lb: NetLb) -> dict[str, Any]:
     return {
         "LoadBalancerId": lb.id, "LoadBalancerName": lb.name, "LoadBalancerStatus": "Active",
-        "LoadBalancerBussinessStatus": "Normal", "LoadBalancerEdition": "Standard",
+        "LoadBalancerBussinessStatus": "Normal", "LoadBalancerEdition": lb.edition,
         "AddressType": "Intranet", "AddressIpVersion": "IPv4", "VpcId": lb.vpc_id,
         "DNSName": f"{lb.id}.emulator.alb.aliyuncs.com", "CreateTime": lb.create_time,
         "Tags": lbapi.tags_view(lb.tags),

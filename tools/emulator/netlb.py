@@ -114,6 +114,7 @@ class NetLb:
     vpc_id: str
     group_ids: list[str]
     create_time: str
+    edition: str = ""
 
 
 @dataclass
@@ -161,7 +162,8 @@ class NetLbState:
         self._due: list[tuple[float, int, str]] = []
         for spec in specs:
             self.lbs[spec.id] = NetLb(spec.id, spec.name, dict(spec.tags), spec.vpc_id,
-                                      [g.id for g in spec.server_groups], create_time)
+                                      [g.id for g in spec.server_groups], create_time,
+                                      spec.edition)
             for g in spec.server_groups:
                 self.groups[g.id] = self._group(g, spec, ip_of)
 
