@@ -303,3 +303,41 @@ def test_a_dry_run_sends_only_dry_runs_to_alb_and_nlb(emu: Emulator, store: Stor
     assert sent and all(c.params.get("DryRun", "").lower() == "true"
                         and c.code == "DryRunOperation" for c in sent)
     assert groups(emu) == before
+
+
+def test_a_failed_weight_job_is_written_again_with_a_new_token(
+        emu: Emulator, store: Store) -> None:
+    """GIVEN the ALB weight-0 job of spot-1's plain group ends Failed WHEN the drain goes on
+    THEN that group's write is sent again with another ClientToken (the first one would answer
+    the failed job again) and the drain ends exactly drained."""
+    import threading
+    import time
+
+    settings = settings_for(emu, store, ECS_EVENT_OPS_DRAIN_TIME_S="0.2")
+    emu.set_lb_jobs(job_s=0.5)
+    before = groups(emu)
+    failed: list[str] = []
+
+    def fail_first_weight_job() -> None:
+        deadline = time.monotonic() + 10
+        while not failed and time.monotonic() < deadline:
+            for job in emu.lb_jobs("alb"):
+                if (job["api_name"] == "UpdateServerGroupServersAttribute"
+                        and job["group_id"] == ALB_PLAIN and job["status"] == "Processing"):
+                    emu.fail_lb_job(job["id"], "IncorrectStatus.ServerGroup")
+                    failed.append(job["id"])
+                    return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=fail_first_weight_job)
+    watcher.start()
+    clock = Time()
+    result = Drainer(store, clients_for(emu, settings), settings, clock=clock,
+                     sleep=clock.sleep).drain(notice(emu))
+    watcher.join()
+    assert failed
+    assert result.outcome.value == "drained"
+    assert groups(emu) == drained(before)
+    tokens = [c.params.get("ClientToken") for c in writes(emu, "UpdateServerGroupServersAttribute")
+              if group_of(c) == ALB_PLAIN]
+    assert len(tokens) == len(set(tokens)) == 2
