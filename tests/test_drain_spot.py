@@ -221,7 +221,8 @@ def test_weights_go_to_zero_in_every_group_before_any_removal(emu: Emulator, db_
 
 
 def test_ram_actions_are_exactly_the_slb_actions_called(emu: Emulator, db_url: str) -> None:
-    """RAM_ACTIONS lists exactly the SLB actions a full drain calls (and ECS for late ones)."""
+    """RAM_ACTIONS lists exactly the SLB actions a full drain calls (and ECS for late ones);
+    its ALB/NLB ones: tests/test_drain_spot_lb.py."""
     # GIVEN the function's declared permissions
     module = load_function("drain_spot").module
     declared = set(module.RAM_ACTIONS)

@@ -23,7 +23,7 @@ from shared.settings import Settings
 from shared.store import Store
 from tests.helpers import emulator_for
 from tools.emulator import Emulator
-from tools.invoke import invoke_local
+from tools.invoke import invoke_local, load_function
 
 SPOT = "i-bp1spot000000000001"
 SPOT_IP = "10.0.1.21"
@@ -144,6 +144,9 @@ def test_the_handler_drains_every_alb_and_nlb_membership_by_the_best_path(
     assert entry is not None
     assert {m["group_id"] for m in entry.data["native"]} == NATIVE
     assert entry.data["weighted"] == 2
+    declared = load_function("drain_spot").module.RAM_ACTIONS
+    assert {f"{c.product}:{c.action}" for c in emu.calls() if c.product in ("alb", "nlb")} == {
+        a for a in declared if a.startswith(("alb:", "nlb:"))}
 
 
 def test_a_native_drain_longer_than_the_time_left_takes_the_weight_path(
@@ -259,3 +262,82 @@ def test_killed_at_a_step_the_sweep_after_the_deadline_puts_alb_nlb_back(
     entry = store.ledger_get(KEY)
     assert entry is not None
     assert entry.status == ("closed" if step is StepName.FIND else "restored")
+
+
+def test_a_scheduled_alb_nlb_drain_is_finished_by_the_tick(emu: Emulator, store: Store) -> None:
+    """GIVEN the finisher timer (drain_finish_every_s) WHEN spot-1 is drained THEN the
+    invocation ends at weight 0 (native groups already draining) and the tick after the drain
+    time removes the rest: the groups end exactly drained."""
+    from shared.spot.finish import finish_due
+
+    settings = settings_for(emu, store, ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S="60")
+    before = groups(emu)
+    clock = Time()
+    result = Drainer(store, clients_for(emu, settings), settings, clock=clock,
+                     sleep=clock.sleep).drain(notice(emu))
+    assert result.outcome.value == "scheduled"
+    assert {m["status"] for m in emu.lb_group(ALB_DRAIN)["members"] if m["server_id"] == SPOT} <= {
+        "Removing"}  # its connection drain under way
+    emu.finish_lb_jobs()
+    assert {k: v for k, v in groups(emu).items() if k[1] == SPOT and k[0] != ALB_ACK} == {
+        (ALB_PLAIN, SPOT, 8080): 0, (NLB_TCP, SPOT, 443): 0}
+    clock.offset_s += 25.0
+    report = finish_due(store, clients_for(emu, settings), None, settings, clock=clock,
+                        sleep=clock.sleep)
+    assert [(f["instance_id"], f["outcome"]) for f in report.finished] == [(SPOT, "drained")]
+    assert groups(emu) == drained(before)
+
+
+def test_a_dry_run_sends_only_dry_runs_to_alb_and_nlb(emu: Emulator, store: Store) -> None:
+    """GIVEN dry run WHEN spot-1's notice comes THEN every ALB/NLB write is a DryRun (answered
+    DryRunOperation), nothing changes, and the plan names the four removable memberships."""
+    settings = settings_for(emu, store, ECS_EVENT_OPS_DRY_RUN="true")
+    before = groups(emu)
+    result = Drainer(store, clients_for(emu, settings), settings).drain(notice(emu))
+    assert result.outcome.value == "dry_run"
+    assert sorted(m["group_id"] for m in result.planned) == sorted(
+        [ALB_DRAIN, ALB_PLAIN, NLB_TCP, NLB_IP])
+    assert [m["group_id"] for m in result.reported_managed] == [ALB_ACK]
+    sent = [c for c in emu.calls() if c.product in ("alb", "nlb")
+            and c.action.endswith(("Attribute", "FromServerGroup"))]
+    assert sent and all(c.params.get("DryRun", "").lower() == "true"
+                        and c.code == "DryRunOperation" for c in sent)
+    assert groups(emu) == before
+
+
+def test_a_failed_weight_job_is_written_again_with_a_new_token(
+        emu: Emulator, store: Store) -> None:
+    """GIVEN the ALB weight-0 job of spot-1's plain group ends Failed WHEN the drain goes on
+    THEN that group's write is sent again with another ClientToken (the first one would answer
+    the failed job again) and the drain ends exactly drained."""
+    import threading
+    import time
+
+    settings = settings_for(emu, store, ECS_EVENT_OPS_DRAIN_TIME_S="0.2")
+    emu.set_lb_jobs(job_s=0.5)
+    before = groups(emu)
+    failed: list[str] = []
+
+    def fail_first_weight_job() -> None:
+        deadline = time.monotonic() + 10
+        while not failed and time.monotonic() < deadline:
+            for job in emu.lb_jobs("alb"):
+                if (job["api_name"] == "UpdateServerGroupServersAttribute"
+                        and job["group_id"] == ALB_PLAIN and job["status"] == "Processing"):
+                    emu.fail_lb_job(job["id"], "IncorrectStatus.ServerGroup")
+                    failed.append(job["id"])
+                    return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=fail_first_weight_job)
+    watcher.start()
+    clock = Time()
+    result = Drainer(store, clients_for(emu, settings), settings, clock=clock,
+                     sleep=clock.sleep).drain(notice(emu))
+    watcher.join()
+    assert failed
+    assert result.outcome.value == "drained"
+    assert groups(emu) == drained(before)
+    tokens = [c.params.get("ClientToken") for c in writes(emu, "UpdateServerGroupServersAttribute")
+              if group_of(c) == ALB_PLAIN]
+    assert len(tokens) == len(set(tokens)) == 2

@@ -434,6 +434,11 @@ def test_state_snapshot_holds_groups_and_jobs(emu: Emulator, alb: Alb) -> None:
     ({"albs": [{"id": "alb-bp1aaaa", "server_groups": [{"id": "sgp-bp1aaaa", "members": [
         {"server_id": "eni-bp1aaaa", "server_type": "Eni", "port": 80}]}]}]},
      "members[0].server_ip: is required for an Eni member"),
+    ({"albs": [{"id": "alb-bp1aaaa", "edition": "Basic", "server_groups": [
+        {"id": "sgp-bp1aaaa", "connection_drain": {"enabled": True}}]}]},
+     "albs[0].server_groups[0].connection_drain.enabled: a Basic Edition ALB does not support"),
+    ({"nlbs": [{"id": "nlb-bp1aaaa", "edition": "Standard"}]},
+     "nlbs[0].edition: unknown key"),
 ])
 def test_fleet_refuses_bad_lb_entries_with_their_path(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(FleetError) as info:
@@ -492,3 +497,43 @@ def test_product_requests_to_alb_are_checked_against_the_contract() -> None:
         assert [str(v) for v in emu.contract_violations()] == [
             "alb:ListServerGroupServers bad-param-value at ServerIds: 21 items, documented "
             "maxItems 20"]
+
+
+def test_a_failed_job_changes_nothing_and_says_why(emu: Emulator, alb: Alb) -> None:
+    """GIVEN a weight job and an add job WHEN the emulator fails them with documented codes
+    THEN ListAsynJobs shows Failed with ErrorCode / ErrorMessage, the weight and the members are
+    as before and the group takes writes again; undocumented codes and ended jobs are refused."""
+    weight_job = update(alb)
+    emu.fail_lb_job(weight_job, "IncorrectStatus.ServerGroup")
+    (job,) = alb.list_asyn_jobs(A.ListAsynJobsRequest(job_ids=[weight_job])).body.jobs
+    assert (job.status, job.error_code) == ("Failed", "IncorrectStatus.ServerGroup")
+    assert job.error_message
+    assert servers(alb, PLAIN)[(SPOT, 8080)] == (50, "Available")
+    add_job = alb.add_servers_to_server_group(A.AddServersToServerGroupRequest(
+        server_group_id=PLAIN, servers=[_add()])).body.job_id
+    emu.fail_lb_job(add_job, "ResourceQuotaExceeded.LoadBalancerServersNum")
+    assert (NEW, 8080) not in servers(alb, PLAIN)
+    with pytest.raises(ValueError, match="does not document"):
+        emu.fail_lb_job(update(alb), "Conflict.Lock")
+    emu.finish_lb_jobs()
+    with pytest.raises(ValueError, match="not Processing"):
+        emu.fail_lb_job(weight_job, "IncorrectStatus.ServerGroup")
+    with pytest.raises(KeyError):
+        emu.fail_lb_job("job-nothere", "IncorrectStatus.ServerGroup")
+    assert emu.contract_violations() == []
+
+
+def test_random_faults_pick_only_the_busy_codes_each_product_documents(contract: Contract
+                                                                       ) -> None:
+    """fault_rate's busy codes: NLB documents SystemBusy (400) on its reads and Add/Remove, not
+    on Update; ALB documents none of contract.BUSY_CODES."""
+    assert contract.busy_codes("nlb", "RemoveServersFromServerGroup") == [("SystemBusy", 400)]
+    assert contract.busy_codes("nlb", "ListServerGroupServers") == [("SystemBusy", 400)]
+    assert contract.busy_codes("nlb", "UpdateServerGroupServersAttribute") == []
+    assert contract.busy_codes("alb", "RemoveServersFromServerGroup") == []
+
+
+def test_list_load_balancers_shows_the_edition(alb: Alb) -> None:
+    body = alb.list_load_balancers(A.ListLoadBalancersRequest()).body
+    assert [(lb.load_balancer_id, lb.load_balancer_edition) for lb in body.load_balancers] == [
+        (ALB, "Standard")]

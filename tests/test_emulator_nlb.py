@@ -329,3 +329,15 @@ def test_contract_takes_the_qualified_action_names(contract: Contract) -> None:
     assert contract.statuses_of("alb", "alb:UpdateServerGroupServersAttribute",
                                 "DryRunOperation") == [400]
     assert contract.api("nlb", "nlb:GetJobStatus") is contract.api("nlb", "GetJobStatus")
+
+
+def test_a_failed_job_reads_failed_and_undoes_its_change(emu: Emulator, nlb: Nlb) -> None:
+    """GIVEN a removal WHEN the emulator fails its job (a code documented for the action) THEN
+    GetJobStatus and ListAsynJobs say Failed and the member is Available again."""
+    job = remove(nlb)
+    emu.fail_lb_job(job, "SystemBusy")
+    assert job_status(nlb, job) == "Failed"
+    jobs = nlb.list_asyn_jobs(N.ListAsynJobsRequest(job_ids=[job])).body.jobs
+    assert [(j.id, j.status) for j in jobs] == [(job, "Failed")]
+    assert servers(nlb, TCP)[(SPOT, 443)] == (100, "Available")
+    assert emu.lb_group(TCP)["status"] == "Available"

@@ -268,7 +268,7 @@ def statements(actions: Iterable[str], scope: Scope) -> list[dict[str, Any]]:
     if per_lb:
         out.append(_statement(per_lb, scope.scoped_load_balancers()))
     grouped = by_reach[Reach.SERVER_GROUPS] + by_reach[Reach.GROUP_BACKENDS]
-    for product in dict.fromkeys(a.split(":", 1)[0] for a in grouped):
+    for product in sorted({a.split(":", 1)[0] for a in grouped}):
         out.append(_statement([a for a in grouped if a.startswith(product + ":")],
                               scope.server_groups(product)))
     on_instances = by_reach[Reach.BACKENDS] + by_reach[Reach.GROUP_BACKENDS]

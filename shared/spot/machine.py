@@ -49,7 +49,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -158,6 +158,9 @@ class Run:
     resumed_from: DrainStatus | None = None  # a takeover: the status the last holder recorded
     allow_wait: bool = True  # the sweep finishes without waiting
     writes: int = 0  # mutating API calls made by this holder
+    # ALB/NLB groups whose job ended Failed, with how often: their next write takes a new
+    # ClientToken (the same one would answer the failed job again).
+    failed_jobs: dict[GroupRef, int] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -920,7 +923,9 @@ class Drainer:
                     calls = (lb.set_weights(members, 0) if operation == "weight0"
                              else lb.remove_members(members))
                 else:
-                    seed = f"{run.key}:{operation}"
+                    failed_before = run.failed_jobs.get(group, 0)
+                    seed = f"{run.key}:{operation}" + (f":{failed_before}" if failed_before
+                                                       else "")
                     writes = (clients.lbs.set_weights(members, 0, token_seed=seed)
                               if operation == "weight0"
                               else clients.lbs.remove(members, token_seed=seed))
@@ -937,9 +942,13 @@ class Drainer:
             run.writes += calls
         if pending:
             left = (until - self.clock()).total_seconds() if until is not None else JOB_WAIT_S
-            for write in clients.lbs.wait(pending, timeout_s=max(left, JOB_MIN_WAIT_S)):
+            failed, unfinished = clients.lbs.wait_jobs(pending, timeout_s=max(left, JOB_MIN_WAIT_S))
+            for write in failed:
+                run.failed_jobs[write.group] = run.failed_jobs.get(write.group, 0) + 1
+            for write in failed + unfinished:
                 failures.append((list(write.members), TransientError(
-                    "JobNotFinished", f"{write.action} job {write.job_id} did not succeed",
+                    "JobFailed" if write in failed else "JobNotFinished",
+                    f"{write.action} job {write.job_id} did not succeed",
                     action=write.action, resource_ids=[str(write.group)], retryable=True)))
         return failures
 
