@@ -333,7 +333,8 @@ def test_doctor_passes_against_the_emulator(emu: Emulator, tmp_path: Path) -> No
         status, message = found[(("endpoints", f"{product} cn-hangzhou"))]
         assert (status, message.split(" answered")[0]) == ("ok", f"{host}: signed {action}")
     assert found[("grants", "record_lifecycle")] == (
-        "ok", "with the keys doctor runs with (LTAI...01); verified DescribeInstances")
+        "ok", "with the keys doctor runs with (LTAI...01); verified DescribeInstances, "
+        "DescribeInstanceRamRole, DescribeUserData, DescribeLaunchTemplateVersions")
     assert found[("grants", "lifecycle_api")] == ("ok", "calls no cloud API")
     status, message = found[("grants", "drain_spot")]
     assert status == "warn"
@@ -345,7 +346,9 @@ def test_doctor_passes_against_the_emulator(emu: Emulator, tmp_path: Path) -> No
         "doctor [1", "settings: every ECS_EVENT_OPS_* variable is known and its value usable")
     writes = [c.action for c in emu.calls()
               if not c.action.startswith(("Describe", "LookupEvents", "List", "Get"))]
-    assert set(writes) <= {"StartInstance", "StartInstances"}  # DryRun only
+    assert set(writes) <= {"StartInstance", "StartInstances", "RunInstances"}  # DryRun only
+    assert all(c.params.get("DryRun") == "True" for c in emu.calls()
+               if c.action == "RunInstances")
     assert {i: emu.instance(i)["status"] for i in statuses} == statuses
 
 

@@ -58,7 +58,7 @@ PROBE_INSTANCE_ID = "i-doctorprobe0000000000"
 PROBE_LB_ID = "lb-doctorprobe000000000"
 # The functions' actions the APIs let us verify with DryRun (their request has a DryRun
 # parameter: ../shared/api-meta, checked by tests/test_doctor.py).
-DRY_RUN_ACTIONS = ("ecs:StartInstance", "ecs:StartInstances",
+DRY_RUN_ACTIONS = ("ecs:StartInstance", "ecs:StartInstances", "ecs:RunInstances",
                    "alb:UpdateServerGroupServersAttribute", "alb:RemoveServersFromServerGroup",
                    "alb:AddServersToServerGroup", "nlb:UpdateServerGroupServersAttribute",
                    "nlb:RemoveServersFromServerGroup", "nlb:AddServersToServerGroup")
@@ -69,6 +69,11 @@ PROBED_READS = {
     "slb:DescribeLoadBalancers": "slb",
     "actiontrail:LookupEvents": "actiontrail",
 }
+# The spot replacement's reads, each verified by one call for a probe id (a NotFound answer is
+# an authorized call); DescribeRecommendInstanceType by a question about the region's offerings.
+LAUNCH_READS = ("ecs:DescribeInstanceRamRole", "ecs:DescribeUserData",
+                "ecs:DescribeLaunchTemplateVersions", "ecs:DescribeRecommendInstanceType")
+PROBE_TEMPLATE_ID = "lt-doctorprobe00000000"
 # Modules that register more checks with @check (imported by main before the checks run).
 EXTRA_CHECK_MODULES: tuple[str, ...] = ("tools.wiring",)  # the CloudMonitor rules (15b)
 
@@ -442,6 +447,62 @@ def _dry_run_start(ctx: Context, action: str) -> tuple[Status, str]:
     return verdict
 
 
+def _launch_read(ctx: Context, action: str) -> tuple[Status, str]:
+    """One call of a replacement read: answered (a probe id not found included) is granted."""
+    from shared.clients import AuthError, CloudError, NotFoundError
+
+    key = f"read:{action}"
+    if key in ctx.probes:
+        return ctx.probes[key]  # type: ignore[no-any-return]
+    launch = clients_for(ctx).launch
+    verdict: tuple[Status, str]
+    try:
+        if action == "ecs:DescribeInstanceRamRole":
+            launch.ram_roles([PROBE_INSTANCE_ID])
+        elif action == "ecs:DescribeUserData":
+            launch.user_data(PROBE_INSTANCE_ID)
+        elif action == "ecs:DescribeLaunchTemplateVersions":
+            launch.template_version(PROBE_TEMPLATE_ID, None)
+        else:
+            launch.recommend("ecs.g7.large", "SpotAsPriceGo")
+        verdict = (Status.OK, "granted (answered)")
+    except NotFoundError as error:
+        verdict = (Status.OK, f"granted (answered {error.code})")
+    except AuthError as error:
+        verdict = (Status.FAIL, f"refused: {_describe_error(error)}")
+    except CloudError as error:
+        verdict = ((Status.FAIL, f"not verified: {_describe_error(error)}") if error.retryable
+                   else (Status.OK, f"granted (answered {error.code})"))
+    ctx.probes[key] = verdict
+    return verdict
+
+
+def _dry_run_launch(ctx: Context) -> tuple[Status, str]:
+    """RunInstances with DryRun for a probe launch: refused (Forbidden.RAM) fails; the DryRun
+    verdict proves the grant; any other answer (a parameter of the probe) proves nothing."""
+    from shared.clients import AuthError, CloudError
+    from shared.launch import LaunchRequest
+
+    key = "dryrun:ecs:RunInstances"
+    if key in ctx.probes:
+        return ctx.probes[key]  # type: ignore[no-any-return]
+    request = LaunchRequest(instance_type="ecs.g7.large", zone_id=None, vswitch_id=None,
+                            image_id="doctor-probe-image", spot_strategy="SpotAsPriceGo")
+    verdict: tuple[Status, str]
+    try:
+        # A ClientToken names one request (idempotence), no secret.
+        clients_for(ctx).launch.run_instance(request, client_token="doctor-probe",  # noqa: S106
+                                             dry_run=True)
+        verdict = (Status.OK, "granted (RunInstances DryRun passed)")
+    except AuthError as error:
+        verdict = (Status.FAIL, f"refused: {_describe_error(error)}")
+    except CloudError as error:
+        verdict = (Status.WARN, f"RunInstances DryRun answered {error.code} for the probe "
+                                "launch: the grant is not proven")
+    ctx.probes[key] = verdict
+    return verdict
+
+
 def _dry_run_lb(ctx: Context, action: str) -> tuple[Status, str]:
     """An ALB/NLB server-group write with DryRun on an existing member (its own port and
     weight; an add on a port it is not registered on): the API checks the permission and the
@@ -523,9 +584,13 @@ def check_grants(ctx: Context) -> list[Finding]:
         refused: list[str] = []
         unverified: dict[str, list[str]] = {}  # why -> actions
         for action in actions:
-            if action in DRY_RUN_ACTIONS:
+            if action == "ecs:RunInstances":
+                status, text = _dry_run_launch(ctx)
+            elif action in DRY_RUN_ACTIONS:
                 status, text = (_dry_run_start(ctx, action) if action.startswith("ecs:")
                                 else _dry_run_lb(ctx, action))
+            elif action in LAUNCH_READS:
+                status, text = _launch_read(ctx, action)
             elif action in PROBED_READS:
                 status, text = _read_verdict(ctx, PROBED_READS[action])
             elif ":Describe" in action:
