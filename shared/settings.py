@@ -239,6 +239,10 @@ class Settings:
     replace_vswitches: tuple[str, ...] = ()
     # A successor not Running this long after its launch is reported stalled by the sweep.
     replace_stall_s: int = 600
+    # RAM roles a successor may be launched with (drain_spot's role is granted ram:PassRole on
+    # these only: tools/ram_policy.py, template.yml); a predecessor with another role is not
+    # replaced (failed, with an alert).
+    replace_ram_roles: tuple[str, ...] = ()
 
     # notifications: which channels; their URLs and signing secrets are read by shared.notify
     notify_timeout_s: float = 3.0

@@ -51,6 +51,7 @@ FUNCTION_ENV = {
     "ECS_EVENT_OPS_DRAIN_TIME_S": "0.1",
     "ECS_EVENT_OPS_LB_TAG": "app=web",
     "ECS_EVENT_OPS_LB_PRODUCTS": "clb,alb,nlb",
+    "ECS_EVENT_OPS_REPLACE_RAM_ROLES": "web-role",
     "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.01",
     "ECS_EVENT_OPS_API_BACKOFF_MAX_S": "0.05",
     "ECS_EVENT_OPS_REPLACE_VSWITCHES": f"{VPC}/cn-hangzhou-i={VSW_I},{VPC}/cn-hangzhou-j={VSW_J},"
@@ -561,3 +562,34 @@ def test_a_successor_running_before_the_drain_ends_serves_within_the_same_invoca
     assert serving(emu, result["successor_id"]) != {}
     tick = {"triggerTime": "2026-12-01T00:00:00Z", "triggerName": "finish", "payload": ""}
     assert invoke(emu, db_url, tick)["replacements"]["settled"] == []
+
+
+def test_a_role_the_function_may_not_pass_stops_the_replacement_with_an_alert(
+    emu: Emulator, db_url: str
+) -> None:
+    """spot-1 runs with web-role; without it in REPLACE_RAM_ROLES (no ram:PassRole for it) the
+    replacement is refused before any launch, and says why."""
+    with HttpReceiver() as receiver:
+        env = {"ECS_EVENT_OPS_REPLACE_RAM_ROLES": "", "ECS_EVENT_OPS_NOTIFY_WEBHOOK_URL":
+               receiver.url_for("/hook")}
+        (result,) = invoke(emu, db_url, notice(emu), env=env)["replacements"]
+        alerts = [r.body.decode() for r in receiver.requests]
+    assert result["outcome"] == "failed"
+    assert "RAM role web-role is not in ECS_EVENT_OPS_REPLACE_RAM_ROLES" in result["reason"]
+    assert [c for c in emu.calls() if c.action == "RunInstances"] == []
+    assert len([a for a in alerts if "web-role" in a]) == 1
+
+
+def test_ram_pass_role_is_granted_for_the_listed_roles_only_and_only_to_the_launcher() -> None:
+    from tools.ram_policy import Scope, declared_actions, policy_document
+
+    declared = declared_actions()
+    scope = Scope("123", pass_roles=("web-role",))
+    drain = policy_document(declared["drain_spot"], scope)["Statement"]
+    assert [s["Resource"] for s in drain if s["Action"] == ["ram:PassRole"]] == [
+        ["acs:ram::123:role/web-role"]]
+    for function in ("sweep", "record_lifecycle", "auto_start"):
+        statements = policy_document(declared[function], scope)["Statement"]
+        assert all("ram:PassRole" not in s["Action"] for s in statements)
+    none = policy_document(declared["drain_spot"], Scope("123"))["Statement"]
+    assert all("ram:PassRole" not in s["Action"] for s in none)

@@ -91,6 +91,7 @@ def test_the_notice_then_launches_from_the_stored_spec_without_reading_it_again(
     notice = emu.events()[-1]
     result = invoke_local("drain_spot", json.dumps(notice).encode(), cloud_url=emu.url,
                           db_url=db_url, env={"ECS_EVENT_OPS_LB_TAG": "app=web",
+                                              "ECS_EVENT_OPS_REPLACE_RAM_ROLES": "web-role",
                                               "ECS_EVENT_OPS_DRAIN_TIME_S": "0.1"})
     assert result.error is None
     assert isinstance(result.value, dict)

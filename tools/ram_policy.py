@@ -43,6 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 ENV_PREFIX = "ECS_EVENT_OPS_"
 LOG_ACTION = "log:PostLogStoreLogs"
+ROLE_PASSING = "ram:PassRole"
 DEFAULT_AUTO_START_TAG = "auto-start"
 # shared/autostart.py opts an instance in with "true" or "always", case ignored.
 AUTO_START_VALUES = ("true", "always")
@@ -214,6 +215,12 @@ class Scope:
     regions: tuple[str, ...] = ()
     lb_ids: tuple[str, ...] = ()
     auto_start_tag: str = DEFAULT_AUTO_START_TAG
+    # Roles a launch may pass (ECS_EVENT_OPS_REPLACE_RAM_ROLES): ram:PassRole on these only, for
+    # a function that launches (ecs:RunInstances).
+    pass_roles: tuple[str, ...] = ()
+
+    def roles(self) -> list[str]:
+        return [f"acs:ram::{self.account}:role/{r}" for r in self.pass_roles]
 
     def instances(self) -> list[str]:
         return [f"acs:ecs:{r}:{self.account}:instance/*" for r in self.regions or ("*",)]
@@ -280,7 +287,13 @@ def statements(actions: Iterable[str], scope: Scope) -> list[dict[str, Any]]:
 def policy_document(actions: Iterable[str], scope: Scope, *, log_project: str | None = None,
                     log_store: str = "functions") -> dict[str, Any]:
     """The role policy: :func:`statements`, plus writing the function logstore when given."""
-    out = statements(actions, scope)
+    listed = list(actions)
+    out = statements(listed, scope)
+    if "ecs:RunInstances" in listed and scope.pass_roles:
+        # An authorization, not an API call: a launch with RamRoleName needs it for that role
+        # (AttachInstanceRamRole's documented dependent action, https://help.aliyun.com/
+        # document_detail/54244.html); granted for the roles in use only.
+        out.append(_statement([ROLE_PASSING], scope.roles()))
     if log_project:
         out.append(_statement(
             [LOG_ACTION], f"acs:log:*:{scope.account}:project/{log_project}/logstore/{log_store}"))
@@ -340,6 +353,9 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--auto-start-tag",
                         default=environ.get(ENV_PREFIX + "AUTO_START_TAG") or DEFAULT_AUTO_START_TAG,
                         help="opt-in tag key (default: $ECS_EVENT_OPS_AUTO_START_TAG or auto-start)")
+    parser.add_argument("--pass-roles", default=environ.get(ENV_PREFIX + "REPLACE_RAM_ROLES", ""),
+                        help="comma-separated RAM roles a launch may pass (ram:PassRole; default: "
+                        "$ECS_EVENT_OPS_REPLACE_RAM_ROLES; empty = none)")
     parser.add_argument("--log-project", default=None,
                         help="also allow writing logs to this SLS project")
     parser.add_argument("--log-store", default="functions", help="the logstore (default: functions)")
@@ -353,7 +369,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"ram_policy: error: unknown function {args.function!r}; available: "
               f"{', '.join(sorted(declared))}", file=sys.stderr)
         return 2
-    scope = Scope(args.account, _csv(args.regions), _csv(args.lb_ids), args.auto_start_tag)
+    scope = Scope(args.account, _csv(args.regions), _csv(args.lb_ids), args.auto_start_tag,
+                  pass_roles=_csv(args.pass_roles))
     try:
         document = policy_document(declared[args.function], scope,
                                    log_project=args.log_project, log_store=args.log_store)
