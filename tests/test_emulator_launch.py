@@ -30,6 +30,13 @@ SG = "sg-bp1web000000000001"
 SPOT1 = "i-bp1spot000000000001"
 SPOT2 = "i-bp1spot000000000002"
 TEMPLATE = "lt-bp1web000000000001"
+# The actions this file drives to a success and to an error (tests/test_conformance.py checks
+# every served action is covered).
+LAUNCH_ACTIONS = {("ecs", a) for a in ("RunInstances", "DescribeRecommendInstanceType",
+                                       "DescribeInstanceRamRole", "DescribeUserData",
+                                       "DescribeLaunchTemplateVersions")}
+LAUNCH_COVERED_OK = LAUNCH_ACTIONS
+LAUNCH_COVERED_ERROR = LAUNCH_ACTIONS
 
 
 @pytest.fixture
