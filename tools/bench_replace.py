@@ -56,7 +56,7 @@ def build_fleet(instances: int, sold_out: float, boot_s: float, seed: int
     vswitches = [{"id": f"vsw-bp1bench{z}00000001", "zone": f"{REGION}-{z}", "vpc_id": VPC,
                   "cidr_prefix": f"10.1.{n + 1}"} for n, z in enumerate(ZONES)]
     spot = []
-    fleet_instances = []
+    fleet_instances: list[dict[str, Any]] = []
     for n in range(instances):
         iid = f"i-bp1bench{n:011d}"
         zone = ZONES[n % len(ZONES)]
@@ -68,9 +68,22 @@ def build_fleet(instances: int, sold_out: float, boot_s: float, seed: int
             "private_ip": f"10.1.{ZONES.index(zone) + 1}.{10 + n // len(ZONES)}",
             "vpc_id": VPC})
         spot.append(iid)
-    offerings = [(kind, f"{REGION}-{z}") for kind, _, _ in TYPES for z in ZONES]
+    # Sold out: offerings that are some instances' first candidate (the same type in the first
+    # other zone, the reclaimed one being left out), drawn until at least ``sold_out`` of the
+    # instances meet a stock-out on their first candidate.
+    first: dict[tuple[str, str], int] = {}
+    for n in range(instances):
+        zone, kind = f"{REGION}-{ZONES[n % len(ZONES)]}", TYPES[n % 2][0]
+        other = next(f"{REGION}-{z}" for z in ZONES if f"{REGION}-{z}" != zone)
+        first[(kind, other)] = first.get((kind, other), 0) + 1
+    offerings = sorted(first)
     rng.shuffle(offerings)
-    out = sorted(offerings[:round(len(offerings) * sold_out)])
+    out: list[tuple[str, str]] = []
+    for offering in offerings:
+        if sum(first[o] for o in out) >= sold_out * instances:
+            break
+        out.append(offering)
+    out.sort()
     doc = {
         "region": REGION,
         "instances": fleet_instances,
@@ -201,6 +214,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     running = [e.data for e in entries if e.status == "running"]
     to_running = [float(d["seconds_to_running"]) for d in running]
     to_serving = [float(d["seconds_to_serving"]) for d in running]
+    to_launched = [(_at(d["launched_at"]) - _at(d["notice_time"])).total_seconds()
+                   for d in (e.data for e in entries) if d.get("launched_at")]
+    first_out = sum(1 for e in entries
+                    if (e.data.get("tried") or [{}])[0].get("code") == "OperationDenied.NoStock")
     successors: Counter[str] = Counter(i["tags"].get("replaces") for i in state["instances"]
                                        if i["tags"].get("replaces"))
     removed = [float(d.data["notice_to_removed_s"]) for d in drains
@@ -221,6 +238,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "duplicate_launches": sum(n - 1 for n in successors.values() if n > 1),
         "instances_launched": sum(len(x["instance_ids"]) for x in emu_launched(state, calls)),
         "registered_per_successor": sorted({len(d.get("registered") or []) for d in running}),
+        "first_candidate_sold_out": first_out,
+        "notice_to_launched_s": {"p50": percentile(to_launched, 50),
+                                 "p99": percentile(to_launched, 99),
+                                 "max": percentile(to_launched, 100)},
         "notice_to_running_s": {"p50": percentile(to_running, 50),
                                 "p99": percentile(to_running, 99),
                                 "max": percentile(to_running, 100)},
@@ -243,6 +264,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "retries": retries,
         "delivered_s": round(delivered_s, 3),
     }
+
+
+def _at(text: str) -> datetime:
+    from shared.events import parse_iso_or_none
+
+    moment = parse_iso_or_none(text)
+    assert moment is not None, text
+    return moment
 
 
 def emu_launched(state: dict[str, Any], calls: Sequence[Any]) -> list[dict[str, Any]]:
