@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
 
 from shared.settings import (
     PREFIX,
@@ -43,6 +42,7 @@ from shared.settings import (
     on_function_compute,
     unknown_variables,
 )
+from tools.cloud_choice import CloudChoiceError, add_cloud_options, resolve_cloud
 
 if TYPE_CHECKING:
     from shared.clients import Clients, Credentials, Product
@@ -668,12 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=(__doc__ or "").split("\n\n")[0],
         epilog="Exit codes: 0 nothing failed, 1 a check failed, 2 bad input.")
-    parser.add_argument("--cloud", metavar="URL",
-                        help="base URL every API call goes to (the local emulator); default "
-                        "$ECS_EVENT_OPS_CLOUD_URL")
-    parser.add_argument("--real-cloud", action="store_true",
-                        help="call the real Alibaba Cloud endpoints with your keys (read and "
-                        "DryRun calls only); refused unless given")
+    add_cloud_options(parser, real_cloud_help="call the real Alibaba Cloud endpoints with your "
+                      "keys (read and DryRun calls only); refused unless given")
     parser.add_argument("--fc", action="store_true",
                         help="judge as deployed on Function Compute (as if FC_FUNC_CODE_PATH "
                         "were set: the default store is each instance's /tmp SQLite)")
@@ -699,12 +695,11 @@ def main(
     env = dict(os.environ if environ is None else environ)
     if args.db:
         env[f"{PREFIX}DB_URL"] = args.db
-    cloud = args.cloud or env.get(f"{PREFIX}CLOUD_URL") or None
     problem = None
-    if cloud and args.real_cloud:
-        problem = "--real-cloud and --cloud (or ECS_EVENT_OPS_CLOUD_URL) exclude each other"
-    elif cloud and (urlsplit(cloud).scheme not in ("http", "https") or not urlsplit(cloud).netloc):
-        problem = f"--cloud must be http(s)://host[:port], not {cloud!r}"
+    try:
+        cloud = resolve_cloud(args, env, required=False)
+    except CloudChoiceError as error:
+        cloud, problem = None, str(error)
     unknown_checks = sorted(set(args.check) - {c.name for c in CHECKS})
     if unknown_checks:
         problem = (f"unknown check {unknown_checks[0]!r}; checks: "
