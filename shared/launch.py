@@ -90,6 +90,7 @@ class TemplateVersion:
     zone_id: str | None
     vswitch_id: str | None
     spot_strategy: str | None
+    ram_role_name: str | None = None  # the role it launches with (ram:PassRole is needed)
 
 
 class LaunchClient(_Adapter):
@@ -231,6 +232,7 @@ class LaunchClient(_Adapter):
                 zone_id=_opt(data.get("ZoneId")),
                 vswitch_id=_opt(data.get("VSwitchId")),
                 spot_strategy=_opt(data.get("SpotStrategy")),
+                ram_role_name=_opt(data.get("RamRoleName")),
             )
         raise CloudError("InvalidLaunchTemplateVersion.NotFound",
                          f"version {version} is not in the answer", rule=Rule.NOT_FOUND,

@@ -73,8 +73,8 @@ def test_new_opted_in_instances_get_their_launch_spec_with_their_snapshot(
         "web-role", "c2VjcmV0PWh1bnRlcjI=", "vsw-bp1zoneh0000000001")
     template = stored_spec(store, TMPL1)
     assert template is not None
-    assert (template.launch_template_id, template.launch_template_version) == (
-        "lt-bp1web000000000001", 2)
+    assert (template.launch_template_id, template.launch_template_version,
+            template.ram_role_name) == ("lt-bp1web000000000001", 2, "web-role")
     assert stored_spec(store, ESS1) is None and stored_spec(store, PLAIN1) is None
     actions = [c.action for c in emu.calls()]
     assert actions.count("DescribeInstanceRamRole") == 1

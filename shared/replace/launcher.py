@@ -218,7 +218,7 @@ class Replacer:
                 return self._stop(run, S.FAILED, Outcome.FAILED, "no launch spec: the "
                                   "instance was gone before its spec was captured")
             role = spec.ram_role_name
-            if role and not spec.launch_template_id and role not in self.settings.replace_ram_roles:
+            if role and role not in self.settings.replace_ram_roles:
                 return self._stop(run, S.FAILED, Outcome.FAILED, f"RAM role {role} is not in "
                                   "ECS_EVENT_OPS_REPLACE_RAM_ROLES: the function may pass (ram:"
                                   "PassRole) only the roles listed there")

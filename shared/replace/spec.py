@@ -138,6 +138,7 @@ def capture(instance: Instance, launch: LaunchPort, *, tag_name: str, now: datet
         # this instance's successor is.
         found = launch.template_version(template_id, version)
         version = found.version
+        role = found.ram_role_name  # what the launch will pass (ram:PassRole)
     else:
         if look_up_role and role is None:
             role = launch.ram_roles([instance.instance_id]).get(instance.instance_id)
