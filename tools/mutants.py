@@ -1,6 +1,8 @@
-"""Sabotaged builds of the product, for the reliability suite to prove it can fail.
+"""Sabotaged builds of the product, for the reliability suite to prove it can fail; and the
+warm function instances the suite delivers ``drain_spot`` to (and kills).
 
     RELIABILITY_MUTANT=never_gentle python -m tools.mutants FUNCTION EVENTFILE --cloud URL --db URL
+    RELIABILITY_MUTANT=never_gentle python -m tools.mutants --serve   # one warm instance
 
 Each mutant is one swap at a documented mutation point of the product (``shared.spot.machine``'s
 docstring lists them; ``shared.autostart.flap_skip``; ``shared.ledger.lease_live``): applied in the
@@ -16,14 +18,31 @@ Each mutant names the invariants of :mod:`tools.reliability` expected to catch i
 
 from __future__ import annotations
 
+import base64
+import importlib
+import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 MUTANT_ENV = "RELIABILITY_MUTANT"
+# Where a served invocation can be told to stop dead (``job["park"]``): ``<point>:<step>`` of
+# the drain's hook points (shared.spot.machine.Drainer: ``acted`` = its cloud writes done, not
+# recorded; ``after`` = recorded), or ``midwait``: inside the wait's sleep, weight 0 written and
+# recorded. The instance says ``parked`` and blocks; the suite then SIGKILLs it, so the kill
+# lands exactly there however loaded the machine is.
+KILL_POINTS = ("acted:find", "after:find", "acted:weight0", "after:weight0", "midwait",
+               "acted:remove", "after:remove", "acted:verify")
+# Imported before an instance says it is ready: a warm FC instance (the cold start of an acting
+# drain_spot is several seconds on a loaded machine, which a compressed notice cannot absorb).
+WARM_MODULES = ("sqlalchemy", "alibabacloud_tea_openapi.client", "alibabacloud_ecs20140526.client",
+                "alibabacloud_slb20140515.client", "alibabacloud_credentials.client", "shared.store",
+                "shared.clients", "shared.spot.machine")
 
 
 @dataclass(frozen=True)
@@ -130,8 +149,120 @@ def applied(name: str | None) -> Iterator[None]:
         undo()
 
 
+@contextmanager
+def kill_point(point: str | None, park: Callable[[], None]) -> Iterator[None]:
+    """For the block, ``park()`` is called when a drain reaches ``point`` (:data:`KILL_POINTS`)."""
+    if point is None:
+        yield
+        return
+    if point not in KILL_POINTS:
+        raise ValueError(f"unknown kill point {point!r}; known: {', '.join(KILL_POINTS)}")
+    from shared.spot import machine
+
+    def hook(self: Any, where: str, name: Any, run: Any) -> None:
+        original(self, where, name, run)
+        if point == "midwait" and where == "before" and name is machine.StepName.WAIT:
+            self.sleep = lambda _seconds: park()  # the wait's sleep (taken only when wait > 0)
+        elif point == f"{where}:{name.value}":
+            park()
+
+    original = machine.Drainer._call_hook
+    undo = _swap(machine.Drainer, "_call_hook", hook)
+    try:
+        yield
+    finally:
+        undo()
+
+
+def serve() -> int:
+    """One warm function instance: JSON jobs on stdin, one answer each on stdout.
+
+    A job: ``{"id", "function", "body" (base64), "cloud_url", "db_url", "env", "park", "mutant"}``
+    (the mutant applied for that job, else :data:`MUTANT_ENV`'s); the answer ``{"id", "error",
+    "value", "store_slowest"}``, or ``{"id", "parked"}`` when the job reached its kill point (the
+    instance then blocks until killed). Log lines go to stderr."""
+    default = os.environ.get(MUTANT_ENV) or None
+    if default is not None and default not in MUTANTS:
+        print(f"error: {MUTANT_ENV}={default!r} is not one of {', '.join(MUTANTS)}", file=sys.stderr)
+        return 2
+    from tools.invoke import invoke_local, load_function
+
+    for module in WARM_MODULES:
+        importlib.import_module(module)
+    out = threading.Lock()
+    # stdout is the suite's: the JSON log lines (written to the current sys.stdout) go to stderr
+    answers, sys.stdout = sys.stdout, sys.stderr
+
+    def say(answer: dict[str, Any]) -> None:
+        with out:
+            answers.write(json.dumps(answer, default=str) + "\n")
+            answers.flush()
+
+    say({"ready": os.getpid()})
+    run: str | None = None
+    for line in sys.stdin:
+        job = json.loads(line)
+        load_function(job["function"])
+        if job.get("run") != run:  # another run: an instance of another deployment
+            fresh_stores()
+            run = job.get("run")
+
+        def park(job: dict[str, Any] = job) -> None:
+            say({"id": job["id"], "parked": job["park"]})
+            threading.Event().wait()  # until SIGKILL
+
+        with applied(job.get("mutant") or default), kill_point(job.get("park"), park), \
+                store_timer() as slowest:
+            result = invoke_local(job["function"], base64.b64decode(job["body"]),
+                                  cloud_url=job["cloud_url"], db_url=job["db_url"],
+                                  env=job["env"], timeout_s=float(job.get("timeout_s", 60)))
+        error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
+        say({"id": job["id"], "error": error, "value": result.value,
+             "store_slowest": [round(slowest["s"], 3), slowest["what"]]})
+    return 0
+
+
+def fresh_stores() -> None:
+    """Forget the warm stores of this process (``shared.store.store_for``): a new run's database
+    may sit at an old run's URL (a file deleted and made again, tables dropped)."""
+    from shared import store
+
+    for old in list(store._warm.values()):
+        old.close()
+    store._warm.clear()
+
+
+@contextmanager
+def store_timer() -> Iterator[dict[str, Any]]:
+    """The slowest store transaction of this process during the block (its lock wait, retries
+    and first schema check included): ``{"s": seconds, "what": operation}``."""
+    from shared.store import Store
+
+    slowest: dict[str, Any] = {"s": 0.0, "what": ""}
+    original = Store._run
+
+    def timed(self: Any, what: str, work: Any, *, write: bool = True) -> Any:
+        started = time.monotonic()
+        try:
+            return original(self, what, work, write=write)
+        finally:
+            took = time.monotonic() - started
+            if took > slowest["s"]:
+                slowest.update(s=took, what=f"{what} ({'write' if write else 'read'})")
+
+    undo = _swap(Store, "_run", timed)
+    try:
+        yield slowest
+    finally:
+        undo()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``tools.invoke``'s command line, with the mutant named by RELIABILITY_MUTANT applied."""
+    """``tools.invoke``'s command line, with the mutant named by RELIABILITY_MUTANT applied;
+    ``--serve``: a warm instance (:func:`serve`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--serve"]:
+        return serve()
     name = os.environ.get(MUTANT_ENV) or None
     if name is not None and name not in MUTANTS:
         print(f"error: {MUTANT_ENV}={name!r} is not one of {', '.join(MUTANTS)}", file=sys.stderr)

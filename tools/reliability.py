@@ -7,53 +7,63 @@ What it does (``make test`` runs the small size on every store it has; ``--full`
    flapping and spot instances, the spot ones in CLB default and vServer groups of distinct
    weights (and a master-slave group), next to on-demand members that must never be touched;
 2. a scenario: unexpected stops, user stops, locked stops, an instance that crashes again each
-   time it is started, spot interruptions (half reclaimed during the run, one whose reclaim is
+   time it is started, spot interruptions (some reclaimed during the run, one whose reclaim is
    called off so its drain must be undone exactly), releases;
-3. every event the emulator emits is delivered at least twice, in a random envelope kept per
-   event, shuffled within a window, interleaved with poison elements and with forged (a spot
-   notice for an on-demand instance) and foreign (another account's) notices, while the
-   emulator is slow, injects throttling, 5xx, dropped connections and the documented busy codes,
-   loses the answers of some writes it applied, and the store is down for a stretch. Each call
-   gets only :data:`API_MAX_ATTEMPTS` attempts, so cloud faults reach the platform's retry;
-4. real processes: some spot notices are first delivered to a ``drain_spot`` subprocess that is
-   SIGKILLed at a random moment or in the middle of its weight-0 wait, and one is delivered
-   through two envelopes to two processes at once; the platform redelivers what died or raised;
+3. the modelled platform: each function has its own trigger, so every event is delivered to
+   each function on its own, at least twice, in a random envelope kept per event, shuffled
+   within a window, interleaved with poison elements and with forged (a spot notice for an
+   on-demand instance) and foreign (another account's) notices, while the emulator is slow,
+   injects throttling, 5xx, dropped connections and the documented busy codes, loses the answers
+   of some writes it applied, and the store is down for a stretch. Each call gets only
+   :data:`API_MAX_ATTEMPTS` attempts, so cloud faults reach the platform's retry; a failed
+   invocation is delivered again :data:`PLATFORM_RETRY_S` later;
+4. real processes: ``drain_spot`` runs in warm function instances (``python -m tools.mutants
+   --serve``, :class:`Instances`), several at once as on FC. Some notices' first delivery goes
+   to an instance that is SIGKILLed at a kill point drawn from :data:`tools.mutants.KILL_POINTS`
+   (one inside its weight-0 wait) or after a random delay; one notice is delivered through two
+   envelopes to two instances at once; the platform redelivers what died or raised;
 5. a compressed clock: the notice period is :attr:`Size.notice_s` seconds and the drain time
    :data:`DRAIN_TIME_S`, one notice is held back into the margin (fast path) and one past its
    deadline (leftover path), so the deadline invariant can fail; ActionTrail lags the calls
    (``TRAIL_LAG_S``) and the sweep's timer fires every ``SWEEP_EVERY_S``;
 6. the invariants, checked one by one from the store, the ledger, the emulator's state, call
-   log and event log (:data:`INVARIANTS`).
+   log and event log (:data:`INVARIANTS`). None of them reads a timing window: ``gentle`` holds
+   each removal drain_spot made while its deadline was more than the margin away to a weight-0
+   write of that membership before it; ``originals_exact`` compares recorded and restored weights
+   with the fleet's.
 
 ``--mutant NAME`` runs the same with a sabotaged build (:mod:`tools.mutants`), in this process
-and in its subprocesses: the report must then name a broken invariant.
+and in its function instances: the report must then name a broken invariant.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import base64
 import io
 import json
 import os
+import queue
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from shared import log
 from shared.store import Store
 from tools.emulator import Emulator, Fleet
 from tools.envelopes import ENVELOPES, wrap, wrap_object
 from tools.invoke import applied_environment, invoke_local
-from tools.mutants import MUTANT_ENV, MUTANTS, applied
+from tools.mutants import KILL_POINTS, MUTANT_ENV, MUTANTS, applied, fresh_stores, store_timer
 
 POISON = [
     b'{"name": "Instance:StateChange", "content": {"resourceId": "i-',  # truncated JSON
@@ -69,7 +79,7 @@ INVARIANTS = (
     "recorded_once",  # every emitted event recorded exactly once
     "started_once",  # every eligible instance started once, the flapper capped, no other started
     "drained_by_deadline",  # every removable membership of a notice removed by its deadline, or flagged
-    "gentle",  # weight 0 before removal whenever the notice left time for the drain
+    "gentle",  # weight 0 before every removal drain_spot made with more than the margin left
     "weight0_only_live",  # no member left at weight 0 unless its drain's lease is live
     "others_untouched",  # no write names a server that was not interrupted; their weights intact
     "nothing_from_forged",  # no write, start or drain from a forged, foreign or poison event
@@ -79,8 +89,10 @@ INVARIANTS = (
 ACCOUNT = "1234567890123456"
 FOREIGN_ACCOUNT = "9876543210987654"
 REGION = "cn-hangzhou"
-MAX_ATTEMPTS = 10  # deliveries of one body before the modelled platform gives up
-MAX_RUN_S = 300.0  # a run that has not settled by then is reported as it is
+# Poison-only deliveries sign with a key of their own: any call made with it came from poison,
+# whatever ran beside it.
+POISON_KEY = {"access_key_id": "LTAIreliabpoison01", "access_key_secret": "reliability-poison"}
+MAX_ATTEMPTS = 10  # deliveries of one body to one function before the modelled platform gives up
 DOWN_DB = "postgresql+psycopg://nobody@127.0.0.1:1/unreachable"
 # ActionTrail as documented (up to 10 minutes before a call shows, LookupEvents 2 calls/s), on
 # the suite's compressed clock: a record shows TRAIL_LAG_S after the call, auto_start leaves a
@@ -97,7 +109,7 @@ DRAIN_TIME_S = 1.5
 LEASE_GRACE_S = 1.0  # a killed drain's lease is taken over this long after its planned wait
 RESTORE_AFTER_S = 1
 FLAP_MAX_STARTS = 2
-SLICE = 8  # deliveries between two looks at the clock (new events, processes, the sweep's timer)
+SLICE = 8  # in-process deliveries between two looks at the clock (events, instances, the timer)
 PLATFORM_RETRY_S = 0.5  # a failed delivery comes again this much later
 FLAP_CRASHES = FLAP_MAX_STARTS + 2  # crashes of the flapper: the last ones must not be started
 API_MAX_ATTEMPTS = 2  # per call: a fault twice in a row reaches the platform's retry
@@ -106,6 +118,7 @@ CLB_WRITES = ("SetBackendServers", "SetVServerGroupAttribute", "RemoveBackendSer
               "RemoveVServerGroupBackendServers", "AddBackendServers", "AddVServerGroupBackendServers")
 REMOVALS = ("RemoveBackendServers", "RemoveVServerGroupBackendServers")
 WEIGHT_WRITES = ("SetBackendServers", "SetVServerGroupAttribute")
+INSTANCE_READY_S = 120.0  # a warm instance's imports, on a loaded machine
 
 
 @dataclass(frozen=True)
@@ -113,19 +126,21 @@ class Size:
     instances: int  # per role
     fault_rate: float  # 5xx, drops and the action's documented busy codes (SystemBusy, ...)
     window: int
-    outage: int  # deliveries during which the store is down
+    outage: int  # in-process deliveries during which the store is down
     lose_rate: float = 0.0  # writes applied whose answer is then lost (5xx or dropped)
     notice_s: int = 12  # the spot notice period on the compressed clock
     latency_ms: float = 5.0  # every cloud answer this late
-    kills: int = 2  # spot notices first delivered to a subprocess killed at a random moment
+    kills: int = 2  # spot notices first delivered to an instance killed at a kill point
+    function_instances: int = 4  # warm drain_spot instances (FC runs notices side by side)
+    max_run_s: float = 120.0  # a run that has not settled by then is reported as it is
 
 
-SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=6, lose_rate=0.05, notice_s=40,
-             latency_ms=5.0, kills=2)
-TINY = Size(instances=1, fault_rate=0.05, window=6, outage=4, lose_rate=0.05, notice_s=30,
-            latency_ms=5.0, kills=1)  # the mutants' and sabotages' size
-FULL = Size(instances=8, fault_rate=0.08, window=20, outage=20, lose_rate=0.05, notice_s=60,
-            latency_ms=10.0, kills=6)
+SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=6, lose_rate=0.05, notice_s=12,
+             latency_ms=5.0, kills=3, function_instances=4, max_run_s=150.0)
+TINY = Size(instances=1, fault_rate=0.05, window=6, outage=4, lose_rate=0.05, notice_s=10,
+            latency_ms=5.0, kills=1, function_instances=3, max_run_s=120.0)  # mutants' and sabotages'
+FULL = Size(instances=8, fault_rate=0.08, window=20, outage=20, lose_rate=0.05, notice_s=45,
+            latency_ms=10.0, kills=6, function_instances=6, max_run_s=900.0)
 
 
 def function_env(size: Size) -> dict[str, str]:
@@ -140,33 +155,34 @@ def function_env(size: Size) -> dict[str, str]:
 
 @dataclass
 class Delivery:
+    """One body for one function (each function has its own trigger, retried on its own)."""
+
     body: bytes
-    functions: tuple[str, ...]
+    function: str
     poison: int = 0  # poison elements inside
     alone: bool = False  # nothing but poison: no function may call the cloud for it
     attempts: int = 0
     not_before: float = 0.0  # epoch: a notice held back (fast and leftover paths)
-    spawn: str | None = None  # "kill", "midwait" or "pair": drain_spot in real processes
-    payload: dict[str, Any] | None = None  # the notice, for the processes' envelopes
-    waits_for: str | None = None  # held while this instance's notice is with a process
+    # drain_spot's first copy of some notices: "midwait", "pair", "kill:<kill point>", "timer"
+    plan: str | None = None
+    payload: dict[str, Any] | None = None  # the notice, for a pair's second envelope
+    waits_for: str | None = None  # held while this instance's planned delivery is in flight
+    instance: str | None = None  # the notice's instance
 
 
 @dataclass
 class Spawned:
-    """One drain_spot subprocess and what became of it."""
+    """One planned drain_spot invocation in a function instance, and what became of it."""
 
-    process: subprocess.Popen[bytes]
-    delivery: Delivery
     iid: str
-    mode: str
-    payload: dict[str, Any] | None = None
+    mode: str  # the plan
+    pid: int
     killed: bool = False
-    kill_after_s: float | None = None  # since the spawn
-    weight0_seen: bool = False  # its weight-0 write was seen before the kill
+    point: str | None = None  # the kill point it parked at
     killed_at: float | None = None  # epoch
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
-    weight0_at: float | None = None  # epoch its weight-0 write was seen
+    outcome: str | None = None  # "ok", "raised", "killed"
 
 
 @dataclass
@@ -210,8 +226,12 @@ class Run:
     leftover_overrun_s: float = 0.0  # the same for the notice held back past its deadline
     deliveries: int = 0
     invocations: int = 0
+    outage_deliveries: int = 0  # deliveries made while the store was down
     sweeps: int = 0
     seconds: float = 0.0
+    settled: bool = False  # False: the run was cut at Size.max_run_s
+    store_slowest_s: float = 0.0  # the longest store transaction (lock wait included), any process
+    store_slowest: str = ""
     mutant: str | None = None
 
 
@@ -252,7 +272,7 @@ def generated_fleet(size: Size) -> Fleet:
     }]
     return Fleet.from_dict({"region": REGION, "account_id": ACCOUNT,
                             "credentials": [{"access_key_id": "LTAIreliability01",
-                                             "access_key_secret": "reliability-secret"}],
+                                             "access_key_secret": "reliability-secret"}, POISON_KEY],
                             "instances": instances, "load_balancers": load_balancers})
 
 
@@ -321,15 +341,16 @@ def forged_notices(run: Run, emu: Emulator) -> list[dict[str, Any]]:
 
 def deliveries_for(payloads: Sequence[dict[str, Any]], rng: random.Random, size: Size,
                    envelope_of: dict[str, str], expected_id: dict[str, str], *, run: Run | None = None,
-                   spawn_left: list[str] | None = None) -> list[Delivery]:
-    """Each event twice, shuffled within a window, with poison alone and inside batches; the
-    first copy of some spot notices goes to real processes (``spawn_left``), held notices wait."""
+                   plans: dict[str, str] | None = None) -> list[Delivery]:
+    """Each event twice to each of its functions, shuffled within a window, with poison alone
+    and inside batches; a notice's first drain_spot copy may carry a plan (``plans``, taken
+    out as used), its second then waits for it; held notices wait for their time."""
     items: list[Delivery] = []
     for payload in payloads:
         envelope = envelope_of.setdefault(str(payload["id"]), rng.choice(ENVELOPES))
         functions = ["record_lifecycle"]
         iid = str(payload.get("content", {}).get("instanceId") or "")
-        not_before, spawn = 0.0, None
+        not_before, plan = 0.0, None
         if payload["name"] == "Instance:StateChange":
             functions.append("auto_start")
         elif payload["name"] == "Instance:PreemptibleInstanceInterruption":
@@ -337,24 +358,28 @@ def deliveries_for(payloads: Sequence[dict[str, Any]], rng: random.Random, size:
             if run is not None and iid in run.held and iid in run.notice_at:
                 deadline = run.notice_at[iid] + size.notice_s
                 not_before = deadline - MARGIN_S + 0.1 if run.held[iid] == "fast" else deadline + 0.5
-            elif spawn_left:
-                spawn = spawn_left.pop(0)
+            elif plans and iid in plans:
+                plan = plans.pop(iid)
         value = wrap_object(payload, envelope)
         expected_id[str(payload["id"])] = (
             str(value["id"]) if envelope == "eventbridge" and isinstance(value, dict) else str(payload["id"]))
-        for copy in range(2):
-            if rng.random() < 0.3 and not spawn:  # inside a batch with a poison element
-                batch = [value, POISON[rng.randrange(len(POISON))].decode("utf-8", "replace")]
-                rng.shuffle(batch)
-                items.append(Delivery(json.dumps(batch).encode(), tuple(functions), poison=1,
-                                      not_before=not_before))
-            else:  # a process's copy comes first: its duplicate follows once the process ended
-                items.append(Delivery(wrap(payload, envelope), tuple(functions), not_before=not_before,
-                                      spawn=spawn if copy == 0 else None, payload=payload,
-                                      waits_for=iid if spawn and copy else None))
+        for function in functions:
+            planned = plan if function == "drain_spot" else None
+            for copy in range(2):
+                if rng.random() < 0.3 and not planned:  # inside a batch with a poison element
+                    batch = [value, POISON[rng.randrange(len(POISON))].decode("utf-8", "replace")]
+                    rng.shuffle(batch)
+                    items.append(Delivery(json.dumps(batch).encode(), function, poison=1,
+                                          not_before=not_before, instance=iid or None))
+                else:  # a planned copy comes first: its duplicate follows once it ended
+                    items.append(Delivery(wrap(payload, envelope), function, not_before=not_before,
+                                          plan=planned if copy == 0 else None, payload=payload,
+                                          waits_for=iid if planned and copy else None,
+                                          instance=iid or None))
         if rng.random() < 0.3:
-            items.append(Delivery(POISON[rng.randrange(len(POISON))], ("record_lifecycle", "auto_start",
-                                                                        "drain_spot"), poison=1, alone=True))
+            body = POISON[rng.randrange(len(POISON))]
+            items += [Delivery(body, f, poison=1, alone=True)
+                      for f in ("record_lifecycle", "auto_start", "drain_spot")]
     shuffled: list[Delivery] = []
     for start in range(0, len(items), size.window):
         chunk = items[start:start + size.window]
@@ -363,7 +388,336 @@ def deliveries_for(payloads: Sequence[dict[str, Any]], rng: random.Random, size:
     return shuffled
 
 
-# --- real processes ------------------------------------------------------------------------------
+# --- function instances --------------------------------------------------------------------------
+
+
+@dataclass
+class Instance:
+    """One warm drain_spot instance (``python -m tools.mutants --serve``)."""
+
+    process: subprocess.Popen[bytes]
+    number: int
+    ready: bool = False
+    job: int | None = None  # the job in flight
+    delivery: Delivery | None = None
+    spawned: Spawned | None = None
+    kill_at: float | None = None  # epoch: a "timer" plan's kill
+    dead: bool = False
+
+
+class Instances:
+    """Warm drain_spot instances, kept for the life of this process (replaced when killed) so
+    their cold start never eats a compressed notice period; the mutant travels with each job."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.pool: list[Instance] = []
+        self.answers: queue.Queue[tuple[Instance, dict[str, Any]]] = queue.Queue()
+        self.logs = Path(tempfile.mkdtemp(prefix="reliability-instances-"))
+        self._jobs = 0
+        self._spawned = 0
+        self.grow(count)
+
+    def grow(self, count: int) -> None:
+        self.count = max(self.count, count)
+        while len([i for i in self.pool if not i.dead]) < self.count:
+            self.pool.append(self._spawn())
+
+    def _spawn(self) -> Instance:
+        self._spawned += 1
+        stderr = open(self.logs / f"instance-{self._spawned}.log", "wb")  # noqa: SIM115 (the child's)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tools.mutants", "--serve"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=stderr, cwd=str(Path(__file__).resolve().parent.parent),
+            env={k: v for k, v in os.environ.items() if k != MUTANT_ENV})
+        stderr.close()
+        instance = Instance(process, self._spawned)
+        threading.Thread(target=self._read, args=(instance,), daemon=True).start()
+        return instance
+
+    def _read(self, instance: Instance) -> None:
+        stdout: IO[bytes] | None = instance.process.stdout
+        assert stdout is not None
+        for line in stdout:
+            try:
+                self.answers.put((instance, json.loads(line)))
+            except ValueError:
+                continue
+        self.answers.put((instance, {"eof": True}))
+
+    def wait_ready(self, timeout_s: float = INSTANCE_READY_S) -> None:
+        until = time.monotonic() + timeout_s
+        while any(not i.ready and not i.dead for i in self.pool) and time.monotonic() < until:
+            self._take(0.2)
+        if not any(i.ready for i in self.pool):
+            raise RuntimeError(f"no function instance became ready within {timeout_s:g} s (logs: {self.logs})")
+
+    def idle(self) -> list[Instance]:
+        return [i for i in self.pool if i.ready and not i.dead and i.job is None]
+
+    def busy(self) -> list[Instance]:
+        return [i for i in self.pool if i.job is not None]
+
+    def send(self, instance: Instance, delivery: Delivery, *, run: str, cloud_url: str, db_url: str,
+             env: Mapping[str, str], mutant: str | None, park: str | None = None) -> None:
+        self._jobs += 1
+        job = {"id": self._jobs, "run": run, "function": delivery.function, "body": base64.b64encode(delivery.body).decode(),
+               "cloud_url": cloud_url, "db_url": db_url, "env": dict(env), "park": park, "mutant": mutant}
+        instance.job, instance.delivery = self._jobs, delivery
+        stdin = instance.process.stdin
+        assert stdin is not None
+        stdin.write((json.dumps(job) + "\n").encode())
+        stdin.flush()
+
+    def kill(self, instance: Instance) -> None:
+        instance.process.kill()  # SIGKILL: no lease released, no cleanup
+        instance.process.wait()
+        instance.dead = True
+
+    def _take(self, timeout_s: float) -> list[tuple[Instance, dict[str, Any]]]:
+        got: list[tuple[Instance, dict[str, Any]]] = []
+        try:
+            got.append(self.answers.get(timeout=timeout_s))
+            while True:
+                got.append(self.answers.get_nowait())
+        except queue.Empty:
+            pass
+        for instance, answer in got:
+            if "ready" in answer:
+                instance.ready = True
+        return [(i, a) for i, a in got if "ready" not in a]
+
+    def poll(self, timeout_s: float = 0.0) -> list[tuple[Instance, dict[str, Any]]]:
+        """Answers of finished or parked jobs (``{"eof"}``: the instance died); timers fired."""
+        answers = self._take(timeout_s) if timeout_s > 0 else self._take(0.001)
+        now = time.time()
+        for instance in self.pool:
+            if instance.kill_at is not None and instance.job is not None and now >= instance.kill_at:
+                instance.kill_at = None
+                answers.append((instance, {"id": instance.job, "timer": True}))
+        return answers
+
+    def replace_dead(self) -> None:
+        self.pool = [i for i in self.pool if not i.dead or i.job is not None]
+        self.grow(self.count)
+
+    def close(self) -> None:
+        for instance in self.pool:
+            if instance.process.poll() is None:
+                instance.process.kill()
+                instance.process.wait()
+        self.pool = []
+
+
+_INSTANCES: list[Instances] = []  # the process's pool, once started
+
+
+def instances(count: int) -> Instances:
+    """The process's warm instances (at least ``count``), started once."""
+    if not _INSTANCES:
+        _INSTANCES.append(Instances(count))
+        atexit.register(_INSTANCES[0].close)
+    pool = _INSTANCES[0]
+    pool.replace_dead()
+    pool.grow(count)
+    return pool
+
+
+# --- the delivery loop ---------------------------------------------------------------------------
+
+
+class Platform:
+    """The modelled platform: deliveries to in-process functions in slices of :data:`SLICE`,
+    drain_spot's to the warm instances as soon as one is idle; between slices new events are
+    picked up, answers of instances taken and the sweep's timer fires; a failed delivery comes
+    again :data:`PLATFORM_RETRY_S` later (at most :data:`MAX_ATTEMPTS` times)."""
+
+    def __init__(self, emu: Emulator, db_url: str, run: Run, rng: random.Random, *, size: Size,
+                 pool: Instances, sabotage: str | None) -> None:
+        self.emu, self.db_url, self.run, self.rng, self.size, self.pool = emu, db_url, run, rng, size, pool
+        self.sabotage = sabotage
+        self.env = function_env(size)
+        self.signing = emu.signing_environment()
+        self.poison_env = {**self.env, "ALIBABA_CLOUD_ACCESS_KEY_ID": POISON_KEY["access_key_id"],
+                           "ALIBABA_CLOUD_ACCESS_KEY_SECRET": POISON_KEY["access_key_secret"]}
+        self.queue: list[Delivery] = []
+        self.outage_left = -1  # the store goes down once, early in the run
+        self.token = uuid.uuid4().hex  # the run, for the instances
+
+    # -- failures and retries --
+
+    def failed(self, delivery: Delivery) -> None:
+        delivery.attempts += 1  # (a planned delivery keeps its plan until it was killed)
+        if self.sabotage == "no_platform_retry":
+            return  # lost: the events it carried are never recorded
+        if delivery.attempts >= MAX_ATTEMPTS:
+            self.run.given_up.append(f"{delivery.function}: {delivery.body[:80].decode('utf-8', 'replace')}")
+            return
+        delivery.not_before = time.time() + PLATFORM_RETRY_S
+        self.queue.append(delivery)
+
+    def succeeded(self, delivery: Delivery, value: Any) -> None:
+        if delivery.function == "record_lifecycle":  # poison is counted where it is recorded
+            self.run.poison_sent += delivery.poison
+            self.run.poison_reported += len((value or {}).get("bad", []))
+
+    # -- the instances --
+
+    def dispatch(self, delivery: Delivery) -> bool:
+        """To idle instances (a pair to two at once); False when too few are idle."""
+        idle = self.pool.idle()
+        bodies = [delivery]
+        if delivery.plan == "pair" and delivery.payload is not None:
+            others = [e for e in ENVELOPES if wrap(delivery.payload, e) != delivery.body]
+            bodies.append(Delivery(wrap(delivery.payload, self.rng.choice(others)), "drain_spot",
+                                   instance=delivery.instance))
+        if len(idle) < len(bodies):
+            return False
+        down = self.outage_left > 0 and not delivery.plan  # (a planned delivery must reach its point)
+        self.run.outage_deliveries += down
+        for instance, body in zip(idle, bodies, strict=False):
+            park = delivery.plan.split(":", 1)[1] if delivery.plan and delivery.plan.startswith("kill:") else (
+                "midwait" if delivery.plan == "midwait" else None)
+            env = {**self.env, **self.signing}
+            self.pool.send(instance, body, run=self.token, cloud_url=self.emu.url, db_url=DOWN_DB if down else self.db_url,
+                           env=env, mutant=self.run.mutant, park=park)
+            self.run.deliveries += 1
+            if delivery.plan:
+                instance.spawned = Spawned(delivery.instance or "", delivery.plan, instance.process.pid)
+                self.run.spawned.append(instance.spawned)
+                if delivery.plan == "timer":
+                    instance.kill_at = time.time() + self.rng.uniform(0.1, 2.0)
+        return True
+
+    def take_answers(self, timeout_s: float = 0.0) -> None:
+        for instance, answer in self.pool.poll(timeout_s):
+            if "eof" in answer:  # the process is gone (killed, or died on its own)
+                instance.dead = True
+            slowest = answer.get("store_slowest")
+            if slowest and slowest[0] > self.run.store_slowest_s:
+                self.run.store_slowest_s, self.run.store_slowest = slowest[0], f"drain_spot instance: {slowest[1]}"
+            delivery = instance.delivery
+            if delivery is None or not ("eof" in answer or answer.get("id") == instance.job):
+                continue
+            spawned = instance.spawned
+            killed = "parked" in answer or "timer" in answer or "eof" in answer
+            if killed:
+                self.pool.kill(instance)
+            instance.job, instance.delivery, instance.spawned = None, None, None
+            self.run.invocations += 1
+            if spawned is not None:
+                spawned.ended_at = time.time()
+                spawned.killed = killed
+                spawned.killed_at = spawned.ended_at if killed else None
+                spawned.point = answer.get("parked")
+                spawned.outcome = "killed" if killed else ("raised" if answer.get("error") else "ok")
+            if killed:
+                delivery.plan = None  # its redelivery runs to the end
+                self.failed(delivery)
+                continue
+            if answer.get("error"):
+                self.run.raised += 1
+                if delivery.plan in ("pair", "timer"):
+                    delivery.plan = None  # (a kill point's plan stays: its retry is killed there)
+                self.failed(delivery)
+                continue
+            self.succeeded(delivery, answer.get("value"))
+        self.pool.replace_dead()
+
+    # -- in this process --
+
+    def invoke_here(self, delivery: Delivery) -> None:
+        self.run.deliveries += 1
+        down = self.outage_left > 0
+        self.outage_left -= 1 if down else 0
+        self.run.outage_deliveries += down
+        result = invoke_local(delivery.function, delivery.body, cloud_url=self.emu.url,
+                              db_url=DOWN_DB if down else self.db_url,
+                              env=self.poison_env if delivery.alone else self.env)
+        self.run.invocations += 1
+        if result.error is not None:
+            self.run.raised += 1
+            self.failed(delivery)
+        else:
+            self.succeeded(delivery, result.value)
+
+    def due(self) -> list[Delivery]:
+        now = time.time()
+        busy = {i.delivery.instance for i in self.pool.busy() if i.delivery is not None and i.spawned} | {
+            d.instance for d in self.queue if d.plan}
+        return [d for d in self.queue if d.not_before <= now and d.waits_for not in busy]
+
+    def take(self, delivery: Delivery) -> None:
+        self.queue = [d for d in self.queue if d is not delivery]
+
+
+def deliver_all(emu: Emulator, db_url: str, run: Run, rng: random.Random, size: Size, *,
+                sabotage: str | None = None, pool: Instances) -> None:
+    """Deliver every event the emulator emits until the run settled (:class:`Platform`)."""
+    platform = Platform(emu, db_url, run, rng, size=size, pool=pool, sabotage=sabotage)
+    envelope_of: dict[str, str] = {}
+    cursor = 0
+    last_sweep = time.monotonic()
+    quiet_sweeps = 0  # sweeps in a row that did nothing and left nothing of their own to do
+    # Some notices' first drain_spot copy goes to an instance that dies: the one whose reclaim is
+    # called off inside its weight-0 wait (so the undo of a taken-over drain shows), one through
+    # two envelopes at once, others at a kill point drawn at random, one after a random delay.
+    spots = sorted(run.interrupted - run.kept - set(run.held))
+    kills = [f"kill:{rng.choice(KILL_POINTS)}" for _ in range(max(0, size.kills - 1))] + ["timer"]
+    # (the last of the staying spots always drains untouched: a gentle drain whatever the kills do)
+    order = sorted(run.kept) + [s for s in spots if s not in run.released][:-1] + sorted(run.released)
+    plans = dict(zip(order, ["midwait", "pair", *kills], strict=False))  # more plans than notices: cut
+    forged = forged_notices(run, emu)
+    settle_until = max(run.notice_at.values(), default=time.time()) + size.notice_s + RESTORE_AFTER_S \
+        + 2 * SWEEP_EVERY_S
+    started = time.monotonic()
+    while True:
+        if time.monotonic() - started >= size.max_run_s:
+            break
+        payloads = emu.events()[cursor:]
+        cursor += len(payloads)
+        run.emitted += payloads
+        platform.queue += deliveries_for(payloads, rng, size, envelope_of, run.expected_id, run=run,
+                                         plans=plans)
+        if forged:  # the forged and foreign notices, twice each to each function, among the first
+            for payload in forged:
+                for envelope in rng.sample(ENVELOPES, 2):
+                    for function in ("record_lifecycle", "drain_spot"):
+                        platform.queue.insert(rng.randrange(len(platform.queue) + 1),
+                                              Delivery(wrap(payload, envelope), function))
+                    run.forged_sent += 1
+            forged = []
+        _crash_flapper(emu, run)
+        platform.take_answers()
+        if time.monotonic() - last_sweep >= SWEEP_EVERY_S:
+            last_sweep = time.monotonic()
+            quiet_sweeps = quiet_sweeps + 1 if _sweep_quiet(emu, db_url, run, platform.env) else 0
+        due = platform.due()
+        if platform.outage_left < 0 and due:
+            platform.outage_left = size.outage
+        # drain_spot's trigger: to the instances at once (planned copies first)
+        for delivery in sorted((d for d in due if d.function == "drain_spot" and not d.alone),
+                               key=lambda d: d.plan is None):
+            if platform.dispatch(delivery):
+                platform.take(delivery)
+        here = [d for d in due if d.function != "drain_spot" or d.alone][:SLICE]
+        for delivery in here:
+            platform.take(delivery)
+            platform.invoke_here(delivery)
+        if sabotage == "start_ineligible" and run.ineligible:
+            emu.set_faults(fault_rate=0.0)
+            _start_directly(emu, sorted(run.ineligible)[0])
+            sabotage = None
+        if not here:
+            if (not platform.queue and not pool.busy() and not emu.events()[cursor:]
+                    and time.time() >= settle_until and quiet_sweeps >= 2 and not _flapper_due(emu, run)):
+                run.settled = True
+                break
+            platform.take_answers(0.05)
+    for instance in pool.busy():  # cut at the cap: what is still running dies with the run
+        pool.kill(instance)
+    platform.take_answers()
+    run.given_up += [f"{d.function}: {d.body[:80].decode('utf-8', 'replace')}" for d in platform.queue]
 
 
 def _servers(call: Any) -> list[tuple[str, str, int | None, int | None]]:
@@ -386,213 +740,6 @@ def _applied(call: Any) -> bool:
     return call.status == 200 or bool(call.answer_lost)
 
 
-class Spawner:
-    """drain_spot deliveries in subprocesses (``python -m tools.mutants``), killed on cue."""
-
-    def __init__(self, emu: Emulator, db_url: str, run: Run, rng: random.Random, *, workdir: Path,
-                 env: Mapping[str, str]) -> None:
-        self.emu, self.db_url, self.run, self.rng, self.workdir = emu, db_url, run, rng, workdir
-        self.env = env
-        self.live: list[tuple[Spawned, threading.Thread | None]] = []
-
-    def start(self, delivery: Delivery) -> None:
-        assert delivery.payload is not None
-        assert delivery.spawn is not None
-        iid = str(delivery.payload["content"]["instanceId"])
-        bodies = [delivery.body]
-        if delivery.spawn == "pair":  # the same notice through another envelope, at once
-            others = [e for e in ENVELOPES if wrap(delivery.payload, e) != delivery.body]
-            bodies.append(wrap(delivery.payload, self.rng.choice(others)))
-        for body in bodies:
-            spawned = Spawned(self._popen(body), Delivery(body, ("drain_spot",), attempts=delivery.attempts),
-                              iid, delivery.spawn,
-                              payload=delivery.payload)
-            self.run.spawned.append(spawned)
-            killer = None
-            if delivery.spawn in ("kill", "midwait"):
-                delay = (self.rng.uniform(0.05, DRAIN_TIME_S / 3) if delivery.spawn == "midwait"
-                         else self.rng.uniform(0.3, 3.0))
-                killer = threading.Thread(target=self._kill, args=(spawned, delay), daemon=True)
-                killer.start()
-            self.live.append((spawned, killer))
-
-    def _popen(self, body: bytes) -> subprocess.Popen[bytes]:
-        fd, name = tempfile.mkstemp(suffix=".json", dir=self.workdir)
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-        argv = [sys.executable, "-m", "tools.mutants", "drain_spot", name, "--cloud", self.emu.url,
-                "--db", self.db_url, "--timeout", "60"]
-        for key, value in self.env.items():
-            argv += ["--env", f"{key}={value}"]
-        environ = {**os.environ, **self.emu.signing_environment()}
-        if self.run.mutant:
-            environ[MUTANT_ENV] = self.run.mutant
-        with open(f"{name}.log", "wb") as stderr:  # the process's log lines, kept beside its event
-            return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=environ,
-                                    cwd=str(Path(__file__).resolve().parent.parent))
-
-    def _kill(self, spawned: Spawned, delay: float) -> None:
-        started = time.time()
-        if spawned.mode == "midwait":  # weight 0 in every group first, then a moment of the wait
-            groups = {(k[0], k[2]) for k in self.run.initial if k[1] == spawned.iid}
-            while spawned.process.poll() is None and time.time() - started < 60:
-                zeroed = {(s[0], s[2]) for c in self.emu.calls()[-400:]
-                          if c.time >= started and c.action in WEIGHT_WRITES and _applied(c)
-                          for s in _servers(c) if s[1] == spawned.iid and s[3] == 0}
-                if zeroed >= groups:
-                    spawned.weight0_seen, spawned.weight0_at = True, time.time()
-                    break
-                time.sleep(0.02)
-        time.sleep(delay)
-        if spawned.process.poll() is None:
-            spawned.killed, spawned.killed_at = True, time.time()
-            spawned.process.kill()  # SIGKILL: no lease released, no cleanup
-            spawned.kill_after_s = round(time.time() - started, 3)
-
-    def reap(self, *, wait: bool = False) -> list[Delivery]:
-        """The processes that ended (all of them with ``wait``); what died or raised goes back
-        to the platform, which delivers it again a moment later."""
-        retry: list[Delivery] = []
-        still: list[tuple[Spawned, threading.Thread | None]] = []
-        for spawned, killer in self.live:
-            if wait:
-                try:
-                    spawned.process.wait(timeout=90)
-                except subprocess.TimeoutExpired:
-                    spawned.process.kill()
-            code = spawned.process.poll()
-            if code is None:
-                still.append((spawned, killer))
-                continue
-            if killer is not None:
-                killer.join()
-            spawned.ended_at = time.time()
-            self.run.invocations += 1
-            if code not in (0, 2):  # killed (-9) or raised (1): the platform delivers it again
-                self.run.raised += 0 if spawned.killed else 1
-                spawned.delivery.not_before = time.time() + PLATFORM_RETRY_S
-                spawned.delivery.attempts += 1
-                if spawned.delivery.attempts >= MAX_ATTEMPTS:
-                    self.run.given_up.append(spawned.delivery.body[:80].decode("utf-8", "replace"))
-                    continue
-                if spawned.mode == "midwait" and not spawned.killed and spawned.payload is not None:
-                    # it raised before its wait: its retry goes to a process again, to be killed there
-                    spawned.delivery.spawn, spawned.delivery.payload = "midwait", spawned.payload
-                retry.append(spawned.delivery)
-        self.live = still
-        return retry
-
-
-# --- the delivery loop ---------------------------------------------------------------------------
-
-
-def deliver_all(emu: Emulator, db_url: str, run: Run, rng: random.Random, size: Size, *,
-                sabotage: str | None = None, workdir: Path) -> None:
-    """The modelled platform: deliveries in slices of :data:`SLICE`, between which new events
-    are picked up, finished processes reaped and the sweep's timer fires; a failed delivery is
-    delivered again :data:`PLATFORM_RETRY_S` later (at most :data:`MAX_ATTEMPTS` times)."""
-    env = function_env(size)
-    envelope_of: dict[str, str] = {}
-    cursor = 0
-    queue: list[Delivery] = []
-    outage_left = -1
-    last_sweep = time.monotonic()
-    quiet_sweeps = 0  # sweeps in a row that had nothing left to wait for
-    # Some notices' first copy goes to a process of its own (FC runs invocations side by side):
-    # one killed inside its weight-0 wait (the drain whose reclaim is called off, so its undo
-    # shows), one through two envelopes at once, some killed at a random moment.
-    spots = sorted(run.interrupted - run.kept - set(run.held))
-    plan = ["midwait", "pair"] + ["kill"] * size.kills
-    # (the last of the staying spots always drains in-process: a gentle drain whatever the processes do)
-    order = sorted(run.kept) + [s for s in spots if s not in run.released][:-1] + sorted(run.released)
-    spawn_for = dict(zip(order, plan, strict=False))  # the plan is longer than the notices
-    spawner = Spawner(emu, db_url, run, rng, workdir=workdir, env=env)
-    forged = forged_notices(run, emu)
-    settle_until = max(run.notice_at.values(), default=time.time()) + size.notice_s + RESTORE_AFTER_S \
-        + 3 * SWEEP_EVERY_S
-    started = time.monotonic()
-    while time.monotonic() - started < MAX_RUN_S:
-        payloads = emu.events()[cursor:]
-        cursor += len(payloads)
-        run.emitted += payloads
-        for payload in payloads:
-            iid = str(payload["content"].get("instanceId"))
-            notice = payload["name"] == "Instance:PreemptibleInstanceInterruption"
-            queue += deliveries_for([payload], rng, size, envelope_of, run.expected_id, run=run,
-                                    spawn_left=[spawn_for.pop(iid)] if notice and iid in spawn_for else None)
-        if forged:  # the forged and foreign notices, twice each, among the first deliveries
-            for payload in forged:
-                for envelope in rng.sample(ENVELOPES, 2):
-                    queue.insert(rng.randrange(len(queue) + 1),
-                                 Delivery(wrap(payload, envelope), ("record_lifecycle", "drain_spot")))
-                    run.forged_sent += 1
-            forged = []
-        _crash_flapper(emu, run)
-        queue += spawner.reap()
-        if time.monotonic() - last_sweep >= SWEEP_EVERY_S:
-            last_sweep = time.monotonic()
-            quiet_sweeps = quiet_sweeps + 1 if _sweep_quiet(emu, db_url, run, env) else 0
-        now = time.time()
-        # Each function has its own trigger on FC: the notices' processes start at once.
-        busy = {s.iid for s, _ in spawner.live} | {
-            str(d.payload["content"]["instanceId"]) for d in queue if d.spawn and d.payload}
-        due = sorted((d for d in queue if d.not_before <= now and d.waits_for not in busy),
-                     key=lambda d: d.spawn is None)
-        if not due:
-            if (not queue and not spawner.live and not emu.events()[cursor:] and now >= settle_until
-                    and quiet_sweeps >= 2 and not _flapper_due(emu, run)):
-                break
-            time.sleep(0.1)
-            continue
-        if outage_left < 0:
-            outage_left = size.outage  # the store goes down once, early in the run
-        batch = due[:SLICE]
-        taken = {id(d) for d in batch}
-        queue = [d for d in queue if id(d) not in taken]
-        for delivery in batch:
-            if delivery.alone and spawner.live:  # its cloud calls must be told from theirs
-                delivery.not_before = time.time() + PLATFORM_RETRY_S
-                queue.append(delivery)
-                continue
-            run.deliveries += 1
-            down = outage_left > 0
-            outage_left -= 1 if outage_left > 0 else 0
-            reported, failed = 0, False
-            for function in delivery.functions:
-                if function == "drain_spot" and delivery.spawn and not down:
-                    spawner.start(delivery)
-                    continue
-                calls_before = len(emu.calls())
-                result = invoke_local(function, delivery.body, cloud_url=emu.url,
-                                      db_url=DOWN_DB if down else db_url, env=env)
-                run.invocations += 1
-                if delivery.alone:
-                    run.poison_cloud_calls += len(emu.calls()) - calls_before
-                if result.error is not None:
-                    run.raised += 1
-                    failed = True
-                    break  # the platform retries the whole delivery
-                if function == "record_lifecycle":
-                    reported = len((result.value or {}).get("bad", []))
-            if not failed:  # every function handled it: count it once, whatever its earlier attempts did
-                run.poison_sent += delivery.poison
-                run.poison_reported += reported
-                continue
-            delivery.attempts += 1  # (a notice meant for a process still goes to one)
-            if sabotage == "no_platform_retry":
-                continue  # lost: the events it carried are never recorded
-            if delivery.attempts >= MAX_ATTEMPTS:
-                run.given_up.append(delivery.body[:80].decode("utf-8", "replace"))
-            else:
-                delivery.not_before = time.time() + PLATFORM_RETRY_S
-                queue.append(delivery)
-        if sabotage == "start_ineligible" and run.ineligible:
-            emu.set_faults(fault_rate=0.0)
-            _start_directly(emu, sorted(run.ineligible)[0])
-            sabotage = None
-    queue += spawner.reap(wait=True)
-    run.given_up += [d.body[:80].decode("utf-8", "replace") for d in queue]
-
 
 def _flapper_due(emu: Emulator, run: Run) -> bool:
     """The flapper is still coming back: wait for it before settling."""
@@ -613,18 +760,22 @@ def _crash_flapper(emu: Emulator, run: Run) -> None:
 
 
 def _sweep_quiet(emu: Emulator, db_url: str, run: Run, env: Mapping[str, str]) -> bool:
-    """One tick of the sweep's timer; True when it left nothing to come back for (no stop still
-    settling or deferred, nothing started, no drain finished or restored). A failing tick is
-    simply followed by the next."""
+    """One tick of the sweep's timer; True when it did nothing and left nothing of its own to
+    come back for: nothing started, no drain finished or restored, no error, and no stop of an
+    instance that may be started deferred (ActionTrail lagging or throttled). A stop "recent:
+    the event path handles it" is the event path's, whose deliveries the loop waits for; a
+    deferred stop of an instance that must never be started would only ever be skipped."""
     result = invoke_local("sweep", SWEEP_BODY, cloud_url=emu.url, db_url=db_url, env=env)
     run.invocations += 1
     run.sweeps += 1
     if result.error is not None:
         return False
-    waiting = ("no ActionTrail record yet", "ActionTrail throttled", "is recent: the event path")
+    deferred = ("no ActionTrail record yet", "ActionTrail throttled")
     value = result.value or {}
     for d in value.get("auto_start", {}).get("decisions", []):
-        if d["decision"] == "started" or str(d["reason"]).startswith(waiting):
+        if d["decision"] == "started":
+            return False
+        if str(d["reason"]).startswith(deferred) and d.get("instance_id") not in run.ineligible:
             return False
     drains = value.get("drains") or value.get("drain") or {}
     return not (isinstance(drains, Mapping) and any(drains.get(k) for k in ("restored", "finished", "errors")))
@@ -661,6 +812,8 @@ def collect(emu: Emulator, db_url: str, run: Run) -> None:
     finally:
         store.close()
     for call in emu.calls():
+        if call.access_key_id == POISON_KEY["access_key_id"]:
+            run.poison_cloud_calls += 1
         if call.answer_lost:
             run.answers_lost += 1
         elif call.code is not None and call.status != 200:
@@ -754,7 +907,7 @@ def _check_drains(run: Run, fail: Any) -> None:
         flagged = any(e["data"].get("missed_deadline") for e in entries)
         if not entries:
             fail("drained_by_deadline", f"interrupted {iid} has no drain")
-        deadline = run.notice_at[iid] + run.size.notice_s
+        deadline = _deadline(run, iid, entries)
         removed_at: dict[tuple[str, str, int | None], float] = {}
         for t, action, group, server, port, _, _ in run.writes:
             if server == iid and action in REMOVALS:
@@ -776,26 +929,37 @@ def _check_drains(run: Run, fail: Any) -> None:
         _check_originals(run, iid, entries, fail)
 
 
-def _check_gentle(run: Run, iid: str, entries: Sequence[Mapping[str, Any]], fail: Any) -> None:
-    """A running instance that drain_spot removed, its memberships found with time left beyond
-    the margin, got weight 0 first (the sweep's takeover finishes at once, by design; a failed
-    weight change is flagged ``weight_failed``)."""
+def _deadline(run: Run, iid: str, entries: Sequence[Mapping[str, Any]]) -> float:
+    """The notice's deadline as the drain recorded it (the notice's own time plus the notice
+    period), else as the suite saw the notice go out."""
     from shared.events import parse_iso_or_none
 
-    if iid in run.released or not entries or any(e["data"].get("weight_failed") for e in entries):
+    recorded = [t.timestamp() for t in (parse_iso_or_none(e["data"].get("deadline")) for e in entries) if t]
+    return min(recorded) if recorded else run.notice_at[iid] + run.size.notice_s
+
+
+def _check_gentle(run: Run, iid: str, entries: Sequence[Mapping[str, Any]], fail: Any) -> None:
+    """Each removal drain_spot made while the deadline was more than the margin away (so when
+    it decided, the time left allowed the gentle path) came after a weight-0 write of that very
+    membership: read from the emulator's call log, no timing window. Exempt by design: a
+    released instance (nothing to drain gently), a drain whose weight change failed (flagged
+    ``weight_failed``) and the sweep's takeovers (it finishes at once)."""
+    if iid in run.released or any(e["data"].get("weight_failed") or e["data"].get("released")
+                                  for e in entries):
         return
-    found = [t.timestamp() for t in (parse_iso_or_none(e["data"].get("found_at")) for e in entries) if t]
-    removals = [w for w in run.writes if w[3] == iid and w[1] in REMOVALS]
-    if not found or not removals:
-        return
-    left = run.notice_at[iid] + run.size.notice_s - min(found)
-    first = min(removals)
-    if left <= MARGIN_S + 0.5 or first[6] != "drain_spot":
-        return  # inside the margin: the fast path is right to skip the wait
-    weight0 = [w[0] for w in run.writes if w[3] == iid and w[1] in WEIGHT_WRITES and w[5] == 0]
-    if not weight0 or min(weight0) > first[0]:
-        fail("gentle", f"interrupted {iid} removed by drain_spot without weight 0 first "
-             f"({left:.1f} s left when its memberships were found)")
+    deadline = _deadline(run, iid, entries)
+    zeroed: dict[tuple[str, int | None], float] = {}
+    for t, action, group, server, port, weight, _ in run.writes:
+        if server == iid and action in WEIGHT_WRITES and weight == 0:
+            zeroed.setdefault((group, port), t)
+    for t, action, group, server, port, _, function in sorted(run.writes):
+        if server != iid or action not in REMOVALS or function != "drain_spot":
+            continue
+        left = deadline - t
+        if left > MARGIN_S and not zeroed.get((group, port), t + 1) < t:
+            fail("gentle", f"interrupted {iid} removed from {group} port {port} by drain_spot "
+                 f"{left:.1f} s before its deadline without weight 0 first")
+            return
 
 
 def _check_originals(run: Run, iid: str, entries: Sequence[Mapping[str, Any]], fail: Any) -> None:
@@ -806,15 +970,16 @@ def _check_originals(run: Run, iid: str, entries: Sequence[Mapping[str, Any]], f
             if key in run.initial and m.get("weight") != run.initial[key]:
                 fail("originals_exact", f"drain {entry['key']} recorded weight {m.get('weight')} as the "
                      f"original of {iid} in {group} port {m.get('port')} (was {run.initial[key]})")
-    if iid in run.kept:
-        restored = any(e["status"] == "restored" for e in entries)
+    restored = any(e["status"] == "restored" for e in entries)
+    if iid in run.kept and not restored:
+        fail("originals_exact", f"kept {iid} (reclaim called off) was never restored")
+    elif restored:  # every membership back, at exactly the fleet's weight
         mine = {k: w for k, w in run.initial.items() if k[1] == iid}
         now_weights = {k: run.final.get(k) for k in mine}
-        if not restored:
-            fail("originals_exact", f"kept {iid} (reclaim called off) was never restored")
-        elif now_weights != mine:
+        if now_weights != mine:
             wrong = sorted((str(k), now_weights[k], w) for k, w in mine.items() if now_weights[k] != w)
-            fail("originals_exact", f"kept {iid} restored with other weights: {wrong[:3]}")
+            fail("originals_exact", f"{'kept ' if iid in run.kept else ''}{iid} restored with other "
+                 f"weights (group, now, fleet's): {wrong[:3]}")
 
 
 def run_suite(size: Size = SMALL, seed: int = 7, db_url: str | None = None, *, workdir: Path | None = None,
@@ -824,6 +989,8 @@ def run_suite(size: Size = SMALL, seed: int = 7, db_url: str | None = None, *, w
         raise ValueError(f"unknown mutant {mutant!r}; known: {', '.join(MUTANTS)}")
     rng = random.Random(seed)
     run = Run(size=size, mutant=mutant)
+    pool = instances(size.function_instances)
+    pool.wait_ready()  # warm before the first notice: FC's instances are, for a burst
     started = time.monotonic()
     base = workdir or Path.cwd() / ".data"
     base.mkdir(parents=True, exist_ok=True)
@@ -832,48 +999,58 @@ def run_suite(size: Size = SMALL, seed: int = 7, db_url: str | None = None, *, w
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         db_url = f"sqlite:///{path}"
-    processes = base / f"reliability-{seed}-processes"  # each process's event and log, kept
-    shutil.rmtree(processes, ignore_errors=True)
-    processes.mkdir()
+    fresh_stores()
     with log.redirect(io.StringIO()), \
             Emulator(generated_fleet(size), start_delay_s=0.05, seed=seed, trail_lag_s=TRAIL_LAG_S,
                      trail_qps=TRAIL_QPS) as emu, \
-            applied_environment(emu.signing_environment()), applied(mutant):
+            applied_environment(emu.signing_environment()), applied(mutant), store_timer() as slowest:
         play_scenario(emu, run)
         emu.set_faults(fault_rate=size.fault_rate, lose_rate=size.lose_rate, seed=seed,
                        latency_ms=size.latency_ms,
                        throttle_actions={"DescribeInstances": 40.0, "RemoveVServerGroupBackendServers": 20.0})
-        deliver_all(emu, db_url, run, rng, size, sabotage=sabotage, workdir=processes)
+        deliver_all(emu, db_url, run, rng, size, sabotage=sabotage, pool=pool)
         emu.set_faults(fault_rate=0.0, lose_rate=0.0, latency_ms=0.0, throttle_actions={})
+        if slowest["s"] > run.store_slowest_s:
+            run.store_slowest_s, run.store_slowest = slowest["s"], f"this process: {slowest['what']}"
         collect(emu, db_url, run)
     run.seconds = round(time.monotonic() - started, 1)
     return run, check_invariants(run)
 
 
 def killed_mid_wait(run: Run, spawned: Spawned) -> bool:
-    """Killed after its weight-0 write and before any removal of its instance: inside the wait."""
-    if not (spawned.killed and spawned.weight0_seen and spawned.killed_at is not None):
+    """Killed inside its weight-0 wait: parked there, and the call log agrees (weight 0 written
+    before the kill, no removal of the instance before it)."""
+    if not (spawned.killed and spawned.point == "midwait" and spawned.killed_at is not None):
         return False
-    removals = [w[0] for w in run.writes if w[3] == spawned.iid and w[1] in REMOVALS]
-    return not removals or min(removals) > spawned.killed_at
+    at = spawned.killed_at
+    zeroed = [w for w in run.writes if w[3] == spawned.iid and w[1] in WEIGHT_WRITES and w[5] == 0 and w[0] < at]
+    removed = [w for w in run.writes if w[3] == spawned.iid and w[1] in REMOVALS and w[0] < at]
+    return bool(zeroed) and not removed
 
 
 def figures(run: Run, problems: Sequence[str]) -> dict[str, Any]:
     broken = sorted({p.split(":", 1)[0] for p in problems})
+    kills = Counter(s.point or ("timer" if s.mode == "timer" else s.mode) for s in run.spawned if s.killed)
     return {
         "mutant": run.mutant, "events_emitted": len(run.emitted), "deliveries": run.deliveries,
         "invocations": run.invocations, "raised_and_retried": run.raised, "sweeps": run.sweeps,
         "poison_sent": run.poison_sent, "poison_reported": run.poison_reported,
+        "poison_cloud_calls": run.poison_cloud_calls,
         "forged_and_foreign_sent": run.forged_sent,
         "eligible_started_once": len(run.eligible), "ineligible": len(run.ineligible),
         "flapper_crashes": run.crashes, "flapper_starts": run.starting_events[run.flapper or ""],
-        "interrupted": len(run.interrupted), "notice_s": run.size.notice_s,
+        "interrupted": len(run.interrupted), "released_before_notice": len(run.released),
+        "notice_s": run.size.notice_s, "store_down_deliveries": run.outage_deliveries,
         "processes": len(run.spawned), "killed": sum(s.killed for s in run.spawned),
+        "killed_at": dict(sorted(kills.items())),
         "killed_mid_wait": sum(killed_mid_wait(run, s) for s in run.spawned),
+        "pairs": [s.mode for s in run.spawned].count("pair") // 2,
         "drain_paths": dict(sorted(run.paths.items())),
         "drain_statuses": dict(sorted(Counter(str(e["status"]) for e in run.entries).items())),
         "largest_deadline_overrun_s": round(run.overrun_s, 3),
-        "held_past_deadline_overrun_s": round(run.leftover_overrun_s, 3), "seconds": run.seconds,
+        "held_past_deadline_overrun_s": round(run.leftover_overrun_s, 3),
+        "store_slowest_s": round(run.store_slowest_s, 3), "store_slowest": run.store_slowest,
+        "seconds": run.seconds, "settled": run.settled,
         "errors_answered": dict(sorted(run.injected.items())), "answers_lost": run.answers_lost,
         "invariants": {name: name not in broken for name in INVARIANTS},
         "problems": list(problems),
