@@ -119,6 +119,7 @@ CLB_WRITES = ("SetBackendServers", "SetVServerGroupAttribute", "RemoveBackendSer
 REMOVALS = ("RemoveBackendServers", "RemoveVServerGroupBackendServers")
 WEIGHT_WRITES = ("SetBackendServers", "SetVServerGroupAttribute")
 INSTANCE_READY_S = 120.0  # a warm instance's imports, on a loaded machine
+SPAWN_FAILURES = 5  # instances dying before they are ready: the suite stops (a broken venv, say)
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,9 @@ class Size:
     max_run_s: float = 120.0  # a run that has not settled by then is reported as it is
 
 
-SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=6, lose_rate=0.05, notice_s=12,
+SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=12, lose_rate=0.05, notice_s=12,
              latency_ms=5.0, kills=3, function_instances=4, max_run_s=150.0)
-TINY = Size(instances=1, fault_rate=0.05, window=6, outage=4, lose_rate=0.05, notice_s=10,
+TINY = Size(instances=1, fault_rate=0.05, window=6, outage=10, lose_rate=0.05, notice_s=10,
             latency_ms=5.0, kills=1, function_instances=3, max_run_s=120.0)  # mutants' and sabotages'
 FULL = Size(instances=8, fault_rate=0.08, window=20, outage=20, lose_rate=0.05, notice_s=45,
             latency_ms=10.0, kills=6, function_instances=6, max_run_s=900.0)
@@ -416,6 +417,7 @@ class Instances:
         self.logs = Path(tempfile.mkdtemp(prefix="reliability-instances-"))
         self._jobs = 0
         self._spawned = 0
+        self.failed_starts = 0  # instances that died before they were ready
         self.grow(count)
 
     def grow(self, count: int) -> None:
@@ -438,17 +440,19 @@ class Instances:
     def _read(self, instance: Instance) -> None:
         stdout: IO[bytes] | None = instance.process.stdout
         assert stdout is not None
-        for line in stdout:
-            try:
-                self.answers.put((instance, json.loads(line)))
-            except ValueError:
-                continue
+        with stdout:
+            for line in stdout:
+                try:
+                    self.answers.put((instance, json.loads(line)))
+                except ValueError:
+                    continue
         self.answers.put((instance, {"eof": True}))
 
     def wait_ready(self, timeout_s: float = INSTANCE_READY_S) -> None:
         until = time.monotonic() + timeout_s
         while any(not i.ready and not i.dead for i in self.pool) and time.monotonic() < until:
             self._take(0.2)
+            self.replace_dead()
         if not any(i.ready for i in self.pool):
             raise RuntimeError(f"no function instance became ready within {timeout_s:g} s (logs: {self.logs})")
 
@@ -471,8 +475,8 @@ class Instances:
 
     def kill(self, instance: Instance) -> None:
         instance.process.kill()  # SIGKILL: no lease released, no cleanup
-        instance.process.wait()
         instance.dead = True
+        self._reap(instance)
 
     def _take(self, timeout_s: float) -> list[tuple[Instance, dict[str, Any]]]:
         got: list[tuple[Instance, dict[str, Any]]] = []
@@ -485,6 +489,8 @@ class Instances:
         for instance, answer in got:
             if "ready" in answer:
                 instance.ready = True
+            if "eof" in answer:  # the process is gone (killed, or died on its own)
+                instance.dead = True
         return [(i, a) for i, a in got if "ready" not in a]
 
     def poll(self, timeout_s: float = 0.0) -> list[tuple[Instance, dict[str, Any]]]:
@@ -498,14 +504,28 @@ class Instances:
         return answers
 
     def replace_dead(self) -> None:
+        for instance in self.pool:
+            if instance.dead and instance.job is None:
+                if not instance.ready:
+                    self.failed_starts += 1
+                self._reap(instance)
+        if self.failed_starts > SPAWN_FAILURES:
+            raise RuntimeError(f"{self.failed_starts} function instances died before they were ready "
+                               f"(logs: {self.logs})")
         self.pool = [i for i in self.pool if not i.dead or i.job is not None]
         self.grow(self.count)
 
+    @staticmethod
+    def _reap(instance: Instance) -> None:
+        if instance.process.stdin is not None and not instance.process.stdin.closed:
+            instance.process.stdin.close()
+        if instance.process.poll() is None:
+            instance.process.kill()
+        instance.process.wait()
+
     def close(self) -> None:
         for instance in self.pool:
-            if instance.process.poll() is None:
-                instance.process.kill()
-                instance.process.wait()
+            self._reap(instance)
         self.pool = []
 
 
@@ -516,11 +536,17 @@ def instances(count: int) -> Instances:
     """The process's warm instances (at least ``count``), started once."""
     if not _INSTANCES:
         _INSTANCES.append(Instances(count))
-        atexit.register(_INSTANCES[0].close)
+        atexit.register(close_instances)
     pool = _INSTANCES[0]
     pool.replace_dead()
     pool.grow(count)
     return pool
+
+
+def close_instances() -> None:
+    """Stop the process's warm instances (the next run starts new ones)."""
+    while _INSTANCES:
+        _INSTANCES.pop().close()
 
 
 # --- the delivery loop ---------------------------------------------------------------------------
@@ -591,8 +617,6 @@ class Platform:
 
     def take_answers(self, timeout_s: float = 0.0) -> None:
         for instance, answer in self.pool.poll(timeout_s):
-            if "eof" in answer:  # the process is gone (killed, or died on its own)
-                instance.dead = True
             slowest = answer.get("store_slowest")
             if slowest and slowest[0] > self.run.store_slowest_s:
                 self.run.store_slowest_s, self.run.store_slowest = slowest[0], f"drain_spot instance: {slowest[1]}"
