@@ -136,9 +136,9 @@ class Size:
     max_run_s: float = 120.0  # a run that has not settled by then is reported as it is
 
 
-SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=12, lose_rate=0.05, notice_s=12,
+SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=12, lose_rate=0.05, notice_s=10,
              latency_ms=5.0, kills=3, function_instances=4, max_run_s=150.0)
-TINY = Size(instances=1, fault_rate=0.05, window=6, outage=10, lose_rate=0.05, notice_s=10,
+TINY = Size(instances=1, fault_rate=0.05, window=6, outage=10, lose_rate=0.05, notice_s=7,
             latency_ms=5.0, kills=1, function_instances=3, max_run_s=120.0)  # mutants' and sabotages'
 FULL = Size(instances=8, fault_rate=0.08, window=20, outage=20, lose_rate=0.05, notice_s=45,
             latency_ms=10.0, kills=6, function_instances=6, max_run_s=900.0)
