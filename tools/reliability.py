@@ -104,12 +104,12 @@ SETTLE_S = 2
 SWEEP_EVERY_S = 1.0
 SWEEP_BODY = json.dumps({"triggerTime": "now", "triggerName": "sweep", "payload": ""}).encode()
 # The compressed drain: 300 s notice / 30 s margin / 60 s drain in production.
-MARGIN_S = 2
+MARGIN_S = 4  # not below the product's own round pauses (0.5-2 s) and a loaded machine's lag
 DRAIN_TIME_S = 1.5
 LEASE_GRACE_S = 1.0  # a killed drain's lease is taken over this long after its planned wait
 RESTORE_AFTER_S = 1
 FLAP_MAX_STARTS = 2
-SLICE = 8  # in-process deliveries between two looks at the clock (events, instances, the timer)
+SLICE = 4  # in-process deliveries between two looks at the clock (events, instances, the timer)
 PLATFORM_RETRY_S = 0.5  # a failed delivery comes again this much later
 FLAP_CRASHES = FLAP_MAX_STARTS + 2  # crashes of the flapper: the last ones must not be started
 API_MAX_ATTEMPTS = 2  # per call: a fault twice in a row reaches the platform's retry
@@ -136,12 +136,12 @@ class Size:
     max_run_s: float = 120.0  # a run that has not settled by then is reported as it is
 
 
-SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=12, lose_rate=0.05, notice_s=10,
-             latency_ms=5.0, kills=3, function_instances=4, max_run_s=150.0)
-TINY = Size(instances=1, fault_rate=0.05, window=6, outage=10, lose_rate=0.05, notice_s=7,
-            latency_ms=5.0, kills=1, function_instances=3, max_run_s=120.0)  # mutants' and sabotages'
+SMALL = Size(instances=3, fault_rate=0.05, window=6, outage=12, lose_rate=0.05, notice_s=12,
+             latency_ms=5.0, kills=3, function_instances=8, max_run_s=150.0)
+TINY = Size(instances=1, fault_rate=0.05, window=6, outage=10, lose_rate=0.05, notice_s=8,
+            latency_ms=5.0, kills=1, function_instances=5, max_run_s=120.0)  # mutants' and sabotages'
 FULL = Size(instances=8, fault_rate=0.08, window=20, outage=20, lose_rate=0.05, notice_s=45,
-            latency_ms=10.0, kills=6, function_instances=6, max_run_s=900.0)
+            latency_ms=10.0, kills=6, function_instances=8, max_run_s=900.0)
 
 
 def function_env(size: Size) -> dict[str, str]:
@@ -169,6 +169,7 @@ class Delivery:
     payload: dict[str, Any] | None = None  # the notice, for a pair's second envelope
     waits_for: str | None = None  # held while this instance's planned delivery is in flight
     instance: str | None = None  # the notice's instance
+    copy: int = 0  # 0: the first delivery of the event to this function
 
 
 @dataclass
@@ -225,6 +226,7 @@ class Run:
     paths: Counter[str] = field(default_factory=Counter)  # drain path -> drains
     overrun_s: float = 0.0  # the latest removal past its deadline, notices delivered in time
     leftover_overrun_s: float = 0.0  # the same for the notice held back past its deadline
+    overruns: dict[str, float] = field(default_factory=dict)  # iid -> its latest removal past the deadline
     deliveries: int = 0
     invocations: int = 0
     outage_deliveries: int = 0  # deliveries made while the store was down
@@ -371,12 +373,12 @@ def deliveries_for(payloads: Sequence[dict[str, Any]], rng: random.Random, size:
                     batch = [value, POISON[rng.randrange(len(POISON))].decode("utf-8", "replace")]
                     rng.shuffle(batch)
                     items.append(Delivery(json.dumps(batch).encode(), function, poison=1,
-                                          not_before=not_before, instance=iid or None))
+                                          not_before=not_before, instance=iid or None, copy=copy))
                 else:  # a planned copy comes first: its duplicate follows once it ended
                     items.append(Delivery(wrap(payload, envelope), function, not_before=not_before,
                                           plan=planned if copy == 0 else None, payload=payload,
                                           waits_for=iid if planned and copy else None,
-                                          instance=iid or None))
+                                          instance=iid or None, copy=copy))
         if rng.random() < 0.3:
             body = POISON[rng.randrange(len(POISON))]
             items += [Delivery(body, f, poison=1, alone=True)
@@ -719,11 +721,16 @@ def deliver_all(emu: Emulator, db_url: str, run: Run, rng: random.Random, size: 
         due = platform.due()
         if platform.outage_left < 0 and due:
             platform.outage_left = size.outage
-        # drain_spot's trigger: to the instances at once (planned copies first)
-        for delivery in sorted((d for d in due if d.function == "drain_spot" and not d.alone),
-                               key=lambda d: d.plan is None):
+        # drain_spot's trigger: to the instances at once; planned copies first, then first
+        # deliveries, then copies and retries (FC scales out: a backlog starts more instances)
+        waiting = sorted((d for d in due if d.function == "drain_spot" and not d.alone),
+                         key=lambda d: (d.plan is None, d.copy + d.attempts, d.not_before))
+        for delivery in waiting:
             if platform.dispatch(delivery):
                 platform.take(delivery)
+        backlog = len([d for d in waiting if any(d is q for q in platform.queue)])
+        if backlog:
+            pool.grow(min(len(pool.busy()) + backlog, size.function_instances * 2))
         here = [d for d in due if d.function != "drain_spot" or d.alone][:SLICE]
         for delivery in here:
             platform.take(delivery)
@@ -943,6 +950,8 @@ def _check_drains(run: Run, fail: Any) -> None:
             run.leftover_overrun_s = max([run.leftover_overrun_s, *late])
         else:
             run.overrun_s = max([run.overrun_s, *late])
+            if late:
+                run.overruns[iid] = round(max(late), 3)
         if (late or never) and not flagged:
             fail("drained_by_deadline", f"interrupted {iid}: {len(never)} memberships never removed, "
                  f"{len(late)} removed up to {max(late, default=0):.2f} s past the deadline, unflagged")
@@ -1072,6 +1081,8 @@ def figures(run: Run, problems: Sequence[str]) -> dict[str, Any]:
         "drain_paths": dict(sorted(run.paths.items())),
         "drain_statuses": dict(sorted(Counter(str(e["status"]) for e in run.entries).items())),
         "largest_deadline_overrun_s": round(run.overrun_s, 3),
+        "overruns": {f"{iid} ({run.held.get(iid) or ('kept' if iid in run.kept else 'spot')})": s
+                     for iid, s in sorted(run.overruns.items())},
         "held_past_deadline_overrun_s": round(run.leftover_overrun_s, 3),
         "store_slowest_s": round(run.store_slowest_s, 3), "store_slowest": run.store_slowest,
         "seconds": run.seconds, "settled": run.settled,
