@@ -45,11 +45,15 @@ __all__ = [
     "LeasePort",
     "LedgerError",
     "LedgerPort",
+    "ReplaceStatus",
     "acquire",
     "claim_once",
     "drain_key",
+    "launch_spec_key",
     "lease_live",
     "notify_key",
+    "offering_key",
+    "replace_key",
     "start_key",
 ]
 
@@ -70,6 +74,9 @@ class Kind(str, Enum):
     DRY_RUN = "dry_run"  # auto-start's dry-run claims
     START_DEFERRED = "start_deferred"  # a stop handed from the event path to the sweep
     NOTIFY = "notify"  # one notification key, sent once
+    REPLACE = "replace"  # one per interrupted instance: its successor's launch (shared/replace)
+    LAUNCH_SPEC = "launch_spec"  # an opted-in instance's launch spec, captured before a notice
+    OFFERING = "offering"  # an offering (type, zone, spot strategy) left out until a time
 
 
 class DrainStatus(str, Enum):
@@ -102,6 +109,28 @@ REMOVED_DRAIN = frozenset({DrainStatus.DONE, DrainStatus.PARTIAL})  # the sweep 
 FINISHED_DRAIN = frozenset({DrainStatus.RESTORED, DrainStatus.RECLAIMED, DrainStatus.CLOSED})
 
 
+class ReplaceStatus(str, Enum):
+    """A replacement entry's status (shared/replace/launcher.py)."""
+
+    CLAIMED = "claimed"  # opted in, not owned, lease taken
+    LAUNCHING = "launching"  # a RunInstances for the recorded candidate may have been sent
+    LAUNCHED = "launched"  # the successor exists (its id recorded): waiting for Running
+    RUNNING = "running"  # the successor is Running: done
+    FAILED = "failed"  # stopped with an alert (quota, permission, parameters, no spec)
+    EXHAUSTED = "exhausted"  # every candidate answered a stock error: reported
+    STALLED = "stalled"  # launched, not Running after replace_stall_s: reported by the sweep
+    SKIPPED = "skipped"  # owned by Auto Scaling or ACK (they replace it), or not opted in
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_REPLACE
+
+
+FINISHED_REPLACE = frozenset({ReplaceStatus.RUNNING, ReplaceStatus.FAILED,
+                              ReplaceStatus.EXHAUSTED, ReplaceStatus.STALLED,
+                              ReplaceStatus.SKIPPED})
+
+
 # --- keys ------------------------------------------------------------------------------------
 
 
@@ -117,6 +146,21 @@ def start_key(instance_id: str, stop_id: str, attempt: int = 1, *, dry_run: bool
     """``start:<instance>:<stop>`` then ``…:retry<n>``: one claim per try of one stop."""
     base = f"{DRY_RUN_PREFIX if dry_run else ''}start:{instance_id}:{stop_id}"
     return base if attempt == 1 else f"{base}:retry{attempt}"
+
+
+def replace_key(instance_id: str, *, dry_run: bool = False) -> str:
+    """``replace:<instance>``: the one successor of an interrupted instance. An instance is
+    reclaimed once (Terminate releases it); one stopped instead (SpotInterruptionBehavior Stop)
+    and interrupted again after a restart keeps its first successor."""
+    return f"{DRY_RUN_PREFIX if dry_run else ''}replace:{instance_id}"
+
+
+def launch_spec_key(instance_id: str) -> str:
+    return f"launch_spec:{instance_id}"
+
+
+def offering_key(instance_type: str, zone_id: str, spot_strategy: str) -> str:
+    return f"offering:{instance_type}:{zone_id}:{spot_strategy}"
 
 
 def notify_key(notification_key: str) -> str:

@@ -7,6 +7,7 @@ Credentials come from the FC runtime (context or environment), never from settin
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -62,6 +63,10 @@ ENDPOINT_NETWORKS = ("public", "vpc")
 # "auto": only on FC and only against the real cloud; "default-chain": whenever no keys are
 # given; "explicit": never (keys from the invocation context or environment only).
 CREDENTIAL_MODES = ("auto", "default-chain", "explicit")
+
+
+# One REPLACE_VSWITCHES entry: vpc-…/zone=vsw-….
+_VSWITCH_ENTRY = re.compile(r"vpc-[a-z0-9]{4,64}/[a-z]{2,10}(-[a-z0-9]{1,20}){1,4}=vsw-[a-z0-9]{4,64}")
 
 
 class SettingsError(ValueError):
@@ -138,6 +143,9 @@ def default_db_url(environ: Mapping[str, str]) -> str:
     return f"sqlite:///{os.path.join(REPO_ROOT, '.data', 'ecs-event-ops.sqlite3')}"
 
 
+LB_PRODUCTS = ("clb", "alb", "nlb")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Behaviour knobs. Field ``foo_bar`` is read from ``ECS_EVENT_OPS_FOO_BAR``."""
@@ -202,7 +210,13 @@ class Settings:
     spot_margin_s: int = 30
     drain_time_s: float = 60.0  # float: tests and benches use fractions of a second
     lb_ids: tuple[str, ...] = ()
-    lb_tag: str | None = None  # "key=value" on the load balancers in scope
+    lb_tag: str | None = None  # "key=value" on the load balancers (and ALB/NLB server groups) in scope
+    # The load-balancer products the drain and the sweep act on: clb, alb, nlb.
+    lb_products: tuple[str, ...] = ("clb",)
+    # ALB / NLB server groups in scope (with the product in lb_products); empty: those tagged
+    # lb_tag, else every server group of the product in the region.
+    alb_group_ids: tuple[str, ...] = ()
+    nlb_group_ids: tuple[str, ...] = ()
     restore_after_s: int = 900
     # A drain's lease outlives its planned wait by this much; a holder silent longer is presumed
     # dead (killed, timed out) and the next delivery or the sweep takes its drain over.
@@ -213,6 +227,22 @@ class Settings:
     # removes it (no instance held per notice through the wait). 0: the wait is slept in the
     # invocation (no timer to rely on).
     drain_finish_every_s: float = 0.0
+
+    # spot replacement (issue 14, shared/replace): instances tagged replace_tag=spot (or
+    # spot-or-on-demand: on-demand once no spot offering is left) get a successor on a notice.
+    replace_tag: str = "replace-on-interrupt"
+    # How long the reclaimed offering (instance type, zone, spot) and any offering that answered
+    # a stock error are left out of the candidates (Karpenter: 3 min; Alibaba's Karpenter: 5).
+    replace_avoid_s: int = 300
+    # vSwitches a successor may go to besides its predecessor's, as VPC/ZONE=VSWITCH entries
+    # (vpc-bp1.../cn-hangzhou-i=vsw-bp1...): only those of the predecessor's VPC are used.
+    replace_vswitches: tuple[str, ...] = ()
+    # A successor not Running this long after its launch is reported stalled by the sweep.
+    replace_stall_s: int = 600
+    # RAM roles a successor may be launched with (drain_spot's role is granted ram:PassRole on
+    # these only: tools/ram_policy.py, template.yml); a predecessor with another role is not
+    # replaced (failed, with an alert).
+    replace_ram_roles: tuple[str, ...] = ()
 
     # notifications: which channels; their URLs and signing secrets are read by shared.notify
     notify_timeout_s: float = 3.0
@@ -283,6 +313,10 @@ class Settings:
         for name in ("actiontrail_window_s", "actiontrail_skew_s", "actiontrail_settle_s"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must not be negative")
+        unknown = sorted(set(self.lb_products) - set(LB_PRODUCTS))
+        if unknown or not self.lb_products:
+            raise SettingsError(f"{PREFIX}LB_PRODUCTS: each of {', '.join(LB_PRODUCTS)}, "
+                                f"at least one, not {','.join(self.lb_products)!r}")
         if self.lb_tag is not None and "=" not in self.lb_tag:
             raise SettingsError(f"{PREFIX}LB_TAG must be KEY=VALUE, not {self.lb_tag!r}")
         for name in ("api_max_attempts", "flap_max_starts", "flap_window_s", "spot_notice_s"):
@@ -294,6 +328,17 @@ class Settings:
             )
         if self.spot_margin_s < 0 or self.spot_margin_s >= self.spot_notice_s:
             raise SettingsError(f"{PREFIX}SPOT_MARGIN_S must be between 0 and SPOT_NOTICE_S")
+        if not self.replace_tag.strip():
+            raise SettingsError(f"{PREFIX}REPLACE_TAG must not be empty")
+        for name in ("replace_avoid_s", "replace_stall_s"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must not be negative")
+        for entry in self.replace_vswitches:
+            if _VSWITCH_ENTRY.fullmatch(entry) is None:
+                raise SettingsError(
+                    f"{PREFIX}REPLACE_VSWITCHES: {entry!r} is not VPC/ZONE=VSWITCH "
+                    "(vpc-xxx/cn-hangzhou-i=vsw-xxx)"
+                )
         if self.drain_finish_every_s < 0:
             raise SettingsError(f"{PREFIX}DRAIN_FINISH_EVERY_S must not be negative (0: no timer)")
 

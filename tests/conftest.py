@@ -23,6 +23,23 @@ MYSQL_ENV = "ECS_EVENT_OPS_TEST_MYSQL_URL"
 PROJECT_TABLES = ("events", "instances", "ledger", "schema_version", "event_counts", "event_counts_hourly", "instance_counts")
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Whatever a test (or a tool it runs in-process, e.g. a benchmark) does to the project's
+    logger, the next test starts from the same level, handlers and propagation."""
+    import logging
+
+    from shared import log as shared_log
+
+    root = logging.getLogger("ecs_event_ops")
+    saved = (root.level, list(root.handlers), root.propagate, list(shared_log._configured))
+    yield
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    root.propagate = saved[2]
+    shared_log._configured[:] = saved[3]
+
+
 def _session_database(env: str, backend: str) -> Iterator[str | None]:
     """A database of our own on the server named by ``env``, dropped at the end of the session."""
     server_url = os.environ.get(env)

@@ -660,6 +660,12 @@ def test_sweep_rechecks_stops_whose_events_were_missed(world: World) -> None:
     assert again.decisions == ()
     assert [c.action for c in world.emu.calls()] == ["DescribeInstances"]
 
+    # The emulator boots the started instances on its own timer: on a loaded machine that can
+    # take longer than this test's own steps, so wait for Running (bounded) before the re-check.
+    for _ in range(200):
+        if all(world.emu.instance(i)["status"] == "Running" for i in (APP1, APP2)):
+            break
+        time.sleep(0.05)
     later = world.sweep(now + timedelta(minutes=61))  # a rolling hour later: checked again
     by_id = {d.instance_id: d.decision for d in later.decisions}
     assert by_id == {APP1: Decision.VERIFIED, APP2: Decision.VERIFIED,  # their starts, confirmed

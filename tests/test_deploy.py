@@ -191,6 +191,9 @@ def fc3_functions(rendered_doc: Doc) -> dict[str, Doc]:
 # --------------------------------------------------------------------------- ROS intrinsics
 
 
+NO_VALUE = object()  # ALIYUN::NoValue: the list item (or property) is left out
+
+
 def resolve(template_doc: Doc, overrides: Mapping[str, str] | None = None) -> Doc:
     """The template as ROS hands it to the transform: parameters at their defaults (or
     ``overrides``), conditions evaluated, pseudo parameters, attributes of native resources and
@@ -201,7 +204,7 @@ def resolve(template_doc: Doc, overrides: Mapping[str, str] | None = None) -> Do
     assert not unknown, f"no such parameters: {sorted(unknown)}"
     params.update(overrides or {})
     resources: Doc = template_doc["Resources"]
-    pseudo = {"ALIYUN::AccountId": ACCOUNT, "ALIYUN::Region": REGION}
+    pseudo = {"ALIYUN::AccountId": ACCOUNT, "ALIYUN::Region": REGION, "ALIYUN::NoValue": NO_VALUE}
 
     def ref(name: str) -> Any:
         if name in pseudo:
@@ -258,7 +261,7 @@ def resolve(template_doc: Doc, overrides: Mapping[str, str] | None = None) -> Do
                 return functions[name](args)
             return {k: walk(v) for k, v in node.items()}
         if isinstance(node, list):
-            return [walk(v) for v in node]
+            return [w for w in (walk(v) for v in node) if w is not NO_VALUE]
         return node
 
     resolved: Doc = walk({k: v for k, v in template_doc.items() if k != "Conditions"})
@@ -393,7 +396,10 @@ def scope_of(resolved: Doc, function: str = "sweep") -> Scope:
     (comma-separated, blanks ignored): its role must reach exactly that."""
     env = template_functions(resolved)[function][1]["Properties"]["EnvironmentVariables"]
     settings = Settings.from_env({k: str(v) for k, v in env.items()})
-    return Scope(ACCOUNT, settings.regions, settings.lb_ids, settings.auto_start_tag)
+    drain = template_functions(resolved)["drain_spot"][1]["Properties"]["EnvironmentVariables"]
+    roles = Settings.from_env({k: str(v) for k, v in drain.items()}).replace_ram_roles
+    return Scope(ACCOUNT, settings.regions, settings.lb_ids, settings.auto_start_tag,
+                 pass_roles=roles)
 
 
 def normalized(statements: Iterable[Doc]) -> list[str]:
@@ -719,8 +725,9 @@ def test_template_policies_are_least_privilege(template: Doc, practices: dict[st
         {"LbIds": "lb-bp1one,lb-bp1two"},
         {"AutoStartTag": "keep-up"},
         {"Regions": "cn-beijing", "LbIds": " lb-bp1one , lb-bp1two ", "AutoStartTag": "keep-up"},
+        {"ReplaceRamRoles": " web-role , app-role "},
     ],
-    ids=["regions", "lb-ids", "tag", "all"],
+    ids=["regions", "lb-ids", "tag", "all", "pass-roles"],
 )
 def test_template_policies_follow_every_parameter_shape(
     template: Doc, practices: dict[str, Practice], overrides: dict[str, str]
@@ -753,9 +760,14 @@ def test_template_scope_resolves_to_the_expected_arns(template: Doc) -> None:
     assert by_first_action["slb:DescribeLoadBalancerAttribute"] == [
         f"acs:slb:*:{ACCOUNT}:loadbalancer/lb-bp1one", f"acs:slb:*:{ACCOUNT}:loadbalancer/lb-bp1two"]
     assert by_first_action["slb:AddBackendServers"] == instances
+    assert by_first_action["alb:ListServerGroups"] == [
+        f"acs:alb:cn-hangzhou:{ACCOUNT}:servergroup/*", f"acs:alb:cn-shanghai:{ACCOUNT}:servergroup/*"]
+    assert by_first_action["nlb:ListServerGroups"] == [
+        f"acs:nlb:cn-hangzhou:{ACCOUNT}:servergroup/*", f"acs:nlb:cn-shanghai:{ACCOUNT}:servergroup/*"]
     defaults = resolved_statements(resolve(template), "DrainSpotRole")
     assert [s["Resource"] for s in defaults] == [
         "*", [f"acs:slb:*:{ACCOUNT}:loadbalancer/*"], [f"acs:slb:*:{ACCOUNT}:loadbalancer/*"],
+        [f"acs:alb:*:{ACCOUNT}:servergroup/*"], [f"acs:nlb:*:{ACCOUNT}:servergroup/*"],
         [f"acs:ecs:*:{ACCOUNT}:instance/*"],
         f"acs:log:*:{ACCOUNT}:project/ecs-event-ops-{ACCOUNT}/logstore/functions"]
 
@@ -765,9 +777,13 @@ def test_every_declared_action_has_a_sourced_rule(practices: dict[str, Practice]
     page; only the table's actions are granted on '*'."""
     declared = {a for p in practices.values() for a in p.ram_actions}
     assert declared - set(RULES) == set()
-    assert all(r.source.startswith("https://www.alibabacloud.com/help/") for r in RULES.values())
+    assert all(r.source.startswith(("https://www.alibabacloud.com/help/",
+                                    "https://help.aliyun.com/")) for r in RULES.values())
     assert sorted(NO_RESOURCE_LEVEL) == [
-        "actiontrail:LookupEvents", "cms:DescribeMetricLast", "ecs:DescribeInstances"]
+        "actiontrail:LookupEvents", "alb:ListAsynJobs", "cms:DescribeMetricLast",
+        "ecs:DescribeInstanceRamRole", "ecs:DescribeInstances",
+        "ecs:DescribeLaunchTemplateVersions", "ecs:DescribeRecommendInstanceType",
+        "ecs:DescribeUserData", "ecs:RunInstances", "nlb:GetJobStatus"]
     assert {a for a, r in RULES.items() if r.reach is Reach.EVERYTHING} == set(NO_RESOURCE_LEVEL)
 
 

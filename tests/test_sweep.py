@@ -50,10 +50,12 @@ def _members(emu: Emulator, iid: str) -> int:
 
 
 def test_a_quiet_tick_reports_both_parts(emu: Emulator, tmp_path: Path) -> None:
-    """GIVEN nothing to do WHEN the timer fires THEN both parts report and nothing changes."""
+    """GIVEN nothing to do WHEN the timer fires THEN every part reports and nothing changes."""
     result = _sweep(emu, f"sqlite:///{tmp_path / 's.sqlite3'}")
     assert result.error is None
-    assert set(result.value) == {"dry_run", "regions", "auto_start", "drains"}
+    assert set(result.value) == {"dry_run", "regions", "auto_start", "drains", "replacements"}
+    assert result.value["replacements"] == {"settled": [], "resumed": [], "pending": [],
+                                            "orphaned": [], "errors": []}
     assert result.value["regions"] == ["cn-hangzhou"]  # its own; the store knows no other
     assert result.value["drains"]["released_backends_removed"] == []
     mutating = [c.action for c in emu.calls() if not c.action.startswith(("Describe", "Lookup"))]
@@ -183,7 +185,8 @@ def test_a_leftover_weight_zero_registration_gets_its_weight_back(emu: Emulator,
     """GIVEN spot-1 drained, then registered again at weight 0 in two groups (a half-finished
     manual re-add) WHEN the sweep restores it THEN those two are re-weighted to the original
     weights, the others are added back, and the groups equal what they were before the notice."""
-    from shared.clients import Clients, Credentials, GroupKind, Membership
+    from shared.clients import Clients, Credentials
+    from shared.lb.model import GroupKind, Membership
     from shared.settings import Settings
 
     db = f"sqlite:///{tmp_path / 's.sqlite3'}"

@@ -183,7 +183,7 @@ def test_mns_target_gives_each_function_its_own_queue(emu: Emulator) -> None:
 def test_bad_input_exits_2_and_says_why(emu: Emulator) -> None:
     err = io.StringIO()
     assert wiring.main(["apply"], environ={}, stderr=err) == 2
-    assert "pass --cloud URL (the emulator) or --real-cloud (your account), one" in err.getvalue()
+    assert "refusing to call the real Alibaba Cloud endpoints: pass --cloud URL" in err.getvalue()
     code, _, message = run(emu, "apply", "--functions", "sweep")
     assert code == 2 and "'sweep' receives no events" in message
     assert wiring.main(["prereqs", "create", "--account", "12ab"], stderr=err) == 2

@@ -52,6 +52,9 @@ FUNCTION_ENV = {
     "ECS_EVENT_OPS_FLAP_MAX_STARTS": "3",
     "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.05",
     "ECS_EVENT_OPS_ACTIONTRAIL_SETTLE_S": str(SETTLE_S),
+    # The spot replacement's other vSwitches of the demo VPC (tools/fleets/demo.yaml).
+    "ECS_EVENT_OPS_REPLACE_VSWITCHES": ",".join(
+        f"vpc-bp1emulator0000000001/cn-hangzhou-{z}=vsw-bp1demo{z}00000000001" for z in "ij"),
 }
 
 
@@ -97,6 +100,7 @@ class Scenario:
         self.ids = {name: iid for iid, name in self.names.items()}
         self.decisions: list[tuple[str, str, str]] = []  # (name, decision, reason)
         self.drains: list[dict[str, Any]] = []
+        self.replacements: list[dict[str, Any]] = []
         self.failures: list[str] = []
         self.sweep: dict[str, Any] = {}
 
@@ -129,6 +133,7 @@ class Scenario:
         if interruptions:  # one batch, drained concurrently, as an EventBridge batch push would
             result = self.invoke("drain_spot", wrap_batch(interruptions))
             self.drains += (result.value or {}).get("drains", [])
+            self.replacements += (result.value or {}).get("replacements", [])
         self.delivered += len(payloads)
         return len(payloads)
 
@@ -230,7 +235,8 @@ def play(scenario: Scenario) -> None:
         ("web-05 is locked for security, then stops", locked),
         ("the platform stops db-01 (SystemFailure.Stop)", platform),
         ("app-01 keeps crashing (auto-start: always)", flapping),
-        ("four spot instances get interruption notices (CLB answers busy codes once)", interrupt),
+        ("four spot instances get interruption notices (CLB answers busy codes once); spot-01 "
+         "is opted in to a replacement, whose first candidate is sold out", interrupt),
         ("spot-01..04, new-03 and batch-04 are released", release),
         ("the sweep runs", sweep),
     ]
@@ -248,6 +254,19 @@ def report(scenario: Scenario, inbox: AlertInbox) -> None:
               f"removed {len(d.get('removed') or []):>2} memberships, "
               f"master-slave reported {len(d.get('reported_master_slave') or [])}, "
               f"time left at removal {d.get('time_left_s')} s, missed deadline: {d.get('missed_deadline')}")
+    print("\n== spot replacement: successors of the opted-in interrupted instances")
+    settled = scenario.sweep.get("replacements", {}).get("settled", [])
+    for r in scenario.replacements + settled:
+        if r.get("outcome") == "not_opted_in":
+            continue
+        c = r.get("candidate") or {}
+        tried = ", ".join(f"{t.get('instance_type')}@{t.get('zone_id')}: {t.get('code')}"
+                          for t in r.get("tried") or [])
+        print(f"  {scenario.name(r.get('instance_id')):<9} {r.get('outcome', '?'):<9} "
+              f"successor {r.get('successor_id')} {c.get('instance_type')}@{c.get('zone_id')} "
+              f"{c.get('spot_strategy')}; first tried: {tried or 'none'}; serving in "
+              f"{len(r.get('registered') or [])} memberships; notice to Running "
+              f"{r.get('seconds_to_running')} s, to serving {r.get('seconds_to_serving')} s")
     print(f"\n== alerts sent ({len(inbox.messages)})")
     for message in inbox.messages:
         print(f"  [{message.get('severity', '?')}] {message.get('title', message)}"

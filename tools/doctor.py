@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
 
 from shared.settings import (
     PREFIX,
@@ -43,6 +42,7 @@ from shared.settings import (
     on_function_compute,
     unknown_variables,
 )
+from tools.cloud_choice import CloudChoiceError, add_cloud_options, resolve_cloud
 
 if TYPE_CHECKING:
     from shared.clients import Clients, Credentials, Product
@@ -58,13 +58,22 @@ PROBE_INSTANCE_ID = "i-doctorprobe0000000000"
 PROBE_LB_ID = "lb-doctorprobe000000000"
 # The functions' actions the APIs let us verify with DryRun (their request has a DryRun
 # parameter: ../shared/api-meta, checked by tests/test_doctor.py).
-DRY_RUN_ACTIONS = ("ecs:StartInstance", "ecs:StartInstances")
+DRY_RUN_ACTIONS = ("ecs:StartInstance", "ecs:StartInstances", "ecs:RunInstances",
+                   "alb:UpdateServerGroupServersAttribute", "alb:RemoveServersFromServerGroup",
+                   "alb:AddServersToServerGroup", "nlb:UpdateServerGroupServersAttribute",
+                   "nlb:RemoveServersFromServerGroup", "nlb:AddServersToServerGroup")
+LB_GROUPS_PROBED = 20  # server groups looked through for a member to DryRun against
 # Read actions one probe verifies (the probe call is that action).
 PROBED_READS = {
     "ecs:DescribeInstances": "ecs",
     "slb:DescribeLoadBalancers": "slb",
     "actiontrail:LookupEvents": "actiontrail",
 }
+# The spot replacement's reads, each verified by one call for a probe id (a NotFound answer is
+# an authorized call); DescribeRecommendInstanceType by a question about the region's offerings.
+LAUNCH_READS = ("ecs:DescribeInstanceRamRole", "ecs:DescribeUserData",
+                "ecs:DescribeLaunchTemplateVersions", "ecs:DescribeRecommendInstanceType")
+PROBE_TEMPLATE_ID = "lt-doctorprobe00000000"
 # Modules that register more checks with @check (imported by main before the checks run).
 EXTRA_CHECK_MODULES: tuple[str, ...] = ("tools.wiring",)  # the CloudMonitor rules (15b)
 
@@ -438,6 +447,115 @@ def _dry_run_start(ctx: Context, action: str) -> tuple[Status, str]:
     return verdict
 
 
+def _launch_read(ctx: Context, action: str) -> tuple[Status, str]:
+    """One call of a replacement read: answered (a probe id not found included) is granted."""
+    from shared.clients import AuthError, CloudError, NotFoundError
+
+    key = f"read:{action}"
+    if key in ctx.probes:
+        return ctx.probes[key]  # type: ignore[no-any-return]
+    launch = clients_for(ctx).launch
+    verdict: tuple[Status, str]
+    try:
+        if action == "ecs:DescribeInstanceRamRole":
+            launch.ram_roles([PROBE_INSTANCE_ID])
+        elif action == "ecs:DescribeUserData":
+            launch.user_data(PROBE_INSTANCE_ID)
+        elif action == "ecs:DescribeLaunchTemplateVersions":
+            launch.template_version(PROBE_TEMPLATE_ID, None)
+        else:
+            launch.recommend("ecs.g7.large", "SpotAsPriceGo")
+        verdict = (Status.OK, "granted (answered)")
+    except NotFoundError as error:
+        verdict = (Status.OK, f"granted (answered {error.code})")
+    except AuthError as error:
+        verdict = (Status.FAIL, f"refused: {_describe_error(error)}")
+    except CloudError as error:
+        verdict = ((Status.FAIL, f"not verified: {_describe_error(error)}") if error.retryable
+                   else (Status.OK, f"granted (answered {error.code})"))
+    ctx.probes[key] = verdict
+    return verdict
+
+
+def _dry_run_launch(ctx: Context) -> tuple[Status, str]:
+    """RunInstances with DryRun for a probe launch: refused (Forbidden.RAM) fails; the DryRun
+    verdict proves the grant; any other answer (a parameter of the probe) proves nothing."""
+    from shared.clients import AuthError, CloudError
+    from shared.launch import LaunchRequest
+
+    key = "dryrun:ecs:RunInstances"
+    if key in ctx.probes:
+        return ctx.probes[key]  # type: ignore[no-any-return]
+    request = LaunchRequest(instance_type="ecs.g7.large", zone_id=None, vswitch_id=None,
+                            image_id="doctor-probe-image", spot_strategy="SpotAsPriceGo")
+    verdict: tuple[Status, str]
+    try:
+        # A ClientToken names one request (idempotence), no secret.
+        clients_for(ctx).launch.run_instance(request, client_token="doctor-probe",  # noqa: S106
+                                             dry_run=True)
+        verdict = (Status.OK, "granted (RunInstances DryRun passed)")
+    except AuthError as error:
+        verdict = (Status.FAIL, f"refused: {_describe_error(error)}")
+    except CloudError as error:
+        verdict = (Status.WARN, f"RunInstances DryRun answered {error.code} for the probe "
+                                "launch: the grant is not proven")
+    ctx.probes[key] = verdict
+    return verdict
+
+
+def _dry_run_lb(ctx: Context, action: str) -> tuple[Status, str]:
+    """An ALB/NLB server-group write with DryRun on an existing member (its own port and
+    weight; an add on a port it is not registered on): the API checks the permission and the
+    request, changes nothing."""
+    from dataclasses import replace
+
+    from shared.clients import AuthError
+
+    key = f"dryrun:{action}"
+    if key in ctx.probes:
+        return ctx.probes[key]  # type: ignore[no-any-return]
+    assert ctx.settings is not None
+    clients = clients_for(ctx)
+    product, name = action.split(":", 1)
+    adapter = clients.alb if product == "alb" else clients.nlb
+    verdict: tuple[Status, str]
+    try:
+        target = ctx.probes.get(f"dryrun:{product}:target")
+        if target is None:
+            ids = (ctx.settings.alb_group_ids if product == "alb"
+                   else ctx.settings.nlb_group_ids)
+            target = None
+            for group in adapter.list_server_groups(group_ids=ids)[:LB_GROUPS_PROBED]:
+                if group.managed_by is None:
+                    target = next(iter(adapter.group_members(group.group_id)), None)
+                if target is not None:
+                    break
+            ctx.probes[f"dryrun:{product}:target"] = target or False
+        if not target:
+            verdict = (Status.WARN, f"not verified: no {product.upper()} server group member "
+                                    f"in {clients.region_id} to DryRun against")
+        else:
+            write = {"UpdateServerGroupServersAttribute": adapter.write_weights,
+                     "RemoveServersFromServerGroup": adapter.write_remove,
+                     "AddServersToServerGroup": adapter.write_add}[name]
+            if name == "AddServersToServerGroup":  # a port the server is not registered on
+                taken = {m.port for m in adapter.group_members(target.group_id or "")
+                         if m.server_id == target.server_id}
+                port = next(p for p in range(1024, 65536) if p not in taken)
+                target = replace(target, port=port)
+            writes = write([target], dry_run=True)
+            where = f"{target.group_id} {target.server_id}"
+            verdict = ((Status.OK, f"granted ({name} DryRun on {where})")
+                       if writes and all(w.dry_run for w in writes)
+                       else (Status.WARN, f"{name} DryRun on {where} gave no verdict"))
+    except AuthError as error:
+        verdict = (Status.FAIL, f"refused: {_describe_error(error)}")
+    except Exception as error:  # refused for another reason, unreachable: reported
+        verdict = (Status.FAIL, f"not verified: {_describe_error(error)}")
+    ctx.probes[key] = verdict
+    return verdict
+
+
 def _read_verdict(ctx: Context, product: str) -> tuple[Status, str]:
     from shared.clients import AuthError
 
@@ -466,8 +584,13 @@ def check_grants(ctx: Context) -> list[Finding]:
         refused: list[str] = []
         unverified: dict[str, list[str]] = {}  # why -> actions
         for action in actions:
-            if action in DRY_RUN_ACTIONS:
-                status, text = _dry_run_start(ctx, action)
+            if action == "ecs:RunInstances":
+                status, text = _dry_run_launch(ctx)
+            elif action in DRY_RUN_ACTIONS:
+                status, text = (_dry_run_start(ctx, action) if action.startswith("ecs:")
+                                else _dry_run_lb(ctx, action))
+            elif action in LAUNCH_READS:
+                status, text = _launch_read(ctx, action)
             elif action in PROBED_READS:
                 status, text = _read_verdict(ctx, PROBED_READS[action])
             elif ":Describe" in action:
@@ -545,12 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=(__doc__ or "").split("\n\n")[0],
         epilog="Exit codes: 0 nothing failed, 1 a check failed, 2 bad input.")
-    parser.add_argument("--cloud", metavar="URL",
-                        help="base URL every API call goes to (the local emulator); default "
-                        "$ECS_EVENT_OPS_CLOUD_URL")
-    parser.add_argument("--real-cloud", action="store_true",
-                        help="call the real Alibaba Cloud endpoints with your keys (read and "
-                        "DryRun calls only); refused unless given")
+    add_cloud_options(parser, real_cloud_help="call the real Alibaba Cloud endpoints with your "
+                      "keys (read and DryRun calls only); refused unless given")
     parser.add_argument("--fc", action="store_true",
                         help="judge as deployed on Function Compute (as if FC_FUNC_CODE_PATH "
                         "were set: the default store is each instance's /tmp SQLite)")
@@ -576,12 +695,11 @@ def main(
     env = dict(os.environ if environ is None else environ)
     if args.db:
         env[f"{PREFIX}DB_URL"] = args.db
-    cloud = args.cloud or env.get(f"{PREFIX}CLOUD_URL") or None
     problem = None
-    if cloud and args.real_cloud:
-        problem = "--real-cloud and --cloud (or ECS_EVENT_OPS_CLOUD_URL) exclude each other"
-    elif cloud and (urlsplit(cloud).scheme not in ("http", "https") or not urlsplit(cloud).netloc):
-        problem = f"--cloud must be http(s)://host[:port], not {cloud!r}"
+    try:
+        cloud = resolve_cloud(args, env, required=False)
+    except CloudChoiceError as error:
+        cloud, problem = None, str(error)
     unknown_checks = sorted(set(args.check) - {c.name for c in CHECKS})
     if unknown_checks:
         problem = (f"unknown check {unknown_checks[0]!r}; checks: "

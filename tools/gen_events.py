@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from tools.cloud_choice import CloudChoiceError, add_cloud_options, resolve_cloud
 from tools.envelopes import ENVELOPES, wrap, wrap_batch
 
 PROG = "python -m tools.gen_events"
@@ -142,10 +143,14 @@ def from_api(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Targe
     from shared.clients import Clients, CloudError, credentials_from_context
     from shared.settings import Settings
 
+    try:
+        cloud = resolve_cloud(args)  # --db/--cloud/--real-cloud are exclusive in the parser
+    except CloudChoiceError as error:
+        raise UsageError(str(error)) from None
     creds = credentials_from_context(None, environ)
     overrides: dict[str, Any] = {"region": args.region}
-    if args.cloud:
-        overrides["cloud_url"] = args.cloud
+    if cloud:
+        overrides["cloud_url"] = cloud
     ecs = Clients.from_settings(Settings.from_env({}, **overrides), creds).ecs
     try:
         if args.instance:
@@ -169,9 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an instance (repeatable); from the store it is required")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--db", metavar="URL", help="read the instances from the store")
-    source.add_argument("--cloud", metavar="URL", help="DescribeInstances at this base URL")
-    source.add_argument("--real-cloud", action="store_true",
-                        help="DescribeInstances on your account (read only)")
+    add_cloud_options(source, cloud_help="DescribeInstances at this base URL",
+                      real_cloud_help="DescribeInstances on your account (read only)")
     parser.add_argument("--region", default=os.environ.get("ECS_EVENT_OPS_REGION", "cn-hangzhou"))
     parser.add_argument("--account", default=os.environ.get("ECS_EVENT_OPS_ACCOUNT_ID") or None,
                         help="the account id (events carry it; DescribeInstances does not)")

@@ -49,6 +49,9 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+from tools import cloud_choice
+from tools.cloud_choice import CloudChoiceError, add_cloud_options, resolve_cloud
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 RUNTIMES = ("python3.10", "python3.12")
@@ -63,7 +66,7 @@ FC_VERSIONS = ("3", "2")
 DRY_RUN_ALIAS = "dry-run"  # the alias --remote --dry-run invokes unless --qualifier names another
 DRY_RUN_VAR = "ECS_EVENT_OPS_DRY_RUN"
 LOCAL_ONLY_OPTIONS = ("runtime", "cloud", "real_cloud", "db", "env")
-CLOUD_URL_VAR = "ECS_EVENT_OPS_CLOUD_URL"
+CLOUD_URL_VAR = cloud_choice.CLOUD_URL_VAR
 
 
 class InvokeError(Exception):
@@ -329,12 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("event_file", help="event file, passed as bytes ('-' reads stdin)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="python3.10",
                         help="context shape to emulate (default: %(default)s)")
-    parser.add_argument("--cloud", metavar="URL",
-                        help="base URL every SDK client talks to (the local emulator); a local "
-                        "run needs it or --real-cloud")
-    parser.add_argument("--real-cloud", action="store_true",
-                        help="no --cloud: let the SDKs call the real Alibaba Cloud endpoints "
-                        "with your credentials (refused unless given)")
+    add_cloud_options(parser, real_cloud_help="no --cloud: let the SDKs call the real Alibaba "
+                      "Cloud endpoints with your credentials (refused unless given)")
     parser.add_argument("--db", metavar="URL", help="store URL (default: SQLite under .data/)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the function (repeatable)")
@@ -429,14 +428,10 @@ def _check_cloud_choice(
     args: argparse.Namespace, env: Mapping[str, str], environ: Mapping[str, str]
 ) -> None:
     """A local run names its cloud: ``--cloud`` (or ECS_EVENT_OPS_CLOUD_URL) or ``--real-cloud``."""
-    local = args.cloud or env.get(CLOUD_URL_VAR) or environ.get(CLOUD_URL_VAR)
-    if local and args.real_cloud:
-        raise InvokeError("--real-cloud and --cloud (or ECS_EVENT_OPS_CLOUD_URL) exclude each "
-                          "other")
-    if not local and not args.real_cloud:
-        raise InvokeError("refusing to call the real Alibaba Cloud endpoints: pass --cloud URL "
-                          "(the local emulator, e.g. http://127.0.0.1:8642) or, to reach the "
-                          "real cloud with your credentials, --real-cloud")
+    try:
+        resolve_cloud(args, env, environ)
+    except CloudChoiceError as error:
+        raise InvokeError(str(error)) from None
 
 
 # --- remote smoke invoke ---------------------------------------------------------------------------

@@ -43,6 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 ENV_PREFIX = "ECS_EVENT_OPS_"
 LOG_ACTION = "log:PostLogStoreLogs"
+ROLE_PASSING = "ram:PassRole"
 DEFAULT_AUTO_START_TAG = "auto-start"
 # shared/autostart.py opts an instance in with "true" or "always", case ignored.
 AUTO_START_VALUES = ("true", "always")
@@ -74,6 +75,8 @@ class Reach(str, Enum):
     ACCOUNT_LOAD_BALANCERS = "account_load_balancers"  # the account's CLBs
     SCOPED_LOAD_BALANCERS = "scoped_load_balancers"  # the CLBs in scope, else the account's
     BACKENDS = "backends"  # SCOPED_LOAD_BALANCERS, and the account's instances
+    SERVER_GROUPS = "server_groups"  # the account's ALB / NLB server groups (the action's product)
+    GROUP_BACKENDS = "group_backends"  # SERVER_GROUPS, and the account's instances
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Rule:
 
 _ECS_RAM = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-ram"
 _ECS_DESCRIBE = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-describeinstances"
+_ECS_DESCRIBE_EXAMPLE = "https://www.alibabacloud.com/help/doc-detail/141809.htm"
 _ECS_START = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-startinstance"
 _ECS_STARTS = "https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-startinstances"
 _TRAIL_RAM = "https://www.alibabacloud.com/help/en/actiontrail/developer-reference/api-actiontrail-2020-07-06-ram"
@@ -100,6 +104,23 @@ _PER_LB = ("authorized on the load balancer acs:slb:{region}:{account}:loadbalan
 _MEMBERS = ("authorized on the load balancer and on the ECS instance it names (Alibaba's CLB "
             "example grants slb:AddBackendServers on both)")
 
+_LB_REF = "../shared/reference/load-balancers-and-replacement.md "
+_ALB_SERVERS = "https://help.aliyun.com/document_detail/2254863.htm"
+_ALB_UPDATE = ("https://www.alibabacloud.com/help/en/slb/application-load-balancer/"
+               "developer-reference/api-alb-2020-06-16-updateservergroupserversattribute")
+_ALB_REMOVE = ("https://www.alibabacloud.com/help/en/slb/application-load-balancer/"
+               "developer-reference/api-alb-2020-06-16-removeserversfromservergroup")
+_ALB_JOBS = "https://help.aliyun.com/document_detail/2254893.htm"
+_NLB_UPDATE = "https://www.alibabacloud.com/help/en/slb/api-updateservergroupserversattribute-nlb"
+_NLB_REMOVE = "https://www.alibabacloud.com/help/en/slb/api-removeserversfromservergroup-nlb"
+_NLB_JOB = ("https://www.alibabacloud.com/help/ja/slb/network-load-balancer/developer-reference/"
+            "api-nlb-2022-04-30-getjobstatus")
+_GROUP = ("authorized on the server group acs:{product}:{region}:{account}:servergroup/{id}")
+_GROUP_AND_INSTANCE = (_GROUP + " and on the ECS instance it names "
+                       "(acs:ecs:{region}:{account}:instance/{id})")
+_CONVENTION = (" — the action's own page not read: the resource type the cited page gives the "
+               "product's server groups (" + _LB_REF + "§1.12, §2.10 [INF])")
+
 RULES: Mapping[str, Rule] = {
     "ecs:DescribeInstances": Rule(
         Reach.EVERYTHING,
@@ -107,6 +128,27 @@ RULES: Mapping[str, Rule] = {
         "so a narrower grant would make live instances look released; Alibaba's own examples "
         "grant ecs:Describe* on *",
         _ECS_DESCRIBE),
+    # The spot replacement (shared/replace): reads of what DescribeInstances does not show, and
+    # the launch.
+    "ecs:DescribeInstanceRamRole": Rule(
+        Reach.EVERYTHING, "a Describe* read; Alibaba's own examples grant ecs:Describe* on *",
+        _ECS_DESCRIBE_EXAMPLE),
+    "ecs:DescribeUserData": Rule(
+        Reach.EVERYTHING, "a Describe* read; Alibaba's own examples grant ecs:Describe* on *",
+        _ECS_DESCRIBE_EXAMPLE),
+    "ecs:DescribeRecommendInstanceType": Rule(
+        Reach.EVERYTHING, "a Describe* read of the region's offerings (no resource of the "
+        "account); Alibaba's own examples grant ecs:Describe* on *", _ECS_DESCRIBE_EXAMPLE),
+    "ecs:DescribeLaunchTemplateVersions": Rule(
+        Reach.EVERYTHING, "a Describe* read; Alibaba's own examples grant ecs:Describe* on *",
+        _ECS_DESCRIBE_EXAMPLE),
+    "ecs:RunInstances": Rule(
+        Reach.EVERYTHING,
+        "creates an instance and is authorized on each resource it names (instance, image, "
+        "possibly another account's public image, security groups, the vSwitch of the VPC "
+        "product, key pair): a narrower grant has to name every one of those ARNs per "
+        "deployment; granted on * (the successor's tags say what launched it: replaces=<id>)",
+        _ECS_RAM),
     "ecs:StartInstance": Rule(
         Reach.TAGGED_INSTANCES,
         "resource type acs:ecs:{region}:{account}:instance/{id}; tag condition key",
@@ -140,6 +182,22 @@ RULES: Mapping[str, Rule] = {
     "slb:RemoveBackendServers": Rule(Reach.BACKENDS, _MEMBERS, _SLB_EXAMPLES),
     "slb:AddVServerGroupBackendServers": Rule(Reach.BACKENDS, _MEMBERS, _SLB_EXAMPLES),
     "slb:RemoveVServerGroupBackendServers": Rule(Reach.BACKENDS, _MEMBERS, _SLB_EXAMPLES),
+    "alb:ListServerGroups": Rule(Reach.SERVER_GROUPS, _GROUP + _CONVENTION, _ALB_SERVERS),
+    "alb:ListServerGroupServers": Rule(Reach.SERVER_GROUPS, _GROUP, _ALB_SERVERS),
+    "alb:UpdateServerGroupServersAttribute": Rule(Reach.GROUP_BACKENDS, _GROUP_AND_INSTANCE,
+                                                  _ALB_UPDATE),
+    "alb:RemoveServersFromServerGroup": Rule(Reach.GROUP_BACKENDS, _GROUP_AND_INSTANCE,
+                                             _ALB_REMOVE),
+    "alb:AddServersToServerGroup": Rule(Reach.GROUP_BACKENDS, _GROUP_AND_INSTANCE + _CONVENTION,
+                                        _ALB_UPDATE),
+    "alb:ListAsynJobs": Rule(Reach.EVERYTHING, "access level get, all resources", _ALB_JOBS),
+    "nlb:ListServerGroups": Rule(Reach.SERVER_GROUPS, _GROUP + _CONVENTION, _NLB_UPDATE),
+    "nlb:ListServerGroupServers": Rule(Reach.SERVER_GROUPS, _GROUP + _CONVENTION, _NLB_UPDATE),
+    "nlb:UpdateServerGroupServersAttribute": Rule(Reach.SERVER_GROUPS, _GROUP, _NLB_UPDATE),
+    "nlb:RemoveServersFromServerGroup": Rule(Reach.SERVER_GROUPS, _GROUP, _NLB_REMOVE),
+    "nlb:AddServersToServerGroup": Rule(Reach.GROUP_BACKENDS, _GROUP_AND_INSTANCE + _CONVENTION,
+                                        _NLB_UPDATE),
+    "nlb:GetJobStatus": Rule(Reach.EVERYTHING, "access level get, all resources", _NLB_JOB),
 }
 
 # The explicit table of actions granted on "*", each with the page that says why.
@@ -157,12 +215,21 @@ class Scope:
     regions: tuple[str, ...] = ()
     lb_ids: tuple[str, ...] = ()
     auto_start_tag: str = DEFAULT_AUTO_START_TAG
+    # Roles a launch may pass (ECS_EVENT_OPS_REPLACE_RAM_ROLES): ram:PassRole on these only, for
+    # a function that launches (ecs:RunInstances).
+    pass_roles: tuple[str, ...] = ()
+
+    def roles(self) -> list[str]:
+        return [f"acs:ram::{self.account}:role/{r}" for r in self.pass_roles]
 
     def instances(self) -> list[str]:
         return [f"acs:ecs:{r}:{self.account}:instance/*" for r in self.regions or ("*",)]
 
     def account_load_balancers(self) -> list[str]:
         return [f"acs:slb:{r}:{self.account}:loadbalancer/*" for r in self.regions or ("*",)]
+
+    def server_groups(self, product: str) -> list[str]:
+        return [f"acs:{product}:{r}:{self.account}:servergroup/*" for r in self.regions or ("*",)]
 
     def scoped_load_balancers(self) -> list[str]:
         # A CLB id names one load balancer in one region: the region adds nothing to it.
@@ -207,15 +274,26 @@ def statements(actions: Iterable[str], scope: Scope) -> list[dict[str, Any]]:
     per_lb = by_reach[Reach.SCOPED_LOAD_BALANCERS] + by_reach[Reach.BACKENDS]
     if per_lb:
         out.append(_statement(per_lb, scope.scoped_load_balancers()))
-    if by_reach[Reach.BACKENDS]:
-        out.append(_statement(by_reach[Reach.BACKENDS], scope.instances()))
+    grouped = by_reach[Reach.SERVER_GROUPS] + by_reach[Reach.GROUP_BACKENDS]
+    for product in sorted({a.split(":", 1)[0] for a in grouped}):
+        out.append(_statement([a for a in grouped if a.startswith(product + ":")],
+                              scope.server_groups(product)))
+    on_instances = by_reach[Reach.BACKENDS] + by_reach[Reach.GROUP_BACKENDS]
+    if on_instances:
+        out.append(_statement(on_instances, scope.instances()))
     return out
 
 
 def policy_document(actions: Iterable[str], scope: Scope, *, log_project: str | None = None,
                     log_store: str = "functions") -> dict[str, Any]:
     """The role policy: :func:`statements`, plus writing the function logstore when given."""
-    out = statements(actions, scope)
+    listed = list(actions)
+    out = statements(listed, scope)
+    if "ecs:RunInstances" in listed and scope.pass_roles:
+        # An authorization, not an API call: a launch with RamRoleName needs it for that role
+        # (AttachInstanceRamRole's documented dependent action, https://help.aliyun.com/
+        # document_detail/54244.html); granted for the roles in use only.
+        out.append(_statement([ROLE_PASSING], scope.roles()))
     if log_project:
         out.append(_statement(
             [LOG_ACTION], f"acs:log:*:{scope.account}:project/{log_project}/logstore/{log_store}"))
@@ -223,20 +301,36 @@ def policy_document(actions: Iterable[str], scope: Scope, *, log_project: str | 
 
 
 def declared_actions(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, tuple[str, ...]]:
-    """``{function: RAM_ACTIONS}``, read from each ``index.py`` without importing it."""
+    """``{function: RAM_ACTIONS}``, read from each ``index.py`` without importing it: a literal
+    ``RAM_ACTIONS``, or ``OWN_ACTIONS`` (literal) plus the load-balancer actions of its literal
+    ``LB_OPERATIONS``, composed from the adapters' declarations (shared/lb/actions.py), exactly
+    as the module composes its RAM_ACTIONS."""
     out: dict[str, tuple[str, ...]] = {}
     for index in sorted(functions_dir.glob("*/index.py")):
         tree = ast.parse(index.read_text(encoding="utf-8"), filename=str(index))
+        literals: dict[str, tuple[str, ...]] = {}
         for node in tree.body:
             target = node.target if isinstance(node, ast.AnnAssign) else (
                 node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1
                 else None)
             value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
-            if isinstance(target, ast.Name) and target.id == "RAM_ACTIONS" and value is not None:
-                out[index.parent.name] = tuple(str(a) for a in ast.literal_eval(value))
-                break
+            if not isinstance(target, ast.Name) or value is None or target.id not in (
+                    "RAM_ACTIONS", "OWN_ACTIONS", "LB_OPERATIONS"):
+                continue
+            try:
+                literals[target.id] = tuple(str(a) for a in ast.literal_eval(value))
+            except ValueError:
+                continue  # RAM_ACTIONS composed from the two others
+        if "RAM_ACTIONS" in literals:
+            out[index.parent.name] = literals["RAM_ACTIONS"]
+        elif "OWN_ACTIONS" in literals and "LB_OPERATIONS" in literals:
+            from shared.lb.actions import ram_actions
+
+            out[index.parent.name] = (*literals["OWN_ACTIONS"],
+                                      *ram_actions(literals["LB_OPERATIONS"]))
         else:
-            raise ValueError(f"{index} declares no literal RAM_ACTIONS")
+            raise ValueError(f"{index} declares no literal RAM_ACTIONS, nor OWN_ACTIONS and "
+                             "LB_OPERATIONS")
     return out
 
 
@@ -259,6 +353,9 @@ def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--auto-start-tag",
                         default=environ.get(ENV_PREFIX + "AUTO_START_TAG") or DEFAULT_AUTO_START_TAG,
                         help="opt-in tag key (default: $ECS_EVENT_OPS_AUTO_START_TAG or auto-start)")
+    parser.add_argument("--pass-roles", default=environ.get(ENV_PREFIX + "REPLACE_RAM_ROLES", ""),
+                        help="comma-separated RAM roles a launch may pass (ram:PassRole; default: "
+                        "$ECS_EVENT_OPS_REPLACE_RAM_ROLES; empty = none)")
     parser.add_argument("--log-project", default=None,
                         help="also allow writing logs to this SLS project")
     parser.add_argument("--log-store", default="functions", help="the logstore (default: functions)")
@@ -272,7 +369,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"ram_policy: error: unknown function {args.function!r}; available: "
               f"{', '.join(sorted(declared))}", file=sys.stderr)
         return 2
-    scope = Scope(args.account, _csv(args.regions), _csv(args.lb_ids), args.auto_start_tag)
+    scope = Scope(args.account, _csv(args.regions), _csv(args.lb_ids), args.auto_start_tag,
+                  pass_roles=_csv(args.pass_roles))
     try:
         document = policy_document(declared[args.function], scope,
                                    log_project=args.log_project, log_store=args.log_store)

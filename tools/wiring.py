@@ -46,7 +46,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
+
+from tools.cloud_choice import CloudChoiceError, add_cloud_options, resolve_cloud
 
 if TYPE_CHECKING:
     from shared.cms import CmsClient, EventRule, RuleTarget
@@ -336,11 +337,10 @@ def _cms(args: argparse.Namespace, environ: Mapping[str, str]) -> CmsClient:
     from shared.clients import Clients, credentials_from_context
     from shared.settings import Settings
 
-    cloud = args.cloud or None
-    if bool(cloud) == bool(args.real_cloud):
-        raise UsageError("pass --cloud URL (the emulator) or --real-cloud (your account), one")
-    if cloud and (urlsplit(cloud).scheme not in ("http", "https") or not urlsplit(cloud).netloc):
-        raise UsageError(f"--cloud must be http(s)://host[:port], not {cloud!r}")
+    try:
+        cloud = resolve_cloud(args, environ)
+    except CloudChoiceError as error:
+        raise UsageError(str(error)) from None
     creds = credentials_from_context(None, environ)
     overrides: dict[str, Any] = {"region": args.region}
     if cloud:
@@ -382,9 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("show", "check that the rules and targets exist and reach the functions"),
                        ("remove", "delete the rules' targets, then the rules")):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--cloud", metavar="URL", help="base URL of every call (the emulator)")
-        cmd.add_argument("--real-cloud", action="store_true",
-                         help="call the real CloudMonitor endpoint with your keys")
+        add_cloud_options(cmd, real_cloud_help="call the real CloudMonitor endpoint with your keys")
         cmd.add_argument("--region", default=os.environ.get("ECS_EVENT_OPS_REGION", "cn-hangzhou"),
                          help="region of the functions (or queues) targeted; CloudMonitor "
                          "rules are account-wide")

@@ -21,6 +21,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from shared.events import SPOT_INTERRUPTION, Batch, EventKind, eventbridge_type, parse
+from shared.lb.actions import ram_actions
 from shared.log import BOUNDED_LINES, bind, emit, emit_bounded, get_logger
 from shared.scope import EventScope, Refusal
 from shared.settings import Settings
@@ -30,25 +31,29 @@ if TYPE_CHECKING:
     from shared.drain import Drainer, DrainResult
     from shared.events import EcsEvent
     from shared.notify import Notifier
+    from shared.replace.launcher import Replacer
+    from shared.replace.parallel import Pending
     from shared.store import Store
 
 # Practice metadata, declared once (deploy files and the least-privilege check read these).
 EVENT_TYPES: tuple[str, ...] = (eventbridge_type(SPOT_INTERRUPTION),)
-# Exactly what the drain calls: LbClient.list_load_balancers / find_memberships / group_members
-# / set_weights / remove_members, and DescribeInstances for notices long past their deadline.
-RAM_ACTIONS: tuple[str, ...] = (
+# Exactly what the drain calls: DescribeInstances (the notice's instance, its IPs, notices long
+# past their deadline) and its load-balancer operations (LB_OPERATIONS below).
+# The replacement (shared.replace): the successor by tag (DescribeInstances), the spec ECS
+# does not show, the candidates, the launch.
+OWN_ACTIONS: tuple[str, ...] = (
     "ecs:DescribeInstances",
-    "slb:DescribeLoadBalancers",
-    "slb:DescribeLoadBalancerAttribute",
-    "slb:DescribeVServerGroups",
-    "slb:DescribeVServerGroupAttribute",
-    "slb:DescribeMasterSlaveServerGroups",
-    "slb:DescribeMasterSlaveServerGroupAttribute",
-    "slb:SetBackendServers",
-    "slb:SetVServerGroupAttribute",
-    "slb:RemoveBackendServers",
-    "slb:RemoveVServerGroupBackendServers",
+    "ecs:DescribeInstanceRamRole",
+    "ecs:DescribeUserData",
+    "ecs:DescribeLaunchTemplateVersions",
+    "ecs:DescribeRecommendInstanceType",
+    "ecs:RunInstances",
 )
+# Find the memberships, weight 0, wait for the jobs, remove, verify: on every load-balancer
+# product, composed from the adapters' declarations (shared/lb/actions.py).
+# "add": the successor of a replaced instance joins every group its predecessor was in.
+LB_OPERATIONS: tuple[str, ...] = ("list", "find", "members", "weight", "remove", "add", "wait")
+RAM_ACTIONS: tuple[str, ...] = (*OWN_ACTIONS, *ram_actions(LB_OPERATIONS))
 # The finisher tick; ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S (deployed with it) is its period (60 s).
 SCHEDULE = "0 * * * * *"
 MAX_PARALLEL_DRAINS = 64  # a batch larger than this is unheard of; beyond it, drains queue
@@ -76,8 +81,19 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
             store.keep_rejected("drain_spot", event, [f"element {e.index}: {e.reason}" for e in batch.errors])
         store.record(events)
         notices, ignored = _select(events)
-        drains = _drain_all(notices, _drainer(store, settings, context)) if notices else []
-        return _answer([d.to_dict() for d in drains], ignored, refused, batch, scope)
+        if not notices:
+            return _answer([], ignored, refused, batch, scope)
+        # The successors of opted-in instances launch beside their drains (shared.replace).
+        replacing = _start_replacements(notices, store, settings, context)
+        try:
+            drains = _drain_all(notices, _drainer(store, settings, context))
+        except BaseException:
+            replacing.wait()
+            raise
+        replacing.drains_done()
+        replaced = replacing.results()
+        return _answer([d.to_dict() for d in drains], ignored, refused, batch, scope,
+                       replacements=[r.to_dict() for r in replaced])
 
 
 def _finisher_tick(event: bytes) -> bool:
@@ -101,13 +117,18 @@ def _finish_scheduled(settings: Settings, context: Any) -> dict[str, Any]:
     credentials = credentials_from_context(context)
     report = finish_due(store, lambda: Clients.warm(settings, credentials), _notifier(store, settings),
                         settings, owner=getattr(context, "request_id", None))
-    return {"scheduled_removals": report.to_dict()}
+    from shared.replace.sweep import sweep_replacements
+
+    replaced = sweep_replacements(_replacer(store, settings, context))
+    return {"scheduled_removals": report.to_dict(), "replacements": replaced.to_dict()}
 
 
 def _answer(drains: list[dict[str, Any]], ignored: list[dict[str, Any]], refused: tuple[Refusal, ...],
-            batch: Batch, scope: EventScope) -> dict[str, Any]:
+            batch: Batch, scope: EventScope, *,
+            replacements: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "drains": drains,
+        "replacements": replacements or [],
         "ignored": ignored,
         "refused": [r.to_dict() for r in refused],
         "bad": [bad.to_dict() for bad in batch.errors],
@@ -152,6 +173,23 @@ def _drainer(store: Store, settings: Settings, context: Any) -> Drainer:
         notifier=_notifier(store, settings),
         owner=getattr(context, "request_id", None),
     )
+
+
+def _replacer(store: Store, settings: Settings, context: Any) -> Replacer:
+    from shared.clients import Clients, credentials_from_context
+    from shared.replace.launcher import Replacer
+
+    credentials = credentials_from_context(context)
+    return Replacer(store, lambda: Clients.warm(settings, credentials), settings,
+                    notifier=_notifier(store, settings),
+                    owner=getattr(context, "request_id", None))
+
+
+def _start_replacements(notices: list[EcsEvent], store: Store, settings: Settings,
+                        context: Any) -> Pending:
+    from shared.replace.parallel import start
+
+    return start(notices, _replacer(store, settings, context))
 
 
 def _notifier(store: Store, settings: Settings) -> Notifier:

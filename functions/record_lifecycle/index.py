@@ -27,11 +27,19 @@ from shared.scope import EventScope, Refusal
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.clients import Clients, Instance
     from shared.store import Store
 
 # Practice metadata, declared once: read by the deploy files' tests and the least-privilege check.
 EVENT_TYPES: tuple[str, ...] = tuple(eventbridge_type(name) for name in ALL_EVENT_NAMES)
-RAM_ACTIONS: tuple[str, ...] = ("ecs:DescribeInstances",)
+# The spot replacement's launch spec of opted-in instances, captured with their snapshot (what
+# DescribeInstances does not show: RAM role, user data, the launch template version).
+RAM_ACTIONS: tuple[str, ...] = (
+    "ecs:DescribeInstances",
+    "ecs:DescribeInstanceRamRole",
+    "ecs:DescribeUserData",
+    "ecs:DescribeLaunchTemplateVersions",
+)
 
 SNAPSHOT_RETRY_BATCH = 20  # earlier failed snapshots retried per invocation
 MAX_LISTED = 100  # bad or refused elements listed in the answer (the counts are exact)
@@ -169,10 +177,39 @@ def _snapshot(
             if iid in found:
                 store.set_snapshot(iid, found[iid].snapshot())
                 taken.append(iid)
-            else:  # not visible (yet, or already released): retried later, a bounded number of times
-                store.note_snapshot_failure(iid)
-                missing.append(iid)
+        _capture_launch_specs(store, settings, clients.for_region(region), region,
+                              [found[iid] for iid in candidates if iid in found])
+        for iid in candidates:
+            if iid in found:
+                continue
+            # not visible (yet, or already released): retried later, a bounded number of times
+            store.note_snapshot_failure(iid)
+            missing.append(iid)
         emit(log, "snapshot", decision="snapshot_taken", region=region,
              instances=[iid for iid in candidates if iid in found], missing=missing)
         failed += missing
     return {"taken": taken, "failed": failed}
+
+
+def _capture_launch_specs(store: Store, settings: Settings, clients: Clients, region: str,
+                          described: list[Instance]) -> None:
+    """The launch spec of each new instance opted in to the spot replacement, stored with it
+    (shared.replace.spec): captured now, while it is described, not in the five minutes of
+    its notice. A failure is logged and left to the notice, which captures what is missing."""
+    from shared.replace.policy import verdict
+
+    opted = [i for i in described if verdict(dict(i.tags), settings.replace_tag).replace]
+    if not opted:
+        return
+    from shared.clients import CloudError
+    from shared.replace.spec import capture_specs
+
+    try:
+        captured = capture_specs(store, clients.launch, opted, tag_name=settings.replace_tag,
+                                 now=datetime.now(timezone.utc))
+    except CloudError as error:
+        emit(log, "launch spec deferred", logging.WARNING, region=region,
+             decision="capture_deferred", reason=f"{error.code}: {error.message}",
+             instances=[i.instance_id for i in opted])
+        return
+    emit(log, "launch specs captured", region=region, decision="captured", instances=captured)

@@ -51,6 +51,8 @@ PRODUCT_FILES = {
     "slb": "slb-2014-05-15.json",
     "actiontrail": "actiontrail-2020-07-06.json",
     "cms": "cms-2019-01-01.json",
+    "alb": "alb-2020-06-16.json",
+    "nlb": "nlb-2022-04-30.json",
 }
 _CMS_SDK = ("the official SDK alibabacloud_cms20190101 4.0.10, generated from Alibaba's newer "
             "metadata: models/_%s_request.py and _%s_response_body.py")
@@ -80,6 +82,30 @@ SUPPLEMENTARY_APIS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
             "response": {"type": "object", "properties": {
                 "Code": {"type": "string"}, "Message": {"type": "string"},
                 "RequestId": {"type": "string"}, "Success": {"type": "boolean"}}},
+            "errorCodes": {},
+        },
+    },
+    "nlb": {
+        # Not in the 2024-07-30 snapshot (api-meta README "known gaps"); the reference
+        # (load-balancers-and-replacement.md §2.6, §2.10) reads it in the SDK and in the RAM
+        # page of nlb:ListAsynJobs.
+        "ListAsynJobs": {
+            "source": "the official SDK alibabacloud_nlb20220430 4.1.3: client.py "
+                      "list_asyn_jobs_with_options (POST, RPC, JobIds in the query), "
+                      "models/_list_asyn_jobs_request.py and _list_asyn_jobs_response_body.py "
+                      "(Jobs[].Status Succeeded | Failed | Processing); RAM action "
+                      "nlb:ListAsynJobs: alibabacloud.com/help/ja/slb/network-load-balancer/"
+                      "developer-reference/api-nlb-2022-04-30-listasynjobs",
+            "methods": ["post"], "operationType": "read",
+            "parameters": [
+                {"name": "JobIds", "in": "query", "style": "repeatList",
+                 "schema": {"type": "array", "required": False, "items": {"type": "string"}}},
+            ],
+            "response": {"type": "object", "properties": {
+                "RequestId": {"type": "string"},
+                "TotalCount": {"type": "integer", "format": "int64"},
+                "Jobs": {"type": "array", "items": {"type": "object", "properties": {
+                    "Id": {"type": "string"}, "Status": {"type": "string"}}}}}},
             "errorCodes": {},
         },
     },
@@ -220,9 +246,27 @@ PLATFORM_CODES: tuple[PlatformCode, ...] = (
                  "RebootInstance and DeleteInstance: 'If the request passes the dry run, the "
                  "DryRunOperation error code is returned'",
                  products=("ecs",),
-                 actions=("StartInstance", "StopInstance", "RebootInstance", "DeleteInstance"),
+                 actions=("StartInstance", "StopInstance", "RebootInstance", "DeleteInstance",
+                          "RunInstances"),
                  note="the batch actions StartInstances/StopInstances answer DRYRUN.SUCCESS "
-                 "(their own errorCodes, 400) instead"),
+                 "(their own errorCodes, 400) instead; RunInstances: the SDK's DryRun "
+                 "description (models/_run_instances_request.py, reference §4.2)"),
+    PlatformCode("IdempotentParameterMismatch", (400,),
+                 "ECS 'How to ensure idempotence' (AlibabaCloudDocs/ecs@322eaab: intl.en-US/API "
+                 "Reference/Appendix/How to ensure idempotence.md; reference §4.2): a ClientToken "
+                 "in use with different request parameters",
+                 products=("ecs",), actions=("RunInstances",),
+                 note="not in RunInstances' errorCodes of the 2024-07-30 snapshot"),
+    PlatformCode("DryRunOperation", (400,),
+                 "ALB 2020-06-16 and NLB 2022-04-30 SDK request models, DryRun: 'If the request "
+                 "passes the dry run, the DryRunOperation error code is returned' "
+                 "(alibabacloud_alb20200616 models/_add_servers_to_server_group_request.py "
+                 "and siblings; reference load-balancers-and-replacement.md §1.9)",
+                 products=("alb", "nlb"),
+                 actions=("AddServersToServerGroup", "RemoveServersFromServerGroup",
+                          "UpdateServerGroupServersAttribute", "ReplaceServersInServerGroup"),
+                 note="absent from api-meta's errorCodes; the status is not stated, 400 as "
+                 "ECS's DryRunOperation"),
     PlatformCode("InvalidLoadBalancerId.NotFound", (404, 400),
                  "CLB's answer for an unknown LoadBalancerId as handled by "
                  "terraform-provider-alicloud (LoadBalancerNotFound) and "
@@ -263,6 +307,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 # ``EventPattern.1.NameList.2``).
 _INDEX = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<n>\d+)(?:\.(?P<sub>[A-Za-z0-9]+)"
                     r"(?:\.(?P<m>\d+))?)?$")
+_TEMPLATE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)*\.%s$")
 _FLAT = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<sub>[A-Za-z0-9]+)$")
 
 
@@ -287,7 +332,9 @@ class Contract:
     # --- lookups -------------------------------------------------------------------------
 
     def api(self, product: str, action: str) -> dict[str, Any] | None:
-        found = self._apis.get(product, {}).get(action)
+        """The action's contract; ``action`` may be the fault key ``product:Action`` (ALB and
+        NLB share action names, so faults and the client's tables qualify them)."""
+        found = self._apis.get(product, {}).get(action.rpartition(":")[2])
         return found if isinstance(found, dict) else None
 
     def actions(self, product: str) -> list[str]:
@@ -302,7 +349,19 @@ class Contract:
                 out.setdefault(code, set()).add(int(status))
         return out
 
+    def _own_statuses(self, product: str, action: str, code: str) -> set[int]:
+        """The statuses of ``code`` in the action's own list; a documented template
+        ``<Prefix>.%s`` such as NLB's ``IllegalParam.%s`` stands for any name in place of
+        ``%s`` (a bare ``%s``, as CMS lists, stands for nothing)."""
+        found: set[int] = set()
+        for documented, statuses in self.documented_codes(product, action).items():
+            if documented == code or (_TEMPLATE.fullmatch(documented) and re.fullmatch(
+                    re.escape(documented[:-2]) + r"[A-Za-z0-9_]+", code)):
+                found |= statuses
+        return found
+
     def platform_entry(self, product: str, action: str, code: str) -> PlatformCode | None:
+        action = action.rpartition(":")[2]
         for entry in PLATFORM_CODES:
             if entry.matches(product, action, code):
                 return entry
@@ -310,7 +369,7 @@ class Contract:
 
     def statuses_of(self, product: str, action: str, code: str) -> list[int]:
         """Every HTTP status the contract allows for ``code`` on this action (documented first)."""
-        own = sorted(self.documented_codes(product, action).get(code, set()))
+        own = sorted(self._own_statuses(product, action, code))
         entry = self.platform_entry(product, action, code)
         extra = [s for s in (entry.statuses if entry else ()) if s not in own]
         return own + extra

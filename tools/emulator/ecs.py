@@ -129,9 +129,12 @@ def instance_view(world: World, inst: Instance) -> dict[str, Any]:
         "StoppedMode": inst.stopped_mode,
         "OperationLocks": {"LockReason": [{"LockReason": r} for r in inst.lock_reasons]},
         "Tags": {"Tag": [{"TagKey": k, "TagValue": v} for k, v in inst.tags.items()]},
+        "SecurityGroupIds": {"SecurityGroupId": list(inst.launch.security_group_ids)},
+        "KeyPairName": inst.launch.key_pair_name or "",
+        "SpotPriceLimit": inst.spot_price_limit,
         "VpcAttributes": {
             "VpcId": inst.vpc_id,
-            "VSwitchId": "vsw-" + inst.vpc_id[4:],
+            "VSwitchId": world.vswitch_of(inst),
             "PrivateIpAddress": {"IpAddress": [inst.private_ip]},
             "NatIpAddress": "",
         },
@@ -385,7 +388,10 @@ def delete_instance(world: World, params: dict[str, str], ctx: Context) -> dict[
     return {}
 
 
+from tools.emulator.launch import LAUNCH_ACTIONS  # noqa: E402 (uses the helpers above)
+
 ACTIONS: dict[str, Handler] = {
+    **LAUNCH_ACTIONS,
     "DescribeInstances": describe_instances,
     "DescribeInstanceStatus": describe_instance_status,
     "StartInstance": start_instance,

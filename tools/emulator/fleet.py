@@ -31,6 +31,49 @@ default)::
                                                                   weight: 100, server_type: Master}]}]
         listeners: [{port: 80, protocol: http, vserver_group_id: rsp-...}]   # optional
     actiontrail: {lag_s: 0, skew_s: 0, qps: null}   # optional: LookupEvents realism (trail.py)
+    albs:                             # optional: ALB 2020-06-16 (tools/emulator/alb.py)
+      - id: alb-bp1...
+        name: web-alb
+        tags: {env: prod}
+        edition: Standard             # ALB only: Basic | Standard | StandardWithWaf; Basic
+                                      # groups cannot drain connections (reference §1.5)
+        vpc_id: vpc-bp1emulator0000000001
+        server_groups:
+          - id: sgp-...
+            name: api
+            type: Instance            # Instance (Ecs/Eni/Eci members) | Ip (Ip members)
+            protocol: HTTP            # ALB: HTTP|HTTPS|gRPC; NLB: TCP|UDP|TCPSSL
+            tags: {ack.aliyun.com: c-123, kubernetes.do.not.delete: svc}   # ACK-managed
+            connection_drain: {enabled: true, timeout_s: 30}   # ALB 0..900, NLB 10..900
+            members:
+              - {server_id: i-..., server_type: Ecs, port: 80, weight: 100,
+                 server_ip: 10.0.0.11, description: ""}   # server_ip: default the instance's
+    nlbs:                             # optional: NLB 2022-04-30 (tools/emulator/nlb.py), same
+      - id: nlb-bp1...                # shape; members may leave port out (0, AnyPort groups)
+        server_groups: [...]
+
+    provisioning:                     # optional: what RunInstances and its neighbours see
+      boot_s: 0.05                    # Pending -> Starting -> Running, half each (default: the
+                                      # emulator's start delay)
+      vswitches: [{id: vsw-..., zone: cn-hangzhou-h, vpc_id: vpc-..., cidr_prefix: "10.0.1"}]
+      security_groups: [sg-...]
+      images: [aliyun_3_x64_20G_alibase_20240819.vhd]   # default: the instances' images
+      ram_roles: [web-role]
+      instance_types: [{type: ecs.g7.large, cores: 2, memory: 8}]
+      stock: [{instance_type: ecs.g7.large, zone: cn-hangzhou-h, spot_strategy: SpotAsPriceGo,
+               count: 0, answer: OperationDenied.NoStock}]   # absent: unlimited
+      instances: {i-...: {vswitch_id: vsw-..., security_group_ids: [sg-...], ram_role_name: r,
+                          user_data: <base64>, key_pair_name: k, launch_template_id: lt-...,
+                          launch_template_version: 1}}
+      launch_templates: [{id: lt-..., name: web, versions: [{number: 1, default: true,
+                           data: {instance_type: ..., image_id: ..., vswitch_id: ...,
+                                  security_group_ids: [...], ram_role_name: ..., user_data: ...,
+                                  spot_strategy: SpotAsPriceGo, tags: {k: v}}}]}]
+
+ALB/NLB server group ids are unique across both products; a member is keyed by
+``(server_id, server_ip, port)``; ``server_type`` is ``Ecs`` | ``Eni`` | ``Eci`` (Instance
+groups, ``server_id`` the resource id, ``server_ip`` required for ``Eni``) or ``Ip`` (Ip groups,
+``server_id`` the address).
 """
 
 from __future__ import annotations
@@ -50,8 +93,12 @@ __all__ = [
     "FleetError",
     "GroupSpec",
     "InstanceSpec",
+    "LbGroupSpec",
+    "LbMemberSpec",
     "ListenerSpec",
     "LoadBalancerSpec",
+    "NetLbSpec",
+    "ProvisioningSpec",
     "ServerSpec",
     "TrailSpec",
     "load_fleet",
@@ -190,6 +237,44 @@ class TrailSpec:
 
 
 @dataclass(frozen=True)
+class LbMemberSpec:
+    """A backend server of an ALB / NLB server group."""
+
+    server_id: str
+    server_type: str = "Ecs"  # Ecs | Eni | Eci | Ip
+    port: int = 0  # 0: NLB multi-port (AnyPort) groups only
+    weight: int = 100
+    server_ip: str | None = None  # None: the instance's private IP (Ecs), the id (Ip)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LbGroupSpec:
+    """An ALB / NLB server group: drain settings, tags (ACK marks its groups), members."""
+
+    id: str
+    name: str
+    type: str  # Instance | Ip
+    protocol: str
+    tags: tuple[tuple[str, str], ...]
+    drain_enabled: bool
+    drain_timeout_s: int
+    members: tuple[LbMemberSpec, ...]
+
+
+@dataclass(frozen=True)
+class NetLbSpec:
+    """An ALB or NLB instance with the server groups attached to it."""
+
+    id: str
+    name: str
+    tags: tuple[tuple[str, str], ...]
+    vpc_id: str
+    server_groups: tuple[LbGroupSpec, ...]
+    edition: str = "Standard"  # ALB: Basic | Standard | StandardWithWaf; NLB: ""
+
+
+@dataclass(frozen=True)
 class Fleet:
     """The validated fleet document."""
 
@@ -199,6 +284,10 @@ class Fleet:
     instances: tuple[InstanceSpec, ...] = ()
     load_balancers: tuple[LoadBalancerSpec, ...] = field(default=())
     actiontrail: TrailSpec = TrailSpec()
+    albs: tuple[NetLbSpec, ...] = ()
+    nlbs: tuple[NetLbSpec, ...] = ()
+    # A lambda: ProvisioningSpec is defined further down, with the rest of its section.
+    provisioning: ProvisioningSpec = field(default_factory=lambda: ProvisioningSpec())  # noqa: PLW0108
 
     @classmethod
     def from_dict(cls, doc: Any) -> Fleet:
@@ -304,7 +393,8 @@ def _tags(value: Any, path: str) -> tuple[tuple[str, str], ...]:
 
 # --- the document ----------------------------------------------------------------------------
 
-FLEET_KEYS = ("region", "account_id", "credentials", "instances", "load_balancers", "actiontrail")
+FLEET_KEYS = ("region", "account_id", "credentials", "instances", "load_balancers", "actiontrail",
+              "albs", "nlbs", "provisioning")
 TRAIL_KEYS = ("lag_s", "skew_s", "qps")
 CREDENTIAL_KEYS = (
     "access_key_id", "access_key_secret", "security_token", "user_name", "identity_type",
@@ -365,7 +455,11 @@ def _parse_fleet(doc: Any) -> Fleet:
         seen_lbs.add(lb.id)
         lbs.append(lb)
     trail = _trail(data.get("actiontrail", {}), "actiontrail")
-    return Fleet(region, account_id, credentials, tuple(instances), tuple(lbs), trail)
+    albs, nlbs = _net_lbs(data)
+    provisioning = _provisioning(data.get("provisioning", {}), "provisioning", region,
+                                 tuple(instances))
+    return Fleet(region, account_id, credentials, tuple(instances), tuple(lbs), trail, albs, nlbs,
+                 provisioning=provisioning)
 
 
 def _seconds(value: Any, path: str, lo: float, hi: float) -> float:
@@ -533,4 +627,369 @@ def _load_balancer(value: Any, path: str, seen_groups: set[str]) -> LoadBalancer
         vserver_groups=vgroups,
         master_slave_groups=msgroups,
         listeners=tuple(listeners),
+    )
+
+
+# --- ALB / NLB (albs: / nlbs:) -----------------------------------------------------------------
+
+NET_LB_KEYS = {"albs": ("id", "name", "tags", "vpc_id", "edition", "server_groups"),
+               "nlbs": ("id", "name", "tags", "vpc_id", "server_groups")}
+ALB_EDITIONS = ("Basic", "Standard", "StandardWithWaf")
+LB_GROUP_KEYS = ("id", "name", "type", "protocol", "tags", "connection_drain", "members")
+LB_MEMBER_KEYS = ("server_id", "server_type", "server_ip", "port", "weight", "description")
+NET_LB_ID_RE = {"albs": re.compile(r"^alb-[a-z0-9]{4,64}$"),
+                "nlbs": re.compile(r"^nlb-[a-z0-9]{4,64}$")}
+SERVER_GROUP_ID_RE = re.compile(r"^sgp-[a-z0-9]{4,64}$")
+LB_GROUP_TYPES = ("Instance", "Ip")
+LB_SERVER_TYPES = {"Instance": ("Ecs", "Eni", "Eci"), "Ip": ("Ip",)}
+LB_PROTOCOLS = {"albs": ("HTTP", "HTTPS", "gRPC"), "nlbs": ("TCP", "UDP", "TCPSSL")}
+# Connection drain timeout, seconds: ALB 0..900, NLB 10..900 (reference §1.5, §2.5).
+DRAIN_TIMEOUTS = {"albs": (0, 900), "nlbs": (10, 900)}
+ENI_ID_RE = re.compile(r"^eni-[a-z0-9]{4,64}$")
+ECI_ID_RE = re.compile(r"^eci-[a-z0-9]{4,64}$")
+VPC_ID_RE = re.compile(r"^vpc-[a-z0-9]{4,64}$")
+
+
+def _net_lbs(data: Mapping[str, Any]) -> tuple[tuple[NetLbSpec, ...], tuple[NetLbSpec, ...]]:
+    """``albs:`` and ``nlbs:``; server group ids are unique across both."""
+    seen_groups: set[str] = set()
+    out: dict[str, tuple[NetLbSpec, ...]] = {}
+    for key in ("albs", "nlbs"):
+        lbs = []
+        seen: set[str] = set()
+        for n, item in enumerate(_list(data.get(key, []), key)):
+            lb = _net_lb(item, f"{key}[{n}]", key, seen_groups)
+            if lb.id in seen:
+                raise _fail(f"{key}[{n}].id", f"duplicate load balancer id {lb.id!r}")
+            seen.add(lb.id)
+            lbs.append(lb)
+        out[key] = tuple(lbs)
+    return out["albs"], out["nlbs"]
+
+
+def _net_lb(value: Any, path: str, kind: str, seen_groups: set[str]) -> NetLbSpec:
+    data = _object(value, path, NET_LB_KEYS[kind], ("id",))
+    lb_id = _string(data["id"], f"{path}.id", NET_LB_ID_RE[kind])
+    edition = (_choice(data.get("edition", "Standard"), f"{path}.edition", ALB_EDITIONS)
+               if kind == "albs" else "")
+    groups = tuple(
+        _lb_group(item, f"{path}.server_groups[{n}]", kind, seen_groups)
+        for n, item in enumerate(_list(data.get("server_groups", []), f"{path}.server_groups"))
+    )
+    if edition == "Basic":
+        for n, group in enumerate(groups):
+            if group.drain_enabled:
+                raise _fail(f"{path}.server_groups[{n}].connection_drain.enabled",
+                            "a Basic Edition ALB does not support connection draining")
+    return NetLbSpec(
+        id=lb_id, name=_string(data.get("name", lb_id), f"{path}.name"),
+        tags=_tags(data.get("tags", {}), f"{path}.tags"),
+        vpc_id=_string(data.get("vpc_id", "vpc-bp1emulator0000000001"), f"{path}.vpc_id",
+                       VPC_ID_RE),
+        server_groups=groups, edition=edition,
+    )
+
+
+def _lb_group(value: Any, path: str, kind: str, seen_groups: set[str]) -> LbGroupSpec:
+    data = _object(value, path, LB_GROUP_KEYS, ("id",))
+    gid = _string(data["id"], f"{path}.id", SERVER_GROUP_ID_RE)
+    if gid in seen_groups:
+        raise _fail(f"{path}.id", f"duplicate server group id {gid!r}")
+    seen_groups.add(gid)
+    group_type = _choice(data.get("type", "Instance"), f"{path}.type", LB_GROUP_TYPES)
+    protocols = LB_PROTOCOLS[kind]
+    drain = _object(data.get("connection_drain", {}), f"{path}.connection_drain",
+                    ("enabled", "timeout_s"))
+    enabled = drain.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise _fail(f"{path}.connection_drain.enabled", f"{enabled!r} is not a boolean")
+    lo, hi = DRAIN_TIMEOUTS[kind]
+    timeout = _int(drain.get("timeout_s", 300), f"{path}.connection_drain.timeout_s", lo, hi)
+    members = tuple(
+        _lb_member(item, f"{path}.members[{n}]", kind, group_type)
+        for n, item in enumerate(_list(data.get("members", []), f"{path}.members"))
+    )
+    seen: set[tuple[str, str | None, int]] = set()
+    for n, member in enumerate(members):
+        key = (member.server_id, member.server_ip, member.port)
+        if key in seen:
+            raise _fail(f"{path}.members[{n}]",
+                        f"duplicate member {member.server_id}:{member.port}")
+        seen.add(key)
+    return LbGroupSpec(
+        id=gid, name=_string(data.get("name", gid), f"{path}.name"), type=group_type,
+        protocol=_choice(data.get("protocol", protocols[0]), f"{path}.protocol", protocols),
+        tags=_tags(data.get("tags", {}), f"{path}.tags"), drain_enabled=enabled,
+        drain_timeout_s=timeout, members=members,
+    )
+
+
+def _lb_member(value: Any, path: str, kind: str, group_type: str) -> LbMemberSpec:
+    data = _object(value, path, LB_MEMBER_KEYS, ("server_id",) if kind == "nlbs"
+                   else ("server_id", "port"))
+    server_type = _choice(data.get("server_type", LB_SERVER_TYPES[group_type][0]),
+                          f"{path}.server_type", LB_SERVER_TYPES[group_type])
+    pattern = {"Ecs": INSTANCE_ID_RE, "Eni": ENI_ID_RE, "Eci": ECI_ID_RE}.get(server_type)
+    sid_path = f"{path}.server_id"
+    server_id = _ip(data["server_id"], sid_path) if pattern is None else _string(
+        data["server_id"], sid_path, pattern)
+    server_ip = data.get("server_ip")
+    if server_ip is not None:
+        server_ip = _ip(server_ip, f"{path}.server_ip")
+    elif server_type == "Eni":
+        raise _fail(f"{path}.server_ip", "is required for an Eni member")
+    return LbMemberSpec(
+        server_id=server_id, server_type=server_type,
+        port=_int(data.get("port", 0), f"{path}.port", 0 if kind == "nlbs" else 1, 65535),
+        weight=_int(data.get("weight", 100), f"{path}.weight", 0, 100),
+        server_ip=server_ip,
+        description=_string(data.get("description", ""), f"{path}.description"),
+    )
+
+
+# --- provisioning: what RunInstances and its neighbours see (issue 14) -------------------------
+
+VSWITCH_ID_RE = re.compile(r"^vsw-[a-z0-9]{4,64}$")
+SECURITY_GROUP_RE = re.compile(r"^sg-[a-z0-9]{4,64}$")
+TEMPLATE_ID_RE = re.compile(r"^lt-[a-z0-9]{4,64}$")
+INSTANCE_TYPE_RE = re.compile(r"^ecs\.[a-z0-9-]+\.[a-z0-9]+$")
+ROLE_RE = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
+# What RunInstances answers for an offering that ran out (api-meta RunInstances errorCodes; the
+# reference's §4.2 "No-stock / capacity errors").
+STOCK_ANSWERS = ("OperationDenied.NoStock", "Zone.NotOnSale", "InvalidResourceType.NotSupported",
+                 "InstanceType.Offline")
+USER_DATA_MAX = 32 * 1024 * 4 // 3 + 4  # 32 KB before Base64 encoding
+PROVISIONING_KEYS = ("boot_s", "vswitches", "security_groups", "images", "ram_roles",
+                     "instance_types", "stock", "instances", "launch_templates")
+LAUNCH_KEYS = ("vswitch_id", "security_group_ids", "ram_role_name", "user_data", "key_pair_name",
+               "launch_template_id", "launch_template_version")
+TEMPLATE_DATA_KEYS = ("instance_type", "image_id", "vswitch_id", "security_group_ids",
+                      "ram_role_name", "user_data", "key_pair_name", "spot_strategy",
+                      "spot_price_limit", "instance_name", "tags")
+
+
+@dataclass(frozen=True)
+class VSwitchSpec:
+    id: str
+    zone: str
+    vpc_id: str
+    cidr_prefix: str  # the first three octets of its addresses
+
+
+@dataclass(frozen=True)
+class InstanceTypeSpec:
+    type: str
+    cores: int
+    memory: int  # GiB
+
+    @property
+    def family(self) -> str:
+        return self.type.rsplit(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class StockSpec:
+    """How many more instances of one offering RunInstances creates, then what it answers."""
+
+    instance_type: str
+    zone: str
+    spot_strategy: str
+    count: int
+    answer: str = "OperationDenied.NoStock"
+
+
+@dataclass(frozen=True)
+class LaunchAttributes:
+    """What DescribeInstances does not show of an instance (or what a template version holds)."""
+
+    vswitch_id: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    ram_role_name: str | None = None
+    user_data: str | None = None
+    key_pair_name: str | None = None
+    launch_template_id: str | None = None
+    launch_template_version: int | None = None
+    instance_type: str | None = None
+    image_id: str | None = None
+    spot_strategy: str | None = None
+    spot_price_limit: float | None = None
+    instance_name: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class TemplateVersionSpec:
+    number: int
+    default: bool
+    data: LaunchAttributes
+
+
+@dataclass(frozen=True)
+class LaunchTemplateSpec:
+    id: str
+    name: str
+    versions: tuple[TemplateVersionSpec, ...]
+
+
+@dataclass(frozen=True)
+class ProvisioningSpec:
+    boot_s: float | None = None
+    vswitches: tuple[VSwitchSpec, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    ram_roles: tuple[str, ...] = ()
+    instance_types: tuple[InstanceTypeSpec, ...] = ()
+    stock: tuple[StockSpec, ...] = ()
+    instances: tuple[tuple[str, LaunchAttributes], ...] = ()
+    launch_templates: tuple[LaunchTemplateSpec, ...] = ()
+
+
+def _strings_of(value: Any, path: str, pattern: re.Pattern[str] | None = None) -> tuple[str, ...]:
+    return tuple(_string(item, f"{path}[{n}]", pattern)
+                 for n, item in enumerate(_list(value, path)))
+
+
+def _vswitch(value: Any, path: str, region: str) -> VSwitchSpec:
+    data = _object(value, path, ("id", "zone", "vpc_id", "cidr_prefix"), ("id", "zone"))
+    return VSwitchSpec(
+        id=_string(data["id"], f"{path}.id", VSWITCH_ID_RE),
+        zone=_string(data["zone"], f"{path}.zone", REGION_RE),
+        vpc_id=_string(data.get("vpc_id", "vpc-bp1emulator0000000001"), f"{path}.vpc_id",
+                       re.compile(r"^vpc-[a-z0-9]{4,64}$")),
+        cidr_prefix=_string(data.get("cidr_prefix", "10.0.9"), f"{path}.cidr_prefix",
+                            re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}$")),
+    )
+
+
+def _instance_type(value: Any, path: str) -> InstanceTypeSpec:
+    data = _object(value, path, ("type", "cores", "memory"), ("type", "cores", "memory"))
+    return InstanceTypeSpec(_string(data["type"], f"{path}.type", INSTANCE_TYPE_RE),
+                            _int(data["cores"], f"{path}.cores", 1, 1024),
+                            _int(data["memory"], f"{path}.memory", 1, 16384))
+
+
+def _stock(value: Any, path: str) -> StockSpec:
+    data = _object(value, path, ("instance_type", "zone", "spot_strategy", "count", "answer"),
+                   ("instance_type", "zone", "count"))
+    return StockSpec(
+        instance_type=_string(data["instance_type"], f"{path}.instance_type", INSTANCE_TYPE_RE),
+        zone=_string(data["zone"], f"{path}.zone", REGION_RE),
+        spot_strategy=_choice(data.get("spot_strategy", "SpotAsPriceGo"),
+                              f"{path}.spot_strategy", SPOT_STRATEGIES),
+        count=_int(data["count"], f"{path}.count", 0, 100000),
+        answer=_choice(data.get("answer", STOCK_ANSWERS[0]), f"{path}.answer", STOCK_ANSWERS),
+    )
+
+
+def _launch_attributes(value: Any, path: str, allowed: tuple[str, ...]) -> LaunchAttributes:
+    data = _object(value, path, allowed)
+    price = data.get("spot_price_limit")
+    version = data.get("launch_template_version")
+    return LaunchAttributes(
+        vswitch_id=(None if data.get("vswitch_id") is None else
+                    _string(data["vswitch_id"], f"{path}.vswitch_id", VSWITCH_ID_RE)),
+        security_group_ids=_strings_of(data.get("security_group_ids", []),
+                                       f"{path}.security_group_ids", SECURITY_GROUP_RE),
+        ram_role_name=(None if data.get("ram_role_name") is None else
+                       _string(data["ram_role_name"], f"{path}.ram_role_name", ROLE_RE)),
+        user_data=(None if data.get("user_data") is None else
+                   _string(data["user_data"], f"{path}.user_data",
+                           re.compile(r"^[A-Za-z0-9+/=]*$"), USER_DATA_MAX)),
+        key_pair_name=(None if data.get("key_pair_name") is None else
+                       _string(data["key_pair_name"], f"{path}.key_pair_name")),
+        launch_template_id=(None if data.get("launch_template_id") is None else
+                            _string(data["launch_template_id"], f"{path}.launch_template_id",
+                                    TEMPLATE_ID_RE)),
+        launch_template_version=(None if version is None else
+                                 _int(version, f"{path}.launch_template_version", 1, 10**6)),
+        instance_type=(None if data.get("instance_type") is None else
+                       _string(data["instance_type"], f"{path}.instance_type", INSTANCE_TYPE_RE)),
+        image_id=None if data.get("image_id") is None else _string(data["image_id"],
+                                                                    f"{path}.image_id"),
+        spot_strategy=(None if data.get("spot_strategy") is None else
+                       _choice(data["spot_strategy"], f"{path}.spot_strategy", SPOT_STRATEGIES)),
+        spot_price_limit=(None if price is None else
+                          _seconds(price, f"{path}.spot_price_limit", 0.0, 10**6)),
+        instance_name=(None if data.get("instance_name") is None else
+                       _string(data["instance_name"], f"{path}.instance_name", max_len=128)),
+        tags=_tags(data.get("tags", {}), f"{path}.tags"),
+    )
+
+
+def _template(value: Any, path: str) -> LaunchTemplateSpec:
+    data = _object(value, path, ("id", "name", "versions"), ("id", "versions"))
+    tid = _string(data["id"], f"{path}.id", TEMPLATE_ID_RE)
+    versions = []
+    for n, item in enumerate(_list(data["versions"], f"{path}.versions")):
+        vpath = f"{path}.versions[{n}]"
+        vdata = _object(item, vpath, ("number", "default", "data"), ("number",))
+        default = vdata.get("default", False)
+        if not isinstance(default, bool):
+            raise _fail(f"{vpath}.default", f"{default!r} is not a boolean")
+        versions.append(TemplateVersionSpec(
+            _int(vdata["number"], f"{vpath}.number", 1, 10**6), default,
+            _launch_attributes(vdata.get("data", {}), f"{vpath}.data", TEMPLATE_DATA_KEYS)))
+    if not versions:
+        raise _fail(f"{path}.versions", "must hold at least one version")
+    if len({v.number for v in versions}) != len(versions):
+        raise _fail(f"{path}.versions", "duplicate version numbers")
+    if sum(v.default for v in versions) > 1:
+        raise _fail(f"{path}.versions", "more than one default version")
+    if not any(v.default for v in versions):
+        first = versions[0]
+        versions[0] = TemplateVersionSpec(first.number, True, first.data)
+    return LaunchTemplateSpec(tid, _string(data.get("name", tid), f"{path}.name",
+                                           re.compile(r"^[A-Za-z][A-Za-z0-9._-]{1,127}$")),
+                              tuple(versions))
+
+
+def _provisioning(value: Any, path: str, region: str, instances: tuple[InstanceSpec, ...]
+                  ) -> ProvisioningSpec:
+    data = _object(value, path, PROVISIONING_KEYS)
+    boot = data.get("boot_s")
+    vswitches = tuple(_vswitch(v, f"{path}.vswitches[{n}]", region)
+                      for n, v in enumerate(_list(data.get("vswitches", []), f"{path}.vswitches")))
+    if len({v.id for v in vswitches}) != len(vswitches):
+        raise _fail(f"{path}.vswitches", "duplicate vSwitch ids")
+    types = tuple(_instance_type(t, f"{path}.instance_types[{n}]") for n, t in
+                  enumerate(_list(data.get("instance_types", []), f"{path}.instance_types")))
+    stock = tuple(_stock(s, f"{path}.stock[{n}]")
+                  for n, s in enumerate(_list(data.get("stock", []), f"{path}.stock")))
+    seen_offers: set[tuple[str, str, str]] = set()
+    for n, entry in enumerate(stock):
+        offer = (entry.instance_type, entry.zone, entry.spot_strategy)
+        if offer in seen_offers:
+            raise _fail(f"{path}.stock[{n}]", f"duplicate offering {offer}")
+        seen_offers.add(offer)
+    known = {i.id for i in instances}
+    vswitch_ids = {v.id for v in vswitches}
+    extras = []
+    raw = data.get("instances", {})
+    if not isinstance(raw, Mapping):
+        raise _fail(f"{path}.instances", "expected a mapping of instance id to attributes")
+    for iid, attrs in raw.items():
+        ipath = f"{path}.instances.{iid}"
+        if iid not in known:
+            raise _fail(ipath, "not an instance of the fleet")
+        parsed = _launch_attributes(attrs, ipath, LAUNCH_KEYS)
+        if parsed.vswitch_id is not None and parsed.vswitch_id not in vswitch_ids:
+            raise _fail(f"{ipath}.vswitch_id", f"{parsed.vswitch_id!r} is not a vSwitch of "
+                        "provisioning.vswitches")
+        extras.append((str(iid), parsed))
+    templates = tuple(_template(t, f"{path}.launch_templates[{n}]") for n, t in
+                      enumerate(_list(data.get("launch_templates", []),
+                                      f"{path}.launch_templates")))
+    if len({t.id for t in templates}) != len(templates):
+        raise _fail(f"{path}.launch_templates", "duplicate template ids")
+    return ProvisioningSpec(
+        boot_s=None if boot is None else _seconds(boot, f"{path}.boot_s", 0, 3600),
+        vswitches=vswitches,
+        security_groups=_strings_of(data.get("security_groups", []), f"{path}.security_groups",
+                                    SECURITY_GROUP_RE),
+        images=_strings_of(data.get("images", []), f"{path}.images"),
+        ram_roles=_strings_of(data.get("ram_roles", []), f"{path}.ram_roles", ROLE_RE),
+        instance_types=types,
+        stock=stock,
+        instances=tuple(extras),
+        launch_templates=templates,
     )

@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
-from tools.emulator.fleet import Fleet, GroupSpec, InstanceSpec, ServerSpec
+from tools.emulator.fleet import (
+    Fleet,
+    GroupSpec,
+    InstanceSpec,
+    LaunchAttributes,
+    ServerSpec,
+    StockSpec,
+    VSwitchSpec,
+)
+from tools.emulator.netlb import NetLbState
 
 __all__ = ["ApiError", "Instance", "LoadBalancer", "Member", "Scheduler", "ServerGroup", "World",
            "status_for"]
@@ -104,6 +113,10 @@ class Instance:
     expired_time: str
     auto_release_time: str
     gen: int = 0
+    # What DescribeInstances does not show (or shows only in part): provisioning.instances in
+    # the fleet file, or what RunInstances was given.
+    launch: LaunchAttributes = field(default_factory=LaunchAttributes)
+    spot_price_limit: float = 0.0
 
     @classmethod
     def from_spec(cls, spec: InstanceSpec) -> Instance:
@@ -279,6 +292,10 @@ class World:
                 self.groups[g.id] = ServerGroup.from_spec(g, lb.id, "vserver")
             for g in lb_spec.master_slave_groups:
                 self.groups[g.id] = ServerGroup.from_spec(g, lb.id, "master_slave")
+        # ALB / NLB server groups and their asynchronous jobs (tools/emulator/netlb.py).
+        self.albs = NetLbState("alb", fleet.albs, self.ip_and_zone, iso_seconds(time.time()))
+        self.nlbs = NetLbState("nlb", fleet.nlbs, self.ip_and_zone, iso_seconds(time.time()))
+        self._init_provisioning()
         # Fleet entries caught mid-transition finish it like real ones would.
         for inst in self.instances.values():
             if inst.status == "Starting":
@@ -328,8 +345,9 @@ class World:
         })
 
     def _later(self, inst: Instance, state: str, then: str | None = None,
-               then2: str | None = None, on_done: Callable[[Instance], None] | None = None
-               ) -> None:
+               then2: str | None = None, *,
+               on_done: Callable[[Instance], None] | None = None,
+               delay_s: float | None = None) -> None:
         """After start_delay_s, move ``inst`` to ``state`` unless something else moved it."""
         iid, gen = inst.id, inst.gen
 
@@ -342,9 +360,9 @@ class World:
                 if on_done is not None and then is None:
                     on_done(current)
                 if then is not None:
-                    self._later(current, then, then2, on_done=on_done)
+                    self._later(current, then, then2, on_done=on_done, delay_s=delay_s)
 
-        self.scheduler.call_later(self.start_delay_s, fire)
+        self.scheduler.call_later(self.start_delay_s if delay_s is None else delay_s, fire)
 
     # --- transitions (callers hold the lock and checked preconditions) ---------------------
 
@@ -390,6 +408,14 @@ class World:
             self._state_change(inst, "Pending")
             self._later(inst, "Starting", then="Running")
             return inst.id
+
+    def ip_and_zone(self, iid: str) -> tuple[str, str]:
+        """An instance's private IP and zone (released ones too); empty when unknown."""
+        inst = self.instances.get(iid)
+        if inst is not None:
+            return inst.private_ip, inst.zone
+        gone = self.released.get(iid)
+        return (str(gone["private_ip"]), str(gone["zone"])) if gone else ("", "")
 
     def require(self, iid: str) -> Instance:
         inst = self.instances.get(iid)
@@ -452,4 +478,92 @@ class World:
                 "trail": [{k: v for k, v in t.items() if not k.startswith("_")}
                           for t in self.trail],
                 "events": len(self.events),
+                **self.net_lb_state(),
             }
+
+    def net_lb_state(self) -> dict[str, Any]:
+        """ALB and NLB load balancers, server groups and jobs (due jobs settled first)."""
+        with self.lock:
+            now = self.now()
+            self.albs.settle(now)
+            self.nlbs.settle(now)
+            return {"albs": self.albs.snapshot(), "nlbs": self.nlbs.snapshot()}
+    # --- provisioning: RunInstances and its neighbours (issue 14) ---------------------------
+
+    def _init_provisioning(self) -> None:
+        spec = self.fleet.provisioning
+        self.vswitches: dict[str, VSwitchSpec] = {v.id: v for v in spec.vswitches}
+        # (instance type, zone, spot strategy) -> launches left and the answer once none is.
+        self.stock: dict[tuple[str, str, str], list[Any]] = {
+            (s.instance_type, s.zone, s.spot_strategy): [s.count, s.answer] for s in spec.stock
+        }
+        # ClientToken -> (fingerprint of the request, the instance ids it created).
+        self.client_tokens: dict[str, tuple[str, list[str]]] = {}
+        self.launched: list[dict[str, Any]] = []  # every RunInstances that created instances
+        self._launch_seq = itertools.count(1)
+        for iid, attrs in spec.instances:
+            self.instances[iid].launch = attrs
+
+    def vswitch_of(self, inst: Instance) -> str:
+        """The instance's vSwitch: the one it was given, else one of its VPC and zone in the
+        fleet, else a stand-in named after its VPC."""
+        if inst.launch.vswitch_id:
+            return inst.launch.vswitch_id
+        for vsw in self.vswitches.values():
+            if vsw.vpc_id == inst.vpc_id and vsw.zone == inst.zone:
+                return vsw.id
+        return "vsw-" + inst.vpc_id[4:]
+
+    def stock_left(self, instance_type: str, zone: str, spot_strategy: str) -> int | None:
+        """Launches left for the offering; None: unlimited (no stock entry)."""
+        found = self.stock.get((instance_type, zone, spot_strategy))
+        return None if found is None else int(found[0])
+
+    def stock_answer(self, instance_type: str, zone: str, spot_strategy: str) -> str:
+        found = self.stock.get((instance_type, zone, spot_strategy))
+        return StockSpec.answer if found is None else str(found[1])
+
+    def set_stock(self, instance_type: str, zone: str, spot_strategy: str, count: int | None,
+                  answer: str = "OperationDenied.NoStock") -> None:
+        """Control: change an offering's stock (None: unlimited again)."""
+        with self.lock:
+            key = (instance_type, zone, spot_strategy)
+            if count is None:
+                self.stock.pop(key, None)
+            else:
+                self.stock[key] = [count, answer]
+
+    def launch_instances(self, *, amount: int, instance_type: str, zone: str, vsw: VSwitchSpec,
+                         spot_strategy: str, spot_price_limit: float, image_id: str, name: str,
+                         tags: dict[str, str], attrs: LaunchAttributes,
+                         spot_interruption_behavior: str) -> list[str]:
+        """Create ``amount`` instances (callers hold the lock and checked stock): Pending, then
+        Starting and Running after the fleet's boot time, half each."""
+        boot = self.fleet.provisioning.boot_s
+        half = (self.start_delay_s if boot is None else boot) / 2
+        key = (instance_type, zone, spot_strategy)
+        if key in self.stock:
+            self.stock[key][0] = int(self.stock[key][0]) - amount
+        created = []
+        for _ in range(amount):
+            n = next(self._launch_seq)
+            iid = f"i-rpl{uuid.uuid4().hex[:17]}"
+            inst = Instance(
+                id=iid, name=name or iid, status="Pending", instance_type=instance_type,
+                zone=zone, spot_strategy=spot_strategy,
+                spot_interruption_behavior=spot_interruption_behavior,
+                stopped_mode="Not-applicable", charge_type="PostPaid", image_id=image_id,
+                tags=dict(tags), lock_reasons=[],
+                private_ip=f"{vsw.cidr_prefix}.{n % 250 + 2}", public_ip=None,
+                vpc_id=vsw.vpc_id, creation_time=iso_minutes(self.now()),
+                expired_time="2099-12-31T15:59Z", auto_release_time="", launch=attrs,
+                spot_price_limit=spot_price_limit,
+            )
+            self.instances[iid] = inst
+            self._state_change(inst, "Pending")
+            self._later(inst, "Starting", then="Running", delay_s=half)
+            created.append(iid)
+        self.launched.append({"instance_ids": list(created), "instance_type": instance_type,
+                              "zone": zone, "spot_strategy": spot_strategy,
+                              "at": self.now()})
+        return created
