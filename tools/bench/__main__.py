@@ -10,6 +10,8 @@ Sections (each printed as a table, all written to one JSON file):
   --markdown FILE / --readme: the figures as the README's tables (tools/bench/_readme.py)
   autostart  decision latency: event in -> StartInstance received by the emulator
   drain    the spot burst against deadlines, and the naive seed-doc handler (tools.bench_drain)
+  reliability  tools.reliability --full (--quick: the small size) on SQLite, and on PostgreSQL and
+           MariaDB when their test URLs are set: invariants, faults injected, deadline overrun
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from tools.envelopes import wrap
 REPO = Path(__file__).resolve().parent.parent.parent
 FLEET = REPO / "tools" / "fleets" / "demo.yaml"
 FIXTURES = REPO / "tests" / "fixtures" / "events"
-SECTIONS = ("cold", "warm", "bytecode", "store", "autostart", "drain")
+SECTIONS = ("cold", "warm", "bytecode", "store", "autostart", "drain", "reliability")
 WARM_UP = 20  # invocations before the warm clock starts
 
 
@@ -328,6 +330,29 @@ def bench_module(module: str, args: Sequence[str], workdir: Path) -> dict[str, A
     return data
 
 
+def bench_reliability(full: bool, workdir: Path) -> dict[str, Any]:
+    """tools.reliability on each store; a broken invariant is a result here, not a crash."""
+    results: dict[str, Any] = {}
+    for name, server in _databases(workdir).items():
+        url = f"sqlite:///{workdir / 'reliability.sqlite3'}" if name == "sqlite" else server
+        out = workdir / f"reliability-{name}.json"
+        cmd = [sys.executable, "-m", "tools.reliability", *(["--full"] if full else []), "--db", url,
+               "--reset", "--json", str(out)]
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800, check=False)
+        if not out.exists():
+            raise RuntimeError(f"tools.reliability on {name} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+        results[name] = json.loads(out.read_text())
+    return results
+
+
+def _reliability_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"db": name, "broken": [k for k, ok in r["invariants"].items() if not ok] or "none",
+             "events": r["events_emitted"], "deliveries": r["deliveries"], "retried": r["raised_and_retried"],
+             "killed": r["killed"], "mid_wait": r["killed_mid_wait"], "lost": r["answers_lost"],
+             "overrun_s": r["largest_deadline_overrun_s"], "seconds": r["seconds"]}
+            for name, r in results.items()]
+
+
 def bench_store(args: Sequence[str]) -> dict[str, Any]:
     """tools.bench_store prints its JSON on stdout (``--json`` is a flag there)."""
     data: dict[str, Any] = json.loads(_run([sys.executable, "-m", "tools.bench_store", *args, "--json"],
@@ -477,6 +502,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 size = ["--instances", "200", "--latency-ms", "50", "--drain-time-s", "60"]
                 results["drain"] = bench_module("tools.bench_drain", size, workdir)
                 print(json.dumps(results["drain"], indent=1)[:3000])
+            elif section == "reliability":
+                results["reliability"] = bench_reliability(not quick, workdir)
+                print(_table(_reliability_rows(results["reliability"]),
+                             ["db", "broken", "events", "deliveries", "retried", "killed", "mid_wait", "lost",
+                              "overrun_s", "seconds"]))
             print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
     results["total_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.json)
