@@ -1,15 +1,17 @@
-"""Test helpers: the one loader for fixtures."""
+"""Test helpers: the one loader for fixtures, and the SDK's way to the emulator."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:
-    import pytest
+    from alibabacloud_tea_openapi.models import Config
 
     from tools.emulator import Emulator
 
@@ -26,6 +28,25 @@ def event_bytes(rel: str) -> bytes:
 def expected_events() -> dict[str, list[dict[str, Any]]]:
     data: dict[str, list[dict[str, Any]]] = json.loads((EVENTS / "expected.json").read_text())
     return data
+
+
+def sdk_config(emu: Emulator, region: str = "cn-hangzhou", **options: Any) -> Config:
+    """A Tea SDK config that reaches the emulator, signed with its first credential."""
+    from alibabacloud_tea_openapi.models import Config
+
+    cred = emu.credentials[0]
+    return Config(endpoint=emu.endpoint, protocol="http", region_id=region,
+                  access_key_id=cred["access_key_id"], access_key_secret=cred["access_key_secret"],
+                  **options)
+
+
+def api_error(call: Callable[[], object]) -> Any:
+    """The TeaException ``call`` must raise."""
+    from Tea.exceptions import TeaException
+
+    with pytest.raises(TeaException) as info:
+        call()
+    return info.value
 
 
 @contextmanager

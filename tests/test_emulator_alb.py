@@ -8,19 +8,18 @@ the asynchronous jobs, ``Configuring`` conflicts, connection draining, per-call 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from alibabacloud_alb20200616 import models as A
 from alibabacloud_alb20200616.client import Client as Alb
-from alibabacloud_tea_openapi.models import Config
 from Tea.exceptions import TeaException
 
-from tests.helpers import FLEETS
-from tools.emulator import Emulator, load_fleet
-from tools.emulator.contract import Contract, ViolationKind, load_contract
+from tests.helpers import api_error, sdk_config
+from tests.lb_helpers import JOB_S, Case, check_documented_answer, lb_emulator, members
+from tools.emulator import Emulator
+from tools.emulator.contract import Contract, load_contract
 from tools.emulator.fleet import Fleet, FleetError
 
 SPOT = "i-bp1spot000000000001"
@@ -33,18 +32,6 @@ DRAIN = "sgp-bp1drain000000001"  # connection draining, 30 s
 PLAIN = "sgp-bp1plain000000001"
 ACK = "sgp-bp1ack0000000001"
 NO_GROUP = "sgp-bp1nothere000001"
-JOB_S = 0.2
-
-
-@dataclass(frozen=True)
-class Case:
-    """One SDK call: ``code`` None means it must succeed, else fail with that code."""
-
-    id: str
-    action: str
-    call: Callable[[Alb], Any]
-    code: str | None = None
-    setup: Callable[[Alb, Emulator], object] | None = None
 
 
 def _upd(sid: str = SPOT, port: int = 8080, weight: int = 0
@@ -90,7 +77,7 @@ def _replace_then_finish(c: Alb, e: Emulator) -> None:
     e.finish_lb_jobs()
 
 
-CASES: list[Case] = [
+CASES: list[Case[Alb]] = [
     Case("list-lbs", "ListLoadBalancers", lambda c: c.list_load_balancers(
         A.ListLoadBalancersRequest(load_balancer_ids=[ALB]))),
     Case("list-lbs-bad-token", "ListLoadBalancers", lambda c: c.list_load_balancers(
@@ -161,22 +148,15 @@ ALB_COVERED_OK = {("alb", c.action) for c in CASES if c.code is None}
 ALB_COVERED_ERROR = {("alb", c.action) for c in CASES if c.code is not None}
 
 
-def client(emu: Emulator) -> Alb:
-    cred = emu.credentials[0]
-    return Alb(Config(endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou",
-                      access_key_id=cred["access_key_id"],
-                      access_key_secret=cred["access_key_secret"]))
-
-
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as e:
+    with lb_emulator() as e:
         yield e
 
 
 @pytest.fixture
 def alb(emu: Emulator) -> Alb:
-    return client(emu)
+    return Alb(sdk_config(emu))
 
 
 @pytest.fixture(scope="module")
@@ -184,16 +164,9 @@ def contract() -> Contract:
     return load_contract()
 
 
-def api_error(call: Callable[[], object]) -> TeaException:
-    with pytest.raises(TeaException) as info:
-        call()
-    return info.value
-
-
 def servers(alb: Alb, group: str) -> dict[tuple[str, int], tuple[int, str]]:
-    body = alb.list_server_group_servers(A.ListServerGroupServersRequest(
-        server_group_id=group)).body
-    return {(s.server_id, s.port): (s.weight, s.status) for s in body.servers}
+    return members(alb.list_server_group_servers(A.ListServerGroupServersRequest(
+        server_group_id=group)).body)
 
 
 def group_status(alb: Alb, group: str) -> str:
@@ -211,29 +184,8 @@ def test_alb_action_answers_as_documented(case: Case, emu: Emulator, alb: Alb,
                                           contract: Contract) -> None:
     """GIVEN the setup WHEN the SDK calls the action THEN success or the documented error (with
     its documented HTTP status), and the raw body and the request conform to the contract."""
-    if case.setup is not None:
-        case.setup(alb, emu)
-    emu.clear_calls()
-    outcome: Any
-    try:
-        outcome = case.call(alb)
-    except TeaException as err:
-        outcome = err
-    (call,) = [c for c in emu.calls() if c.action == case.action]
-    assert call.body is not None and call.product == "alb"
-    if case.code is None:
-        assert not isinstance(outcome, TeaException), outcome
-        assert (call.status, call.code) == (200, None)
-        assert contract.check_response("alb", case.action, call.body) == []
-    else:
-        assert isinstance(outcome, TeaException)
-        assert (outcome.code, call.code) == (case.code, case.code)
-        assert call.status == outcome.data["statusCode"]
-        assert call.status in contract.statuses_of("alb", case.action, case.code)
-    # The cases past a documented maxItems send what the contract calls a bad request.
-    over = [ViolationKind.BAD_PARAM_VALUE] if case.id in OVER_MAX_ITEMS else []
-    assert [v.kind for v in contract.check_request("alb", case.action, call.params)] == over
-    assert emu.contract_violations() == []
+    check_documented_answer("alb", case, client=alb, emu=emu, contract=contract,
+                            over_max_items=OVER_MAX_ITEMS)
 
 
 def test_weight_write_is_a_job_that_holds_the_group(emu: Emulator, alb: Alb) -> None:
@@ -483,12 +435,8 @@ def test_control_endpoints_show_groups_and_finish_jobs(emu: Emulator, alb: Alb) 
 def test_product_requests_to_alb_are_checked_against_the_contract() -> None:
     """GIVEN a client with the product's User-Agent WHEN it sends a documented write and a list
     past the documented maxItems THEN only the second is a contract violation."""
-    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as emu:
-        cred = emu.credentials[0]
-        product = Alb(Config(endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou",
-                             user_agent="ecs-event-ops",
-                             access_key_id=cred["access_key_id"],
-                             access_key_secret=cred["access_key_secret"]))
+    with lb_emulator() as emu:
+        product = Alb(sdk_config(emu, user_agent="ecs-event-ops"))
         update(product, token="drain-x")
         assert emu.contract_violations() == []
         with pytest.raises(TeaException):

@@ -8,19 +8,16 @@ limits, ``ClientToken``, ``DryRun``, Ip groups and lookups by ServerIps across g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from alibabacloud_nlb20220430 import models as N
 from alibabacloud_nlb20220430.client import Client as Nlb
-from alibabacloud_tea_openapi.models import Config
-from Tea.exceptions import TeaException
 
-from tests.helpers import FLEETS
-from tools.emulator import Emulator, load_fleet
-from tools.emulator.contract import Contract, ViolationKind, load_contract
+from tests.helpers import api_error, sdk_config
+from tests.lb_helpers import JOB_S, Case, check_documented_answer, lb_emulator, members
+from tools.emulator import Emulator
+from tools.emulator.contract import Contract, load_contract
 
 SPOT = "i-bp1spot000000000001"
 SPOT_IP = "10.0.1.21"
@@ -31,18 +28,6 @@ NLB = "nlb-bp1edge00000000001"
 TCP = "sgp-bp1tcp0000000001"  # no draining
 BY_IP = "sgp-bp1ipgrp00000001"  # Ip group, draining 10 s
 NO_GROUP = "sgp-bp1nothere000001"
-JOB_S = 0.2
-
-
-@dataclass(frozen=True)
-class Case:
-    """One SDK call: ``code`` None means it must succeed, else fail with that code."""
-
-    id: str
-    action: str
-    call: Callable[[Nlb], Any]
-    code: str | None = None
-    setup: Callable[[Nlb, Emulator], object] | None = None
 
 
 def _upd(sid: str = SPOT, port: int | None = 443, weight: int = 0
@@ -82,7 +67,7 @@ def add(c: Nlb, group: str = TCP, *servers: N.AddServersToServerGroupRequestServ
         server_group_id=group, servers=list(servers) or [_add()], client_token=token)).body.job_id)
 
 
-CASES: list[Case] = [
+CASES: list[Case[Nlb]] = [
     Case("list-lbs", "ListLoadBalancers", lambda c: c.list_load_balancers(
         N.ListLoadBalancersRequest(load_balancer_ids=[NLB]))),
     Case("list-lbs-bad-token", "ListLoadBalancers", lambda c: c.list_load_balancers(
@@ -144,22 +129,15 @@ NLB_COVERED_OK = {("nlb", c.action) for c in CASES if c.code is None}
 NLB_COVERED_ERROR = {("nlb", c.action) for c in CASES if c.code is not None}
 
 
-def client(emu: Emulator) -> Nlb:
-    cred = emu.credentials[0]
-    return Nlb(Config(endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou",
-                      access_key_id=cred["access_key_id"],
-                      access_key_secret=cred["access_key_secret"]))
-
-
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as e:
+    with lb_emulator() as e:
         yield e
 
 
 @pytest.fixture
 def nlb(emu: Emulator) -> Nlb:
-    return client(emu)
+    return Nlb(sdk_config(emu))
 
 
 @pytest.fixture(scope="module")
@@ -167,16 +145,9 @@ def contract() -> Contract:
     return load_contract()
 
 
-def api_error(call: Callable[[], object]) -> TeaException:
-    with pytest.raises(TeaException) as info:
-        call()
-    return info.value
-
-
 def servers(nlb: Nlb, group: str) -> dict[tuple[str, int], tuple[int, str]]:
-    body = nlb.list_server_group_servers(N.ListServerGroupServersRequest(
-        server_group_id=group)).body
-    return {(s.server_id, s.port): (s.weight, s.status) for s in body.servers}
+    return members(nlb.list_server_group_servers(N.ListServerGroupServersRequest(
+        server_group_id=group)).body)
 
 
 def job_status(nlb: Nlb, job_id: str) -> str:
@@ -188,28 +159,8 @@ def test_nlb_action_answers_as_documented(case: Case, emu: Emulator, nlb: Nlb,
                                           contract: Contract) -> None:
     """GIVEN the setup WHEN the SDK calls the action THEN success or the documented error (with
     its documented HTTP status), and the raw body and the request conform to the contract."""
-    if case.setup is not None:
-        case.setup(nlb, emu)
-    emu.clear_calls()
-    outcome: Any
-    try:
-        outcome = case.call(nlb)
-    except TeaException as err:
-        outcome = err
-    (call,) = [c for c in emu.calls() if c.action == case.action]
-    assert call.body is not None and call.product == "nlb"
-    if case.code is None:
-        assert not isinstance(outcome, TeaException), outcome
-        assert (call.status, call.code) == (200, None)
-        assert contract.check_response("nlb", case.action, call.body) == []
-    else:
-        assert isinstance(outcome, TeaException)
-        assert (outcome.code, call.code) == (case.code, case.code)
-        assert call.status == outcome.data["statusCode"]
-        assert call.status in contract.statuses_of("nlb", case.action, case.code)
-    over = [ViolationKind.BAD_PARAM_VALUE] if case.id in OVER_MAX_ITEMS else []
-    assert [v.kind for v in contract.check_request("nlb", case.action, call.params)] == over
-    assert emu.contract_violations() == []
+    check_documented_answer("nlb", case, client=nlb, emu=emu, contract=contract,
+                            over_max_items=OVER_MAX_ITEMS)
 
 
 def test_weight_write_is_a_job_and_the_group_is_locked(emu: Emulator, nlb: Nlb) -> None:
