@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +15,8 @@ import pytest
 if TYPE_CHECKING:
     from alibabacloud_tea_openapi.models import Config
 
+    from shared.clients import Clients
+    from shared.settings import Settings
     from tools.emulator import Emulator
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -47,6 +51,32 @@ def api_error(call: Callable[[], object]) -> Any:
     with pytest.raises(TeaException) as info:
         call()
     return info.value
+
+
+def clients_for(emu: Emulator, settings: Settings) -> Clients:
+    """The functions' clients on ``settings``, signed with the emulator's first credential."""
+    from shared.clients import Clients, Credentials
+
+    cred = emu.credentials[0]
+    return Clients.from_settings(
+        settings, Credentials(cred["access_key_id"], cred["access_key_secret"]))
+
+
+class Killed(BaseException):
+    """The function instance dies here (nothing runs after it, the lease is not released)."""
+
+
+@dataclass
+class Time:
+    """Real time plus an offset; sleeping advances the offset only."""
+
+    offset_s: float = 0.0
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + timedelta(seconds=self.offset_s)
+
+    def sleep(self, seconds: float) -> None:
+        self.offset_s += seconds
 
 
 @contextmanager

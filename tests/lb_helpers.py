@@ -1,5 +1,5 @@
-"""What the emulator's ALB and NLB tests share: the lb fleet, a documented-answer case and its
-check against the contract."""
+"""What the ALB and NLB tests share: the lb fleet (tests/fixtures/fleets/lb.yaml) and its ids, a
+documented-answer case and its check against the contract."""
 
 from __future__ import annotations
 
@@ -8,14 +8,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import pytest
 from Tea.exceptions import TeaException
 
-from tests.helpers import FLEETS
+from tests.helpers import FLEETS, emulator_for
 from tools.emulator import Emulator, load_fleet
 from tools.emulator.contract import Contract, ViolationKind
 
 JOB_S = 0.2
 C = TypeVar("C")
+SPOT = "i-bp1spot000000000001"
+SPOT_IP = "10.0.1.21"
+WEB1 = "i-bp1web0000000000001"
+WEB2 = "i-bp1web0000000000002"
+ALB_DRAIN = "sgp-bp1drain000000001"  # connection draining, 30 s
+ALB_PLAIN = "sgp-bp1plain000000001"
+ALB_ACK = "sgp-bp1ack0000000001"  # managed by ACK (Kubernetes)
+NLB_TCP = "sgp-bp1tcp0000000001"  # no draining
+NLB_IP = "sgp-bp1ipgrp00000001"  # Ip group, draining 10 s
+GROUPS = (ALB_DRAIN, ALB_PLAIN, ALB_ACK, NLB_TCP, NLB_IP)
+Member = tuple[str, str, "int | None"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,21 @@ def lb_emulator() -> Iterator[Emulator]:
     """The emulator on tests/fixtures/fleets/lb.yaml, its load balancer jobs taking ``JOB_S``."""
     with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as e:
         yield e
+
+
+@contextmanager
+def lb_functions_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The lb fleet for the functions (signing environment set), its jobs quick and a 30 s
+    connection drain lasting 0.3 s."""
+    with emulator_for("lb.yaml", monkeypatch, start_delay_s=0.01, lb_job_s=0.05) as emulator:
+        emulator.set_lb_jobs(drain_scale=0.01)
+        yield emulator
+
+
+def groups(emu: Emulator) -> dict[Member, int]:
+    """(group, server, port) -> weight, every ALB and NLB group."""
+    return {(g, m["server_id"], m["port"]): m["weight"]
+            for g in GROUPS for m in emu.lb_group(g)["members"]}
 
 
 def members(body: Any) -> dict[tuple[str, int], tuple[int, str]]:

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from shared import log as shared_log
-from shared.clients import Clients, Credentials, TransientError
+from shared.clients import TransientError
 from shared.drain import DRAIN_KIND, Drainer, sweep_drains
 from shared.events import parse
 from shared.ledger import LeaseHeldError, drain_key
 from shared.settings import Settings
 from shared.store import Store, StoreError
-from tests.helpers import emulator_for
+from tests.helpers import clients_for, emulator_for
 from tests.http_receiver import HttpReceiver
 from tools.emulator import Emulator
 from tools.invoke import build_context, fc_environment, invoke_local, load_function
@@ -74,12 +74,6 @@ def db_url(tmp_path: Path) -> str:
 def settings_for(emu: Emulator, db_url: str, **overrides: Any) -> Settings:
     env = {f"ECS_EVENT_OPS_{k}": v for k, v in {"CLOUD_URL": emu.url, "DB_URL": db_url}.items()}
     return Settings.from_env({**FUNCTION_ENV, **env}, **overrides)
-
-
-def clients_for(emu: Emulator, settings: Settings) -> Clients:
-    cred = emu.credentials[0]
-    return Clients.from_settings(
-        settings, Credentials(cred["access_key_id"], cred["access_key_secret"]))
 
 
 def compact(moment: datetime) -> str:
