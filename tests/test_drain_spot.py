@@ -105,9 +105,11 @@ def as_eventbridge(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def invoke(emu: Emulator, db_url: str, body: Any, *, dry_run: bool = False,
-           env: dict[str, str] | None = None) -> dict[str, Any]:
+           env: dict[str, str] | None = None,
+           base_env: dict[str, str] = FUNCTION_ENV) -> dict[str, Any]:
+    """drain_spot's answer to ``body`` (its error raised), on ``base_env`` updated by ``env``."""
     result = invoke_local("drain_spot", json.dumps(body).encode(), cloud_url=emu.url,
-                          db_url=db_url, dry_run=dry_run, env={**FUNCTION_ENV, **(env or {})})
+                          db_url=db_url, dry_run=dry_run, env={**base_env, **(env or {})})
     if result.error is not None:
         raise result.error
     assert isinstance(result.value, dict)

@@ -31,9 +31,11 @@ from shared.settings import Settings
 from shared.store import Store
 from tests.helpers import FLEETS
 from tests.http_receiver import HttpReceiver
+from tests.test_drain_spot import as_eventbridge, notice
+from tests.test_drain_spot import invoke as drain_invoke
 from tools.emulator import Emulator, load_fleet
 from tools.emulator.fleet import StockSpec
-from tools.invoke import build_context, invoke_local, load_function
+from tools.invoke import build_context, load_function
 
 SPOT1 = "i-bp1spot000000000001"
 SPOT2 = "i-bp1spot000000000002"
@@ -89,33 +91,8 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'replace.sqlite3'}"
 
 
-def notice(emu: Emulator, iid: str = SPOT1) -> dict[str, Any]:
-    emu.interrupt_spot(iid)
-    payload = dict(emu.events()[-1])
-    assert payload["name"] == "Instance:PreemptibleInstanceInterruption"
-    return payload
-
-
-def as_eventbridge(payload: dict[str, Any]) -> dict[str, Any]:
-    event_time = datetime.strptime(payload["eventTime"], "%Y%m%dT%H%M%S.%f%z")
-    return {
-        "id": "eb-" + payload["id"], "source": "acs.ecs", "specversion": "1.0",
-        "type": "ecs:Instance:PreemptibleInstanceInterruption",
-        "subject": payload["resourceId"], "time": event_time.replace(microsecond=0).isoformat(),
-        "datacontenttype": "application/json;charset=utf-8",
-        "aliyunaccountid": payload["userId"], "aliyunregionid": payload["regionId"],
-        "aliyuneventbusname": "default", "data": payload["content"],
-    }
-
-
-def invoke(emu: Emulator, db_url: str, body: Any, *, dry_run: bool = False,
-           env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = invoke_local("drain_spot", json.dumps(body).encode(), cloud_url=emu.url,
-                          db_url=db_url, dry_run=dry_run, env={**FUNCTION_ENV, **(env or {})})
-    if result.error is not None:
-        raise result.error
-    assert isinstance(result.value, dict)
-    return result.value
+def invoke(emu: Emulator, db_url: str, body: Any, **options: Any) -> dict[str, Any]:
+    return drain_invoke(emu, db_url, body, base_env=FUNCTION_ENV, **options)
 
 
 def successors(emu: Emulator, iid: str) -> list[dict[str, Any]]:
