@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from shared import log as shared_log
-from shared.clients import Clients, Credentials
 from shared.events import parse
 from shared.ledger import LeaseHeldError, ReplaceStatus, replace_key
 from shared.replace.launcher import Replacer
@@ -29,7 +28,7 @@ from shared.replace.spec import stored_spec
 from shared.replace.sweep import sweep_replacements
 from shared.settings import Settings
 from shared.store import Store
-from tests.helpers import FLEETS
+from tests.helpers import FLEETS, clients_for
 from tests.http_receiver import HttpReceiver
 from tests.test_drain_spot import as_eventbridge, notice
 from tests.test_drain_spot import invoke as drain_invoke
@@ -106,12 +105,6 @@ def launches(emu: Emulator) -> list[dict[str, Any]]:
 def settings_for(emu: Emulator, db_url: str, **overrides: Any) -> Settings:
     env = {"ECS_EVENT_OPS_CLOUD_URL": emu.url, "ECS_EVENT_OPS_DB_URL": db_url}
     return Settings.from_env({**FUNCTION_ENV, **env}, **overrides)
-
-
-def clients_for(emu: Emulator, settings: Settings) -> Clients:
-    cred = emu.credentials[0]
-    return Clients.from_settings(settings, Credentials(cred["access_key_id"],
-                                                       cred["access_key_secret"]))
 
 
 # --- the launch --------------------------------------------------------------------------------
@@ -317,11 +310,9 @@ class Crash(Exception):
     pass
 
 
-def test_a_crash_between_run_instances_and_its_record_resumes_without_a_second_launch(
-    emu: Emulator, db_url: str
-) -> None:
-    """Killed with the successor launched but not recorded: the taker (lease expired) finds
-    it by tag, or gets it again through the recorded candidate's ClientToken."""
+def crash_after_launch(emu: Emulator, db_url: str) -> tuple[Store, Settings, Any]:
+    """A replacement killed with its successor launched but not recorded: the store, the
+    settings and the event to resume with."""
     settings = settings_for(emu, db_url)
     store = Store(db_url)
     store.ping()
@@ -333,6 +324,15 @@ def test_a_crash_between_run_instances_and_its_record_resumes_without_a_second_l
 
     with pytest.raises(Crash):
         Replacer(store, clients_for(emu, settings), settings, hook=die).replace(event)
+    return store, settings, event
+
+
+def test_a_crash_between_run_instances_and_its_record_resumes_without_a_second_launch(
+    emu: Emulator, db_url: str
+) -> None:
+    """Killed with the successor launched but not recorded: the taker (lease expired) finds
+    it by tag, or gets it again through the recorded candidate's ClientToken."""
+    store, settings, event = crash_after_launch(emu, db_url)
     assert store.ledger_get(replace_key(SPOT1)).status == "launching"  # type: ignore[union-attr]
     assert len(launches(emu)) == 1
     # WHEN a copy arrives while the lease is live: the platform retries it
@@ -353,17 +353,7 @@ def test_a_taker_that_cannot_see_the_successor_yet_gets_it_back_by_client_token(
 ) -> None:
     """The tag lookup misses the successor (eventual consistency): the recorded candidate is
     sent again with its token, and ECS answers the instance it launched."""
-    settings = settings_for(emu, db_url)
-    store = Store(db_url)
-    store.ping()
-    event = parse(json.dumps(notice(emu)).encode()).events[0]
-
-    def die(point: str, run: Any) -> None:
-        if point == "launched":
-            raise Crash(point)
-
-    with pytest.raises(Crash):
-        Replacer(store, clients_for(emu, settings), settings, hook=die).replace(event)
+    store, settings, event = crash_after_launch(emu, db_url)
     later = datetime.now(timezone.utc) + timedelta(seconds=300)
     taker = Replacer(store, clients_for(emu, settings), settings, clock=lambda: later)
     taker._successor = lambda clients, iid: None  # type: ignore[method-assign]
