@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -30,7 +29,7 @@ from shared.settings import Settings
 from shared.store import Store
 from tests.helpers import FLEETS, clients_for
 from tests.http_receiver import HttpReceiver
-from tests.test_drain_spot import as_eventbridge, notice
+from tests.test_drain_spot import as_eventbridge, notice, race
 from tests.test_drain_spot import invoke as drain_invoke
 from tools.emulator import Emulator, load_fleet
 from tools.emulator.fleet import StockSpec
@@ -192,22 +191,7 @@ def test_concurrent_copies_of_one_notice_launch_one_successor(
     Store(db_url).ping()
     payload = notice(emu)
     bodies = [json.dumps(payload).encode(), json.dumps(as_eventbridge(payload)).encode()]
-    results: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2)
-
-    def run(body: bytes) -> None:
-        barrier.wait()
-        try:
-            results.append(handler(body, build_context("drain_spot", "python3.10", env)))
-        except LeaseHeldError as err:
-            errors.append(err)
-
-    threads = [threading.Thread(target=run, args=(b,)) for b in bodies]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
+    results, errors = race(handler, bodies, env, 20)
     # THEN one launch; every invocation either answered or asked the platform to retry
     assert len(results) + len(errors) == 2
     assert len(successors(emu, SPOT1)) == 1
