@@ -41,6 +41,14 @@ class Case(Generic[C]):
     setup: Callable[[C, Emulator], object] | None = None
 
 
+def covered(product: str, cases: Iterable[Case[Any]]) -> tuple[set[tuple[str, str]], ...]:
+    """The (product, action) pairs ``cases`` drive to a success, and to an error (read by
+    tests/test_conformance.py's coverage check)."""
+    cases = list(cases)
+    return ({(product, c.action) for c in cases if c.code is None},
+            {(product, c.action) for c in cases if c.code is not None})
+
+
 @contextmanager
 def lb_emulator() -> Iterator[Emulator]:
     """The emulator on tests/fixtures/fleets/lb.yaml, its load balancer jobs taking ``JOB_S``."""

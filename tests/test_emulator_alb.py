@@ -27,6 +27,7 @@ from tests.lb_helpers import (
     WEB2,
     Case,
     check_documented_answer,
+    covered,
     lb_emulator,
     members,
 )
@@ -150,8 +151,7 @@ CASES: list[Case[Alb]] = [
 ]
 OVER_MAX_ITEMS = {"list-servers-21-ids", "list-jobs-11-ids"}
 # Read by tests/test_conformance.py's coverage check: the ALB actions covered here.
-ALB_COVERED_OK = {("alb", c.action) for c in CASES if c.code is None}
-ALB_COVERED_ERROR = {("alb", c.action) for c in CASES if c.code is not None}
+ALB_COVERED_OK, ALB_COVERED_ERROR = covered("alb", CASES)
 
 
 @pytest.fixture
