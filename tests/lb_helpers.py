@@ -13,7 +13,7 @@ from Tea.exceptions import TeaException
 
 from tests.helpers import FLEETS, emulator_for
 from tools.emulator import Emulator, load_fleet
-from tools.emulator.contract import Contract, ViolationKind
+from tools.emulator.contract import Contract, ViolationKind, load_contract
 
 JOB_S = 0.2
 C = TypeVar("C")
@@ -54,6 +54,18 @@ def lb_emulator() -> Iterator[Emulator]:
     """The emulator on tests/fixtures/fleets/lb.yaml, its load balancer jobs taking ``JOB_S``."""
     with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as e:
         yield e
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    """A fixture for the SDK-level tests: :func:`lb_emulator`."""
+    with lb_emulator() as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def contract() -> Contract:
+    return load_contract()
 
 
 @contextmanager

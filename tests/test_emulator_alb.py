@@ -8,7 +8,6 @@ the asynchronous jobs, ``Configuring`` conflicts, connection draining, per-call 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,13 +26,17 @@ from tests.lb_helpers import (
     WEB2,
     Case,
     check_documented_answer,
+    contract,
     covered,
+    emu,
     lb_emulator,
     members,
 )
 from tools.emulator import Emulator
-from tools.emulator.contract import Contract, load_contract
+from tools.emulator.contract import Contract
 from tools.emulator.fleet import Fleet, FleetError
+
+__all__ = ["contract", "emu"]  # the fixtures, imported for pytest
 
 NEW = "i-bp1new0000000000001"
 ABSENT = "i-bp1zzzzzzzzzzzzzzzz9"
@@ -155,19 +158,8 @@ ALB_COVERED_OK, ALB_COVERED_ERROR = covered("alb", CASES)
 
 
 @pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with lb_emulator() as e:
-        yield e
-
-
-@pytest.fixture
 def alb(emu: Emulator) -> Alb:
     return Alb(sdk_config(emu))
-
-
-@pytest.fixture(scope="module")
-def contract() -> Contract:
-    return load_contract()
 
 
 def servers(alb: Alb, group: str) -> dict[tuple[str, int], tuple[int, str]]:

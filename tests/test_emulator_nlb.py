@@ -8,8 +8,6 @@ limits, ``ClientToken``, ``DryRun``, Ip groups and lookups by ServerIps across g
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from alibabacloud_nlb20220430 import models as N
 from alibabacloud_nlb20220430.client import Client as Nlb
@@ -24,12 +22,15 @@ from tests.lb_helpers import (
     WEB2,
     Case,
     check_documented_answer,
+    contract,
     covered,
-    lb_emulator,
+    emu,
     members,
 )
 from tools.emulator import Emulator
-from tools.emulator.contract import Contract, load_contract
+from tools.emulator.contract import Contract
+
+__all__ = ["contract", "emu"]  # the fixtures, imported for pytest
 
 NEW = "i-bp1new0000000000001"
 ABSENT = "i-bp1zzzzzzzzzzzzzzzz9"
@@ -136,19 +137,8 @@ NLB_COVERED_OK, NLB_COVERED_ERROR = covered("nlb", CASES)
 
 
 @pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with lb_emulator() as e:
-        yield e
-
-
-@pytest.fixture
 def nlb(emu: Emulator) -> Nlb:
     return Nlb(sdk_config(emu))
-
-
-@pytest.fixture(scope="module")
-def contract() -> Contract:
-    return load_contract()
 
 
 def servers(nlb: Nlb, group: str) -> dict[tuple[str, int], tuple[int, str]]:
