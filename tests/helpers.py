@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +62,22 @@ def clients_for(emu: Emulator, settings: Settings) -> Clients:
     cred = emu.credentials[0]
     return Clients.from_settings(
         settings, Credentials(cred["access_key_id"], cred["access_key_secret"]))
+
+
+@contextmanager
+def json_log() -> Iterator[io.StringIO]:
+    """The project's log lines, as its JSON formatter writes them, while the block runs."""
+    from shared.log import JsonFormatter
+
+    stream = io.StringIO()
+    capture = logging.StreamHandler(stream)
+    capture.setFormatter(JsonFormatter())
+    root = logging.getLogger("ecs_event_ops")
+    root.addHandler(capture)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(capture)
 
 
 class Killed(BaseException):

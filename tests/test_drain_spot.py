@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -13,14 +11,13 @@ from typing import Any
 
 import pytest
 
-from shared import log as shared_log
 from shared.clients import TransientError
 from shared.drain import DRAIN_KIND, Drainer, sweep_drains
 from shared.events import parse
 from shared.ledger import LeaseHeldError, drain_key
 from shared.settings import Settings
 from shared.store import Store, StoreError
-from tests.helpers import clients_for, emulator_for
+from tests.helpers import clients_for, emulator_for, json_log
 from tests.http_receiver import HttpReceiver
 from tools.emulator import Emulator
 from tools.invoke import build_context, fc_environment, invoke_local, load_function
@@ -236,17 +233,10 @@ def test_drain_records_metrics_in_log_and_ledger(emu: Emulator, db_url: str) -> 
     """notice_to_removed_s and missed_deadline appear in the 'drain finished' log line and in
     the ledger entry's data, next to the memberships with their original weights."""
     # GIVEN a JSON log capture next to the configured handler
-    stream = io.StringIO()
-    capture = logging.StreamHandler(stream)
-    capture.setFormatter(shared_log.JsonFormatter())
-    root = logging.getLogger("ecs_event_ops")
-    root.addHandler(capture)
-    try:
+    with json_log() as stream:
         # WHEN a notice is drained
         body = notice(emu)
         invoke(emu, db_url, body)
-    finally:
-        root.removeHandler(capture)
     # THEN the log has the metrics
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     (finished,) = [x for x in lines if x["message"] == "drain finished"]

@@ -7,9 +7,7 @@ Auto Scaling and ACK; tmpl-1 from a launch template; ecs.g7.large spot sold out 
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -18,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from shared import log as shared_log
 from shared.events import parse
 from shared.ledger import LeaseHeldError, ReplaceStatus, replace_key
 from shared.replace.launcher import Replacer
@@ -27,7 +24,7 @@ from shared.replace.spec import stored_spec
 from shared.replace.sweep import sweep_replacements
 from shared.settings import Settings
 from shared.store import Store
-from tests.helpers import FLEETS, clients_for
+from tests.helpers import FLEETS, clients_for, json_log
 from tests.http_receiver import HttpReceiver
 from tests.test_drain_spot import as_eventbridge, notice, race
 from tests.test_drain_spot import invoke as drain_invoke
@@ -148,15 +145,8 @@ def test_opted_in_instance_gets_its_successor_in_the_next_zone_after_a_stock_out
 
 def test_user_data_is_never_logged(emu: Emulator, db_url: str) -> None:
     """The user data (it may hold secrets) reaches RunInstances and the store, not the logs."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(shared_log.JsonFormatter())
-    root = logging.getLogger("ecs_event_ops")
-    root.addHandler(handler)
-    try:
+    with json_log() as stream:
         invoke(emu, db_url, notice(emu))
-    finally:
-        root.removeHandler(handler)
     text = stream.getvalue()
     assert "launch spec captured" in text
     assert USER_DATA not in text and "hunter2" not in text
