@@ -20,14 +20,12 @@ from shared.settings import Settings
 from shared.spot.deadline import FINISH_LATENESS_S
 from shared.spot.finish import finish_due
 from shared.store import Store
+from tests.helpers import Killed, Time, clients_for
 from tests.test_drain_spot_crash import (
     ENV,
     KEY,
     SPOT,
-    Killed,
     Sent,
-    Time,
-    clients_for,
     drained,
     emu,
     groups,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -13,14 +11,13 @@ from typing import Any
 
 import pytest
 
-from shared import log as shared_log
-from shared.clients import Clients, Credentials, TransientError
+from shared.clients import TransientError
 from shared.drain import DRAIN_KIND, Drainer, sweep_drains
 from shared.events import parse
 from shared.ledger import LeaseHeldError, drain_key
 from shared.settings import Settings
 from shared.store import Store, StoreError
-from tests.helpers import emulator_for
+from tests.helpers import clients_for, emulator_for, json_log
 from tests.http_receiver import HttpReceiver
 from tools.emulator import Emulator
 from tools.invoke import build_context, fc_environment, invoke_local, load_function
@@ -76,12 +73,6 @@ def settings_for(emu: Emulator, db_url: str, **overrides: Any) -> Settings:
     return Settings.from_env({**FUNCTION_ENV, **env}, **overrides)
 
 
-def clients_for(emu: Emulator, settings: Settings) -> Clients:
-    cred = emu.credentials[0]
-    return Clients.from_settings(
-        settings, Credentials(cred["access_key_id"], cred["access_key_secret"]))
-
-
 def compact(moment: datetime) -> str:
     local = moment.astimezone(CST)
     return local.strftime("%Y%m%dT%H%M%S.") + f"{local.microsecond // 1000:03d}+0800"
@@ -111,9 +102,11 @@ def as_eventbridge(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def invoke(emu: Emulator, db_url: str, body: Any, *, dry_run: bool = False,
-           env: dict[str, str] | None = None) -> dict[str, Any]:
+           env: dict[str, str] | None = None,
+           base_env: dict[str, str] = FUNCTION_ENV) -> dict[str, Any]:
+    """drain_spot's answer to ``body`` (its error raised), on ``base_env`` updated by ``env``."""
     result = invoke_local("drain_spot", json.dumps(body).encode(), cloud_url=emu.url,
-                          db_url=db_url, dry_run=dry_run, env={**FUNCTION_ENV, **(env or {})})
+                          db_url=db_url, dry_run=dry_run, env={**base_env, **(env or {})})
     if result.error is not None:
         raise result.error
     assert isinstance(result.value, dict)
@@ -240,17 +233,10 @@ def test_drain_records_metrics_in_log_and_ledger(emu: Emulator, db_url: str) -> 
     """notice_to_removed_s and missed_deadline appear in the 'drain finished' log line and in
     the ledger entry's data, next to the memberships with their original weights."""
     # GIVEN a JSON log capture next to the configured handler
-    stream = io.StringIO()
-    capture = logging.StreamHandler(stream)
-    capture.setFormatter(shared_log.JsonFormatter())
-    root = logging.getLogger("ecs_event_ops")
-    root.addHandler(capture)
-    try:
+    with json_log() as stream:
         # WHEN a notice is drained
         body = notice(emu)
         invoke(emu, db_url, body)
-    finally:
-        root.removeHandler(capture)
     # THEN the log has the metrics
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     (finished,) = [x for x in lines if x["message"] == "drain finished"]
@@ -313,6 +299,29 @@ def test_one_notice_through_two_envelopes_in_one_batch_is_one_drain(
         + ["RemoveBackendServers"] + ["RemoveVServerGroupBackendServers"] * 3)
 
 
+def race(handler: Any, bodies: list[bytes], env: dict[str, str], join_s: float
+         ) -> tuple[list[dict[str, Any]], list[BaseException]]:
+    """Each body to ``handler`` in its own thread, started together: the answers, and the
+    LeaseHeldErrors raised (the platform retries those)."""
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(bodies))
+
+    def run(body: bytes) -> None:
+        barrier.wait()
+        try:
+            results.append(handler(body, build_context("drain_spot", "python3.10", env)))
+        except LeaseHeldError as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(join_s)
+    return results, errors
+
+
 def test_concurrent_invocations_drain_once(
     emu: Emulator, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -328,23 +337,8 @@ def test_concurrent_invocations_drain_once(
     payload = notice(emu)
     body = json.dumps(payload).encode()
     bodies = [body, json.dumps(as_eventbridge(payload)).encode()]  # two envelopes of one notice
-    results: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2)
-
-    def run(body: bytes) -> None:
-        barrier.wait()
-        try:
-            results.append(handler(body, build_context("drain_spot", "python3.10", env)))
-        except LeaseHeldError as err:
-            errors.append(err)
-
     # WHEN both run concurrently
-    threads = [threading.Thread(target=run, args=(b,)) for b in bodies]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    results, errors = race(handler, bodies, env, 10)
     # THEN the work was done once
     assert [r["drains"][0]["outcome"] for r in results] == ["drained"]
     assert [type(e) for e in errors] == [LeaseHeldError]

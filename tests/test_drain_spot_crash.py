@@ -14,20 +14,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.clients import Clients, Credentials
 from shared.drain import Drainer, StepName, sweep_drains
 from shared.events import parse
 from shared.ledger import LeaseHeldError, drain_key
 from shared.settings import Settings
 from shared.store import Store
-from tests.helpers import emulator_for
+from tests.helpers import Killed, Time, clients_for, emulator_for
 from tools.emulator import Emulator
 
 SPOT = "i-bp1spot000000000001"
@@ -38,23 +36,6 @@ POINTS = [(step, point) for step in (StepName.FIND, StepName.WEIGHT0, StepName.W
           for point in ("before", "acted", "after")]
 ENV = {"ECS_EVENT_OPS_DRAIN_TIME_S": "20", "ECS_EVENT_OPS_LB_TAG": "app=web",
        "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.01", "ECS_EVENT_OPS_API_BACKOFF_MAX_S": "0.05"}
-
-
-class Killed(BaseException):
-    """The function instance dies here (nothing runs after it, the lease is not released)."""
-
-
-@dataclass
-class Time:
-    """Real time plus an offset; sleeping advances the offset only."""
-
-    offset_s: float = 0.0
-
-    def __call__(self) -> datetime:
-        return datetime.now(timezone.utc) + timedelta(seconds=self.offset_s)
-
-    def sleep(self, seconds: float) -> None:
-        self.offset_s += seconds
 
 
 class Sent(list[Any]):
@@ -80,12 +61,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def settings_for(emu: Emulator, store: Store) -> Settings:
     return Settings.from_env({**ENV, "ECS_EVENT_OPS_CLOUD_URL": emu.url,
                               "ECS_EVENT_OPS_DB_URL": store.url})
-
-
-def clients_for(emu: Emulator, settings: Settings) -> Clients:
-    cred = emu.credentials[0]
-    return Clients.from_settings(
-        settings, Credentials(cred["access_key_id"], cred["access_key_secret"]))
 
 
 def groups(emu: Emulator) -> dict[tuple[str, str, str, int | None], int]:

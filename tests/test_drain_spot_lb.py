@@ -8,60 +8,43 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.clients import Clients, Credentials
 from shared.drain import Drainer, StepName, sweep_drains
 from shared.events import parse
 from shared.ledger import LeaseHeldError, drain_key
 from shared.settings import Settings
 from shared.store import Store
-from tests.helpers import emulator_for
+from tests.helpers import Killed, Time, clients_for
+from tests.lb_helpers import (
+    ALB_ACK,
+    ALB_DRAIN,
+    ALB_PLAIN,
+    NLB_IP,
+    NLB_TCP,
+    SPOT,
+    SPOT_IP,
+    WEB1,
+    Member,
+    groups,
+    lb_functions_emulator,
+)
 from tools.emulator import Emulator
 from tools.invoke import invoke_local, load_function
 
-SPOT = "i-bp1spot000000000001"
-SPOT_IP = "10.0.1.21"
-WEB1 = "i-bp1web0000000000001"
-ALB_DRAIN = "sgp-bp1drain000000001"
-ALB_PLAIN = "sgp-bp1plain000000001"
-ALB_ACK = "sgp-bp1ack0000000001"
-NLB_TCP = "sgp-bp1tcp0000000001"
-NLB_IP = "sgp-bp1ipgrp00000001"
-GROUPS = (ALB_DRAIN, ALB_PLAIN, ALB_ACK, NLB_TCP, NLB_IP)
 NATIVE = {ALB_DRAIN, NLB_IP}
 KEY = drain_key(SPOT, 1)
 ENV = {"ECS_EVENT_OPS_DRAIN_TIME_S": "20", "ECS_EVENT_OPS_LB_PRODUCTS": "alb,nlb",
        "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.01", "ECS_EVENT_OPS_API_BACKOFF_MAX_S": "0.05"}
-Member = tuple[str, str, "int | None"]
-
-
-class Killed(BaseException):
-    """The function instance dies here (nothing runs after it, the lease is not released)."""
-
-
-@dataclass
-class Time:
-    """Real time plus an offset; sleeping advances the offset only."""
-
-    offset_s: float = 0.0
-
-    def __call__(self) -> datetime:
-        return datetime.now(timezone.utc) + timedelta(seconds=self.offset_s)
-
-    def sleep(self, seconds: float) -> None:
-        self.offset_s += seconds
 
 
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with emulator_for("lb.yaml", monkeypatch, start_delay_s=0.01, lb_job_s=0.05) as emulator:
-        emulator.set_lb_jobs(drain_scale=0.01)  # a 30 s connection drain lasts 0.3 s
+    with lb_functions_emulator(monkeypatch) as emulator:
         yield emulator
 
 
@@ -75,18 +58,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def settings_for(emu: Emulator, store: Store, **env: str) -> Settings:
     return Settings.from_env({**ENV, "ECS_EVENT_OPS_CLOUD_URL": emu.url,
                               "ECS_EVENT_OPS_DB_URL": store.url, **env})
-
-
-def clients_for(emu: Emulator, settings: Settings) -> Clients:
-    cred = emu.credentials[0]
-    return Clients.from_settings(
-        settings, Credentials(cred["access_key_id"], cred["access_key_secret"]))
-
-
-def groups(emu: Emulator) -> dict[Member, int]:
-    """(group, server, port) -> weight, every ALB and NLB group."""
-    return {(g, m["server_id"], m["port"]): m["weight"]
-            for g in GROUPS for m in emu.lb_group(g)["members"]}
 
 
 def drained(before: dict[Member, int]) -> dict[Member, int]:

@@ -7,10 +7,7 @@ Auto Scaling and ACK; tmpl-1 from a launch template; ecs.g7.large spot sold out 
 
 from __future__ import annotations
 
-import io
 import json
-import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -19,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from shared import log as shared_log
-from shared.clients import Clients, Credentials
 from shared.events import parse
 from shared.ledger import LeaseHeldError, ReplaceStatus, replace_key
 from shared.replace.launcher import Replacer
@@ -29,11 +24,13 @@ from shared.replace.spec import stored_spec
 from shared.replace.sweep import sweep_replacements
 from shared.settings import Settings
 from shared.store import Store
-from tests.helpers import FLEETS
+from tests.helpers import FLEETS, clients_for, json_log
 from tests.http_receiver import HttpReceiver
+from tests.test_drain_spot import as_eventbridge, notice, race
+from tests.test_drain_spot import invoke as drain_invoke
 from tools.emulator import Emulator, load_fleet
 from tools.emulator.fleet import StockSpec
-from tools.invoke import build_context, invoke_local, load_function
+from tools.invoke import build_context, load_function
 
 SPOT1 = "i-bp1spot000000000001"
 SPOT2 = "i-bp1spot000000000002"
@@ -89,33 +86,8 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'replace.sqlite3'}"
 
 
-def notice(emu: Emulator, iid: str = SPOT1) -> dict[str, Any]:
-    emu.interrupt_spot(iid)
-    payload = dict(emu.events()[-1])
-    assert payload["name"] == "Instance:PreemptibleInstanceInterruption"
-    return payload
-
-
-def as_eventbridge(payload: dict[str, Any]) -> dict[str, Any]:
-    event_time = datetime.strptime(payload["eventTime"], "%Y%m%dT%H%M%S.%f%z")
-    return {
-        "id": "eb-" + payload["id"], "source": "acs.ecs", "specversion": "1.0",
-        "type": "ecs:Instance:PreemptibleInstanceInterruption",
-        "subject": payload["resourceId"], "time": event_time.replace(microsecond=0).isoformat(),
-        "datacontenttype": "application/json;charset=utf-8",
-        "aliyunaccountid": payload["userId"], "aliyunregionid": payload["regionId"],
-        "aliyuneventbusname": "default", "data": payload["content"],
-    }
-
-
-def invoke(emu: Emulator, db_url: str, body: Any, *, dry_run: bool = False,
-           env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = invoke_local("drain_spot", json.dumps(body).encode(), cloud_url=emu.url,
-                          db_url=db_url, dry_run=dry_run, env={**FUNCTION_ENV, **(env or {})})
-    if result.error is not None:
-        raise result.error
-    assert isinstance(result.value, dict)
-    return result.value
+def invoke(emu: Emulator, db_url: str, body: Any, **options: Any) -> dict[str, Any]:
+    return drain_invoke(emu, db_url, body, base_env=FUNCTION_ENV, **options)
 
 
 def successors(emu: Emulator, iid: str) -> list[dict[str, Any]]:
@@ -129,12 +101,6 @@ def launches(emu: Emulator) -> list[dict[str, Any]]:
 def settings_for(emu: Emulator, db_url: str, **overrides: Any) -> Settings:
     env = {"ECS_EVENT_OPS_CLOUD_URL": emu.url, "ECS_EVENT_OPS_DB_URL": db_url}
     return Settings.from_env({**FUNCTION_ENV, **env}, **overrides)
-
-
-def clients_for(emu: Emulator, settings: Settings) -> Clients:
-    cred = emu.credentials[0]
-    return Clients.from_settings(settings, Credentials(cred["access_key_id"],
-                                                       cred["access_key_secret"]))
 
 
 # --- the launch --------------------------------------------------------------------------------
@@ -179,15 +145,8 @@ def test_opted_in_instance_gets_its_successor_in_the_next_zone_after_a_stock_out
 
 def test_user_data_is_never_logged(emu: Emulator, db_url: str) -> None:
     """The user data (it may hold secrets) reaches RunInstances and the store, not the logs."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(shared_log.JsonFormatter())
-    root = logging.getLogger("ecs_event_ops")
-    root.addHandler(handler)
-    try:
+    with json_log() as stream:
         invoke(emu, db_url, notice(emu))
-    finally:
-        root.removeHandler(handler)
     text = stream.getvalue()
     assert "launch spec captured" in text
     assert USER_DATA not in text and "hunter2" not in text
@@ -222,22 +181,7 @@ def test_concurrent_copies_of_one_notice_launch_one_successor(
     Store(db_url).ping()
     payload = notice(emu)
     bodies = [json.dumps(payload).encode(), json.dumps(as_eventbridge(payload)).encode()]
-    results: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2)
-
-    def run(body: bytes) -> None:
-        barrier.wait()
-        try:
-            results.append(handler(body, build_context("drain_spot", "python3.10", env)))
-        except LeaseHeldError as err:
-            errors.append(err)
-
-    threads = [threading.Thread(target=run, args=(b,)) for b in bodies]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
+    results, errors = race(handler, bodies, env, 20)
     # THEN one launch; every invocation either answered or asked the platform to retry
     assert len(results) + len(errors) == 2
     assert len(successors(emu, SPOT1)) == 1
@@ -340,11 +284,9 @@ class Crash(Exception):
     pass
 
 
-def test_a_crash_between_run_instances_and_its_record_resumes_without_a_second_launch(
-    emu: Emulator, db_url: str
-) -> None:
-    """Killed with the successor launched but not recorded: the taker (lease expired) finds
-    it by tag, or gets it again through the recorded candidate's ClientToken."""
+def crash_after_launch(emu: Emulator, db_url: str) -> tuple[Store, Settings, Any]:
+    """A replacement killed with its successor launched but not recorded: the store, the
+    settings and the event to resume with."""
     settings = settings_for(emu, db_url)
     store = Store(db_url)
     store.ping()
@@ -356,6 +298,15 @@ def test_a_crash_between_run_instances_and_its_record_resumes_without_a_second_l
 
     with pytest.raises(Crash):
         Replacer(store, clients_for(emu, settings), settings, hook=die).replace(event)
+    return store, settings, event
+
+
+def test_a_crash_between_run_instances_and_its_record_resumes_without_a_second_launch(
+    emu: Emulator, db_url: str
+) -> None:
+    """Killed with the successor launched but not recorded: the taker (lease expired) finds
+    it by tag, or gets it again through the recorded candidate's ClientToken."""
+    store, settings, event = crash_after_launch(emu, db_url)
     assert store.ledger_get(replace_key(SPOT1)).status == "launching"  # type: ignore[union-attr]
     assert len(launches(emu)) == 1
     # WHEN a copy arrives while the lease is live: the platform retries it
@@ -376,17 +327,7 @@ def test_a_taker_that_cannot_see_the_successor_yet_gets_it_back_by_client_token(
 ) -> None:
     """The tag lookup misses the successor (eventual consistency): the recorded candidate is
     sent again with its token, and ECS answers the instance it launched."""
-    settings = settings_for(emu, db_url)
-    store = Store(db_url)
-    store.ping()
-    event = parse(json.dumps(notice(emu)).encode()).events[0]
-
-    def die(point: str, run: Any) -> None:
-        if point == "launched":
-            raise Crash(point)
-
-    with pytest.raises(Crash):
-        Replacer(store, clients_for(emu, settings), settings, hook=die).replace(event)
+    store, settings, event = crash_after_launch(emu, db_url)
     later = datetime.now(timezone.utc) + timedelta(seconds=300)
     taker = Replacer(store, clients_for(emu, settings), settings, clock=lambda: later)
     taker._successor = lambda clients, iid: None  # type: ignore[method-assign]

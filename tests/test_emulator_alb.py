@@ -8,43 +8,40 @@ the asynchronous jobs, ``Configuring`` conflicts, connection draining, per-call 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from alibabacloud_alb20200616 import models as A
 from alibabacloud_alb20200616.client import Client as Alb
-from alibabacloud_tea_openapi.models import Config
 from Tea.exceptions import TeaException
 
-from tests.helpers import FLEETS
-from tools.emulator import Emulator, load_fleet
-from tools.emulator.contract import Contract, ViolationKind, load_contract
+from tests.helpers import api_error, sdk_config
+from tests.lb_helpers import (
+    ALB_ACK,
+    ALB_DRAIN,
+    ALB_PLAIN,
+    JOB_S,
+    SPOT,
+    WEB1,
+    WEB2,
+    Case,
+    check_documented_answer,
+    contract,
+    covered,
+    emu,
+    lb_emulator,
+    members,
+)
+from tools.emulator import Emulator
+from tools.emulator.contract import Contract
 from tools.emulator.fleet import Fleet, FleetError
 
-SPOT = "i-bp1spot000000000001"
-WEB1 = "i-bp1web0000000000001"
-WEB2 = "i-bp1web0000000000002"
+__all__ = ["contract", "emu"]  # the fixtures, imported for pytest
+
 NEW = "i-bp1new0000000000001"
 ABSENT = "i-bp1zzzzzzzzzzzzzzzz9"
 ALB = "alb-bp1front0000000001"
-DRAIN = "sgp-bp1drain000000001"  # connection draining, 30 s
-PLAIN = "sgp-bp1plain000000001"
-ACK = "sgp-bp1ack0000000001"
 NO_GROUP = "sgp-bp1nothere000001"
-JOB_S = 0.2
-
-
-@dataclass(frozen=True)
-class Case:
-    """One SDK call: ``code`` None means it must succeed, else fail with that code."""
-
-    id: str
-    action: str
-    call: Callable[[Alb], Any]
-    code: str | None = None
-    setup: Callable[[Alb, Emulator], object] | None = None
 
 
 def _upd(sid: str = SPOT, port: int = 8080, weight: int = 0
@@ -63,14 +60,14 @@ def _add(sid: str = NEW, port: int = 8080) -> A.AddServersToServerGroupRequestSe
                                                    weight=100)
 
 
-def update(c: Alb, group: str = PLAIN, *servers: A.UpdateServerGroupServersAttributeRequestServers,
+def update(c: Alb, group: str = ALB_PLAIN, *servers: A.UpdateServerGroupServersAttributeRequestServers,
            token: str | None = None, dry_run: bool | None = None) -> str:
     return str(c.update_server_group_servers_attribute(A.UpdateServerGroupServersAttributeRequest(
         server_group_id=group, servers=list(servers) or [_upd()], client_token=token,
         dry_run=dry_run)).body.job_id)
 
 
-def remove(c: Alb, group: str = PLAIN, *servers: A.RemoveServersFromServerGroupRequestServers,
+def remove(c: Alb, group: str = ALB_PLAIN, *servers: A.RemoveServersFromServerGroupRequestServers,
            token: str | None = None) -> str:
     return str(c.remove_servers_from_server_group(A.RemoveServersFromServerGroupRequest(
         server_group_id=group, servers=list(servers) or [_rm()], client_token=token)).body.job_id)
@@ -78,7 +75,7 @@ def remove(c: Alb, group: str = PLAIN, *servers: A.RemoveServersFromServerGroupR
 
 def _replace(c: Alb, token: str | None = None, new: str = NEW) -> Any:
     return c.replace_servers_in_server_group(A.ReplaceServersInServerGroupRequest(
-        server_group_id=PLAIN, client_token=token,
+        server_group_id=ALB_PLAIN, client_token=token,
         added_servers=[A.ReplaceServersInServerGroupRequestAddedServers(
             server_id=new, server_type="Ecs", port=8080, weight=50)],
         removed_servers=[A.ReplaceServersInServerGroupRequestRemovedServers(
@@ -90,7 +87,7 @@ def _replace_then_finish(c: Alb, e: Emulator) -> None:
     e.finish_lb_jobs()
 
 
-CASES: list[Case] = [
+CASES: list[Case[Alb]] = [
     Case("list-lbs", "ListLoadBalancers", lambda c: c.list_load_balancers(
         A.ListLoadBalancersRequest(load_balancer_ids=[ALB]))),
     Case("list-lbs-bad-token", "ListLoadBalancers", lambda c: c.list_load_balancers(
@@ -100,24 +97,24 @@ CASES: list[Case] = [
     Case("list-groups-bad-max", "ListServerGroups", lambda c: c.list_server_groups(
         A.ListServerGroupsRequest(max_results=101)), "InvalidParameter"),
     Case("list-servers", "ListServerGroupServers", lambda c: c.list_server_group_servers(
-        A.ListServerGroupServersRequest(server_group_id=DRAIN))),
+        A.ListServerGroupServersRequest(server_group_id=ALB_DRAIN))),
     Case("list-servers-21-ids", "ListServerGroupServers", lambda c: c.list_server_group_servers(
         A.ListServerGroupServersRequest(server_ids=[f"i-bp1x{n:016d}" for n in range(21)])),
         "InvalidParameter"),
     Case("list-jobs", "ListAsynJobs", lambda c: c.list_asyn_jobs(A.ListAsynJobsRequest(
-        resource_type="servergroup", resource_ids=[PLAIN])), setup=lambda c, e: update(c)),
+        resource_type="servergroup", resource_ids=[ALB_PLAIN])), setup=lambda c, e: update(c)),
     Case("list-jobs-11-ids", "ListAsynJobs", lambda c: c.list_asyn_jobs(A.ListAsynJobsRequest(
         job_ids=[f"job-{n}" for n in range(11)])), "InvalidParameter"),
     Case("update", "UpdateServerGroupServersAttribute", update),
     Case("update-configuring", "UpdateServerGroupServersAttribute", update,
-         "IncorrectStatus.ServerGroup", setup=lambda c, e: remove(c, PLAIN, _rm(WEB2))),
+         "IncorrectStatus.ServerGroup", setup=lambda c, e: remove(c, ALB_PLAIN, _rm(WEB2))),
     Case("update-not-member", "UpdateServerGroupServersAttribute",
-         lambda c: update(c, PLAIN, _upd(NEW)), "ResourceNotFound.BackendServer"),
+         lambda c: update(c, ALB_PLAIN, _upd(NEW)), "ResourceNotFound.BackendServer"),
     Case("update-twice", "UpdateServerGroupServersAttribute",
-         lambda c: update(c, PLAIN, _upd(), _upd(weight=3)), "InvalidParameter"),
+         lambda c: update(c, ALB_PLAIN, _upd(), _upd(weight=3)), "InvalidParameter"),
     Case("update-ip-in-instance-group", "UpdateServerGroupServersAttribute",
          lambda c: c.update_server_group_servers_attribute(
-             A.UpdateServerGroupServersAttributeRequest(server_group_id=PLAIN, servers=[
+             A.UpdateServerGroupServersAttributeRequest(server_group_id=ALB_PLAIN, servers=[
                  A.UpdateServerGroupServersAttributeRequestServers(
                      server_id="10.0.1.21", server_type="Ip", port=8080, weight=0)])),
          "ResourceNotFound.BackendServer"),
@@ -127,26 +124,26 @@ CASES: list[Case] = [
          lambda c: update(c, dry_run=True), "DryRunOperation"),
     Case("remove", "RemoveServersFromServerGroup", remove),
     Case("remove-not-member", "RemoveServersFromServerGroup",
-         lambda c: remove(c, PLAIN, _rm(WEB1)), "ResourceNotFound.BackendServer"),
+         lambda c: remove(c, ALB_PLAIN, _rm(WEB1)), "ResourceNotFound.BackendServer"),
     Case("remove-bad-type", "RemoveServersFromServerGroup", lambda c: remove(
-        c, PLAIN, A.RemoveServersFromServerGroupRequestServers(
+        c, ALB_PLAIN, A.RemoveServersFromServerGroupRequestServers(
             server_id=SPOT, server_type="Vm", port=8080)), "InvalidParameter"),
     Case("remove-configuring", "RemoveServersFromServerGroup", remove,
-         "IncorrectStatus.ServerGroup", setup=lambda c, e: update(c, PLAIN, _upd(WEB2))),
+         "IncorrectStatus.ServerGroup", setup=lambda c, e: update(c, ALB_PLAIN, _upd(WEB2))),
     Case("add", "AddServersToServerGroup", lambda c: c.add_servers_to_server_group(
-        A.AddServersToServerGroupRequest(server_group_id=PLAIN, servers=[_add()]))),
+        A.AddServersToServerGroupRequest(server_group_id=ALB_PLAIN, servers=[_add()]))),
     Case("add-unknown-ecs", "AddServersToServerGroup", lambda c: c.add_servers_to_server_group(
-        A.AddServersToServerGroupRequest(server_group_id=PLAIN, servers=[_add(ABSENT)])),
+        A.AddServersToServerGroupRequest(server_group_id=ALB_PLAIN, servers=[_add(ABSENT)])),
         "ResourceNotFound.Ecs"),
     Case("add-existing", "AddServersToServerGroup", lambda c: c.add_servers_to_server_group(
-        A.AddServersToServerGroupRequest(server_group_id=PLAIN, servers=[_add(SPOT)])),
+        A.AddServersToServerGroupRequest(server_group_id=ALB_PLAIN, servers=[_add(SPOT)])),
         "Conflict.BackendServer"),
     Case("add-twice", "AddServersToServerGroup", lambda c: c.add_servers_to_server_group(
-        A.AddServersToServerGroupRequest(server_group_id=PLAIN, servers=[_add(), _add()])),
+        A.AddServersToServerGroupRequest(server_group_id=ALB_PLAIN, servers=[_add(), _add()])),
         "DuplicatedParam.BackendServer"),
     Case("add-ip-to-instance-group", "AddServersToServerGroup",
          lambda c: c.add_servers_to_server_group(A.AddServersToServerGroupRequest(
-             server_group_id=PLAIN, servers=[A.AddServersToServerGroupRequestServers(
+             server_group_id=ALB_PLAIN, servers=[A.AddServersToServerGroupRequestServers(
                  server_id="10.0.1.31", server_type="Ip", port=80)])), "Mismatch.ServerType"),
     Case("replace", "ReplaceServersInServerGroup", _replace),
     Case("replace-token-other-request", "ReplaceServersInServerGroup",
@@ -157,43 +154,17 @@ CASES: list[Case] = [
 ]
 OVER_MAX_ITEMS = {"list-servers-21-ids", "list-jobs-11-ids"}
 # Read by tests/test_conformance.py's coverage check: the ALB actions covered here.
-ALB_COVERED_OK = {("alb", c.action) for c in CASES if c.code is None}
-ALB_COVERED_ERROR = {("alb", c.action) for c in CASES if c.code is not None}
-
-
-def client(emu: Emulator) -> Alb:
-    cred = emu.credentials[0]
-    return Alb(Config(endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou",
-                      access_key_id=cred["access_key_id"],
-                      access_key_secret=cred["access_key_secret"]))
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as e:
-        yield e
+ALB_COVERED_OK, ALB_COVERED_ERROR = covered("alb", CASES)
 
 
 @pytest.fixture
 def alb(emu: Emulator) -> Alb:
-    return client(emu)
-
-
-@pytest.fixture(scope="module")
-def contract() -> Contract:
-    return load_contract()
-
-
-def api_error(call: Callable[[], object]) -> TeaException:
-    with pytest.raises(TeaException) as info:
-        call()
-    return info.value
+    return Alb(sdk_config(emu))
 
 
 def servers(alb: Alb, group: str) -> dict[tuple[str, int], tuple[int, str]]:
-    body = alb.list_server_group_servers(A.ListServerGroupServersRequest(
-        server_group_id=group)).body
-    return {(s.server_id, s.port): (s.weight, s.status) for s in body.servers}
+    return members(alb.list_server_group_servers(A.ListServerGroupServersRequest(
+        server_group_id=group)).body)
 
 
 def group_status(alb: Alb, group: str) -> str:
@@ -211,29 +182,8 @@ def test_alb_action_answers_as_documented(case: Case, emu: Emulator, alb: Alb,
                                           contract: Contract) -> None:
     """GIVEN the setup WHEN the SDK calls the action THEN success or the documented error (with
     its documented HTTP status), and the raw body and the request conform to the contract."""
-    if case.setup is not None:
-        case.setup(alb, emu)
-    emu.clear_calls()
-    outcome: Any
-    try:
-        outcome = case.call(alb)
-    except TeaException as err:
-        outcome = err
-    (call,) = [c for c in emu.calls() if c.action == case.action]
-    assert call.body is not None and call.product == "alb"
-    if case.code is None:
-        assert not isinstance(outcome, TeaException), outcome
-        assert (call.status, call.code) == (200, None)
-        assert contract.check_response("alb", case.action, call.body) == []
-    else:
-        assert isinstance(outcome, TeaException)
-        assert (outcome.code, call.code) == (case.code, case.code)
-        assert call.status == outcome.data["statusCode"]
-        assert call.status in contract.statuses_of("alb", case.action, case.code)
-    # The cases past a documented maxItems send what the contract calls a bad request.
-    over = [ViolationKind.BAD_PARAM_VALUE] if case.id in OVER_MAX_ITEMS else []
-    assert [v.kind for v in contract.check_request("alb", case.action, call.params)] == over
-    assert emu.contract_violations() == []
+    check_documented_answer("alb", case, client=alb, emu=emu, contract=contract,
+                            over_max_items=OVER_MAX_ITEMS)
 
 
 def test_weight_write_is_a_job_that_holds_the_group(emu: Emulator, alb: Alb) -> None:
@@ -242,17 +192,17 @@ def test_weight_write_is_a_job_that_holds_the_group(emu: Emulator, alb: Alb) -> 
     IncorrectStatus.ServerGroup; once the job is due: Succeeded, weight 0, Available."""
     job = update(alb)
     assert job_status(alb, job) == "Processing"
-    assert group_status(alb, PLAIN) == "Configuring"
-    assert servers(alb, PLAIN)[(SPOT, 8080)] == (50, "Configuring")
-    err = api_error(lambda: remove(alb, PLAIN, _rm(WEB2)))
+    assert group_status(alb, ALB_PLAIN) == "Configuring"
+    assert servers(alb, ALB_PLAIN)[(SPOT, 8080)] == (50, "Configuring")
+    err = api_error(lambda: remove(alb, ALB_PLAIN, _rm(WEB2)))
     assert (err.code, err.data["statusCode"]) == ("IncorrectStatus.ServerGroup", 400)
     # another group is not held
-    assert remove(alb, ACK, _rm(SPOT, 30080))
+    assert remove(alb, ALB_ACK, _rm(SPOT, 30080))
     emu.advance_clock(JOB_S)
     assert job_status(alb, job) == "Succeeded"
-    assert group_status(alb, PLAIN) == "Available"
-    assert servers(alb, PLAIN) == {(SPOT, 8080): (0, "Available"), (WEB2, 8080): (100, "Available")}
-    assert servers(alb, ACK) == {}
+    assert group_status(alb, ALB_PLAIN) == "Available"
+    assert servers(alb, ALB_PLAIN) == {(SPOT, 8080): (0, "Available"), (WEB2, 8080): (100, "Available")}
+    assert servers(alb, ALB_ACK) == {}
 
 
 def test_connection_draining_holds_a_removed_member_for_its_timeout(emu: Emulator,
@@ -260,18 +210,18 @@ def test_connection_draining_holds_a_removed_member_for_its_timeout(emu: Emulato
     """GIVEN a group draining 30 s and one without WHEN spot-1 is removed from both THEN the
     plain group's job ends after the job time; the draining group keeps spot-1 Removing and the
     group Configuring for the timeout, then spot-1 is gone."""
-    drain_job = remove(alb, DRAIN, _rm(SPOT, 80))
-    plain_job = remove(alb, PLAIN)
-    assert servers(alb, DRAIN)[(SPOT, 80)] == (100, "Removing")
+    drain_job = remove(alb, ALB_DRAIN, _rm(SPOT, 80))
+    plain_job = remove(alb, ALB_PLAIN)
+    assert servers(alb, ALB_DRAIN)[(SPOT, 80)] == (100, "Removing")
     emu.advance_clock(JOB_S + 1)
     assert job_status(alb, plain_job) == "Succeeded"
-    assert (SPOT, 8080) not in servers(alb, PLAIN)
+    assert (SPOT, 8080) not in servers(alb, ALB_PLAIN)
     assert job_status(alb, drain_job) == "Processing"
-    assert servers(alb, DRAIN)[(SPOT, 80)] == (100, "Removing")
-    assert group_status(alb, DRAIN) == "Configuring"
+    assert servers(alb, ALB_DRAIN)[(SPOT, 80)] == (100, "Removing")
+    assert group_status(alb, ALB_DRAIN) == "Configuring"
     emu.advance_clock(29)
     assert job_status(alb, drain_job) == "Succeeded"
-    assert servers(alb, DRAIN) == {(WEB1, 80): (100, "Available")}
+    assert servers(alb, ALB_DRAIN) == {(WEB1, 80): (100, "Available")}
 
 
 def test_jobs_finish_on_this_machines_time_too(emu: Emulator, alb: Alb) -> None:
@@ -280,39 +230,39 @@ def test_jobs_finish_on_this_machines_time_too(emu: Emulator, alb: Alb) -> None:
     import time
 
     emu.set_lb_jobs(drain_scale=0.01)
-    job = remove(alb, DRAIN, _rm(SPOT, 80))
+    job = remove(alb, ALB_DRAIN, _rm(SPOT, 80))
     time.sleep(JOB_S)
     assert job_status(alb, job) == "Processing"
     deadline = time.monotonic() + 3
     while job_status(alb, job) != "Succeeded":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert (SPOT, 80) not in servers(alb, DRAIN)
+    assert (SPOT, 80) not in servers(alb, ALB_DRAIN)
 
 
 def test_add_goes_adding_then_available(emu: Emulator, alb: Alb) -> None:
     """GIVEN new-1 in no group WHEN added THEN Adding (its private IP as ServerIp), then
     Available; finish_lb_jobs ends it at once."""
     alb.add_servers_to_server_group(A.AddServersToServerGroupRequest(
-        server_group_id=PLAIN, servers=[_add()]))
+        server_group_id=ALB_PLAIN, servers=[_add()]))
     body = alb.list_server_group_servers(A.ListServerGroupServersRequest(
-        server_group_id=PLAIN, server_ids=[NEW])).body
+        server_group_id=ALB_PLAIN, server_ids=[NEW])).body
     assert [(s.status, s.server_ip, s.weight) for s in body.servers] == [
         ("Adding", "10.0.1.31", 100)]
     assert emu.finish_lb_jobs() == 1
-    assert servers(alb, PLAIN)[(NEW, 8080)] == (100, "Available")
-    assert emu.lb_group(PLAIN)["status"] == "Available"
+    assert servers(alb, ALB_PLAIN)[(NEW, 8080)] == (100, "Available")
+    assert emu.lb_group(ALB_PLAIN)["status"] == "Available"
 
 
 def test_replace_swaps_in_one_job(emu: Emulator, alb: Alb) -> None:
-    """GIVEN spot-1 in PLAIN WHEN replaced by new-1 THEN one job: spot-1 Removing and new-1
+    """GIVEN spot-1 in ALB_PLAIN WHEN replaced by new-1 THEN one job: spot-1 Removing and new-1
     Adding, then only new-1 (weight 50) and web-2."""
     _replace(alb)
-    assert servers(alb, PLAIN)[(SPOT, 8080)][1] == "Removing"
-    assert servers(alb, PLAIN)[(NEW, 8080)] == (50, "Adding")
+    assert servers(alb, ALB_PLAIN)[(SPOT, 8080)][1] == "Removing"
+    assert servers(alb, ALB_PLAIN)[(NEW, 8080)] == (50, "Adding")
     assert len(emu.lb_jobs("alb")) == 1
     emu.finish_lb_jobs()
-    assert servers(alb, PLAIN) == {(NEW, 8080): (50, "Available"), (WEB2, 8080): (100, "Available")}
+    assert servers(alb, ALB_PLAIN) == {(NEW, 8080): (50, "Available"), (WEB2, 8080): (100, "Available")}
 
 
 def test_client_token_answers_the_same_job_without_a_second_one(emu: Emulator, alb: Alb) -> None:
@@ -323,9 +273,9 @@ def test_client_token_answers_the_same_job_without_a_second_one(emu: Emulator, a
     assert update(alb, token="drain-1") == first
     emu.finish_lb_jobs()
     assert update(alb, token="drain-1") == first
-    assert update(alb, PLAIN, _upd(weight=7), token="drain-1") == first
+    assert update(alb, ALB_PLAIN, _upd(weight=7), token="drain-1") == first
     assert [j["id"] for j in emu.lb_jobs("alb")] == [first]
-    assert servers(alb, PLAIN)[(SPOT, 8080)] == (0, "Available")
+    assert servers(alb, ALB_PLAIN)[(SPOT, 8080)] == (0, "Available")
     # without a token a retry is a new write
     assert update(alb) != first
 
@@ -336,8 +286,8 @@ def test_dry_run_changes_nothing(emu: Emulator, alb: Alb) -> None:
     err = api_error(lambda: update(alb, dry_run=True))
     assert (err.code, err.data["statusCode"]) == ("DryRunOperation", 400)
     assert emu.lb_jobs("alb") == []
-    assert servers(alb, PLAIN)[(SPOT, 8080)] == (50, "Available")
-    err = api_error(lambda: update(alb, PLAIN, _upd(NEW), dry_run=True))
+    assert servers(alb, ALB_PLAIN)[(SPOT, 8080)] == (50, "Available")
+    err = api_error(lambda: update(alb, ALB_PLAIN, _upd(NEW), dry_run=True))
     assert err.code == "ResourceNotFound.BackendServer"
 
 
@@ -345,11 +295,11 @@ def test_per_call_limits(emu: Emulator, alb: Alb) -> None:
     """Update takes at most 40 servers (41 refused before anything else, 40 judged member by
     member); Remove takes 200."""
     forty = [_upd(f"i-bp1x{n:016d}") for n in range(40)]
-    assert api_error(lambda: update(alb, PLAIN, *forty, _upd(SPOT))).code == "InvalidParameter"
-    assert api_error(lambda: update(alb, PLAIN, *forty)).code == "ResourceNotFound.BackendServer"
+    assert api_error(lambda: update(alb, ALB_PLAIN, *forty, _upd(SPOT))).code == "InvalidParameter"
+    assert api_error(lambda: update(alb, ALB_PLAIN, *forty)).code == "ResourceNotFound.BackendServer"
     many = [_rm(f"i-bp1x{n:016d}") for n in range(201)]
-    assert api_error(lambda: remove(alb, PLAIN, *many)).code == "InvalidParameter"
-    assert api_error(lambda: remove(alb, PLAIN, *many[:200])).code == \
+    assert api_error(lambda: remove(alb, ALB_PLAIN, *many)).code == "InvalidParameter"
+    assert api_error(lambda: remove(alb, ALB_PLAIN, *many[:200])).code == \
         "ResourceNotFound.BackendServer"
     assert emu.lb_jobs("alb") == []
 
@@ -360,13 +310,13 @@ def test_released_instance_stays_registered(emu: Emulator, alb: Alb) -> None:
     emu.release(SPOT)
     body = alb.list_server_group_servers(A.ListServerGroupServersRequest(server_ids=[SPOT])).body
     assert sorted((s.server_group_id, s.status, s.server_ip) for s in body.servers) == [
-        (ACK, "Available", "10.0.1.21"), (DRAIN, "Available", "10.0.1.21"),
-        (PLAIN, "Available", "10.0.1.21")]
+        (ALB_ACK, "Available", "10.0.1.21"), (ALB_DRAIN, "Available", "10.0.1.21"),
+        (ALB_PLAIN, "Available", "10.0.1.21")]
     remove(alb)
     emu.finish_lb_jobs()
-    assert (SPOT, 8080) not in servers(alb, PLAIN)
+    assert (SPOT, 8080) not in servers(alb, ALB_PLAIN)
     err = api_error(lambda: alb.add_servers_to_server_group(A.AddServersToServerGroupRequest(
-        server_group_id=PLAIN, servers=[_add(SPOT)])))
+        server_group_id=ALB_PLAIN, servers=[_add(SPOT)])))
     assert (err.code, err.data["statusCode"]) == ("ResourceNotFound.Ecs", 404)
 
 
@@ -375,10 +325,10 @@ def test_groups_by_tag_and_members_across_groups(alb: Alb) -> None:
     ServerGroupId ListServerGroupServers answers an instance's memberships in every group, paged."""
     body = alb.list_server_groups(A.ListServerGroupsRequest(tag=[
         A.ListServerGroupsRequestTag(key="ack.aliyun.com", value="c-emulator01")])).body
-    assert [g.server_group_id for g in body.server_groups] == [ACK]
+    assert [g.server_group_id for g in body.server_groups] == [ALB_ACK]
     assert {t.key: t.value for t in body.server_groups[0].tags} == {
         "ack.aliyun.com": "c-emulator01", "kubernetes.do.not.delete": "ingress-web"}
-    drain = alb.list_server_groups(A.ListServerGroupsRequest(server_group_ids=[DRAIN])).body
+    drain = alb.list_server_groups(A.ListServerGroupsRequest(server_group_ids=[ALB_DRAIN])).body
     cfg = drain.server_groups[0].connection_drain_config
     assert (cfg.connection_drain_enabled, cfg.connection_drain_timeout) == (True, 30)
     first = alb.list_server_group_servers(A.ListServerGroupServersRequest(
@@ -387,7 +337,7 @@ def test_groups_by_tag_and_members_across_groups(alb: Alb) -> None:
     rest = alb.list_server_group_servers(A.ListServerGroupServersRequest(
         server_ids=[SPOT], max_results=2, next_token=first.next_token)).body
     assert (len(rest.servers), rest.next_token) == (1, "")
-    assert {s.server_group_id for s in [*first.servers, *rest.servers]} == {DRAIN, PLAIN, ACK}
+    assert {s.server_group_id for s in [*first.servers, *rest.servers]} == {ALB_DRAIN, ALB_PLAIN, ALB_ACK}
     unknown = alb.list_server_group_servers(A.ListServerGroupServersRequest(
         server_group_id=NO_GROUP)).body
     assert unknown.servers == [] and unknown.total_count == 0
@@ -397,9 +347,9 @@ def test_faults_are_keyed_by_product_and_action(emu: Emulator, alb: Alb) -> None
     """ALB and NLB share action names: faults name ``alb:Action``; a code the action does not
     document is refused."""
     emu.set_faults(fail_next={"alb:ListServerGroupServers": ["Throttling.User", "InternalError"]})
-    assert api_error(lambda: servers(alb, PLAIN)).code == "Throttling.User"
-    assert api_error(lambda: servers(alb, PLAIN)).code == "InternalError"
-    assert servers(alb, PLAIN)
+    assert api_error(lambda: servers(alb, ALB_PLAIN)).code == "Throttling.User"
+    assert api_error(lambda: servers(alb, ALB_PLAIN)).code == "InternalError"
+    assert servers(alb, ALB_PLAIN)
     with pytest.raises(ValueError, match="cannot answer"):
         emu.set_faults(fail_next={"alb:RemoveServersFromServerGroup": ["Conflict.Lock"]})
     with pytest.raises(ValueError, match="not an action"):
@@ -411,7 +361,7 @@ def test_state_snapshot_holds_groups_and_jobs(emu: Emulator, alb: Alb) -> None:
     job = update(alb)
     state = emu.state()
     assert [lb["id"] for lb in state["albs"]["load_balancers"]] == [ALB]
-    plain = next(g for g in state["albs"]["server_groups"] if g["id"] == PLAIN)
+    plain = next(g for g in state["albs"]["server_groups"] if g["id"] == ALB_PLAIN)
     assert (plain["status"], plain["job_id"]) == ("Configuring", job)
     assert [j["status"] for j in state["albs"]["jobs"]] == ["Processing"]
     assert len(state["nlbs"]["server_groups"]) == 2
@@ -460,16 +410,16 @@ def test_control_endpoints_show_groups_and_finish_jobs(emu: Emulator, alb: Alb) 
             return json.loads(answer.read())
 
     update(alb)
-    group = call("GET", f"server_groups/{PLAIN}")
+    group = call("GET", f"server_groups/{ALB_PLAIN}")
     assert (group["product"], group["status"]) == ("alb", "Configuring")
     assert [(m["server_id"], m["status"]) for m in group["members"]] == [
         (SPOT, "Configuring"), (WEB2, "Available")]
     assert call("POST", "lb_jobs/finish") == {"finished": 1}
-    assert call("GET", f"server_groups/{PLAIN}")["members"][0]["weight"] == 0
+    assert call("GET", f"server_groups/{ALB_PLAIN}")["members"][0]["weight"] == 0
     call("POST", "lb_jobs", {"job_s": 60})
-    update(alb, PLAIN, _upd(weight=5))
+    update(alb, ALB_PLAIN, _upd(weight=5))
     emu.advance_clock(JOB_S + 1)
-    assert emu.lb_group(PLAIN)["status"] == "Configuring"
+    assert emu.lb_group(ALB_PLAIN)["status"] == "Configuring"
     with pytest.raises(urllib.error.HTTPError) as info:
         call("POST", "lb_jobs", {"job_s": -1})
     info.value.close()
@@ -483,12 +433,8 @@ def test_control_endpoints_show_groups_and_finish_jobs(emu: Emulator, alb: Alb) 
 def test_product_requests_to_alb_are_checked_against_the_contract() -> None:
     """GIVEN a client with the product's User-Agent WHEN it sends a documented write and a list
     past the documented maxItems THEN only the second is a contract violation."""
-    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as emu:
-        cred = emu.credentials[0]
-        product = Alb(Config(endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou",
-                             user_agent="ecs-event-ops",
-                             access_key_id=cred["access_key_id"],
-                             access_key_secret=cred["access_key_secret"]))
+    with lb_emulator() as emu:
+        product = Alb(sdk_config(emu, user_agent="ecs-event-ops"))
         update(product, token="drain-x")
         assert emu.contract_violations() == []
         with pytest.raises(TeaException):
@@ -508,11 +454,11 @@ def test_a_failed_job_changes_nothing_and_says_why(emu: Emulator, alb: Alb) -> N
     (job,) = alb.list_asyn_jobs(A.ListAsynJobsRequest(job_ids=[weight_job])).body.jobs
     assert (job.status, job.error_code) == ("Failed", "IncorrectStatus.ServerGroup")
     assert job.error_message
-    assert servers(alb, PLAIN)[(SPOT, 8080)] == (50, "Available")
+    assert servers(alb, ALB_PLAIN)[(SPOT, 8080)] == (50, "Available")
     add_job = alb.add_servers_to_server_group(A.AddServersToServerGroupRequest(
-        server_group_id=PLAIN, servers=[_add()])).body.job_id
+        server_group_id=ALB_PLAIN, servers=[_add()])).body.job_id
     emu.fail_lb_job(add_job, "ResourceQuotaExceeded.LoadBalancerServersNum")
-    assert (NEW, 8080) not in servers(alb, PLAIN)
+    assert (NEW, 8080) not in servers(alb, ALB_PLAIN)
     with pytest.raises(ValueError, match="does not document"):
         emu.fail_lb_job(update(alb), "Conflict.Lock")
     emu.finish_lb_jobs()

@@ -9,16 +9,14 @@ checked against api-meta by the conformance plugin as well.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from alibabacloud_ecs20140526 import models
 from alibabacloud_ecs20140526.client import Client as Ecs
-from alibabacloud_tea_openapi.models import Config
-from Tea.exceptions import TeaException
 
-from tests.helpers import FLEETS
+from tests.helpers import FLEETS, api_error, sdk_config
 from tools.emulator import Emulator, Fleet, load_fleet
 from tools.emulator.fleet import FleetError
 
@@ -48,16 +46,7 @@ def emu() -> Iterator[Emulator]:
 
 @pytest.fixture
 def ecs(emu: Emulator) -> Ecs:
-    cred = emu.credentials[0]
-    return Ecs(Config(endpoint=emu.endpoint, protocol="http", region_id=REGION,
-                      access_key_id=cred["access_key_id"],
-                      access_key_secret=cred["access_key_secret"]))
-
-
-def api_error(call: Callable[[], object]) -> Any:
-    with pytest.raises(TeaException) as info:
-        call()
-    return info.value
+    return Ecs(sdk_config(emu, REGION))
 
 
 def status_of(error: Any) -> int:

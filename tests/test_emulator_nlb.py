@@ -8,41 +8,34 @@ limits, ``ClientToken``, ``DryRun``, Ip groups and lookups by ServerIps across g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
 from alibabacloud_nlb20220430 import models as N
 from alibabacloud_nlb20220430.client import Client as Nlb
-from alibabacloud_tea_openapi.models import Config
-from Tea.exceptions import TeaException
 
-from tests.helpers import FLEETS
-from tools.emulator import Emulator, load_fleet
-from tools.emulator.contract import Contract, ViolationKind, load_contract
+from tests.helpers import api_error, sdk_config
+from tests.lb_helpers import (
+    JOB_S,
+    NLB_IP,
+    NLB_TCP,
+    SPOT,
+    SPOT_IP,
+    WEB2,
+    Case,
+    check_documented_answer,
+    contract,
+    covered,
+    emu,
+    members,
+)
+from tools.emulator import Emulator
+from tools.emulator.contract import Contract
 
-SPOT = "i-bp1spot000000000001"
-SPOT_IP = "10.0.1.21"
-WEB2 = "i-bp1web0000000000002"
+__all__ = ["contract", "emu"]  # the fixtures, imported for pytest
+
 NEW = "i-bp1new0000000000001"
 ABSENT = "i-bp1zzzzzzzzzzzzzzzz9"
 NLB = "nlb-bp1edge00000000001"
-TCP = "sgp-bp1tcp0000000001"  # no draining
-BY_IP = "sgp-bp1ipgrp00000001"  # Ip group, draining 10 s
 NO_GROUP = "sgp-bp1nothere000001"
-JOB_S = 0.2
-
-
-@dataclass(frozen=True)
-class Case:
-    """One SDK call: ``code`` None means it must succeed, else fail with that code."""
-
-    id: str
-    action: str
-    call: Callable[[Nlb], Any]
-    code: str | None = None
-    setup: Callable[[Nlb, Emulator], object] | None = None
 
 
 def _upd(sid: str = SPOT, port: int | None = 443, weight: int = 0
@@ -62,27 +55,27 @@ def _add(sid: str = NEW, port: int = 443) -> N.AddServersToServerGroupRequestSer
                                                    weight=100)
 
 
-def update(c: Nlb, group: str = TCP, *servers: N.UpdateServerGroupServersAttributeRequestServers,
+def update(c: Nlb, group: str = NLB_TCP, *servers: N.UpdateServerGroupServersAttributeRequestServers,
            token: str | None = None, dry_run: bool | None = None) -> str:
     return str(c.update_server_group_servers_attribute(N.UpdateServerGroupServersAttributeRequest(
         server_group_id=group, servers=list(servers) or [_upd()], client_token=token,
         dry_run=dry_run)).body.job_id)
 
 
-def remove(c: Nlb, group: str = TCP, *servers: N.RemoveServersFromServerGroupRequestServers,
+def remove(c: Nlb, group: str = NLB_TCP, *servers: N.RemoveServersFromServerGroupRequestServers,
            token: str | None = None, dry_run: bool | None = None) -> str:
     return str(c.remove_servers_from_server_group(N.RemoveServersFromServerGroupRequest(
         server_group_id=group, servers=list(servers) or [_rm()], client_token=token,
         dry_run=dry_run)).body.job_id)
 
 
-def add(c: Nlb, group: str = TCP, *servers: N.AddServersToServerGroupRequestServers,
+def add(c: Nlb, group: str = NLB_TCP, *servers: N.AddServersToServerGroupRequestServers,
         token: str | None = None) -> str:
     return str(c.add_servers_to_server_group(N.AddServersToServerGroupRequest(
         server_group_id=group, servers=list(servers) or [_add()], client_token=token)).body.job_id)
 
 
-CASES: list[Case] = [
+CASES: list[Case[Nlb]] = [
     Case("list-lbs", "ListLoadBalancers", lambda c: c.list_load_balancers(
         N.ListLoadBalancersRequest(load_balancer_ids=[NLB]))),
     Case("list-lbs-bad-token", "ListLoadBalancers", lambda c: c.list_load_balancers(
@@ -107,76 +100,50 @@ CASES: list[Case] = [
          setup=lambda c, e: e.set_faults(fail_next={"nlb:ListAsynJobs": ["Throttling.User"]})),
     Case("update", "UpdateServerGroupServersAttribute", update),
     Case("update-locked", "UpdateServerGroupServersAttribute", update,
-         "Conflict.Lock", setup=lambda c, e: remove(c, TCP, _rm(WEB2))),
+         "Conflict.Lock", setup=lambda c, e: remove(c, NLB_TCP, _rm(WEB2))),
     Case("update-not-member", "UpdateServerGroupServersAttribute",
-         lambda c: update(c, TCP, _upd(NEW)), "ResourceNotFound.BackendServer"),
+         lambda c: update(c, NLB_TCP, _upd(NEW)), "ResourceNotFound.BackendServer"),
     Case("update-no-port", "UpdateServerGroupServersAttribute",
-         lambda c: update(c, TCP, _upd(port=None)), "MissingParam.Port"),
+         lambda c: update(c, NLB_TCP, _upd(port=None)), "MissingParam.Port"),
     Case("update-twice", "UpdateServerGroupServersAttribute",
-         lambda c: update(c, TCP, _upd(), _upd(weight=3)), "IllegalParam.Servers"),
+         lambda c: update(c, NLB_TCP, _upd(), _upd(weight=3)), "IllegalParam.Servers"),
     Case("update-no-group", "UpdateServerGroupServersAttribute", lambda c: update(c, NO_GROUP),
          "ResourceNotFound.serverGroup"),
     Case("remove", "RemoveServersFromServerGroup", remove),
     Case("remove-dry-run", "RemoveServersFromServerGroup", lambda c: remove(c, dry_run=True),
          "DryRunOperation"),
     Case("remove-201", "RemoveServersFromServerGroup", lambda c: remove(
-        c, TCP, *[_rm(f"i-bp1x{n:016d}") for n in range(201)]), "IllegalParam.Servers"),
+        c, NLB_TCP, *[_rm(f"i-bp1x{n:016d}") for n in range(201)]), "IllegalParam.Servers"),
     Case("remove-token-other-request", "RemoveServersFromServerGroup",
-         lambda c: remove(c, TCP, _rm(WEB2), token="tok-1"), "IdempotenceSignatureMismatch",
+         lambda c: remove(c, NLB_TCP, _rm(WEB2), token="tok-1"), "IdempotenceSignatureMismatch",
          setup=lambda c, e: remove(c, token="tok-1")),
     Case("add", "AddServersToServerGroup", add),
-    Case("add-unknown-ecs", "AddServersToServerGroup", lambda c: add(c, TCP, _add(ABSENT)),
+    Case("add-unknown-ecs", "AddServersToServerGroup", lambda c: add(c, NLB_TCP, _add(ABSENT)),
          "ResourceNotFound.Ecs"),
-    Case("add-existing", "AddServersToServerGroup", lambda c: add(c, TCP, _add(SPOT)),
+    Case("add-existing", "AddServersToServerGroup", lambda c: add(c, NLB_TCP, _add(SPOT)),
          "DuplicatedParam.Server"),
-    Case("add-twice", "AddServersToServerGroup", lambda c: add(c, TCP, _add(), _add()),
+    Case("add-twice", "AddServersToServerGroup", lambda c: add(c, NLB_TCP, _add(), _add()),
          "DuplicatedParam.Server"),
-    Case("add-ecs-to-ip-group", "AddServersToServerGroup", lambda c: add(c, BY_IP, _add()),
+    Case("add-ecs-to-ip-group", "AddServersToServerGroup", lambda c: add(c, NLB_IP, _add()),
          "Mismatch.ServerType"),
     Case("remove-ecs-from-ip-group", "RemoveServersFromServerGroup",
-         lambda c: remove(c, BY_IP, _rm(SPOT, 5432)), "ResourceNotFound.BackendServer"),
+         lambda c: remove(c, NLB_IP, _rm(SPOT, 5432)), "ResourceNotFound.BackendServer"),
     Case("add-locked", "AddServersToServerGroup", add, "Conflict.Lock",
          setup=lambda c, e: update(c)),
 ]
 OVER_MAX_ITEMS = {"list-groups-21-ids", "remove-201"}
 # Read by tests/test_conformance.py's coverage check: the NLB actions covered here.
-NLB_COVERED_OK = {("nlb", c.action) for c in CASES if c.code is None}
-NLB_COVERED_ERROR = {("nlb", c.action) for c in CASES if c.code is not None}
-
-
-def client(emu: Emulator) -> Nlb:
-    cred = emu.credentials[0]
-    return Nlb(Config(endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou",
-                      access_key_id=cred["access_key_id"],
-                      access_key_secret=cred["access_key_secret"]))
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as e:
-        yield e
+NLB_COVERED_OK, NLB_COVERED_ERROR = covered("nlb", CASES)
 
 
 @pytest.fixture
 def nlb(emu: Emulator) -> Nlb:
-    return client(emu)
-
-
-@pytest.fixture(scope="module")
-def contract() -> Contract:
-    return load_contract()
-
-
-def api_error(call: Callable[[], object]) -> TeaException:
-    with pytest.raises(TeaException) as info:
-        call()
-    return info.value
+    return Nlb(sdk_config(emu))
 
 
 def servers(nlb: Nlb, group: str) -> dict[tuple[str, int], tuple[int, str]]:
-    body = nlb.list_server_group_servers(N.ListServerGroupServersRequest(
-        server_group_id=group)).body
-    return {(s.server_id, s.port): (s.weight, s.status) for s in body.servers}
+    return members(nlb.list_server_group_servers(N.ListServerGroupServersRequest(
+        server_group_id=group)).body)
 
 
 def job_status(nlb: Nlb, job_id: str) -> str:
@@ -188,28 +155,8 @@ def test_nlb_action_answers_as_documented(case: Case, emu: Emulator, nlb: Nlb,
                                           contract: Contract) -> None:
     """GIVEN the setup WHEN the SDK calls the action THEN success or the documented error (with
     its documented HTTP status), and the raw body and the request conform to the contract."""
-    if case.setup is not None:
-        case.setup(nlb, emu)
-    emu.clear_calls()
-    outcome: Any
-    try:
-        outcome = case.call(nlb)
-    except TeaException as err:
-        outcome = err
-    (call,) = [c for c in emu.calls() if c.action == case.action]
-    assert call.body is not None and call.product == "nlb"
-    if case.code is None:
-        assert not isinstance(outcome, TeaException), outcome
-        assert (call.status, call.code) == (200, None)
-        assert contract.check_response("nlb", case.action, call.body) == []
-    else:
-        assert isinstance(outcome, TeaException)
-        assert (outcome.code, call.code) == (case.code, case.code)
-        assert call.status == outcome.data["statusCode"]
-        assert call.status in contract.statuses_of("nlb", case.action, case.code)
-    over = [ViolationKind.BAD_PARAM_VALUE] if case.id in OVER_MAX_ITEMS else []
-    assert [v.kind for v in contract.check_request("nlb", case.action, call.params)] == over
-    assert emu.contract_violations() == []
+    check_documented_answer("nlb", case, client=nlb, emu=emu, contract=contract,
+                            over_max_items=OVER_MAX_ITEMS)
 
 
 def test_weight_write_is_a_job_and_the_group_is_locked(emu: Emulator, nlb: Nlb) -> None:
@@ -218,23 +165,23 @@ def test_weight_write_is_a_job_and_the_group_is_locked(emu: Emulator, nlb: Nlb) 
     due: Succeeded, weight 0, Available, and the group takes writes again."""
     job = update(nlb)
     assert job_status(nlb, job) == "processing"
-    groups = nlb.list_server_groups(N.ListServerGroupsRequest(server_group_ids=[TCP])).body
+    groups = nlb.list_server_groups(N.ListServerGroupsRequest(server_group_ids=[NLB_TCP])).body
     assert groups.server_groups[0].server_group_status == "Configuring"
-    assert servers(nlb, TCP)[(SPOT, 443)] == (100, "Configuring")
+    assert servers(nlb, NLB_TCP)[(SPOT, 443)] == (100, "Configuring")
     err = api_error(lambda: remove(nlb))
     assert (err.code, err.data["statusCode"]) == ("Conflict.Lock", 400)
     emu.advance_clock(JOB_S)
     assert job_status(nlb, job) == "Succeeded"
-    assert servers(nlb, TCP)[(SPOT, 443)] == (0, "Available")
+    assert servers(nlb, NLB_TCP)[(SPOT, 443)] == (0, "Available")
     remove(nlb)
     emu.finish_lb_jobs()
-    assert servers(nlb, TCP) == {(WEB2, 443): (100, "Available")}
+    assert servers(nlb, NLB_TCP) == {(WEB2, 443): (100, "Available")}
 
 
 def test_list_asyn_jobs_reads_many_jobs(emu: Emulator, nlb: Nlb) -> None:
     """ListAsynJobs answers each asked job that exists with Processing, then Succeeded."""
     first = update(nlb)
-    second = remove(nlb, BY_IP, _rm(SPOT_IP, 5432, "Ip"))
+    second = remove(nlb, NLB_IP, _rm(SPOT_IP, 5432, "Ip"))
 
     def statuses() -> list[tuple[str, str]]:
         body = nlb.list_asyn_jobs(N.ListAsynJobsRequest(job_ids=[first, second, "nope"])).body
@@ -249,13 +196,13 @@ def test_list_asyn_jobs_reads_many_jobs(emu: Emulator, nlb: Nlb) -> None:
 def test_ip_group_drains_a_removed_member(emu: Emulator, nlb: Nlb) -> None:
     """GIVEN spot-1's IP in an Ip group draining 10 s WHEN removed THEN Removing (job
     processing) until job time + 10 s, then gone."""
-    job = remove(nlb, BY_IP, _rm(SPOT_IP, 5432, "Ip"))
+    job = remove(nlb, NLB_IP, _rm(SPOT_IP, 5432, "Ip"))
     emu.advance_clock(JOB_S + 5)
-    assert servers(nlb, BY_IP) == {(SPOT_IP, 5432): (100, "Removing")}
+    assert servers(nlb, NLB_IP) == {(SPOT_IP, 5432): (100, "Removing")}
     assert job_status(nlb, job) == "processing"
     emu.advance_clock(5)
     assert job_status(nlb, job) == "Succeeded"
-    assert servers(nlb, BY_IP) == {}
+    assert servers(nlb, NLB_IP) == {}
 
 
 def test_memberships_by_id_and_ip_across_groups(nlb: Nlb) -> None:
@@ -265,7 +212,7 @@ def test_memberships_by_id_and_ip_across_groups(nlb: Nlb) -> None:
         server_ids=[SPOT], server_ips=[SPOT_IP])).body
     assert sorted((s.server_group_id, s.server_id, s.server_type, s.zone_id or "")
                   for s in body.servers) == [
-        (BY_IP, SPOT_IP, "Ip", ""), (TCP, SPOT, "Ecs", "cn-hangzhou-h")]
+        (NLB_IP, SPOT_IP, "Ip", ""), (NLB_TCP, SPOT, "Ecs", "cn-hangzhou-h")]
     forty_one = [f"10.9.0.{n}" for n in range(41)]
     err = api_error(lambda: nlb.list_server_group_servers(N.ListServerGroupServersRequest(
         server_ips=forty_one)))
@@ -279,9 +226,9 @@ def test_client_token_and_dry_run(emu: Emulator, nlb: Nlb) -> None:
     assert add(nlb, token="restore-1") == first
     assert len(emu.lb_jobs("nlb")) == 1
     emu.finish_lb_jobs()
-    err = api_error(lambda: remove(nlb, TCP, _rm(NEW), dry_run=True))
+    err = api_error(lambda: remove(nlb, NLB_TCP, _rm(NEW), dry_run=True))
     assert (err.code, err.data["statusCode"]) == ("DryRunOperation", 400)
-    assert servers(nlb, TCP)[(NEW, 443)] == (100, "Available")
+    assert servers(nlb, NLB_TCP)[(NEW, 443)] == (100, "Available")
     assert len(emu.lb_jobs("nlb")) == 1
 
 
@@ -291,7 +238,7 @@ def test_busy_fault_is_documented_for_nlb_writes(emu: Emulator, nlb: Nlb) -> Non
     emu.set_faults(fail_next={"nlb:RemoveServersFromServerGroup": ["SystemBusy"]})
     err = api_error(lambda: remove(nlb))
     assert (err.code, err.data["statusCode"]) == ("SystemBusy", 400)
-    assert servers(nlb, TCP)[(SPOT, 443)] == (100, "Available")
+    assert servers(nlb, NLB_TCP)[(SPOT, 443)] == (100, "Available")
     assert emu.lb_jobs("nlb") == []
 
 
@@ -299,11 +246,11 @@ def test_released_instance_stays_registered(emu: Emulator, nlb: Nlb) -> None:
     """A released instance stays a member of its NLB groups (reference §1.13) and can be
     removed."""
     emu.release(SPOT)
-    assert servers(nlb, TCP)[(SPOT, 443)] == (100, "Available")
+    assert servers(nlb, NLB_TCP)[(SPOT, 443)] == (100, "Available")
     job = remove(nlb)
     emu.finish_lb_jobs()
     assert job_status(nlb, job) == "Succeeded"
-    assert (SPOT, 443) not in servers(nlb, TCP)
+    assert (SPOT, 443) not in servers(nlb, NLB_TCP)
 
 
 def test_documented_code_templates_stand_for_one_name(contract: Contract) -> None:
@@ -339,5 +286,5 @@ def test_a_failed_job_reads_failed_and_undoes_its_change(emu: Emulator, nlb: Nlb
     assert job_status(nlb, job) == "Failed"
     jobs = nlb.list_asyn_jobs(N.ListAsynJobsRequest(job_ids=[job])).body.jobs
     assert [(j.id, j.status) for j in jobs] == [(job, "Failed")]
-    assert servers(nlb, TCP)[(SPOT, 443)] == (100, "Available")
-    assert emu.lb_group(TCP)["status"] == "Available"
+    assert servers(nlb, NLB_TCP)[(SPOT, 443)] == (100, "Available")
+    assert emu.lb_group(NLB_TCP)["status"] == "Available"

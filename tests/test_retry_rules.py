@@ -327,7 +327,7 @@ def test_action_scoped_entries_are_documented_for_their_action() -> None:
 
 
 def test_called_actions_are_the_actions_the_adapters_send() -> None:
-    """GIVEN shared/clients.py WHEN its _call sites and write table are read THEN the actions
+    """GIVEN shared/clients.py WHEN its _call sites and tables are read THEN the actions
     are exactly CALLED_ACTIONS, each of them in the product's metadata."""
     import ast
 
@@ -336,13 +336,14 @@ def test_called_actions_are_the_actions_the_adapters_send() -> None:
         tree = ast.parse((REPO_ROOT / "shared" / module).read_text())
         for node in ast.walk(tree):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "_call" and node.args
+                    and node.func.attr in {"_call", "_describe"} and node.args
                     and isinstance(node.args[0], ast.Constant)):
                 sent.add(str(node.args[0].value))
     from shared.cms import OUTSIDE_API_META
-    from shared.lb.clb import _WRITE_APIS
+    from shared.lb.clb import _GROUP_APIS, _WRITE_APIS
 
     sent |= {action for action, _, _ in _WRITE_APIS.values()}
+    sent |= {a for api in _GROUP_APIS.values() for a in (api.list_action, api.attribute_action)}
     # ALB and NLB share shared/lb/servergroups.py: its `_action("X")` calls and its write table
     # send X on both products.
     from shared.lb.servergroups import ServerGroupClient

@@ -13,19 +13,20 @@ import pytest
 from shared.clients import Clients, Credentials
 from shared.lb.model import GroupKind, Membership, Product
 from shared.settings import Settings
-from tests.helpers import emulator_for
+from tests.lb_helpers import (
+    ALB_DRAIN,
+    ALB_PLAIN,
+    NLB_IP,
+    NLB_TCP,
+    SPOT,
+    WEB1,
+    WEB2,
+    groups,
+    lb_functions_emulator,
+)
 from tools.emulator import Emulator
 from tools.invoke import invoke_local
 
-SPOT = "i-bp1spot000000000001"
-WEB1 = "i-bp1web0000000000001"
-WEB2 = "i-bp1web0000000000002"
-ALB_DRAIN = "sgp-bp1drain000000001"
-ALB_PLAIN = "sgp-bp1plain000000001"
-ALB_ACK = "sgp-bp1ack0000000001"
-NLB_TCP = "sgp-bp1tcp0000000001"
-NLB_IP = "sgp-bp1ipgrp00000001"
-GROUPS = (ALB_DRAIN, ALB_PLAIN, ALB_ACK, NLB_TCP, NLB_IP)
 TIMER = json.dumps({"triggerTime": "2026-11-23T00:00:00Z", "triggerName": "sweep",
                     "payload": ""}).encode()
 ENV = {"ECS_EVENT_OPS_LB_PRODUCTS": "alb,nlb", "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.01",
@@ -34,14 +35,8 @@ ENV = {"ECS_EVENT_OPS_LB_PRODUCTS": "alb,nlb", "ECS_EVENT_OPS_API_BACKOFF_BASE_S
 
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with emulator_for("lb.yaml", monkeypatch, start_delay_s=0.01, lb_job_s=0.05) as emulator:
-        emulator.set_lb_jobs(drain_scale=0.01)
+    with lb_functions_emulator(monkeypatch) as emulator:
         yield emulator
-
-
-def groups(emu: Emulator) -> dict[tuple[str, str, int | None], int]:
-    return {(g, m["server_id"], m["port"]): m["weight"]
-            for g in GROUPS for m in emu.lb_group(g)["members"]}
 
 
 def writes(emu: Emulator) -> list[tuple[str, str, str]]:

@@ -90,21 +90,14 @@ class ClbClient(_Adapter):
     def find(self, server_ids: Sequence[str], where: Sequence[str]) -> list[Membership]:
         """Memberships of these servers in the load balancers ``where`` (one scan each)."""
         wanted = set(server_ids)
-        out: list[Membership] = []
-        for lb_id in _unique(where):
-            try:
-                members = self.all_members(lb_id)
-            except NotFoundError as err:
-                emit(log, "load balancer not found", level=30, load_balancer_id=lb_id,
-                     code=err.code)
-                continue
-            out.extend(m for m in members if m.server_id in wanted)
-        return out
+        return [m for m in self.find_all(where) if m.server_id in wanted]
 
     def scan(self, where: Sequence[str]) -> list[Membership]:
         return self.find_all(where)
 
     def find_all(self, where: Sequence[str]) -> list[Membership]:
+        """Every member of the load balancers ``where``; one that no longer exists is skipped
+        with a warning, so one stale id cannot block the others."""
         out: list[Membership] = []
         for lb_id in _unique(where):
             try:
@@ -210,44 +203,22 @@ class ClbClient(_Adapter):
         master-slave groups (reported, not removable). A load balancer that no longer exists
         is skipped with a warning, so one stale id cannot block draining the others."""
         _validate_ids([instance_id])
-        result: list[Membership] = []
-        for lb_id in _unique(load_balancer_ids):
-            try:
-                members = self.all_members(lb_id)
-            except NotFoundError as err:
-                emit(log, "load balancer not found", level=30, load_balancer_id=lb_id,
-                     code=err.code)
-                continue
-            result.extend(m for m in members if m.server_id == instance_id)
-        return result
+        return self.find([instance_id], load_balancer_ids)
 
     def all_members(self, lb_id: str) -> list[Membership]:
         """Every member of every group of one load balancer (default, vServer, master-slave)."""
         members = self.group_members(lb_id, GroupKind.DEFAULT, None)
-        models = self._models()
-        body = self._call(
-            "DescribeVServerGroups",
-            [lb_id],
-            lambda: self._sdk.describe_vserver_groups(
-                models.DescribeVServerGroupsRequest(region_id=self.region, load_balancer_id=lb_id)
-            ),
-        )
-        for group in _items(body.get("VServerGroups"), "VServerGroup"):
-            members.extend(self._members_if_any(lb_id, GroupKind.VSERVER, group, "VServerGroupId"))
-        body = self._call(
-            "DescribeMasterSlaveServerGroups",
-            [lb_id],
-            lambda: self._sdk.describe_master_slave_server_groups(
-                models.DescribeMasterSlaveServerGroupsRequest(
-                    region_id=self.region, load_balancer_id=lb_id
-                )
-            ),
-        )
-        for group in _items(body.get("MasterSlaveServerGroups"), "MasterSlaveServerGroup"):
-            members.extend(
-                self._members_if_any(lb_id, GroupKind.MASTER_SLAVE, group, "MasterSlaveServerGroupId")
-            )
+        for kind, api in _GROUP_APIS.items():
+            body = self._describe(api.list_action, api.list_method, [lb_id], load_balancer_id=lb_id)
+            for group in _items(body.get(api.groups_key), api.groups_key[:-1]):
+                members.extend(self._members_if_any(lb_id, kind, group, api.group_id_key))
         return members
+
+    def _describe(self, action: str, method: str, ids: list[str], **params: str) -> Any:
+        """One read: the SDK's ``method`` with ``<action>Request(region_id=…, **params)``."""
+        models = self._models()
+        return self._call(action, ids, lambda: getattr(self._sdk, method)(
+            getattr(models, action + "Request")(region_id=self.region, **params)))
 
     def _members_if_any(
         self, lb_id: str, kind: GroupKind, group: Mapping[str, Any], id_key: str
@@ -267,62 +238,26 @@ class ClbClient(_Adapter):
     ) -> list[Membership]:
         """All members of one group (verification after a drain, sweep cleanup)."""
         kind = GroupKind(group_kind)
-        models = self._models()
-        if kind is GroupKind.DEFAULT:
-            body = self._call(
-                "DescribeLoadBalancerAttribute",
-                [load_balancer_id],
-                lambda: self._sdk.describe_load_balancer_attribute(
-                    models.DescribeLoadBalancerAttributeRequest(
-                        region_id=self.region, load_balancer_id=load_balancer_id
-                    )
-                ),
-            )
-            return [
-                Membership(
-                    load_balancer_id=load_balancer_id,
-                    group_kind=kind,
-                    group_id=None,
-                    server_id=_str(s.get("ServerId")),
-                    port=None,
-                    weight=_int(s.get("Weight"), 100) or 0,
-                    server_type=_str(s.get("Type")) or "ecs",
-                    server_ip=_opt(s.get("ServerIp")),
-                    description=_opt(s.get("Description")),
-                )
-                for s in _items(body.get("BackendServers"), "BackendServer")
-            ]
-        if not group_id:
-            raise ValueError(f"a {kind.value} group needs its group id")
-        if kind is GroupKind.VSERVER:
-            body = self._call(
-                "DescribeVServerGroupAttribute",
-                [load_balancer_id, group_id],
-                lambda: self._sdk.describe_vserver_group_attribute(
-                    models.DescribeVServerGroupAttributeRequest(
-                        region_id=self.region, vserver_group_id=group_id
-                    )
-                ),
-            )
+        named = kind is not GroupKind.DEFAULT
+        if not named:
+            body = self._describe("DescribeLoadBalancerAttribute",
+                                  "describe_load_balancer_attribute", [load_balancer_id],
+                                  load_balancer_id=load_balancer_id)
             servers = _items(body.get("BackendServers"), "BackendServer")
+        elif not group_id:
+            raise ValueError(f"a {kind.value} group needs its group id")
         else:
-            body = self._call(
-                "DescribeMasterSlaveServerGroupAttribute",
-                [load_balancer_id, group_id],
-                lambda: self._sdk.describe_master_slave_server_group_attribute(
-                    models.DescribeMasterSlaveServerGroupAttributeRequest(
-                        region_id=self.region, master_slave_server_group_id=group_id
-                    )
-                ),
-            )
-            servers = _items(body.get("MasterSlaveBackendServers"), "MasterSlaveBackendServer")
+            api = _GROUP_APIS[kind]
+            body = self._describe(api.attribute_action, api.attribute_method,
+                                  [load_balancer_id, group_id], **{api.group_id_param: group_id})
+            servers = _items(body.get(api.servers_key), api.servers_key[:-1])
         return [
             Membership(
                 load_balancer_id=load_balancer_id,
                 group_kind=kind,
-                group_id=group_id,
+                group_id=group_id if named else None,
                 server_id=_str(s.get("ServerId")),
-                port=_int(s.get("Port")),
+                port=_int(s.get("Port")) if named else None,
                 weight=_int(s.get("Weight"), 100) or 0,
                 server_type=_str(s.get("Type")) or "ecs",
                 server_ip=_opt(s.get("ServerIp")),
@@ -415,6 +350,32 @@ class ClbClient(_Adapter):
                 calls += 1
         return calls
 
+
+@dataclass(frozen=True)
+class _GroupApi:
+    """How one kind of named group is listed and read."""
+
+    list_action: str
+    list_method: str
+    groups_key: str  # the list in the answer; its items are keyed by the singular
+    group_id_key: str
+    attribute_action: str
+    attribute_method: str
+    group_id_param: str
+    servers_key: str
+
+
+_GROUP_APIS: dict[GroupKind, _GroupApi] = {
+    GroupKind.VSERVER: _GroupApi(
+        "DescribeVServerGroups", "describe_vserver_groups", "VServerGroups", "VServerGroupId",
+        "DescribeVServerGroupAttribute", "describe_vserver_group_attribute", "vserver_group_id",
+        "BackendServers"),
+    GroupKind.MASTER_SLAVE: _GroupApi(
+        "DescribeMasterSlaveServerGroups", "describe_master_slave_server_groups",
+        "MasterSlaveServerGroups", "MasterSlaveServerGroupId",
+        "DescribeMasterSlaveServerGroupAttribute", "describe_master_slave_server_group_attribute",
+        "master_slave_server_group_id", "MasterSlaveBackendServers"),
+}
 
 # (operation, group kind) -> (API action, SDK method, SDK request class)
 _WRITE_APIS: dict[tuple[str, GroupKind], tuple[str, str, str]] = {

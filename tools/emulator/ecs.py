@@ -91,10 +91,10 @@ def page_args(params: Mapping[str, str], max_size: int, default_size: int = 10
     return number, size
 
 
-def token_page(items: list[Any], params: Mapping[str, str], max_size: int
-               ) -> tuple[list[Any], str]:
+def token_page(items: list[Any], params: Mapping[str, str], max_size: int,
+               default_size: int = 10) -> tuple[list[Any], str]:
     """MaxResults + NextToken paging; the token is the opaque offset of the next item."""
-    size = integer(params, "MaxResults", 10, 1, max_size)
+    size = integer(params, "MaxResults", default_size, 1, max_size)
     token = params.get("NextToken") or ""
     start = 0
     if token:

@@ -79,10 +79,10 @@ groups, ``server_id`` the resource id, ``server_ip`` required for ``Eni``) or ``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.events import ACCOUNT_RE, INSTANCE_ID_RE, REGION_RE  # one rule for ids
 
@@ -375,6 +375,35 @@ def _ip(value: Any, path: str) -> str:
     return text
 
 
+T = TypeVar("T")
+
+
+def _each(data: Mapping[str, Any], key: str, path: str, parse: Callable[[Any, str], T]
+          ) -> tuple[T, ...]:
+    """The list ``data[key]`` (absent: empty), each item parsed at its own path."""
+    return tuple(parse(item, f"{path}.{key}[{n}]")
+                 for n, item in enumerate(_list(data.get(key, []), f"{path}.{key}")))
+
+
+def _new_group_id(value: Any, path: str, pattern: re.Pattern[str], seen_groups: set[str]) -> str:
+    """A server group id, unique across the fleet (``seen_groups`` takes it)."""
+    gid = _string(value, path, pattern)
+    if gid in seen_groups:
+        raise _fail(path, f"duplicate server group id {gid!r}")
+    seen_groups.add(gid)
+    return gid
+
+
+def _no_duplicate_member(path: str, members: Sequence[T], key: Callable[[T], Hashable],
+                         label: Callable[[T], str]) -> None:
+    """Two members of one group with the same ``key`` are refused at the second one."""
+    seen: set[Hashable] = set()
+    for n, member in enumerate(members):
+        if key(member) in seen:
+            raise _fail(f"{path}[{n}]", f"duplicate member {label(member)}")
+        seen.add(key(member))
+
+
 def _tags(value: Any, path: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, Mapping):
         raise _fail(path, f"expected a mapping of tag key to value, got {type(value).__name__}")
@@ -565,44 +594,23 @@ def _server(value: Any, path: str, kind: str) -> ServerSpec:
 
 def _group(value: Any, path: str, kind: str, seen_groups: set[str]) -> GroupSpec:
     data = _object(value, path, ("id", "name", "servers"), ("id",))
-    gid = _string(data["id"], f"{path}.id", GROUP_ID_RE)
-    if gid in seen_groups:
-        raise _fail(f"{path}.id", f"duplicate server group id {gid!r}")
-    seen_groups.add(gid)
-    servers = tuple(
-        _server(item, f"{path}.servers[{n}]", kind)
-        for n, item in enumerate(_list(data.get("servers", []), f"{path}.servers"))
-    )
-    seen: set[tuple[str, int | None]] = set()
-    for n, server in enumerate(servers):
-        key = (server.server_id, server.port)
-        if key in seen:
-            raise _fail(f"{path}.servers[{n}]", f"duplicate member {server.server_id}:{server.port}")
-        seen.add(key)
+    gid = _new_group_id(data["id"], f"{path}.id", GROUP_ID_RE, seen_groups)
+    servers = _each(data, "servers", path, lambda item, at: _server(item, at, kind))
+    _no_duplicate_member(f"{path}.servers", servers, lambda s: (s.server_id, s.port),
+                         lambda s: f"{s.server_id}:{s.port}")
     return GroupSpec(gid, _string(data.get("name", gid), f"{path}.name"), servers)
 
 
 def _load_balancer(value: Any, path: str, seen_groups: set[str]) -> LoadBalancerSpec:
     data = _object(value, path, LB_KEYS, ("id",))
     lb_id = _string(data["id"], f"{path}.id", LB_ID_RE)
-    default = tuple(
-        _server(item, f"{path}.default_servers[{n}]", "default")
-        for n, item in enumerate(_list(data.get("default_servers", []), f"{path}.default_servers"))
-    )
-    seen_default: set[str] = set()
-    for n, server in enumerate(default):
-        if server.server_id in seen_default:
-            raise _fail(f"{path}.default_servers[{n}]", f"duplicate member {server.server_id}")
-        seen_default.add(server.server_id)
-    vgroups = tuple(
-        _group(item, f"{path}.vserver_groups[{n}]", "vserver", seen_groups)
-        for n, item in enumerate(_list(data.get("vserver_groups", []), f"{path}.vserver_groups"))
-    )
-    msgroups = tuple(
-        _group(item, f"{path}.master_slave_groups[{n}]", "master_slave", seen_groups)
-        for n, item in enumerate(
-            _list(data.get("master_slave_groups", []), f"{path}.master_slave_groups"))
-    )
+    default = _each(data, "default_servers", path, lambda item, at: _server(item, at, "default"))
+    _no_duplicate_member(f"{path}.default_servers", default, lambda s: s.server_id,
+                         lambda s: s.server_id)
+    vgroups = _each(data, "vserver_groups", path,
+                    lambda item, at: _group(item, at, "vserver", seen_groups))
+    msgroups = _each(data, "master_slave_groups", path,
+                     lambda item, at: _group(item, at, "master_slave", seen_groups))
     group_ids = {g.id for g in vgroups}
     listeners = []
     for n, item in enumerate(_list(data.get("listeners", []), f"{path}.listeners")):
@@ -672,10 +680,8 @@ def _net_lb(value: Any, path: str, kind: str, seen_groups: set[str]) -> NetLbSpe
     lb_id = _string(data["id"], f"{path}.id", NET_LB_ID_RE[kind])
     edition = (_choice(data.get("edition", "Standard"), f"{path}.edition", ALB_EDITIONS)
                if kind == "albs" else "")
-    groups = tuple(
-        _lb_group(item, f"{path}.server_groups[{n}]", kind, seen_groups)
-        for n, item in enumerate(_list(data.get("server_groups", []), f"{path}.server_groups"))
-    )
+    groups = _each(data, "server_groups", path,
+                   lambda item, at: _lb_group(item, at, kind, seen_groups))
     if edition == "Basic":
         for n, group in enumerate(groups):
             if group.drain_enabled:
@@ -692,10 +698,7 @@ def _net_lb(value: Any, path: str, kind: str, seen_groups: set[str]) -> NetLbSpe
 
 def _lb_group(value: Any, path: str, kind: str, seen_groups: set[str]) -> LbGroupSpec:
     data = _object(value, path, LB_GROUP_KEYS, ("id",))
-    gid = _string(data["id"], f"{path}.id", SERVER_GROUP_ID_RE)
-    if gid in seen_groups:
-        raise _fail(f"{path}.id", f"duplicate server group id {gid!r}")
-    seen_groups.add(gid)
+    gid = _new_group_id(data["id"], f"{path}.id", SERVER_GROUP_ID_RE, seen_groups)
     group_type = _choice(data.get("type", "Instance"), f"{path}.type", LB_GROUP_TYPES)
     protocols = LB_PROTOCOLS[kind]
     drain = _object(data.get("connection_drain", {}), f"{path}.connection_drain",
@@ -705,17 +708,10 @@ def _lb_group(value: Any, path: str, kind: str, seen_groups: set[str]) -> LbGrou
         raise _fail(f"{path}.connection_drain.enabled", f"{enabled!r} is not a boolean")
     lo, hi = DRAIN_TIMEOUTS[kind]
     timeout = _int(drain.get("timeout_s", 300), f"{path}.connection_drain.timeout_s", lo, hi)
-    members = tuple(
-        _lb_member(item, f"{path}.members[{n}]", kind, group_type)
-        for n, item in enumerate(_list(data.get("members", []), f"{path}.members"))
-    )
-    seen: set[tuple[str, str | None, int]] = set()
-    for n, member in enumerate(members):
-        key = (member.server_id, member.server_ip, member.port)
-        if key in seen:
-            raise _fail(f"{path}.members[{n}]",
-                        f"duplicate member {member.server_id}:{member.port}")
-        seen.add(key)
+    members = _each(data, "members", path,
+                    lambda item, at: _lb_member(item, at, kind, group_type))
+    _no_duplicate_member(f"{path}.members", members, lambda m: (m.server_id, m.server_ip, m.port),
+                         lambda m: f"{m.server_id}:{m.port}")
     return LbGroupSpec(
         id=gid, name=_string(data.get("name", gid), f"{path}.name"), type=group_type,
         protocol=_choice(data.get("protocol", protocols[0]), f"{path}.protocol", protocols),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tools.emulator.contract import IGNORED_REQUEST_PARAMS
-from tools.emulator.ecs import Context, flag, indexed, integer, require
+from tools.emulator.ecs import Context, flag, indexed, integer, require, token_page
 from tools.emulator.netlb import Job, LbMember, NetLb, NetLbGroup, NetLbState
 from tools.emulator.world import ApiError, World
 
@@ -273,14 +273,7 @@ def page(items: list[Any], params: Mapping[str, str], default: int = 20, hi: int
          ) -> tuple[list[Any], dict[str, Any]]:
     """``MaxResults`` + ``NextToken`` paging: the chunk and the paging fields of the answer."""
     size = integer(params, "MaxResults", default, 1, hi)
-    token = params.get("NextToken") or ""
-    start = 0
-    if token:
-        if not token.startswith("t") or not token[1:].isdigit():
-            raise ApiError("InvalidParameter", "The specified NextToken is not valid.")
-        start = int(token[1:])
-    chunk = items[start:start + size]
-    nxt = f"t{start + size}" if start + size < len(items) else ""
+    chunk, nxt = token_page(items, params, hi, default)
     return chunk, {"MaxResults": size, "NextToken": nxt, "TotalCount": len(items)}
 
 

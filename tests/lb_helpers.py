@@ -1,0 +1,117 @@
+"""What the ALB and NLB tests share: the lb fleet (tests/fixtures/fleets/lb.yaml) and its ids, a
+documented-answer case and its check against the contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import pytest
+from Tea.exceptions import TeaException
+
+from tests.helpers import FLEETS, emulator_for
+from tools.emulator import Emulator, load_fleet
+from tools.emulator.contract import Contract, ViolationKind, load_contract
+
+JOB_S = 0.2
+C = TypeVar("C")
+SPOT = "i-bp1spot000000000001"
+SPOT_IP = "10.0.1.21"
+WEB1 = "i-bp1web0000000000001"
+WEB2 = "i-bp1web0000000000002"
+ALB_DRAIN = "sgp-bp1drain000000001"  # connection draining, 30 s
+ALB_PLAIN = "sgp-bp1plain000000001"
+ALB_ACK = "sgp-bp1ack0000000001"  # managed by ACK (Kubernetes)
+NLB_TCP = "sgp-bp1tcp0000000001"  # no draining
+NLB_IP = "sgp-bp1ipgrp00000001"  # Ip group, draining 10 s
+GROUPS = (ALB_DRAIN, ALB_PLAIN, ALB_ACK, NLB_TCP, NLB_IP)
+Member = tuple[str, str, "int | None"]
+
+
+@dataclass(frozen=True)
+class Case(Generic[C]):
+    """One SDK call: ``code`` None means it must succeed, else fail with that code."""
+
+    id: str
+    action: str
+    call: Callable[[C], Any]
+    code: str | None = None
+    setup: Callable[[C, Emulator], object] | None = None
+
+
+def covered(product: str, cases: Iterable[Case[Any]]) -> tuple[set[tuple[str, str]], ...]:
+    """The (product, action) pairs ``cases`` drive to a success, and to an error (read by
+    tests/test_conformance.py's coverage check)."""
+    cases = list(cases)
+    return ({(product, c.action) for c in cases if c.code is None},
+            {(product, c.action) for c in cases if c.code is not None})
+
+
+@contextmanager
+def lb_emulator() -> Iterator[Emulator]:
+    """The emulator on tests/fixtures/fleets/lb.yaml, its load balancer jobs taking ``JOB_S``."""
+    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as e:
+        yield e
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    """A fixture for the SDK-level tests: :func:`lb_emulator`."""
+    with lb_emulator() as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def contract() -> Contract:
+    return load_contract()
+
+
+@contextmanager
+def lb_functions_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The lb fleet for the functions (signing environment set), its jobs quick and a 30 s
+    connection drain lasting 0.3 s."""
+    with emulator_for("lb.yaml", monkeypatch, start_delay_s=0.01, lb_job_s=0.05) as emulator:
+        emulator.set_lb_jobs(drain_scale=0.01)
+        yield emulator
+
+
+def groups(emu: Emulator) -> dict[Member, int]:
+    """(group, server, port) -> weight, every ALB and NLB group."""
+    return {(g, m["server_id"], m["port"]): m["weight"]
+            for g in GROUPS for m in emu.lb_group(g)["members"]}
+
+
+def members(body: Any) -> dict[tuple[str, int], tuple[int, str]]:
+    """A ListServerGroupServers body as (server id, port) -> (weight, status)."""
+    return {(s.server_id, s.port): (s.weight, s.status) for s in body.servers}
+
+
+def check_documented_answer(product: str, case: Case[C], *, client: C, emu: Emulator,
+                            contract: Contract, over_max_items: Iterable[str]) -> None:
+    """Run ``case`` and check the answer: success or the documented error with its documented
+    HTTP status; the raw body and the request conform to the contract (the cases in
+    ``over_max_items``, past a documented maxItems, send what it calls a bad request)."""
+    if case.setup is not None:
+        case.setup(client, emu)
+    emu.clear_calls()
+    outcome: Any
+    try:
+        outcome = case.call(client)
+    except TeaException as err:
+        outcome = err
+    (call,) = [c for c in emu.calls() if c.action == case.action]
+    assert call.body is not None and call.product == product
+    if case.code is None:
+        assert not isinstance(outcome, TeaException), outcome
+        assert (call.status, call.code) == (200, None)
+        assert contract.check_response(product, case.action, call.body) == []
+    else:
+        assert isinstance(outcome, TeaException)
+        assert (outcome.code, call.code) == (case.code, case.code)
+        assert call.status == outcome.data["statusCode"]
+        assert call.status in contract.statuses_of(product, case.action, case.code)
+    over = [ViolationKind.BAD_PARAM_VALUE] if case.id in set(over_max_items) else []
+    assert [v.kind for v in contract.check_request(product, case.action, call.params)] == over
+    assert emu.contract_violations() == []
