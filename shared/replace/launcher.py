@@ -12,6 +12,9 @@ launching  a RunInstances for the recorded candidate   the taker looks for a suc
                                                        so ECS answers the same instance
 launched   the successor's id (lease released)         duplicates answer ``duplicate``; the
                                                        sweep waits for Running
+(launched) ``registered_at``: added to every recorded    the sweep resumes the health wait
+           group; ``health``: groups serving so far   (shared/replace/health.py), it does
+                                                       not add again
 running / failed / exhausted / stalled / skipped: finished
 =========  ==========================================  ==================================
 
