@@ -141,6 +141,9 @@ def test_a_successor_never_healthy_is_reported_with_the_reason(
     record = entry(db_url)
     assert record.status == "running"
     assert record.data["not_healthy"] == [CLB_DEFAULT, CLB_HTTP]
+    # not serving in every group: no notice → serving time, the ALB/NLB ones keep theirs
+    assert "seconds_to_serving" not in done and record.data["seconds_to_serving"] is None
+    assert done["health"][ALB]["serving_at"] == record.data["registered_at"]
     (alert,) = [b for b in bodies if "not_healthy" in b]
     assert "critical" in alert and "NOT healthy" in alert
 

@@ -221,7 +221,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     by_status = Counter(e.status for e in entries)
     running = [e.data for e in entries if e.status == "running"]
     to_running = [float(d["seconds_to_running"]) for d in running]
-    to_serving = [float(d["seconds_to_serving"]) for d in running]
+    to_serving = [float(d["seconds_to_serving"]) for d in running
+                  if d.get("seconds_to_serving") is not None]  # None: a group never healthy
     to_launched = [(_at(d["launched_at"]) - _at(d["notice_time"])).total_seconds()
                    for d in (e.data for e in entries) if d.get("launched_at")]
     first_out = sum(1 for e in entries

@@ -71,10 +71,13 @@ def _clb_state(rows: Sequence[BackendHealth], m: Membership,
             else GroupState.WAITING)
 
 
-def observe(clb: HealthPort, memberships: Sequence[Membership]) -> dict[str, GroupState]:
+def observe(clb: HealthPort, memberships: Sequence[Membership],
+            among: Sequence[Membership] = ()) -> dict[str, GroupState]:
     """The state of the successor in each group of ``memberships`` (its own, moved to it): one
     DescribeHealthStatus per CLB, nothing read for ALB/NLB. A group with several memberships
-    (ports) serves when all of them do."""
+    (ports) serves when all of them do. ``among``: all of the successor's memberships (which
+    vServer ports the default group's rows are not on), default ``memberships``."""
+    context = list(among) or list(memberships)
     rows: dict[str, list[BackendHealth]] = {}
     out: dict[str, GroupState] = {}
     for m in memberships:
@@ -86,7 +89,7 @@ def observe(clb: HealthPort, memberships: Sequence[Membership]) -> dict[str, Gro
                     rows[m.load_balancer_id] = clb.health_status(m.load_balancer_id)
                 except NotFoundError:
                     rows[m.load_balancer_id] = []  # gone: nothing will ever check it
-            state = _clb_state(rows[m.load_balancer_id], m, memberships)
+            state = _clb_state(rows[m.load_balancer_id], m, context)
         label = group_label(m)
         out[label] = _worse(out.get(label), state)
     return out

@@ -516,7 +516,6 @@ class Replacer:
         self._notify(result)
         return result
 
-
     def _await_health(self, entry: ledger.EntryLike, data: Mapping[str, Any], region: str
                       ) -> ReplaceResult | None:
         """Added everywhere: each group's state (shared/replace/health.py) is recorded as it
@@ -533,7 +532,7 @@ class Replacer:
             k: dict(v) for k, v in (data.get("health") or {}).items()}
         pending = [m for m in memberships if group_label(m) not in health]
         if pending:
-            seen = observe(self.clients_in(region).lb, pending)
+            seen = observe(self.clients_in(region).lb, pending, among=memberships)
             for label, state in seen.items():
                 if state.serving:
                     at = now if state is GroupState.HEALTHY else added_at
@@ -554,12 +553,16 @@ class Replacer:
         served = [float(g["seconds_to_serving"]) for g in health.values()
                   if "seconds_to_serving" in g]
         to_running = round((running - notice).total_seconds(), 3)
-        to_serving = max(served) if served else round((added_at - notice).total_seconds(), 3)
+        # Serving in every recorded group: the last group's time; undefined while one is not.
+        to_serving: float | None = (
+            None if waiting else max(served) if served
+            else round((added_at - notice).total_seconds(), 3))
         reason = (f"not healthy in {', '.join(waiting)} {waited:.0f} s after it was added "
                   f"(ECS_EVENT_OPS_REPLACE_HEALTHY_S={self.settings.replace_healthy_s})"
                   if waiting else None)
         done = {"running_at": iso(running), "seconds_to_running": to_running,
-                "serving_at": iso(notice + timedelta(seconds=to_serving)),
+                "serving_at": (None if to_serving is None
+                               else iso(notice + timedelta(seconds=to_serving))),
                 "seconds_to_serving": to_serving, "health": health,
                 "not_healthy": waiting}
         if reason:
@@ -572,7 +575,7 @@ class Replacer:
                                reason=reason, running_at=iso(running),
                                launched_at=data.get("launched_at"),
                                seconds_to_running=to_running,
-                               seconds_to_serving=to_serving if served or not waiting else None,
+                               seconds_to_serving=to_serving,
                                registered=tuple(registered),
                                tried=tuple(data.get("tried") or ()), health=health)
         emit(log, "replacement running", level=40 if waiting else 20, instance_id=iid,
