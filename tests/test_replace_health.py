@@ -39,10 +39,13 @@ ALB, NLB = "alb sgp-bp1albweb00000001", "nlb sgp-bp1nlbtcp0000001"
 TICK = {"triggerTime": "2026-12-01T00:00:00Z", "triggerName": "finish", "payload": ""}
 
 
-def fleet(healthy_after_s: float | None, *, health_check: bool = True) -> Any:
+def fleet(healthy_after_s: float | None, *, health_check: bool = True,
+          vserver_check: bool | None = None) -> Any:
+    """replace.yaml with listeners: 80 on the default group, 8080 on the http vServer group."""
     base = load_fleet(FLEETS / "replace.yaml")
+    http_check = health_check if vserver_check is None else vserver_check
     lbs = tuple(replace(lb, listeners=(ListenerSpec(80, "http", None, health_check),
-                                       ListenerSpec(8080, "http", HTTP, health_check)))
+                                       ListenerSpec(8080, "http", HTTP, http_check)))
                 for lb in base.load_balancers)
     return replace(base, load_balancers=lbs,
                    provisioning=replace(base.provisioning, healthy_after_s=healthy_after_s))
@@ -163,3 +166,22 @@ def test_a_group_without_health_check_serves_once_added(
         CLB_DEFAULT: "unchecked", CLB_HTTP: "unchecked", ALB: "available", NLB: "available"}
     record = entry(db_url)
     assert {g["serving_at"] for g in done["health"].values()} == {record.data["registered_at"]}
+
+
+def test_each_clb_group_is_judged_on_its_own_listener_rows(
+    monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    """GIVEN the default group's listener health-checks (never passing) and the vServer group's
+    does not, REPLACE_HEALTHY_S 0
+    WHEN the tick finds the successor Running
+    THEN the vServer group serves once added (its rows are unavailable) and only the default
+    group is reported not healthy."""
+    with start(fleet(None, vserver_check=False), monkeypatch) as emu:
+        (launched,) = invoke(emu, db_url, notice(emu))["replacements"]
+        emu.wait_for_status(launched["successor_id"], "Running")
+        (done,) = invoke(emu, db_url, TICK, env={"ECS_EVENT_OPS_REPLACE_HEALTHY_S": "0"}
+                         )["replacements"]["settled"]
+    assert done["outcome"] == "not_healthy"
+    assert {k: v["state"] for k, v in done["health"].items()} == {
+        CLB_DEFAULT: "not_healthy", CLB_HTTP: "unchecked", ALB: "available", NLB: "available"}
+    assert entry(db_url).data["not_healthy"] == [CLB_DEFAULT]
