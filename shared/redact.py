@@ -24,7 +24,6 @@ import json
 import os
 import re
 import threading
-import urllib.parse
 from collections.abc import Iterable, Mapping
 
 __all__ = ["MASK", "known_spellings", "redact", "redact_url", "register", "secret_values"]
@@ -139,7 +138,10 @@ def known_spellings() -> tuple[str, ...]:
     if cached is not None:
         return cached
     spellings: set[str] = set()
-    for value in secret_values():
+    values = secret_values()
+    if values:  # urllib.parse (and ipaddress under it) only when there is a secret to spell
+        import urllib.parse
+    for value in values:
         decoded = urllib.parse.unquote(value)
         for form in (value, decoded, urllib.parse.quote(decoded, safe=""),
                      urllib.parse.quote_plus(decoded, safe=""), urllib.parse.quote(decoded),

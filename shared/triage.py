@@ -22,10 +22,14 @@ A bad element is work for every function: 15a keeps rejected deliveries in the s
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from shared.events import PLATFORM_STOP_EVENTS, SPOT_INTERRUPTION, EcsEvent, EventKind
 from shared.log import emit, get_logger
+
+# typing is not imported at run time: the annotations are strings (a cold start saves ~2 ms)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "AUTO_START_STATES",

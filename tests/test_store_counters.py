@@ -1,16 +1,21 @@
-"""stats from the counters the triggers keep (schema v4), against a recount of the rows, on every
-backend: any order of arrival, duplicates, a late earlier creation that moves an instance's
-creation to the day before, a release, concurrent writers, and rows stored before v4."""
+"""stats from the counters the triggers keep (schema v4, sharded per writer connection on
+PostgreSQL and MariaDB since v5), against a recount of the rows, on every backend: any order of
+arrival, duplicates, a late earlier creation that moves an instance's creation to the day before,
+a release, concurrent writers, rows stored before v4 and counters kept before v5; and a writer
+never waits for another's uncommitted counter."""
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
 from shared.events import EventKind
-from shared.store import Store
+from shared.store import COUNTER_SHARDS, SCHEMA_VERSION, Store
 from tests.test_store import T0, other_event, state_event
 
 
@@ -143,11 +148,140 @@ def test_rows_stored_before_the_counters_are_counted(store_url: str) -> None:
         old.close()
     store = Store(store_url)
     try:
-        assert store.ensure_schema() == 4
+        assert store.ensure_schema() == SCHEMA_VERSION
         store.record([state_event("i-old00002", "Pending", T0 + timedelta(days=1))])
         stats = store.stats()
         assert counted(stats) == recount(store)
         assert stats["instances"] == {"known": 2, "created": 2, "released": 1}
         assert stats["creations_per_day"] == {"2024-05-01": 1, "2024-05-02": 1}
+    finally:
+        store.close()
+
+
+def test_counters_kept_before_the_shards_are_kept(store_url: str) -> None:
+    """GIVEN a store at schema 4 whose counters count recorded events WHEN upgraded to 5 (the
+    counters sharded per connection) THEN stats still equals a recount, before and after more
+    events (one moving a creation to the day before)."""
+    old = Store(store_url)
+    try:
+        old.ensure_schema(target_version=4)
+        old._schema_ready = True  # record against v4 as code one version behind does
+        old.record([state_event("i-shd00001", "Pending", T0),
+                    state_event("i-shd00001", "Deleted", T0 + timedelta(days=1)),
+                    state_event("i-shd00002", "Pending", T0 + timedelta(hours=5))])
+    finally:
+        old.close()
+    store = Store(store_url)
+    try:
+        assert store.ensure_schema() == SCHEMA_VERSION
+        assert counted(store.stats()) == recount(store)
+        store.record([state_event("i-shd00002", "Pending", T0 - timedelta(days=1)),
+                      state_event("i-shd00003", "Running", T0 + timedelta(days=1))])
+        stats = store.stats()
+        assert counted(stats) == recount(store)
+        assert stats["creations_per_day"] == {"2024-04-30": 1, "2024-05-01": 1}
+    finally:
+        store.close()
+
+
+def _shard(conn: Any) -> int:
+    function = "pg_backend_pid()" if conn.dialect.name == "postgresql" else "CONNECTION_ID()"
+    return int(conn.exec_driver_sql(f"SELECT MOD({function}, {COUNTER_SHARDS})").scalar_one())
+
+
+def test_a_writer_does_not_wait_for_another_writers_counters(store_url: str) -> None:
+    """GIVEN a writer that recorded a state change and has not committed yet (its transaction
+    holds the counters it bumped) WHEN another connection records the same kind of event, same
+    day and hour THEN it finishes without waiting for that commit (its own shard of the
+    counters), and once both commit the counters equal a recount.
+
+    PostgreSQL and MariaDB only: SQLite has one writer at a time by design."""
+    import pytest
+
+    from shared.store import _apply_to_instances
+
+    if store_url.startswith("sqlite"):
+        pytest.skip("SQLite serializes writers on its database lock")
+    holder, other = Store(store_url), Store(store_url)
+    holder.ensure_schema()
+    other.ensure_schema()
+    first = state_event("i-hot00001", "Running", T0)
+    second = state_event("i-hot00002", "Running", T0 + timedelta(minutes=1))
+    done = threading.Event()
+    errors: list[BaseException] = []
+    try:
+        with holder._get_engine().connect() as held:
+            # the other store's one pooled connection on another shard than the held one
+            for _ in range(4 * COUNTER_SHARDS):
+                with other._get_engine().connect() as probe:
+                    if _shard(probe) != _shard(held):
+                        break
+                    probe.invalidate()
+            held.rollback()
+            with held.begin():
+                holder._insert_events(held, [dict(_event_row_of(first))])
+                _apply_to_instances(held, [first])
+
+                def record() -> None:
+                    try:
+                        other.record([second])
+                    except BaseException as error:  # reported by the test
+                        errors.append(error)
+                    done.set()
+
+                began = time.monotonic()
+                thread = threading.Thread(target=record)
+                thread.start()
+                finished = done.wait(5.0)
+                waited = time.monotonic() - began
+            thread.join()
+        assert errors == []
+        assert finished, "the second writer waited for the first one's commit"
+        assert waited < 5.0
+        stats = other.stats()
+        assert counted(stats) == recount(other)
+        assert stats["per_state"] == {"Running": 2}
+    finally:
+        holder.close()
+        other.close()
+
+
+def _event_row_of(event: Any) -> dict[str, Any]:
+    from shared.store import _event_row, _naive
+
+    return _event_row(event, _naive(event.event_time))
+
+
+def test_analyze_compacts_postgresql_counters_a_burst_left_bloated(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIVEN PostgreSQL counters updated by many statements of one transaction (a bulk load:
+    no row version can be pruned before it commits) WHEN Store.analyze runs THEN the counter
+    table is rewritten to its live rows and stats still equals a recount."""
+    import sqlalchemy as sa
+
+    import shared.store
+
+    if not store_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: the other databases update counters in place")
+    monkeypatch.setattr(shared.store, "COUNTER_COMPACT_MIN_PAGES", 2)
+    store = Store(store_url)
+    try:
+        store.ensure_schema()
+        with store._get_engine().begin() as conn:
+            for n in range(600):  # one statement each: the counters' row is updated 600 times
+                event = state_event(f"i-blt{n:05d}", "Running", T0 + timedelta(seconds=n))
+                conn.execute(sa.insert(shared.store._schema().events), _event_row_of(event))
+
+        def pages() -> int:
+            return int(store._run("pages", lambda c: c.exec_driver_sql(
+                "SELECT pg_relation_size('event_counts') / 8192").scalar_one(), write=False))
+
+        bloated = pages()
+        assert bloated >= 2
+        store.analyze()
+        assert pages() < bloated
+        assert pages() <= 1
+        assert counted(store.stats()) == recount(store)
     finally:
         store.close()

@@ -4,9 +4,11 @@
     python -m tools.bench_store --db postgresql+psycopg://postgres@127.0.0.1/bench --reset \\
         --released-events 0 --json
 
-Statements: batches of 1, 10 and 100 new events are recorded and the SQL statements reaching the
-driver counted. Record: ``--single-events`` recorded one per batch by one process (the warm
-per-invocation cost), then ``--writers`` processes (spawned, started together) each record their
+Batch of 1: ``--single-events`` recorded one per batch (the warm per-invocation cost) by one
+process, then by 8 processes whose commits wait 5 ms (round trips to a distant database), on a fresh
+database at schema 3 (no counters), 4 (counters, one row each) and 5 (sharded counters), taking
+turns (``--batch-rounds``). Statements: batches of 1, 10 and 100 new events are recorded and the
+SQL statements reaching the driver counted. Record: ``--writers`` processes (spawned, started together) each record their
 own lifecycles in batches of ``--batch`` through :meth:`Store.record` (dedup, instance rows, one
 transaction per batch). Released: ``--released-events`` events (about six per instance, 80%
 released) are bulk loaded, then a mix of ``released`` queries (first page, time window, region,
@@ -64,13 +66,26 @@ def writer_events(writer: int, count: int) -> list[EcsEvent]:
     return events[:count]
 
 
-def _writer(url: str, writer: int, count: int, batch: int, start_at: float) -> tuple[int, float]:
+def _writer(
+    url: str, writer: int, count: int, batch: int, *, start_at: float,
+    schema: int | None = None, commit_delay_ms: float = 0.0,
+) -> tuple[int, float]:
     from shared.log import configure
 
     configure(level="WARNING", stream=sys.stderr)
     events = writer_events(writer, count)
     store = Store(url)
-    store.ensure_schema()
+    if schema is None:
+        store.ensure_schema()
+    else:  # an older schema, as code of that version ran it (the "before" of a comparison)
+        store.ensure_schema(target_version=schema)
+        store._schema_ready = True
+    if commit_delay_ms:
+        # The round trip to a database across the network, while the transaction holds its
+        # locks: every COMMIT waits this long before it reaches the server.
+        from sqlalchemy import event
+
+        event.listen(store._get_engine(), "commit", lambda _conn: time.sleep(commit_delay_ms / 1000))
     time.sleep(max(0.0, start_at - time.time()))
     began = time.perf_counter()
     inserted = 0
@@ -81,20 +96,58 @@ def _writer(url: str, writer: int, count: int, batch: int, start_at: float) -> t
     return inserted, elapsed
 
 
-def bench_record(url: str, events: int, writers: int, batch: int, first_writer: int = 0) -> dict[str, Any]:
+def bench_record(
+    url: str, events: int, writers: int, batch: int, *, first_writer: int = 0,
+    schema: int | None = None, commit_delay_ms: float = 0.0,
+) -> dict[str, Any]:
     per_writer = events // writers
     context = multiprocessing.get_context("spawn")
     start_at = time.time() + 3.0
     with context.Pool(writers) as pool:
         began = time.time()
-        results = pool.starmap(_writer, [(url, first_writer + w, per_writer, batch, start_at) for w in range(writers)])
+        how = {"start_at": start_at, "schema": schema, "commit_delay_ms": commit_delay_ms}
+        pending = [pool.apply_async(_writer, (url, first_writer + w, per_writer, batch), how)
+                   for w in range(writers)]
+        results = [p.get() for p in pending]
     wall = time.time() - max(began, start_at)
     inserted = sum(r[0] for r in results)
     slowest = max(r[1] for r in results)
     return {
-        "events": inserted, "writers": writers, "batch": batch,
+        "events": inserted, "writers": writers, "batch": batch, "commit_delay_ms": commit_delay_ms,
         "seconds": round(slowest, 3), "events_per_s": round(inserted / slowest),
         "wall_seconds": round(wall, 3),
+    }
+
+
+# Schemas compared by bench_batch_of_1: 3 had no counters (stats aggregated the rows), 4 added
+# the counters kept by triggers (one row per counter), 5 shards them per writer connection.
+SCHEMAS_COMPARED = (3, 4, 5)
+CONCURRENT_WRITERS = 8
+COMMIT_DELAY_MS = 5.0
+
+
+def bench_batch_of_1(url: str, events: int, fresh: Any, rounds: int = 3) -> dict[str, Any]:
+    """Warm batch-of-1 throughput per schema, side by side: one writer, and
+    ``CONCURRENT_WRITERS`` writers whose commits each wait ``COMMIT_DELAY_MS`` (a managed
+    database's round trip, while the transaction holds its row locks). ``fresh(schema)`` gives
+    an empty database's URL. The schemas take turns, ``rounds`` times; medians are reported."""
+    import statistics
+
+    runs: dict[str, dict[str, list[int]]] = {}
+    for round_ in range(rounds):
+        for schema in SCHEMAS_COMPARED:
+            target = fresh(schema)
+            runs.setdefault(f"v{schema}", {}).setdefault("one writer", []).append(bench_record(
+                target, events, 1, 1, first_writer=50 + round_, schema=schema)["events_per_s"])
+            runs[f"v{schema}"].setdefault(
+                f"{CONCURRENT_WRITERS} writers, commit +{COMMIT_DELAY_MS:g} ms", []
+            ).append(bench_record(
+                target, events, CONCURRENT_WRITERS, 1, first_writer=60 + 10 * round_, schema=schema,
+                commit_delay_ms=COMMIT_DELAY_MS,
+            )["events_per_s"])
+    return {
+        schema: {case: {"median": round(statistics.median(v)), "runs": v} for case, v in cases.items()}
+        for schema, cases in runs.items()
     }
 
 
@@ -505,7 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--single-events", type=int, default=2000,
-                        help="events recorded one per batch by one writer (warm throughput); 0 skips")
+                        help="events recorded one per batch, per schema compared (warm throughput); 0 skips")
+    parser.add_argument("--batch-rounds", type=int, default=3, help="turns of the schemas compared")
     parser.add_argument("--released-events", type=int, default=1_000_000, help="0 skips the released benchmark")
     parser.add_argument("--rounds", type=int, default=30, help="rounds of the released query mix")
     parser.add_argument("--reset", action="store_true", help="DROP the project tables in --db first")
@@ -522,9 +576,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         probe.close()
         result: dict[str, Any] = {"db": url.split("://")[0]}
-        result["statements_per_batch"] = bench_statements(url)
         if args.single_events:
-            result["record_batch_of_1"] = bench_record(url, args.single_events, 1, 1, first_writer=50)
+            made = iter(range(1_000_000))
+
+            def fresh(schema: int) -> str:
+                if args.db:
+                    _reset(url)
+                    return url
+                return f"sqlite:///{Path(tmp) / f'batch-of-1-v{schema}-{next(made)}.sqlite3'}"
+
+            result["batch_of_1"] = bench_batch_of_1(url, args.single_events, fresh, args.batch_rounds)
+            if args.db:
+                _reset(url)
+        result["statements_per_batch"] = bench_statements(url)
         if args.events:
             result["record"] = bench_record(url, args.events, args.writers, args.batch)
         if args.released_events:
@@ -540,11 +604,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("statements per batch: " + ", ".join(
         f"{size} events ({s['instances']} instances): {s['statements']}"
         for size, s in result["statements_per_batch"].items()))
-    for key in ("record_batch_of_1", "record"):
-        if key in result:
-            r = result[key]
-            print(f"record: {r['events']} events, {r['writers']} writers, batches of {r['batch']}: "
-                  f"{r['events_per_s']} events/s ({r['seconds']} s)")
+    for schema, cases in result.get("batch_of_1", {}).items():
+        print(f"record batch of 1, schema {schema}: " + ", ".join(
+            f"{case}: {c['median']} events/s" for case, c in cases.items()))
+    if "record" in result:
+        r = result["record"]
+        print(f"record: {r['events']} events, {r['writers']} writers, batches of {r['batch']}: "
+              f"{r['events_per_s']} events/s ({r['seconds']} s)")
     if "released" in result:
         rel = result["released"]
         print(f"released over {result['load']['events']} events (loaded in {result['load']['seconds']} s; "

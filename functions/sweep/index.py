@@ -26,7 +26,6 @@ from typing import Any
 from shared.autostart import sweep_auto_start
 from shared.clients import Clients, credentials_from_context
 from shared.drain import sweep_drains
-from shared.lb.actions import ram_actions
 from shared.log import bind, emit, get_logger
 from shared.notify import Notifier
 from shared.settings import Settings
@@ -49,7 +48,17 @@ OWN_ACTIONS: tuple[str, ...] = (
 # (health) before it counts as serving.
 LB_OPERATIONS: tuple[str, ...] = ("list", "find", "scan", "members", "add", "remove", "weight",
                                   "wait", "health")
-RAM_ACTIONS: tuple[str, ...] = (*OWN_ACTIONS, *ram_actions(LB_OPERATIONS))
+
+
+def __getattr__(name: str) -> Any:
+    """``RAM_ACTIONS``, composed on first use from the load-balancer adapters' declarations
+    (shared/lb/actions.py): the deploy tools read it, a cold start never pays for it."""
+    if name == "RAM_ACTIONS":
+        from shared.lb.actions import ram_actions
+
+        return (*OWN_ACTIONS, *ram_actions(LB_OPERATIONS))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 log = get_logger(__name__)
 

@@ -7,6 +7,7 @@ Sections (each printed as a table, all written to one JSON file):
   bytecode cold import of a read-only bundle with and without its pycs (tools.package)
   store    statements per batch, record throughput, `released` and the other reads before/after
            (tools.bench_store; PostgreSQL and MariaDB too when their test URLs are set)
+  --markdown FILE / --readme: the figures as the README's tables (tools/bench/_readme.py)
   autostart  decision latency: event in -> StartInstance received by the emulator
   drain    the spot burst against deadlines, and the naive seed-doc handler (tools.bench_drain)
 """
@@ -334,25 +335,23 @@ def bench_store(args: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-# Statements per recorded batch before issue 16 (measured on commit 1baf801 with
-# tools.bench_store.bench_statements: the code that ran them is gone, the counts are fixed by it).
-STATEMENTS_BEFORE = {"sqlite": {"1": 8, "10": 14, "100": 116},
-                     "postgresql": {"1": 7, "10": 13, "100": 115},
-                     "mysql": {"1": 7, "10": 12, "100": 99}}
-
-
 def _store_rows(store: dict[str, Any]) -> list[dict[str, Any]]:
     """One table of the store section: before -> after per database."""
+    from tools.bench._readme import STATEMENTS_BEFORE
+
     rows: list[dict[str, Any]] = []
     for db, figures in store.items():
         for size, count in figures["statements_per_batch"].items():
             rows.append({"db": db, "what": f"statements, batch of {size} ({count['instances']} instances)",
                          "before": STATEMENTS_BEFORE.get(db, {}).get(size, ""), "after": count["statements"]})
-        for key in ("record_batch_of_1", "record"):
-            if key in figures:
-                r = figures[key]
-                rows.append({"db": db, "what": f"record events/s, {r['writers']} writer(s), batch {r['batch']}",
-                             "before": "", "after": r["events_per_s"]})
+        for schema, cases in figures.get("batch_of_1", {}).items():
+            for case, figure in cases.items():
+                rows.append({"db": db, "what": f"record events/s, batch of 1, {case}, schema {schema}",
+                             "before": "", "after": figure["median"]})
+        if "record" in figures:
+            r = figures["record"]
+            rows.append({"db": db, "what": f"record events/s, {r['writers']} writer(s), batch {r['batch']}",
+                         "before": "", "after": r["events_per_s"]})
         released = figures.get("released")
         if released:
             rows.append({"db": db, "what": f"released p95 ms over {figures['load']['events']} events",
@@ -423,6 +422,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", default="bench-results/bench.json",
                         help="where to write the results (default: %(default)s)")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--markdown", metavar="FILE", type=Path,
+                        help="also write the figures as the README's tables (tools/bench/_readme.py)")
+    parser.add_argument("--readme", action="store_true",
+                        help="write those tables into README.md between its bench markers")
     parser.add_argument("--before", metavar="DIR", type=Path,
                         help="a checkout of the code before (git archive COMMIT | tar -x -C DIR): the "
                              "cold section times its ignorable events side by side")
@@ -470,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results["autostart"] = bench_autostart(20 if quick else 100, workdir)
                 print(_table([results["autostart"]], ["runs", "started", "p50_ms", "p99_ms"]))
             elif section == "drain":
-                size = ["--instances", "200", "--latency-ms", "50"]
+                # the deployed drain time (s.yaml): the billed seconds of issue 16's burst
+                size = ["--instances", "200", "--latency-ms", "50", "--drain-time-s", "60"]
                 results["drain"] = bench_module("tools.bench_drain", size, workdir)
                 print(json.dumps(results["drain"], indent=1)[:3000])
             print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
@@ -479,6 +483,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=str))
     print(f"\nwrote {out} in {results['total_s']} s")
+    if args.markdown or args.readme:
+        from tools.bench._readme import readme_markdown, write_readme
+
+        command = "python -m tools.bench " + " ".join(
+            a if not a.startswith("/") else "DIR" for a in (argv if argv is not None else sys.argv[1:]))
+        markdown = readme_markdown(results, command.strip())
+        if args.markdown:
+            args.markdown.write_text(markdown, encoding="utf-8")
+            print(f"wrote {args.markdown}")
+        if args.readme:
+            write_readme(REPO / "README.md", markdown)
+            print("wrote the README's benchmark tables")
     return 0
 
 
