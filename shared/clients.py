@@ -128,6 +128,7 @@ CALLED_ACTIONS: Mapping[str, str] = {
     "RemoveVServerGroupBackendServers": "slb",
     "AddBackendServers": "slb",
     "AddVServerGroupBackendServers": "slb",
+    "DescribeHealthStatus": "slb",  # a successor's health in its CLB groups (shared/replace)
     # ALB and NLB share API names: their keys carry the product (the RAM action's spelling).
     "alb:ListServerGroups": "alb",
     "alb:ListServerGroupServers": "alb",
@@ -533,8 +534,11 @@ ERROR_RULES: Mapping[tuple[str, str], CodeRule] = {
              "metadata; tools/emulator/contract.py PLATFORM_CODES names the sources)",
              "InvalidLoadBalancerId.NotFound"),
     **_rules("slb", Rule.TRANSIENT, _SLB + "DescribeLoadBalancers, "
-             "DescribeLoadBalancerAttribute, DescribeVServerGroupAttribute (400)",
-             "LocationServiceTimeout"),
+             "DescribeLoadBalancerAttribute, DescribeVServerGroupAttribute, "
+             "DescribeHealthStatus (400)", "LocationServiceTimeout"),
+    # The load balancer has more listeners than the call describes: asking again will not help.
+    **_rules("DescribeHealthStatus", Rule.PERMANENT, _SLB + "DescribeHealthStatus (400)",
+             "TooManyListeners"),
     **_rules("DescribeLoadBalancers", Rule.PERMANENT, _SLB + "DescribeLoadBalancers (400)",
              "InvalidTag", "TooManyResult"),
     **_rules("DescribeVServerGroups", Rule.PERMANENT, _SLB + "DescribeVServerGroups (400)",

@@ -243,6 +243,9 @@ class Settings:
     replace_vswitches: tuple[str, ...] = ()
     # A successor not Running this long after its launch is reported stalled by the sweep.
     replace_stall_s: int = 600
+    # A successor added to a group that health-checks it (CLB) serves there once the group
+    # reports it healthy; not healthy this long after it was added: reported (not_healthy).
+    replace_healthy_s: int = 300
     # RAM roles a successor may be launched with (drain_spot's role is granted ram:PassRole on
     # these only: tools/ram_policy.py, template.yml); a predecessor with another role is not
     # replaced (failed, with an alert).
@@ -334,7 +337,7 @@ class Settings:
             raise SettingsError(f"{PREFIX}SPOT_MARGIN_S must be between 0 and SPOT_NOTICE_S")
         if not self.replace_tag.strip():
             raise SettingsError(f"{PREFIX}REPLACE_TAG must not be empty")
-        for name in ("replace_avoid_s", "replace_stall_s"):
+        for name in ("replace_avoid_s", "replace_stall_s", "replace_healthy_s"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must not be negative")
         for entry in self.replace_vswitches:

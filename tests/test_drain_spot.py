@@ -145,7 +145,7 @@ def mutating_calls(emu: Emulator) -> list[Any]:
 REPLACEMENT_ACTIONS = {"ecs:DescribeInstanceRamRole", "ecs:DescribeUserData",
                        "ecs:DescribeLaunchTemplateVersions", "ecs:DescribeRecommendInstanceType",
                        "ecs:RunInstances", "slb:AddBackendServers",
-                       "slb:AddVServerGroupBackendServers"}
+                       "slb:AddVServerGroupBackendServers", "slb:DescribeHealthStatus"}
 MS_KEY = (LB_SECURE, "rsp-bp1ms000000000001", SPOT, 80)
 
 

@@ -14,6 +14,7 @@ from alibabacloud_tea_openapi.models import Config
 from Tea.exceptions import TeaException
 
 from tools.emulator import Emulator, load_fleet
+from tools.emulator.fleet import Fleet, FleetError
 
 FLEETS = Path(__file__).parent / "fixtures" / "fleets"
 REGION = "cn-hangzhou"
@@ -262,3 +263,51 @@ def test_adding_refuses_what_clb_refuses_and_counts_duplicates_once(slb: Slb,
                                                                      "Port": 8080}]))))
     assert (no_region.code, no_region.data["statusCode"]) == ("MissingParameter", 400)
     assert members(slb, API_GROUP) == before
+
+
+def test_health_passes_a_delay_after_running_never_or_is_unavailable_without_check() -> None:
+    """GIVEN an instance that becomes Running after the emulator starts, healthy_after_s 30,
+    a listener with a health check (default group) and one without (a vServer group)
+    WHEN DescribeHealthStatus is asked along the clock
+    THEN it is abnormal until 30 s after Running, then normal; ``never`` keeps it abnormal; the
+    listener without a health check says unavailable throughout."""
+    iid, lb, group = "i-bp1health0000000001", "lb-bp1health000000001", "rsp-bp1health00000001"
+    fleet = Fleet.from_dict({
+        "instances": [{"id": iid, "status": "Starting"}],
+        "load_balancers": [{
+            "id": lb, "default_servers": [{"server_id": iid}],
+            "vserver_groups": [{"id": group, "servers": [{"server_id": iid, "port": 8080}]}],
+            "listeners": [{"port": 80}, {"port": 8080, "vserver_group_id": group,
+                                         "health_check": False}]}],
+        "provisioning": {"healthy_after_s": 30},
+    })
+    with Emulator(fleet, start_delay_s=0.01) as emu:
+        client = Slb(Config(**emu.credentials[0], endpoint=emu.endpoint, protocol="http",
+                            region_id=REGION))
+
+        def health() -> dict[int, str]:
+            body = client.describe_health_status(slb_models.DescribeHealthStatusRequest(
+                region_id=REGION, load_balancer_id=lb)).body
+            return {b.listener_port: b.server_health_status
+                    for b in body.backend_servers.backend_server if b.server_id == iid}
+
+        assert health() == {80: "abnormal", 8080: "unavailable"}  # Starting
+        emu.wait_for_status(iid, "Running", timeout_s=2)
+        assert health() == {80: "abnormal", 8080: "unavailable"}  # Running, not 30 s yet
+        emu.advance_clock(29)
+        assert health()[80] == "abnormal"
+        emu.advance_clock(2)
+        assert health() == {80: "normal", 8080: "unavailable"}
+        emu.set_healthy_after(None)
+        assert health() == {80: "abnormal", 8080: "unavailable"}
+
+
+def test_fleet_health_settings_are_validated() -> None:
+    with pytest.raises(FleetError, match=r"provisioning.healthy_after_s"):
+        Fleet.from_dict({"provisioning": {"healthy_after_s": "soon"}})
+    with pytest.raises(FleetError, match=r"listeners\[0\].health_check"):
+        Fleet.from_dict({"load_balancers": [{"id": "lb-bp1x0001",
+                                             "listeners": [{"port": 80,
+                                                            "health_check": "yes"}]}]})
+    assert Fleet.from_dict({"provisioning": {"healthy_after_s": "never"}}
+                           ).provisioning.healthy_after_s is None

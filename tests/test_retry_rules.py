@@ -136,6 +136,7 @@ PROBES: dict[str, Callable[[Clients, bool], Any]] = {
     "RemoveVServerGroupBackendServers": lambda c, dry: c.lb.remove_members([API_WEB2]),
     "AddBackendServers": lambda c, dry: c.lb.add_members([NEW_DEFAULT]),
     "AddVServerGroupBackendServers": lambda c, dry: c.lb.add_members([NEW_JOBS]),
+    "DescribeHealthStatus": lambda c, dry: c.lb.health_status(LB_WEB),
     "alb:ListServerGroups": lambda c, dry: c.alb.list_server_groups(),
     "alb:ListServerGroupServers": lambda c, dry: c.alb.group_members(ALB_PLAIN.group_id or ""),
     "alb:UpdateServerGroupServersAttribute":

@@ -1,7 +1,8 @@
 """Benchmark the spot replacement (issue 14): a burst of interruptions of opted-in instances.
 
     python -m tools.bench_replace [--instances 50] [--sold-out 0.3] [--boot-s 2]
-                                  [--latency-ms 20] [--seed 14] [--json FILE]
+                                  [--healthy-after-s 0] [--latency-ms 20] [--seed 14]
+                                  [--json FILE]
 
 A fleet is generated in code (seeded): ``--instances`` spot instances tagged
 ``replace-on-interrupt=spot-or-on-demand`` (every tenth ``spot`` only), spread over four zones
@@ -13,9 +14,14 @@ handler, real SDK, the emulator answering after ``--latency-ms``); an invocation
 retried after ``--retry-after-s`` as FC retries. drain_spot's timer tick runs every
 ``--tick-s`` (deployed: 60 s) until every replacement is finished.
 
+The CLB health-checks its members: a successor passes ``--healthy-after-s`` after Running
+(the emulator's ``provisioning.healthy_after_s``); the ALB documents no member health (serving
+once Available).
+
 Reported: replaced / reported (with their reasons) / unfinished, successors per interrupted
 instance (at most one), launches made by the emulator, p50/p99/max of notice → successor
-Running and notice → successor serving in every recorded group, and the API calls per
+Running and notice → successor serving in every recorded group (healthy where the group
+health-checks it; the groups' states counted), and the API calls per
 replacement (the replacement's own actions and the serving writes, from the emulator's log).
 """
 
@@ -47,10 +53,11 @@ TICK = json.dumps({"triggerTime": "2026-12-01T00:00:00Z", "triggerName": "finish
 # The replacement's own calls, and the writes that make the successor serve.
 REPLACE_ACTIONS = ("RunInstances", "DescribeRecommendInstanceType", "DescribeInstanceRamRole",
                    "DescribeUserData", "DescribeLaunchTemplateVersions")
-SERVE_ACTIONS = ("AddBackendServers", "AddServersToServerGroup")
+SERVE_ACTIONS = ("AddBackendServers", "AddServersToServerGroup", "DescribeHealthStatus")
 
 
-def build_fleet(instances: int, sold_out: float, boot_s: float, seed: int
+def build_fleet(instances: int, sold_out: float, boot_s: float, seed: int,
+                healthy_after_s: float = 0.0
                 ) -> tuple[dict[str, Any], list[str], list[tuple[str, str]]]:
     rng = random.Random(seed)
     vswitches = [{"id": f"vsw-bp1bench{z}00000001", "zone": f"{REGION}-{z}", "vpc_id": VPC,
@@ -98,7 +105,7 @@ def build_fleet(instances: int, sold_out: float, boot_s: float, seed: int
                       "members": [{"server_id": iid, "port": 80 + n % 3, "weight": 100 - n}
                                   for n, iid in enumerate(spot)]}]}],
         "provisioning": {
-            "boot_s": boot_s, "vswitches": vswitches,
+            "boot_s": boot_s, "healthy_after_s": healthy_after_s, "vswitches": vswitches,
             "instance_types": [{"type": t, "cores": c, "memory": m} for t, c, m in TYPES],
             "stock": [{"instance_type": kind, "zone": zone, "spot_strategy": "SpotAsPriceGo",
                        "count": 0} for kind, zone in out],
@@ -128,7 +135,8 @@ def as_eventbridge(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    doc, spot, sold_out = build_fleet(args.instances, args.sold_out, args.boot_s, args.seed)
+    doc, spot, sold_out = build_fleet(args.instances, args.sold_out, args.boot_s, args.seed,
+                                      args.healthy_after_s)
     vswitches = ",".join(f"{VPC}/{REGION}-{z}=vsw-bp1bench{z}00000001" for z in ZONES)
     with tempfile.TemporaryDirectory() as tmp, Emulator(
         Fleet.from_dict(doc), latency_ms=args.latency_ms, start_delay_s=0.01, lb_job_s=0.2
@@ -213,7 +221,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     by_status = Counter(e.status for e in entries)
     running = [e.data for e in entries if e.status == "running"]
     to_running = [float(d["seconds_to_running"]) for d in running]
-    to_serving = [float(d["seconds_to_serving"]) for d in running]
+    to_serving = [float(d["seconds_to_serving"]) for d in running
+                  if d.get("seconds_to_serving") is not None]  # None: a group never healthy
     to_launched = [(_at(d["launched_at"]) - _at(d["notice_time"])).total_seconds()
                    for d in (e.data for e in entries) if d.get("launched_at")]
     first_out = sum(1 for e in entries
@@ -238,6 +247,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "duplicate_launches": sum(n - 1 for n in successors.values() if n > 1),
         "instances_launched": sum(len(x["instance_ids"]) for x in emu_launched(state, calls)),
         "registered_per_successor": sorted({len(d.get("registered") or []) for d in running}),
+        "group_states": dict(Counter(g.get("state") for d in running
+                                     for g in (d.get("health") or {}).values())),
+        "not_healthy": {e.instance_id: e.data.get("reason") for e in entries
+                        if e.data.get("not_healthy")},
         "first_candidate_sold_out": first_out,
         "notice_to_launched_s": {"p50": percentile(to_launched, 50),
                                  "p99": percentile(to_launched, 99),
@@ -285,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=50)
     parser.add_argument("--sold-out", type=float, default=0.3)
     parser.add_argument("--boot-s", type=float, default=2.0)
+    parser.add_argument("--healthy-after-s", type=float, default=0.0)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--drain-time-s", type=float, default=1.0)
     parser.add_argument("--tick-s", type=float, default=1.0)

@@ -244,6 +244,14 @@ def play(scenario: Scenario) -> None:
         step(number, text, action, scenario)
 
 
+def _states(result: dict[str, Any]) -> str:
+    """How the successor came to serve in its groups: ``healthy 2, available 2``."""
+    counts: dict[str, int] = {}
+    for group in (result.get("health") or {}).values():
+        counts[str(group.get("state"))] = counts.get(str(group.get("state")), 0) + 1
+    return ", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "no group"
+
+
 def report(scenario: Scenario, inbox: AlertInbox) -> None:
     print("\n== auto_start: what it decided and why")
     for name, decision, reason in scenario.decisions:
@@ -265,7 +273,7 @@ def report(scenario: Scenario, inbox: AlertInbox) -> None:
         print(f"  {scenario.name(r.get('instance_id')):<9} {r.get('outcome', '?'):<9} "
               f"successor {r.get('successor_id')} {c.get('instance_type')}@{c.get('zone_id')} "
               f"{c.get('spot_strategy')}; first tried: {tried or 'none'}; serving in "
-              f"{len(r.get('registered') or [])} memberships; notice to Running "
+              f"{len(r.get('registered') or [])} memberships (groups: {_states(r)}); notice to Running "
               f"{r.get('seconds_to_running')} s, to serving {r.get('seconds_to_serving')} s")
     print(f"\n== alerts sent ({len(inbox.messages)})")
     for message in inbox.messages:

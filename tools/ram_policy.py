@@ -176,6 +176,7 @@ RULES: Mapping[str, Rule] = {
     "slb:DescribeMasterSlaveServerGroups": Rule(Reach.SCOPED_LOAD_BALANCERS, _PER_LB, _SLB_RAM),
     "slb:DescribeMasterSlaveServerGroupAttribute": Rule(
         Reach.SCOPED_LOAD_BALANCERS, _PER_LB, _SLB_RAM),
+    "slb:DescribeHealthStatus": Rule(Reach.SCOPED_LOAD_BALANCERS, _PER_LB, _SLB_RAM),
     "slb:SetVServerGroupAttribute": Rule(Reach.BACKENDS, _MEMBERS, _SLB_SET_VSG),
     "slb:SetBackendServers": Rule(Reach.BACKENDS, _MEMBERS, _SLB_EXAMPLES),
     "slb:AddBackendServers": Rule(Reach.BACKENDS, _MEMBERS, _SLB_EXAMPLES),

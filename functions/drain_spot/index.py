@@ -53,8 +53,10 @@ OWN_ACTIONS: tuple[str, ...] = (
 )
 # Find the memberships, weight 0, wait for the jobs, remove, verify: on every load-balancer
 # product, composed from the adapters' declarations (shared/lb/actions.py).
-# "add": the successor of a replaced instance joins every group its predecessor was in.
-LB_OPERATIONS: tuple[str, ...] = ("list", "find", "members", "weight", "remove", "add", "wait")
+# "add": the successor of a replaced instance joins every group its predecessor was in;
+# "health": it serves in a CLB group once the group reports it healthy (DescribeHealthStatus).
+LB_OPERATIONS: tuple[str, ...] = ("list", "find", "members", "weight", "remove", "add", "wait",
+                                  "health")
 
 
 def __getattr__(name: str) -> Any:

@@ -44,9 +44,10 @@ OWN_ACTIONS: tuple[str, ...] = (
     "cms:DescribeMetricLast",  # an escalated incident's alert carries the last CPU/memory
 )
 # Restore (members, add, weight, wait), finish drains and remove released backends (list, find,
-# scan, remove), on every load-balancer product.
+# scan, remove), on every load-balancer product; a successor's health in its CLB groups
+# (health) before it counts as serving.
 LB_OPERATIONS: tuple[str, ...] = ("list", "find", "scan", "members", "add", "remove", "weight",
-                                  "wait")
+                                  "wait", "health")
 
 
 def __getattr__(name: str) -> Any:

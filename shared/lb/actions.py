@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 __all__ = ["OPERATIONS", "PRODUCTS", "declarations", "ram_actions"]
 
-OPERATIONS = ("list", "find", "scan", "members", "weight", "remove", "add", "wait")
+OPERATIONS = ("list", "find", "scan", "members", "weight", "remove", "add", "wait", "health")
 PRODUCTS = ("clb", "alb", "nlb")
 
 

@@ -35,6 +35,8 @@ class AlbClient(ServerGroupClient):
         "remove": ("alb:RemoveServersFromServerGroup", "alb:ListAsynJobs"),
         "add": ("alb:AddServersToServerGroup", "alb:ListAsynJobs"),
         "wait": ("alb:ListAsynJobs",),
+        # No member health status is documented for ALB/NLB (api-meta): nothing to read.
+        "health": (),
     }
     LIST_SERVER_IDS: ClassVar[int] = 20
     LIST_GROUP_IDS: ClassVar[int] = 20

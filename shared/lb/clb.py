@@ -30,9 +30,21 @@ from shared.clients import (
 from shared.lb.model import GroupKind, GroupRef, JobStatus, Membership, Product, Write
 from shared.log import emit, get_logger
 
-__all__ = ["ClbClient", "GroupKind", "LbClient", "LoadBalancer", "Membership"]
+__all__ = ["BackendHealth", "ClbClient", "GroupKind", "LbClient", "LoadBalancer", "Membership"]
 
 log = get_logger(__name__)
+
+@dataclass(frozen=True)
+class BackendHealth:
+    """One row of DescribeHealthStatus: a backend server on one listener. ``status`` is CLB's
+    ``normal`` | ``abnormal`` | ``unavailable`` (no health check on the listener, or it did not
+    complete)."""
+
+    server_id: str
+    port: int | None
+    listener_port: int | None
+    status: str
+
 
 @dataclass(frozen=True)
 class LoadBalancer:
@@ -83,6 +95,7 @@ class ClbClient(_Adapter):
         "remove": ("slb:RemoveBackendServers", "slb:RemoveVServerGroupBackendServers"),
         "add": ("slb:AddBackendServers", "slb:AddVServerGroupBackendServers"),
         "wait": (),
+        "health": ("slb:DescribeHealthStatus",),
     }
 
     # --- the product-neutral interface (shared.lb.pools.ProductClient) ------------------------
@@ -232,6 +245,29 @@ class ClbClient(_Adapter):
         except NotFoundError:
             emit(log, "server group vanished", level=30, load_balancer_id=lb_id, group_id=group_id)
             return []
+
+    def health_status(self, load_balancer_id: str) -> list[BackendHealth]:
+        """The health of every backend server on every listener of one load balancer (one
+        DescribeHealthStatus call)."""
+        models = self._models()
+        body = self._call(
+            "DescribeHealthStatus",
+            [load_balancer_id],
+            lambda: self._sdk.describe_health_status(
+                models.DescribeHealthStatusRequest(
+                    region_id=self.region, load_balancer_id=load_balancer_id
+                )
+            ),
+        )
+        return [
+            BackendHealth(
+                server_id=_str(s.get("ServerId")),
+                port=_int(s.get("Port"), None),
+                listener_port=_int(s.get("ListenerPort"), None),
+                status=_str(s.get("ServerHealthStatus")),
+            )
+            for s in _items(body.get("BackendServers"), "BackendServer")
+        ]
 
     def group_members(
         self, load_balancer_id: str, group_kind: GroupKind | str, group_id: str | None

@@ -38,6 +38,8 @@ class NlbClient(ServerGroupClient):
         "remove": ("nlb:RemoveServersFromServerGroup", "nlb:GetJobStatus"),
         "add": ("nlb:AddServersToServerGroup", "nlb:GetJobStatus"),
         "wait": ("nlb:GetJobStatus",),
+        # No member health status is documented for ALB/NLB (api-meta): nothing to read.
+        "health": (),
     }
     LIST_SERVER_IDS: ClassVar[int] = 40
     LIST_GROUP_IDS: ClassVar[int] = 20

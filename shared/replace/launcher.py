@@ -12,6 +12,9 @@ launching  a RunInstances for the recorded candidate   the taker looks for a suc
                                                        so ECS answers the same instance
 launched   the successor's id (lease released)         duplicates answer ``duplicate``; the
                                                        sweep waits for Running
+(launched) ``registered_at``: added to every recorded    the sweep resumes the health wait
+           group; ``health``: groups serving so far   (shared/replace/health.py), it does
+                                                       not add again
 running / failed / exhausted / stalled / skipped: finished
 =========  ==========================================  ==================================
 
@@ -41,6 +44,7 @@ from shared.launch import CapacityError, LaunchRequest, LaunchResult, Offering, 
 from shared.lb.model import Membership, Product
 from shared.ledger import FINISHED_REPLACE, OPEN_DRAIN, Acquired, Kind, Lease, ReplaceStatus
 from shared.log import emit, get_logger
+from shared.replace.health import GroupState, HealthPort, group_label, observe
 from shared.replace.offerings import ON_DEMAND, Candidate, avoid, avoided, candidates, vswitches_in
 from shared.replace.policy import REPLACES_TAG, Opt, verdict
 from shared.replace.record import Outcome, ReplaceResult, replace_notification
@@ -83,6 +87,8 @@ class LaunchPort(Protocol):
 class ClientsPort(Protocol):
     @property
     def ecs(self) -> EcsPort: ...
+    @property
+    def lb(self) -> HealthPort: ...
     @property
     def launch(self) -> LaunchPort: ...
     def for_region(self, region: str | None) -> ClientsPort: ...
@@ -432,7 +438,8 @@ class Replacer:
 
         by_region: dict[str, list[ledger.EntryLike]] = {}
         for entry in entries:
-            if entry.status == S.LAUNCHED.value and entry.data.get("successor_id"):
+            if (entry.status == S.LAUNCHED.value and entry.data.get("successor_id")
+                    and entry.data.get("registered_at") is None):  # added: health wait only
                 region = str(entry.data.get("region") or self.settings.region)
                 by_region.setdefault(region, []).append(entry)
         written = 0
@@ -459,8 +466,14 @@ class Replacer:
         return written
 
     def settle(self, entry: ledger.EntryLike) -> ReplaceResult | None:
-        """A launched replacement: Running now (recorded, one notification), or past
-        ``replace_stall_s`` (reported stalled), or still booting (None)."""
+        """A launched replacement: Running, added to its groups and serving in each (recorded,
+        one notification), or past ``replace_stall_s`` (reported stalled), or still booting,
+        being added or waiting for a group's health check (None).
+
+        Steps, each in the entry (status stays ``launched`` until the end): ``running_at``;
+        ``registered_at`` + ``registered`` once added everywhere (a later call resumes the
+        health wait, it does not add again); ``health`` per group as it starts serving
+        (shared/replace/health.py); then ``running`` with every group's state."""
         data = entry.data
         successor = data.get("successor_id")
         iid = str(entry.instance_id)
@@ -468,10 +481,11 @@ class Replacer:
         if not successor:
             return None
         now = self.clock()
+        launched = parse_iso_or_none(data.get("launched_at")) or entry.created_at
+        if data.get("registered_at") is not None:  # added before: only the health wait is left
+            return self._await_health(entry, data, region)
         found = self.clients_in(region).ecs.describe_instances([str(successor)]).get(
             str(successor))
-        launched = parse_iso_or_none(data.get("launched_at")) or entry.created_at
-        notice = parse_iso_or_none(data.get("notice_time")) or entry.created_at
         if found is not None and found.status == "Running":
             running = parse_iso_or_none(data.get("running_at")) or now
             if data.get("running_at") is None:  # kept if serving has to wait or be retried
@@ -480,30 +494,12 @@ class Replacer:
             served = self._serve(entry, found, region)
             if served is None:  # the drain has not recorded its memberships yet
                 return None
-            done = self.clock()
-            to_running = round((running - notice).total_seconds(), 3)
-            to_serving = round((done - notice).total_seconds(), 3)
-            registered = [m.snapshot() for m in served]
+            added = {"running_at": iso(running), "registered_at": iso(self.clock()),
+                     "registered": [m.snapshot() for m in served]}
             if not self.store.ledger_swap(entry.key, expect={}, statuses=[S.LAUNCHED.value],
-                                          status=S.RUNNING.value,
-                                          data={"running_at": iso(running),
-                                                "seconds_to_running": to_running,
-                                                "serving_at": iso(done),
-                                                "seconds_to_serving": to_serving,
-                                                "registered": registered}):
+                                          data=added):
                 return None
-            result = ReplaceResult(iid, Outcome.RUNNING, entry.key, str(successor),
-                                   data.get("candidate"), running_at=iso(running),
-                                   launched_at=data.get("launched_at"),
-                                   seconds_to_running=to_running,
-                                   seconds_to_serving=to_serving,
-                                   registered=tuple(registered),
-                                   tried=tuple(data.get("tried") or ()))
-            emit(log, "replacement running", instance_id=iid, successor_id=successor,
-                 decision="serving", seconds_to_running=to_running,
-                 seconds_to_serving=to_serving, registered=len(registered))
-            self._notify(result)
-            return result
+            return self._await_health(entry, {**data, **added}, region)
         if (now - launched).total_seconds() < self.settings.replace_stall_s:
             return None
         reason = (f"successor {successor} is "
@@ -517,6 +513,75 @@ class Replacer:
                                data.get("candidate"), reason=reason)
         emit(log, "replacement stalled", level=40, instance_id=iid, successor_id=successor,
              decision="stalled", reason=reason)
+        self._notify(result)
+        return result
+
+    def _await_health(self, entry: ledger.EntryLike, data: Mapping[str, Any], region: str
+                      ) -> ReplaceResult | None:
+        """Added everywhere: each group's state (shared/replace/health.py) is recorded as it
+        starts serving; once all serve, or ``replace_healthy_s`` after the add (the rest
+        ``not_healthy``, reported), the replacement is ``running``: one notification."""
+        now = self.clock()
+        iid, successor = str(entry.instance_id), str(data.get("successor_id"))
+        notice = parse_iso_or_none(data.get("notice_time")) or entry.created_at
+        added_at = parse_iso_or_none(data.get("registered_at")) or now
+        running = parse_iso_or_none(data.get("running_at")) or added_at
+        registered = [dict(d) for d in data.get("registered") or ()]
+        memberships = [Membership.from_snapshot(d) for d in registered]
+        health: dict[str, dict[str, Any]] = {
+            k: dict(v) for k, v in (data.get("health") or {}).items()}
+        pending = [m for m in memberships if group_label(m) not in health]
+        if pending:
+            seen = observe(self.clients_in(region).lb, pending, among=memberships)
+            for label, state in seen.items():
+                if state.serving:
+                    at = now if state is GroupState.HEALTHY else added_at
+                    health[label] = {"state": state.value, "serving_at": iso(at),
+                                     "seconds_to_serving":
+                                         round((at - notice).total_seconds(), 3)}
+        waiting = sorted({group_label(m) for m in memberships} - set(health))
+        waited = (now - added_at).total_seconds()
+        if waiting and waited < self.settings.replace_healthy_s:
+            if health != (data.get("health") or {}):
+                self.store.ledger_swap(entry.key, expect={}, statuses=[S.LAUNCHED.value],
+                                       data={"health": health})
+            return None
+        for label in waiting:
+            health[label] = {"state": GroupState.NOT_HEALTHY.value,
+                             "reason": f"not reported healthy {waited:.0f} s after it was "
+                                       "added"}
+        served = [float(g["seconds_to_serving"]) for g in health.values()
+                  if "seconds_to_serving" in g]
+        to_running = round((running - notice).total_seconds(), 3)
+        # Serving in every recorded group: the last group's time; undefined while one is not.
+        to_serving: float | None = (
+            None if waiting else max(served) if served
+            else round((added_at - notice).total_seconds(), 3))
+        reason = (f"not healthy in {', '.join(waiting)} {waited:.0f} s after it was added "
+                  f"(ECS_EVENT_OPS_REPLACE_HEALTHY_S={self.settings.replace_healthy_s})"
+                  if waiting else None)
+        done = {"running_at": iso(running), "seconds_to_running": to_running,
+                "serving_at": (None if to_serving is None
+                               else iso(notice + timedelta(seconds=to_serving))),
+                "seconds_to_serving": to_serving, "health": health,
+                "not_healthy": waiting}
+        if reason:
+            done["reason"] = reason
+        if not self.store.ledger_swap(entry.key, expect={}, statuses=[S.LAUNCHED.value],
+                                      status=S.RUNNING.value, data=done):
+            return None
+        result = ReplaceResult(iid, Outcome.NOT_HEALTHY if waiting else Outcome.RUNNING,
+                               entry.key, successor, data.get("candidate"),
+                               reason=reason, running_at=iso(running),
+                               launched_at=data.get("launched_at"),
+                               seconds_to_running=to_running,
+                               seconds_to_serving=to_serving,
+                               registered=tuple(registered),
+                               tried=tuple(data.get("tried") or ()), health=health)
+        emit(log, "replacement running", level=40 if waiting else 20, instance_id=iid,
+             successor_id=successor, decision="not_healthy" if waiting else "serving",
+             seconds_to_running=to_running, seconds_to_serving=to_serving,
+             registered=len(registered), groups={k: v["state"] for k, v in health.items()})
         self._notify(result)
         return result
 

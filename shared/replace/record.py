@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any
 
 from shared.notify import Notification
+from shared.replace.health import describe
 
 __all__ = ["Outcome", "ReplaceResult", "replace_notification"]
 
@@ -14,7 +15,8 @@ __all__ = ["Outcome", "ReplaceResult", "replace_notification"]
 class Outcome(str, Enum):
     LAUNCHED = "launched"  # RunInstances created the successor (Running comes later)
     REUSED = "reused"  # a successor tagged replaces=<id> existed already: no launch
-    RUNNING = "running"  # the successor is Running (the sweep, or a later copy, saw it)
+    RUNNING = "running"  # Running and serving in every group (healthy where checked)
+    NOT_HEALTHY = "not_healthy"  # Running and added, not healthy in a group in time: reported
     DUPLICATE = "duplicate"  # this interruption's replacement was decided before
     NOT_OPTED_IN = "not_opted_in"
     SKIPPED = "skipped"  # owned by ESS / ACK, or not a spot instance
@@ -38,6 +40,8 @@ class ReplaceResult:
     seconds_to_running: float | None = None
     seconds_to_serving: float | None = None
     registered: tuple[dict[str, Any], ...] = field(default=())
+    # group label -> {state, serving_at, seconds_to_serving | reason} (shared/replace/health.py)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"instance_id": self.instance_id, "outcome": self.outcome.value}
@@ -50,6 +54,8 @@ class ReplaceResult:
             out["tried"] = list(self.tried)
         if self.registered:
             out["registered"] = list(self.registered)
+        if self.health:
+            out["health"] = {k: dict(v) for k, v in self.health.items()}
         return out
 
 
@@ -57,6 +63,7 @@ _HEADLINES = {
     Outcome.LAUNCHED: "successor launched",
     Outcome.REUSED: "successor found (launched before)",
     Outcome.RUNNING: "replaced",
+    Outcome.NOT_HEALTHY: "successor Running and added, but NOT healthy in every group",
     Outcome.FAILED: "NOT replaced: the launch was refused",
     Outcome.EXHAUSTED: "NOT replaced: no candidate had stock",
     Outcome.STALLED: "successor launched but NOT Running",
@@ -78,12 +85,16 @@ def replace_notification(result: ReplaceResult) -> Notification:
     if result.seconds_to_running is not None:
         lines.append(f"Notice to Running: {result.seconds_to_running:.1f} s.")
     if result.seconds_to_serving is not None:
-        lines.append(f"Notice to serving: {result.seconds_to_serving:.1f} s.")
+        lines.append(f"Notice to serving: {result.seconds_to_serving:.1f} s"
+                     f"{' (healthy where the group checks)' if result.health else ''}.")
     if result.registered:
         lines.append("Serving where its predecessor did:")
         lines += [f"- {m.get('product', 'clb')} {m.get('load_balancer_id') or ''} "
                   f"{m.get('group_id') or 'default'} port {m.get('port')} weight "
                   f"{m.get('weight')}" for m in result.registered]
+    if result.health:
+        lines.append("Per group:")
+        lines += describe(result.health)
     if result.tried:
         lines.append("Tried first:")
         lines += [f"- {t.get('instance_type')} in {t.get('zone_id')} "
@@ -91,7 +102,7 @@ def replace_notification(result: ReplaceResult) -> Notification:
     if result.reason:
         lines.append(result.reason)
     severity = ("critical" if result.outcome in (Outcome.FAILED, Outcome.EXHAUSTED,
-                                                  Outcome.STALLED)
+                                                  Outcome.STALLED, Outcome.NOT_HEALTHY)
                 else "info")
     return Notification(
         key=f"replace:{iid}:{result.outcome.value}",
@@ -102,5 +113,6 @@ def replace_notification(result: ReplaceResult) -> Notification:
         fields={"outcome": result.outcome.value, "successor": result.successor_id,
                 "seconds_to_running": result.seconds_to_running,
                 "seconds_to_serving": result.seconds_to_serving,
-                "registered": len(result.registered)},
+                "registered": len(result.registered),
+                "groups": {k: v.get("state") for k, v in result.health.items()}},
     )

@@ -29,7 +29,8 @@ default)::
                                                                weight: 100, description: ""}]}]
         master_slave_groups: [{id: rsp-..., name: ms, servers: [{server_id: i-..., port: 80,
                                                                   weight: 100, server_type: Master}]}]
-        listeners: [{port: 80, protocol: http, vserver_group_id: rsp-...}]   # optional
+        listeners: [{port: 80, protocol: http, vserver_group_id: rsp-...,
+                     health_check: true}]   # optional; health_check false: "unavailable"
     actiontrail: {lag_s: 0, skew_s: 0, qps: null}   # optional: LookupEvents realism (trail.py)
     albs:                             # optional: ALB 2020-06-16 (tools/emulator/alb.py)
       - id: alb-bp1...
@@ -55,6 +56,8 @@ default)::
     provisioning:                     # optional: what RunInstances and its neighbours see
       boot_s: 0.05                    # Pending -> Starting -> Running, half each (default: the
                                       # emulator's start delay)
+      healthy_after_s: 0              # CLB health checks pass this long after an instance is
+                                      # Running; "never": they never pass (default 0)
       vswitches: [{id: vsw-..., zone: cn-hangzhou-h, vpc_id: vpc-..., cidr_prefix: "10.0.1"}]
       security_groups: [sg-...]
       images: [aliyun_3_x64_20G_alibase_20240819.vhd]   # default: the instances' images
@@ -204,11 +207,13 @@ class GroupSpec:
 
 @dataclass(frozen=True)
 class ListenerSpec:
-    """A CLB listener (only used by DescribeHealthStatus)."""
+    """A CLB listener (only used by DescribeHealthStatus); without a health check its members
+    are ``unavailable`` (the API reference: no health check, no health status)."""
 
     port: int
     protocol: str = "http"
     vserver_group_id: str | None = None
+    health_check: bool = True
 
 
 @dataclass(frozen=True)
@@ -615,8 +620,12 @@ def _load_balancer(value: Any, path: str, seen_groups: set[str]) -> LoadBalancer
     listeners = []
     for n, item in enumerate(_list(data.get("listeners", []), f"{path}.listeners")):
         lpath = f"{path}.listeners[{n}]"
-        ldata = _object(item, lpath, ("port", "protocol", "vserver_group_id"), ("port",))
+        ldata = _object(item, lpath, ("port", "protocol", "vserver_group_id", "health_check"),
+                        ("port",))
         vgid = ldata.get("vserver_group_id")
+        checked = ldata.get("health_check", True)
+        if not isinstance(checked, bool):
+            raise _fail(f"{lpath}.health_check", f"{checked!r} is not a boolean")
         if vgid is not None and vgid not in group_ids:
             raise _fail(f"{lpath}.vserver_group_id",
                         f"{vgid!r} is not a vServer group of this load balancer")
@@ -625,6 +634,7 @@ def _load_balancer(value: Any, path: str, seen_groups: set[str]) -> LoadBalancer
             protocol=_choice(ldata.get("protocol", "http"), f"{lpath}.protocol",
                              LISTENER_PROTOCOLS),
             vserver_group_id=vgid,
+            health_check=checked,
         ))
     return LoadBalancerSpec(
         id=lb_id,
@@ -755,7 +765,7 @@ ROLE_RE = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
 STOCK_ANSWERS = ("OperationDenied.NoStock", "Zone.NotOnSale", "InvalidResourceType.NotSupported",
                  "InstanceType.Offline")
 USER_DATA_MAX = 32 * 1024 * 4 // 3 + 4  # 32 KB before Base64 encoding
-PROVISIONING_KEYS = ("boot_s", "vswitches", "security_groups", "images", "ram_roles",
+PROVISIONING_KEYS = ("boot_s", "healthy_after_s", "vswitches", "security_groups", "images", "ram_roles",
                      "instance_types", "stock", "instances", "launch_templates")
 LAUNCH_KEYS = ("vswitch_id", "security_group_ids", "ram_role_name", "user_data", "key_pair_name",
                "launch_template_id", "launch_template_version")
@@ -830,6 +840,8 @@ class LaunchTemplateSpec:
 @dataclass(frozen=True)
 class ProvisioningSpec:
     boot_s: float | None = None
+    # Seconds after Running before CLB reports an instance ``normal``; None: never.
+    healthy_after_s: float | None = 0.0
     vswitches: tuple[VSwitchSpec, ...] = ()
     security_groups: tuple[str, ...] = ()
     images: tuple[str, ...] = ()
@@ -943,6 +955,7 @@ def _provisioning(value: Any, path: str, region: str, instances: tuple[InstanceS
                   ) -> ProvisioningSpec:
     data = _object(value, path, PROVISIONING_KEYS)
     boot = data.get("boot_s")
+    healthy = data.get("healthy_after_s", 0)
     vswitches = tuple(_vswitch(v, f"{path}.vswitches[{n}]", region)
                       for n, v in enumerate(_list(data.get("vswitches", []), f"{path}.vswitches")))
     if len({v.id for v in vswitches}) != len(vswitches):
@@ -979,6 +992,8 @@ def _provisioning(value: Any, path: str, region: str, instances: tuple[InstanceS
         raise _fail(f"{path}.launch_templates", "duplicate template ids")
     return ProvisioningSpec(
         boot_s=None if boot is None else _seconds(boot, f"{path}.boot_s", 0, 3600),
+        healthy_after_s=(None if healthy == "never" else
+                         _seconds(healthy, f"{path}.healthy_after_s", 0, 86400)),
         vswitches=vswitches,
         security_groups=_strings_of(data.get("security_groups", []), f"{path}.security_groups",
                                     SECURITY_GROUP_RE),

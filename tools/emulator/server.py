@@ -575,6 +575,11 @@ class Emulator:
         none is (tools/emulator/launch.py)."""
         self._world.set_stock(instance_type, zone, spot_strategy, count, answer)
 
+    def set_healthy_after(self, seconds: float | None) -> None:
+        """How long after Running CLB health checks pass (None: never), like the fleet's
+        ``provisioning.healthy_after_s`` (tools/emulator/slb.py DescribeHealthStatus)."""
+        self._world.set_healthy_after(seconds)
+
     def launched(self) -> list[dict[str, Any]]:
         """Every RunInstances that created instances: ids, type, zone, spot strategy."""
         with self._world.lock:

@@ -19,7 +19,10 @@ Emulator choices where the API reference is silent (documented here, asserted in
   write answers, ``Weight`` a string in AddBackendServers / SetBackendServers.
 - ``DescribeHealthStatus`` uses the fleet's ``listeners``; without them each vServer group
   member is reported on its own port and default members on port 80. A member is ``normal``
-  when its instance exists and is Running, else ``abnormal``.
+  when its instance exists and has been Running for the fleet's
+  ``provisioning.healthy_after_s`` (``never``: it never is; ``Emulator.set_healthy_after``),
+  else ``abnormal``; on a listener with ``health_check: false`` it is ``unavailable`` (the
+  reference: unavailable when the health check is off or not completed).
 """
 
 from __future__ import annotations
@@ -224,14 +227,17 @@ def _lb_view(world: World, lb: LoadBalancer) -> dict[str, Any]:
     }
 
 
-def _listeners(world: World, lb: LoadBalancer) -> list[tuple[int, str, ServerGroup | None]]:
+def _listeners(world: World, lb: LoadBalancer
+               ) -> list[tuple[int, str, ServerGroup | None, bool]]:
+    """(port, protocol, vServer group or None for the default group, health check on)."""
     if lb.listeners:
-        return [(port, proto, world.groups[vg] if vg else None) for port, proto, vg in lb.listeners]
-    derived: list[tuple[int, str, ServerGroup | None]] = [(80, "http", None)]
+        return [(port, proto, world.groups[vg] if vg else None, checked)
+                for port, proto, vg, checked in lb.listeners]
+    derived: list[tuple[int, str, ServerGroup | None, bool]] = [(80, "http", None, True)]
     for gid in lb.vserver_group_ids:
         group = world.groups[gid]
         for port in sorted({m.port for m in group.members if m.port is not None}):
-            derived.append((port, "http", group))
+            derived.append((port, "http", group, True))
     return derived
 
 
@@ -306,9 +312,9 @@ def describe_load_balancer_attribute(world: World, params: dict[str, str], ctx: 
     listeners = _listeners(world, lb) if lb.listeners else []
     out.update({
         "BackendServers": _default_view(world, lb),
-        "ListenerPorts": {"ListenerPort": [p for p, _, _ in listeners]},
+        "ListenerPorts": {"ListenerPort": [p for p, _, _, _ in listeners]},
         "ListenerPortsAndProtocol": {"ListenerPortAndProtocol": [
-            {"ListenerPort": p, "ListenerProtocol": proto} for p, proto, _ in listeners]},
+            {"ListenerPort": p, "ListenerProtocol": proto} for p, proto, _, _ in listeners]},
         "Bandwidth": 5120, "DeleteProtection": "off",
     })
     return out
@@ -475,7 +481,7 @@ def describe_health_status(world: World, params: dict[str, str], ctx: Context
     port_filter = integer(params, "ListenerPort", 0, 1, 65535) if params.get("ListenerPort") \
         else None
     servers = []
-    for port, proto, group in _listeners(world, lb):
+    for port, proto, group, checked in _listeners(world, lb):
         if port_filter is not None and port != port_filter:
             continue
         if group is None:
@@ -485,11 +491,11 @@ def describe_health_status(world: World, params: dict[str, str], ctx: Context
         else:
             members = [(m.server_id, port) for m in group.members if m.port == port]
         for server_id, member_port in members:
-            inst = world.instances.get(server_id)
-            healthy = inst is not None and inst.status == "Running"
+            status = ("unavailable" if not checked else
+                      "normal" if world.healthy(world.instances.get(server_id)) else "abnormal")
             servers.append({"ListenerPort": port, "Protocol": proto, "ServerId": server_id,
                             "Port": member_port, "ServerIp": _ip(world, server_id),
-                            "ServerHealthStatus": "normal" if healthy else "abnormal"})
+                            "ServerHealthStatus": status})
     return {"BackendServers": {"BackendServer": servers}}
 
 

@@ -117,6 +117,8 @@ class Instance:
     # the fleet file, or what RunInstances was given.
     launch: LaunchAttributes = field(default_factory=LaunchAttributes)
     spot_price_limit: float = 0.0
+    # When it last became Running (World clock); 0.0: Running since before the emulator began.
+    running_since: float = 0.0
 
     @classmethod
     def from_spec(cls, spec: InstanceSpec) -> Instance:
@@ -204,7 +206,8 @@ class LoadBalancer:
     default_members: list[Member]
     vserver_group_ids: list[str]
     master_slave_group_ids: list[str]
-    listeners: list[tuple[int, str, str | None]] = field(default_factory=list)
+    # (port, protocol, vServer group id or None, health check on)
+    listeners: list[tuple[int, str, str | None, bool]] = field(default_factory=list)
 
 
 class Scheduler:
@@ -284,7 +287,7 @@ class World:
                 default_members=[Member.from_spec(s) for s in lb_spec.default_servers],
                 vserver_group_ids=[g.id for g in lb_spec.vserver_groups],
                 master_slave_group_ids=[g.id for g in lb_spec.master_slave_groups],
-                listeners=[(li.port, li.protocol, li.vserver_group_id)
+                listeners=[(li.port, li.protocol, li.vserver_group_id, li.health_check)
                            for li in lb_spec.listeners],
             )
             self.lbs[lb.id] = lb
@@ -340,6 +343,8 @@ class World:
 
     def _state_change(self, inst: Instance, state: str) -> None:
         inst.status = state
+        if state == "Running":
+            inst.running_since = self.now()
         self.emit("Instance:StateChange", inst.id, {
             "resourceId": inst.id, "resourceType": "ALIYUN::ECS::Instance", "state": state,
         })
@@ -463,8 +468,9 @@ class World:
             "default_servers": [m.snapshot() for m in lb.default_members],
             "vserver_groups": [self.groups[g].snapshot() for g in lb.vserver_group_ids],
             "master_slave_groups": [self.groups[g].snapshot() for g in lb.master_slave_group_ids],
-            "listeners": [{"port": p, "protocol": proto, "vserver_group_id": vg}
-                          for p, proto, vg in lb.listeners],
+            "listeners": [{"port": p, "protocol": proto, "vserver_group_id": vg,
+                           "health_check": checked}
+                          for p, proto, vg, checked in lb.listeners],
         }
 
     def state(self) -> dict[str, Any]:
@@ -492,6 +498,8 @@ class World:
 
     def _init_provisioning(self) -> None:
         spec = self.fleet.provisioning
+        # Seconds after Running before a health check passes (None: never); see healthy().
+        self.healthy_after_s: float | None = spec.healthy_after_s
         self.vswitches: dict[str, VSwitchSpec] = {v.id: v for v in spec.vswitches}
         # (instance type, zone, spot strategy) -> launches left and the answer once none is.
         self.stock: dict[tuple[str, str, str], list[Any]] = {
@@ -503,6 +511,19 @@ class World:
         self._launch_seq = itertools.count(1)
         for iid, attrs in spec.instances:
             self.instances[iid].launch = attrs
+
+    def healthy(self, inst: Instance | None) -> bool:
+        """Whether a load balancer's health check passes on ``inst``: Running for at least
+        ``healthy_after_s`` (never when it is None; a fleet instance Running from the start
+        has been Running for ever)."""
+        if inst is None or inst.status != "Running" or self.healthy_after_s is None:
+            return False
+        return self.now() - inst.running_since >= self.healthy_after_s
+
+    def set_healthy_after(self, seconds: float | None) -> None:
+        """Control: how long after Running health checks pass (None: they never do)."""
+        with self.lock:
+            self.healthy_after_s = seconds
 
     def vswitch_of(self, inst: Instance) -> str:
         """The instance's vSwitch: the one it was given, else one of its VPC and zone in the
