@@ -70,6 +70,7 @@ class Kind(str, Enum):
     DRY_RUN = "dry_run"  # auto-start's dry-run claims
     START_DEFERRED = "start_deferred"  # a stop handed from the event path to the sweep
     NOTIFY = "notify"  # one notification key, sent once
+    LB_SCAN = "lb_scan"  # a region's full load-balancer scan, shared by a burst of notices
 
 
 class DrainStatus(str, Enum):

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.events import EventKind
-from shared.store import Store
+from shared.store import SCHEMA_VERSION, Store
 from tests.test_store import T0, other_event, state_event
 
 
@@ -143,7 +143,7 @@ def test_rows_stored_before_the_counters_are_counted(store_url: str) -> None:
         old.close()
     store = Store(store_url)
     try:
-        assert store.ensure_schema() == 4
+        assert store.ensure_schema() == SCHEMA_VERSION
         store.record([state_event("i-old00002", "Pending", T0 + timedelta(days=1))])
         stats = store.stats()
         assert counted(stats) == recount(store)

@@ -77,6 +77,11 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         store.record(events)
         notices, ignored = _select(events)
         drains = _drain_all(notices, _drainer(store, settings, context)) if notices else []
+        # Drains that found their groups in the index share one scan for what it did not know
+        # (a drain that read its scope itself needs none).
+        indexed = {d.key for d in drains if d.index and d.index.get("used")}
+        if indexed and not settings.dry_run:
+            _shared_scans(store, settings, context, notices)
         return _answer([d.to_dict() for d in drains], ignored, refused, batch, scope)
 
 
@@ -154,6 +159,23 @@ def _drainer(store: Store, settings: Settings, context: Any) -> Drainer:
     )
 
 
+def _shared_scans(store: Store, settings: Settings, context: Any, notices: list[EcsEvent]) -> None:
+    """The burst's shared scan per region, unless one covers these notices (shared.spot.scan):
+    it catches the memberships the index did not know."""
+    from shared.clients import Clients, credentials_from_context
+    from shared.spot.scan import shared_scan
+
+    earliest: dict[str, Any] = {}
+    for notice in notices:
+        region = notice.region or settings.region
+        if region not in earliest or notice.event_time < earliest[region]:
+            earliest[region] = notice.event_time
+    clients = Clients.warm(settings, credentials_from_context(context))
+    for region, notice_time in sorted(earliest.items()):
+        shared_scan(store, clients.for_region(region), settings, region, notice_time,
+                    owner=getattr(context, "request_id", None))
+
+
 def _notifier(store: Store, settings: Settings) -> Notifier:
     from shared.notify import Notifier
 
@@ -169,6 +191,7 @@ def _drain_all(notices: list[EcsEvent], drainer: Drainer) -> list[DrainResult]:
         by_instance.setdefault(notice.instance_id, []).append(notice)
     if len(by_instance) == 1:
         return [drainer.drain(notice) for notice in notices]
+    drainer.batch_size = len(by_instance)  # their calls are gathered per group (shared.spot.batch)
     # Here, not at the top: concurrent.futures (queue, threads) is ~10 ms of every cold start,
     # and a delivery with one instance or none never needs a pool.
     from concurrent.futures import ThreadPoolExecutor

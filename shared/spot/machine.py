@@ -69,7 +69,9 @@ from shared.ledger import (
 )
 from shared.log import emit, get_logger
 from shared.spot import record
+from shared.spot.batch import Coalescer
 from shared.spot.deadline import Deadline, Phase, utc_now
+from shared.spot.index import MembershipIndex, instance_keys
 from shared.spot.record import (
     ClientsPort,
     DrainResult,
@@ -358,6 +360,14 @@ class Drainer:
         self._steps = steps
         self._scopes: dict[str, list[str]] = {}
         self._scope_lock = threading.Lock()
+        # The drains of one invocation share their calls per group (shared.spot.batch); the
+        # window is waited only while more than one drain runs here.
+        self.coalescer = Coalescer(settings.drain_batch_window_s)
+        self.reads = Coalescer(0.0)  # a group read by several drains at once is read once
+        self._active = 0
+        self.batch_size = 1  # notices of different instances delivered together (the handler's)
+        self.index = (MembershipIndex(store, clock)  # type: ignore[arg-type]
+                      if settings.lb_index and hasattr(store, "index_lookup") else None)
 
     @property
     def steps(self) -> Sequence[Step]:
@@ -410,6 +420,7 @@ class Drainer:
                          "spot_strategy": instance.spot_strategy if instance else None,
                          "lock_reasons": list(instance.lock_reasons) if instance else []},
             "verified_at": iso(now),
+            "index_keys": instance_keys(iid, instance.private_ips if instance else ()),
         }
         if instance is None:
             initial["released"] = True
@@ -481,8 +492,11 @@ class Drainer:
         return now + timedelta(seconds=wait_s + self.settings.drain_lease_grace_s)
 
     def _describe(self, iid: str, region: str) -> Instance | None:
-        """DescribeInstances in the notice's region; its errors raise (the platform retries)."""
-        return self.clients_in(region).ecs.describe_instances([iid]).get(iid)
+        """DescribeInstances in the notice's region; its errors raise (the platform retries).
+        The drains of one invocation describe their instances in one call."""
+        ecs = self.clients_in(region).ecs
+        found, _ = self._coalesced(("describe", region), [iid], ecs.describe_instances)
+        return found.get(iid)  # type: ignore[no-any-return]
 
     def _duplicate(self, entry: EntryLike, event: EcsEvent) -> DrainResult:
         reason = f"already {entry.status}: {entry.data.get('outcome')}"
@@ -515,6 +529,23 @@ class Drainer:
         return None
 
     def _run(self, run: Run) -> DrainResult:
+        with self._scope_lock:
+            self._active += 1
+        try:
+            return self._run_steps(run)
+        finally:
+            with self._scope_lock:
+                self._active -= 1
+
+    def _coalesced(self, key: tuple[Any, ...], items: Sequence[Any],
+                   send: Callable[[list[Any]], Any]) -> tuple[Any, bool]:
+        """One call for the drains of this invocation that need the same one at once; alone,
+        the call is made at once."""
+        if self._active <= 1 and self.batch_size <= 1:
+            return send(list(items)), True
+        return self.coalescer.call(key, items, send)
+
+    def _run_steps(self, run: Run) -> DrainResult:
         try:
             if run.resumed_from is not None:
                 self._apply_resume_rule(run)
@@ -569,13 +600,21 @@ class Drainer:
                     run, Outcome.SKIPPED, Phase.LEFTOVER, [], reason=(
                         "notice long past its deadline and the instance is Running without a "
                         "recycling lock: not reclaimed, left in its groups"))
-        removable, master_slave, scope = self._discover_in_time(run)
+        indexed = self._find_indexed(run)
+        if indexed is not None:
+            removable, master_slave, scope, index_report = indexed
+        else:
+            removable, master_slave, scope = self._discover_in_time(run)
+            index_report = {"used": False}
+            if self.index is not None:  # what the scan of the scope found keeps the index fresh
+                self.index.record_found(run.region, self._keys(run), [*removable, *master_slave])
         history = record.drain_history(self.store, run.instance_id, exclude=run.key)
         recorded, unknown = record.original_weights(removable, history)
         data: dict[str, Any] = {
             "memberships": [m.snapshot() for m in recorded],
             "master_slave": [m.snapshot() for m in master_slave],
             "unknown_weights": unknown, "scope": scope, "found_at": iso(self.clock()),
+            "index": index_report,
         }
         if not recorded:
             run.data.update(data)
@@ -640,6 +679,7 @@ class Drainer:
             reported_master_slave=tuple(summary(m) for m in run.memberships("master_slave")),
             time_left_s=round(run.deadline.time_left_s(remove_after), 3), reason=reason,
             unknown_weights=tuple(run.data.get("unknown_weights") or ()),
+            index=run.data.get("index"),
         )
 
     def remove(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
@@ -658,6 +698,8 @@ class Drainer:
         if err is not None:  # out of time: the platform's retry (or the sweep) goes on
             raise err
         removed_at = self.clock()
+        if self.index is not None:
+            self.index.forget(run.region, self._keys(run))
         time_left = run.deadline.time_left_s(removed_at)
         return DrainStatus.REMOVED, {
             "removed_at": iso(removed_at), "path": path.value,
@@ -721,11 +763,39 @@ class Drainer:
         present: list[Membership] = []
         for (lb_id, kind, group_id), members in groups(memberships).items():
             try:
-                current = lb.group_members(lb_id, kind, group_id)
+                current, _ = self.reads.call(
+                    ("members", run.region, lb_id, kind, group_id), [],
+                    lambda _none, lb_id=lb_id, kind=kind, group_id=group_id:
+                    lb.group_members(lb_id, kind, group_id))  # type: ignore[misc]
             except NotFoundError:
                 continue
             present.extend(still_there(members, current))
         return present
+
+    def _keys(self, run: Run) -> list[str]:
+        return list(run.data.get("index_keys") or [run.instance_id])
+
+    def _find_indexed(self, run: Run
+                      ) -> tuple[list[Membership], list[Membership], list[str], dict[str, Any]] | None:
+        """The memberships the index knows (shared.spot.index), or None when it cannot answer
+        (off, or the region never scanned): no cloud read. Found by IP, only a member
+        registered by that IP (eni / Ip type) counts: an ecs member is its instance's."""
+        if self.index is None:
+            return None
+        lookup = self.index.lookup(run.region, self._keys(run))
+        if not lookup.known:
+            return None
+        found = [m for m in (Membership.from_snapshot(s) for s in lookup.snapshots)
+                 if m.server_id == run.instance_id or m.server_type.lower() != "ecs"]
+        removable = [m for m in found if m.removable]
+        master_slave = [m for m in found if not m.removable]
+        entry = self.store.ledger_get(f"lbscan:{run.region}")
+        scope = list((entry.data.get("scope") if entry is not None else None) or [])
+        report = {"used": True, **lookup.report(self.clock())}
+        emit(log, "memberships found", instance_id=run.instance_id, source="index",
+             removable=len(removable), master_slave=len(master_slave),
+             index_age_s=report["age_s"])
+        return removable, master_slave, scope, report
 
     def _discover_in_time(self, run: Run) -> tuple[list[Membership], list[Membership], list[str]]:
         """Discovery, retried in jittered rounds while throttled, never past the deadline."""
@@ -766,25 +836,17 @@ class Drainer:
     def _per_group(self, operation: str, memberships: Sequence[Membership], run: Run
                    ) -> list[tuple[list[Membership], CloudError]]:
         """Apply ``operation`` group by group, so one failing or vanished group cannot keep
-        the instance in the others. Returns the groups that failed, with their errors."""
+        the instance in the others. Returns the groups that failed, with their errors. The
+        drains of this invocation at the same step share the calls: one write per group for
+        all of them (shared.spot.batch)."""
         lb = self.clients_in(run.region).lb
-        failures: list[tuple[list[Membership], CloudError]] = []
-        for members in groups(memberships).values():
-            try:
-                if operation == "weight0":
-                    calls = lb.set_weights(members, 0)
-                else:
-                    calls = lb.remove_members(members)
-            except NotFoundError as err:  # the group or load balancer is gone: nothing to do
-                emit(log, "group gone", level=30, instance_id=members[0].server_id,
-                     load_balancer_id=members[0].load_balancer_id, group_id=members[0].group_id,
-                     code=err.code)
-                continue
-            except CloudError as err:
-                failures.append((members, err))
-                continue
-            run.writes += calls
-        return failures
+        (calls, failures), made = self._coalesced(
+            (operation, run.region), memberships,
+            lambda batch: _write_groups(operation, batch, lb))
+        run.writes += calls if made else 0
+        mine = set(memberships)
+        return [([m for m in members if m in mine], err) for members, err in failures
+                if any(m in mine for m in members)]
 
     def _rounds(self, operation: str, run: Run, memberships: Sequence[Membership],
                 until: datetime) -> CloudError | None:
@@ -829,6 +891,7 @@ class Drainer:
             leftover=tuple(data.get("leftover") or ()),
             reason=data.get("reason"),
             unknown_weights=tuple(data.get("unknown_weights") or ()),
+            index=data.get("index"), scan=self._scan_findings(run),
         )
         emit(log, "drain finished", event_id=run.event_id, instance_id=run.instance_id,
              key=run.key, decision=result.outcome.value, path=result.phase.value,
@@ -840,6 +903,14 @@ class Drainer:
              generation=run.lease.generation)
         self._notify(result, run.deadline)
         return result
+
+    def _scan_findings(self, run: Run) -> dict[str, Any] | None:
+        """What a shared scan merged into this drain's entry meanwhile (shared.spot.scan)."""
+        if self.index is None:
+            return None
+        entry = self.store.ledger_get(run.key)
+        found = entry.data.get("scan") if entry is not None else None
+        return dict(found) if isinstance(found, Mapping) else None
 
     def _notify(self, result: DrainResult, deadline: Deadline) -> None:
         if self.notifier is None:
@@ -893,6 +964,24 @@ class Drainer:
              missed_deadline=result.missed_deadline, dry_run=True)
         self._notify(result, deadline)
         return result
+
+
+def _write_groups(operation: str, memberships: Sequence[Membership], lb: LbPort
+                  ) -> tuple[int, list[tuple[list[Membership], CloudError]]]:
+    """One write per group (per call limit): (calls made, the groups that failed)."""
+    calls = 0
+    failures: list[tuple[list[Membership], CloudError]] = []
+    for members in groups(memberships).values():
+        try:
+            calls += (lb.set_weights(members, 0) if operation == "weight0"
+                      else lb.remove_members(members))
+        except NotFoundError as err:  # the group or load balancer is gone: nothing to do
+            emit(log, "group gone", level=30, instance_id=members[0].server_id,
+                 load_balancer_id=members[0].load_balancer_id, group_id=members[0].group_id,
+                 code=err.code)
+        except CloudError as err:
+            failures.append((members, err))
+    return calls, failures
 
 
 def _deadline_of(data: Mapping[str, Any], settings: Settings) -> Deadline:

@@ -154,7 +154,7 @@ def sweep_drains(
                 _after_deadline, sweep, instance=instances.get(entry.instance_id or ""),
                 clients=regional))
     for region in regions or (settings.region,):
-        _sweep_released_backends(clients.for_region(region), settings, report, region)
+        _sweep_released_backends(clients.for_region(region), settings, report, region, store)
     emit(log, "drain sweep", restored=len(report.restored), reclaimed=len(report.reclaimed),
          closed=len(report.closed), waiting=len(report.waiting), finished=len(report.finished),
          live=len(report.live), released_backends_removed=len(report.released_backends_removed),
@@ -351,7 +351,8 @@ def restore(clients: ClientsPort, memberships: Sequence[Membership], *, dry: boo
 
 
 def _sweep_released_backends(
-    clients: ClientsPort, settings: Settings, report: SweepReport, region: str
+    clients: ClientsPort, settings: Settings, report: SweepReport, region: str,
+    store: Ledger | None = None,
 ) -> None:
     """Remove backends (type ecs) whose instance no longer exists, in the configured scope of
     ``region`` (``clients`` are that region's)."""
@@ -360,6 +361,7 @@ def _sweep_released_backends(
             report.notes.append("released-backend scan skipped: no lb_ids/lb_tag scope")
         return
     try:
+        started = utc_now()
         scope = lb_scope(clients.lb, settings, region)
         members: list[Membership] = []
         for lb_id in scope:
@@ -368,6 +370,10 @@ def _sweep_released_backends(
             except NotFoundError as err:  # lb_ids may name other regions' (or deleted) ones
                 emit(log, "load balancer not found", level=30, region=region,
                      load_balancer_id=lb_id, code=err.code)
+        if settings.lb_index and hasattr(store, "index_replace") and not settings.dry_run:
+            from shared.spot.scan import record_sweep_scan
+
+            record_sweep_scan(store, region, scope, members=members, started_at=started)  # type: ignore[arg-type]
         ecs_members = [m for m in members if m.server_type == "ecs" and m.removable]
         ids = sorted({m.server_id for m in ecs_members})
         if not ids:
