@@ -384,15 +384,20 @@ def test_action_answers_as_documented(case: Case, contract: Contract,
 
 def test_every_served_action_is_covered_in_success_and_error() -> None:
     """Each action of ECS, CLB and ActionTrail has a success case and an error case here, each
-    CloudMonitor action in tests/test_emulator_cms.py."""
+    CloudMonitor action in tests/test_emulator_cms.py, each ALB / NLB action in
+    tests/test_emulator_alb.py / test_emulator_nlb.py."""
+    from tests.test_emulator_alb import ALB_COVERED_ERROR, ALB_COVERED_OK
     from tests.test_emulator_cms import CMS_COVERED_ERROR, CMS_COVERED_OK
+    from tests.test_emulator_nlb import NLB_COVERED_ERROR, NLB_COVERED_OK
 
     served = {(product, action) for product, actions, _ in PRODUCTS.values() for action in actions}
-    ok = {(c.product, c.action) for c in CASES if c.code is None} | CMS_COVERED_OK
-    failing = {(c.product, c.action) for c in CASES if c.code is not None} | CMS_COVERED_ERROR
+    ok = ({(c.product, c.action) for c in CASES if c.code is None} | CMS_COVERED_OK
+          | ALB_COVERED_OK | NLB_COVERED_OK)
+    failing = ({(c.product, c.action) for c in CASES if c.code is not None} | CMS_COVERED_ERROR
+               | ALB_COVERED_ERROR | NLB_COVERED_ERROR)
     assert sorted(served - ok) == []
     assert sorted(served - failing) == []
-    assert len(served) == 30
+    assert len(served) == 30 + 8 + 8
 
 
 # --- the checker can fail ----------------------------------------------------------------------

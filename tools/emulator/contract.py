@@ -51,6 +51,8 @@ PRODUCT_FILES = {
     "slb": "slb-2014-05-15.json",
     "actiontrail": "actiontrail-2020-07-06.json",
     "cms": "cms-2019-01-01.json",
+    "alb": "alb-2020-06-16.json",
+    "nlb": "nlb-2022-04-30.json",
 }
 _CMS_SDK = ("the official SDK alibabacloud_cms20190101 4.0.10, generated from Alibaba's newer "
             "metadata: models/_%s_request.py and _%s_response_body.py")
@@ -80,6 +82,30 @@ SUPPLEMENTARY_APIS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
             "response": {"type": "object", "properties": {
                 "Code": {"type": "string"}, "Message": {"type": "string"},
                 "RequestId": {"type": "string"}, "Success": {"type": "boolean"}}},
+            "errorCodes": {},
+        },
+    },
+    "nlb": {
+        # Not in the 2024-07-30 snapshot (api-meta README "known gaps"); the reference
+        # (load-balancers-and-replacement.md §2.6, §2.10) reads it in the SDK and in the RAM
+        # page of nlb:ListAsynJobs.
+        "ListAsynJobs": {
+            "source": "the official SDK alibabacloud_nlb20220430 4.1.3: client.py "
+                      "list_asyn_jobs_with_options (POST, RPC, JobIds in the query), "
+                      "models/_list_asyn_jobs_request.py and _list_asyn_jobs_response_body.py "
+                      "(Jobs[].Status Succeeded | Failed | Processing); RAM action "
+                      "nlb:ListAsynJobs: alibabacloud.com/help/ja/slb/network-load-balancer/"
+                      "developer-reference/api-nlb-2022-04-30-listasynjobs",
+            "methods": ["post"], "operationType": "read",
+            "parameters": [
+                {"name": "JobIds", "in": "query", "style": "repeatList",
+                 "schema": {"type": "array", "required": False, "items": {"type": "string"}}},
+            ],
+            "response": {"type": "object", "properties": {
+                "RequestId": {"type": "string"},
+                "TotalCount": {"type": "integer", "format": "int64"},
+                "Jobs": {"type": "array", "items": {"type": "object", "properties": {
+                    "Id": {"type": "string"}, "Status": {"type": "string"}}}}}},
             "errorCodes": {},
         },
     },
@@ -223,6 +249,16 @@ PLATFORM_CODES: tuple[PlatformCode, ...] = (
                  actions=("StartInstance", "StopInstance", "RebootInstance", "DeleteInstance"),
                  note="the batch actions StartInstances/StopInstances answer DRYRUN.SUCCESS "
                  "(their own errorCodes, 400) instead"),
+    PlatformCode("DryRunOperation", (400,),
+                 "ALB 2020-06-16 and NLB 2022-04-30 SDK request models, DryRun: 'If the request "
+                 "passes the dry run, the DryRunOperation error code is returned' "
+                 "(alibabacloud_alb20200616 models/_add_servers_to_server_group_request.py "
+                 "and siblings; reference load-balancers-and-replacement.md §1.9)",
+                 products=("alb", "nlb"),
+                 actions=("AddServersToServerGroup", "RemoveServersFromServerGroup",
+                          "UpdateServerGroupServersAttribute", "ReplaceServersInServerGroup"),
+                 note="absent from api-meta's errorCodes; the status is not stated, 400 as "
+                 "ECS's DryRunOperation"),
     PlatformCode("InvalidLoadBalancerId.NotFound", (404, 400),
                  "CLB's answer for an unknown LoadBalancerId as handled by "
                  "terraform-provider-alicloud (LoadBalancerNotFound) and "
@@ -302,6 +338,16 @@ class Contract:
                 out.setdefault(code, set()).add(int(status))
         return out
 
+    def _own_statuses(self, product: str, action: str, code: str) -> set[int]:
+        """The statuses of ``code`` in the action's own list; a documented template such as
+        NLB's ``IllegalParam.%s`` stands for any name in place of ``%s``."""
+        found: set[int] = set()
+        for documented, statuses in self.documented_codes(product, action).items():
+            if documented == code or ("%s" in documented and re.fullmatch(
+                    re.escape(documented).replace("%s", r"[A-Za-z0-9_.]+"), code)):
+                found |= statuses
+        return found
+
     def platform_entry(self, product: str, action: str, code: str) -> PlatformCode | None:
         for entry in PLATFORM_CODES:
             if entry.matches(product, action, code):
@@ -310,7 +356,7 @@ class Contract:
 
     def statuses_of(self, product: str, action: str, code: str) -> list[int]:
         """Every HTTP status the contract allows for ``code`` on this action (documented first)."""
-        own = sorted(self.documented_codes(product, action).get(code, set()))
+        own = sorted(self._own_statuses(product, action, code))
         entry = self.platform_entry(product, action, code)
         extra = [s for s in (entry.statuses if entry else ()) if s not in own]
         return own + extra

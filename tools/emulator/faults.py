@@ -240,7 +240,7 @@ class Faults:
             queue = self.lose_answer.get(action)
             if queue:
                 return self._verdict(action, queue.popleft())
-            if (self.lose_rate > 0 and not action.startswith(_READ_PREFIXES)
+            if (self.lose_rate > 0 and not action.rpartition(":")[2].startswith(_READ_PREFIXES)
                     and self._rng.random() < self.lose_rate):
                 code, status = self._rng.choice((("InternalError", 500), (DROP, 0)))
                 return Verdict(code, status, f"{code} after the change was applied "

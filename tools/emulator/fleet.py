@@ -31,6 +31,29 @@ default)::
                                                                   weight: 100, server_type: Master}]}]
         listeners: [{port: 80, protocol: http, vserver_group_id: rsp-...}]   # optional
     actiontrail: {lag_s: 0, skew_s: 0, qps: null}   # optional: LookupEvents realism (trail.py)
+    albs:                             # optional: ALB 2020-06-16 (tools/emulator/alb.py)
+      - id: alb-bp1...
+        name: web-alb
+        tags: {env: prod}
+        vpc_id: vpc-bp1emulator0000000001
+        server_groups:
+          - id: sgp-...
+            name: api
+            type: Instance            # Instance (Ecs/Eni/Eci members) | Ip (Ip members)
+            protocol: HTTP            # ALB: HTTP|HTTPS|gRPC; NLB: TCP|UDP|TCPSSL
+            tags: {ack.aliyun.com: c-123, kubernetes.do.not.delete: svc}   # ACK-managed
+            connection_drain: {enabled: true, timeout_s: 30}   # ALB 0..900, NLB 10..900
+            members:
+              - {server_id: i-..., server_type: Ecs, port: 80, weight: 100,
+                 server_ip: 10.0.0.11, description: ""}   # server_ip: default the instance's
+    nlbs:                             # optional: NLB 2022-04-30 (tools/emulator/nlb.py), same
+      - id: nlb-bp1...                # shape; members may leave port out (0, AnyPort groups)
+        server_groups: [...]
+
+ALB/NLB server group ids are unique across both products; a member is keyed by
+``(server_id, server_ip, port)``; ``server_type`` is ``Ecs`` | ``Eni`` | ``Eci`` (Instance
+groups, ``server_id`` the resource id, ``server_ip`` required for ``Eni``) or ``Ip`` (Ip groups,
+``server_id`` the address).
 """
 
 from __future__ import annotations
@@ -50,8 +73,11 @@ __all__ = [
     "FleetError",
     "GroupSpec",
     "InstanceSpec",
+    "LbGroupSpec",
+    "LbMemberSpec",
     "ListenerSpec",
     "LoadBalancerSpec",
+    "NetLbSpec",
     "ServerSpec",
     "TrailSpec",
     "load_fleet",
@@ -190,6 +216,43 @@ class TrailSpec:
 
 
 @dataclass(frozen=True)
+class LbMemberSpec:
+    """A backend server of an ALB / NLB server group."""
+
+    server_id: str
+    server_type: str = "Ecs"  # Ecs | Eni | Eci | Ip
+    port: int = 0  # 0: NLB multi-port (AnyPort) groups only
+    weight: int = 100
+    server_ip: str | None = None  # None: the instance's private IP (Ecs), the id (Ip)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LbGroupSpec:
+    """An ALB / NLB server group: drain settings, tags (ACK marks its groups), members."""
+
+    id: str
+    name: str
+    type: str  # Instance | Ip
+    protocol: str
+    tags: tuple[tuple[str, str], ...]
+    drain_enabled: bool
+    drain_timeout_s: int
+    members: tuple[LbMemberSpec, ...]
+
+
+@dataclass(frozen=True)
+class NetLbSpec:
+    """An ALB or NLB instance with the server groups attached to it."""
+
+    id: str
+    name: str
+    tags: tuple[tuple[str, str], ...]
+    vpc_id: str
+    server_groups: tuple[LbGroupSpec, ...]
+
+
+@dataclass(frozen=True)
 class Fleet:
     """The validated fleet document."""
 
@@ -199,6 +262,8 @@ class Fleet:
     instances: tuple[InstanceSpec, ...] = ()
     load_balancers: tuple[LoadBalancerSpec, ...] = field(default=())
     actiontrail: TrailSpec = TrailSpec()
+    albs: tuple[NetLbSpec, ...] = ()
+    nlbs: tuple[NetLbSpec, ...] = ()
 
     @classmethod
     def from_dict(cls, doc: Any) -> Fleet:
@@ -304,7 +369,8 @@ def _tags(value: Any, path: str) -> tuple[tuple[str, str], ...]:
 
 # --- the document ----------------------------------------------------------------------------
 
-FLEET_KEYS = ("region", "account_id", "credentials", "instances", "load_balancers", "actiontrail")
+FLEET_KEYS = ("region", "account_id", "credentials", "instances", "load_balancers", "actiontrail",
+              "albs", "nlbs")
 TRAIL_KEYS = ("lag_s", "skew_s", "qps")
 CREDENTIAL_KEYS = (
     "access_key_id", "access_key_secret", "security_token", "user_name", "identity_type",
@@ -365,7 +431,8 @@ def _parse_fleet(doc: Any) -> Fleet:
         seen_lbs.add(lb.id)
         lbs.append(lb)
     trail = _trail(data.get("actiontrail", {}), "actiontrail")
-    return Fleet(region, account_id, credentials, tuple(instances), tuple(lbs), trail)
+    albs, nlbs = _net_lbs(data)
+    return Fleet(region, account_id, credentials, tuple(instances), tuple(lbs), trail, albs, nlbs)
 
 
 def _seconds(value: Any, path: str, lo: float, hi: float) -> float:
@@ -533,4 +600,112 @@ def _load_balancer(value: Any, path: str, seen_groups: set[str]) -> LoadBalancer
         vserver_groups=vgroups,
         master_slave_groups=msgroups,
         listeners=tuple(listeners),
+    )
+
+
+# --- ALB / NLB (albs: / nlbs:) -----------------------------------------------------------------
+
+NET_LB_KEYS = ("id", "name", "tags", "vpc_id", "server_groups")
+LB_GROUP_KEYS = ("id", "name", "type", "protocol", "tags", "connection_drain", "members")
+LB_MEMBER_KEYS = ("server_id", "server_type", "server_ip", "port", "weight", "description")
+NET_LB_ID_RE = {"albs": re.compile(r"^alb-[a-z0-9]{4,64}$"),
+                "nlbs": re.compile(r"^nlb-[a-z0-9]{4,64}$")}
+SERVER_GROUP_ID_RE = re.compile(r"^sgp-[a-z0-9]{4,64}$")
+LB_GROUP_TYPES = ("Instance", "Ip")
+LB_SERVER_TYPES = {"Instance": ("Ecs", "Eni", "Eci"), "Ip": ("Ip",)}
+LB_PROTOCOLS = {"albs": ("HTTP", "HTTPS", "gRPC"), "nlbs": ("TCP", "UDP", "TCPSSL")}
+# Connection drain timeout, seconds: ALB 0..900, NLB 10..900 (reference §1.5, §2.5).
+DRAIN_TIMEOUTS = {"albs": (0, 900), "nlbs": (10, 900)}
+ENI_ID_RE = re.compile(r"^eni-[a-z0-9]{4,64}$")
+ECI_ID_RE = re.compile(r"^eci-[a-z0-9]{4,64}$")
+VPC_ID_RE = re.compile(r"^vpc-[a-z0-9]{4,64}$")
+
+
+def _net_lbs(data: Mapping[str, Any]) -> tuple[tuple[NetLbSpec, ...], tuple[NetLbSpec, ...]]:
+    """``albs:`` and ``nlbs:``; server group ids are unique across both."""
+    seen_groups: set[str] = set()
+    out: dict[str, tuple[NetLbSpec, ...]] = {}
+    for key in ("albs", "nlbs"):
+        lbs = []
+        seen: set[str] = set()
+        for n, item in enumerate(_list(data.get(key, []), key)):
+            lb = _net_lb(item, f"{key}[{n}]", key, seen_groups)
+            if lb.id in seen:
+                raise _fail(f"{key}[{n}].id", f"duplicate load balancer id {lb.id!r}")
+            seen.add(lb.id)
+            lbs.append(lb)
+        out[key] = tuple(lbs)
+    return out["albs"], out["nlbs"]
+
+
+def _net_lb(value: Any, path: str, kind: str, seen_groups: set[str]) -> NetLbSpec:
+    data = _object(value, path, NET_LB_KEYS, ("id",))
+    lb_id = _string(data["id"], f"{path}.id", NET_LB_ID_RE[kind])
+    groups = tuple(
+        _lb_group(item, f"{path}.server_groups[{n}]", kind, seen_groups)
+        for n, item in enumerate(_list(data.get("server_groups", []), f"{path}.server_groups"))
+    )
+    return NetLbSpec(
+        id=lb_id, name=_string(data.get("name", lb_id), f"{path}.name"),
+        tags=_tags(data.get("tags", {}), f"{path}.tags"),
+        vpc_id=_string(data.get("vpc_id", "vpc-bp1emulator0000000001"), f"{path}.vpc_id",
+                       VPC_ID_RE),
+        server_groups=groups,
+    )
+
+
+def _lb_group(value: Any, path: str, kind: str, seen_groups: set[str]) -> LbGroupSpec:
+    data = _object(value, path, LB_GROUP_KEYS, ("id",))
+    gid = _string(data["id"], f"{path}.id", SERVER_GROUP_ID_RE)
+    if gid in seen_groups:
+        raise _fail(f"{path}.id", f"duplicate server group id {gid!r}")
+    seen_groups.add(gid)
+    group_type = _choice(data.get("type", "Instance"), f"{path}.type", LB_GROUP_TYPES)
+    protocols = LB_PROTOCOLS[kind]
+    drain = _object(data.get("connection_drain", {}), f"{path}.connection_drain",
+                    ("enabled", "timeout_s"))
+    enabled = drain.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise _fail(f"{path}.connection_drain.enabled", f"{enabled!r} is not a boolean")
+    lo, hi = DRAIN_TIMEOUTS[kind]
+    timeout = _int(drain.get("timeout_s", 300), f"{path}.connection_drain.timeout_s", lo, hi)
+    members = tuple(
+        _lb_member(item, f"{path}.members[{n}]", kind, group_type)
+        for n, item in enumerate(_list(data.get("members", []), f"{path}.members"))
+    )
+    seen: set[tuple[str, str | None, int]] = set()
+    for n, member in enumerate(members):
+        key = (member.server_id, member.server_ip, member.port)
+        if key in seen:
+            raise _fail(f"{path}.members[{n}]",
+                        f"duplicate member {member.server_id}:{member.port}")
+        seen.add(key)
+    return LbGroupSpec(
+        id=gid, name=_string(data.get("name", gid), f"{path}.name"), type=group_type,
+        protocol=_choice(data.get("protocol", protocols[0]), f"{path}.protocol", protocols),
+        tags=_tags(data.get("tags", {}), f"{path}.tags"), drain_enabled=enabled,
+        drain_timeout_s=timeout, members=members,
+    )
+
+
+def _lb_member(value: Any, path: str, kind: str, group_type: str) -> LbMemberSpec:
+    data = _object(value, path, LB_MEMBER_KEYS, ("server_id",) if kind == "nlbs"
+                   else ("server_id", "port"))
+    server_type = _choice(data.get("server_type", LB_SERVER_TYPES[group_type][0]),
+                          f"{path}.server_type", LB_SERVER_TYPES[group_type])
+    pattern = {"Ecs": INSTANCE_ID_RE, "Eni": ENI_ID_RE, "Eci": ECI_ID_RE}.get(server_type)
+    sid_path = f"{path}.server_id"
+    server_id = _ip(data["server_id"], sid_path) if pattern is None else _string(
+        data["server_id"], sid_path, pattern)
+    server_ip = data.get("server_ip")
+    if server_ip is not None:
+        server_ip = _ip(server_ip, f"{path}.server_ip")
+    elif server_type == "Eni":
+        raise _fail(f"{path}.server_ip", "is required for an Eni member")
+    return LbMemberSpec(
+        server_id=server_id, server_type=server_type,
+        port=_int(data.get("port", 0), f"{path}.port", 0 if kind == "nlbs" else 1, 65535),
+        weight=_int(data.get("weight", 100), f"{path}.weight", 0, 100),
+        server_ip=server_ip,
+        description=_string(data.get("description", ""), f"{path}.description"),
     )

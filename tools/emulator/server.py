@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tools.emulator import cms, ecs, slb, trail
+from tools.emulator import alb, cms, ecs, nlb, slb, trail
 from tools.emulator.contract import Contract, Violation, load_contract
 from tools.emulator.faults import DROP, UNSET, Faults
 from tools.emulator.fc import FC2_PREFIX, FC3_PREFIX, FcResponse, FunctionHost, handle_fc
@@ -39,7 +39,12 @@ PRODUCTS: dict[str, tuple[str, Mapping[str, ecs.Handler], str]] = {
     slb.VERSION: ("slb", slb.ACTIONS, "slb.aliyuncs.com"),
     trail.VERSION: ("actiontrail", trail.ACTIONS, "actiontrail.aliyuncs.com"),
     cms.VERSION: ("cms", cms.ACTIONS, "metrics.aliyuncs.com"),
+    alb.VERSION: ("alb", alb.ACTIONS, "alb.aliyuncs.com"),
+    nlb.VERSION: ("nlb", nlb.ACTIONS, "nlb.aliyuncs.com"),
 }
+# Products whose action names collide (ALB and NLB both have ListServerGroups ...): their
+# faults, throttles and contract look-ups are keyed ``product:Action`` (``alb:ListServerGroups``).
+QUALIFIED_PRODUCTS = frozenset({"alb", "nlb"})
 # Signing and protocol parameters: not recorded in Call.params.
 COMMON_PARAMS = frozenset({
     "Action", "Version", "Format", "AccessKeyId", "Signature", "SignatureMethod",
@@ -53,8 +58,16 @@ _FUNCTION_UA = re.compile(r"(?:^|\s)ecs-event-ops/(?P<function>[A-Za-z0-9_.-]+)"
 # Any ``ecs-event-ops`` User-Agent is the product: its request parameters are checked against the
 # contract (tests that send deliberately bad requests use the SDK's own User-Agent).
 _PRODUCT_UA = re.compile(r"(?:^|\s)ecs-event-ops(?:/|\s|$)")
-# action -> product, for the faults' contract look-ups (action names are unique across products).
-ACTION_PRODUCT: dict[str, str] = {action: product for product, actions, _ in PRODUCTS.values()
+
+
+def fault_key(product: str, action: str) -> str:
+    """The name faults and throttles know an action by: ``Action``, or ``alb:Action``."""
+    return f"{product}:{action}" if product in QUALIFIED_PRODUCTS else action
+
+
+# fault key -> product, for the faults' contract look-ups.
+ACTION_PRODUCT: dict[str, str] = {fault_key(product, action): product
+                                  for product, actions, _ in PRODUCTS.values()
                                   for action in actions}
 
 
@@ -210,7 +223,8 @@ class Emulator:
                  fc_service: str = "ecs-event-ops", function_credential: str | None = None,
                  function_timeout_s: float = 120.0, contract: Contract | None = None,
                  trail_lag_s: float | None = None, trail_skew_s: float | None = None,
-                 trail_qps: object = UNSET, throttle_reads: float | None = None,
+                 trail_qps: object = UNSET, lb_job_s: float | None = None,
+                 throttle_reads: float | None = None,
                  throttle_writes: float | None = None) -> None:
         self._creds = {c.access_key_id: c for c in fleet.credentials}
         if function_credential is not None and function_credential not in self._creds:
@@ -236,6 +250,8 @@ class Emulator:
             trail_skew_s=fleet.actiontrail.skew_s if trail_skew_s is None else trail_skew_s,
             trail_qps=fleet.actiontrail.qps if trail_qps is UNSET else trail_qps,  # type: ignore[arg-type]
         )
+        if lb_job_s is not None:
+            self.set_lb_jobs(job_s=lb_job_s)
         self._calls: list[Call] = []
         self._calls_lock = threading.Lock()
         # (function, "product:Action") -> count; kept apart from _calls so clear_calls() does
@@ -322,19 +338,21 @@ class Emulator:
         if product is None:
             raise ValueError(f"{action!r} is not an action the emulator serves "
                              f"({sorted(ACTION_PRODUCT)})")
-        return self.contract.statuses_of(product, action, code)
+        return self.contract.statuses_of(product, action.rpartition(":")[2], code)
 
     def _operation_kind(self, product: str, action: str) -> str:
         """"read" or "write" by api-meta's operationType (tools.emulator.faults)."""
-        kind = (self.contract.api(product or ACTION_PRODUCT.get(action, ""), action) or {}).get(
-            "operationType")
+        product = product or ACTION_PRODUCT.get(action, "")
+        action = action.rpartition(":")[2]  # ALB/NLB fault keys are "alb:<Action>"
+        kind = (self.contract.api(product, action) or {}).get("operationType")
         if kind in ("read", "write", "readAndWrite"):
             return "read" if kind == "read" else "write"
         return "read" if action.startswith(("Describe", "List", "Lookup", "Get")) else "write"
 
     def _busy_codes(self, action: str) -> list[tuple[str, int]]:
         product = ACTION_PRODUCT.get(action)
-        return [] if product is None else self.contract.busy_codes(product, action)
+        return [] if product is None else self.contract.busy_codes(
+            product, action.rpartition(":")[2])
 
     def clear_calls(self) -> None:
         with self._calls_lock:
@@ -410,6 +428,44 @@ class Emulator:
             if lb is None:
                 raise KeyError(f"no load balancer {lb_id}")
             return self._world.lb_snapshot(lb)
+
+    # --- ALB / NLB (tools/emulator/netlb.py) ----------------------------------------------------
+
+    def set_lb_jobs(self, *, job_s: float | None = None, drain_scale: float | None = None
+                    ) -> None:
+        """ALB/NLB job timing: a write's job is due ``job_s`` after it is accepted (default
+        1.5); a removal from a draining group ``timeout × drain_scale`` later still."""
+        with self._world.lock:
+            for state in (self._world.albs, self._world.nlbs):
+                if job_s is not None:
+                    if job_s < 0:
+                        raise ValueError("job_s must be >= 0")
+                    state.job_s = float(job_s)
+                if drain_scale is not None:
+                    if drain_scale < 0:
+                        raise ValueError("drain_scale must be >= 0")
+                    state.drain_scale = float(drain_scale)
+
+    def finish_lb_jobs(self) -> int:
+        """Finish every pending ALB/NLB job now (drains included); how many there were."""
+        with self._world.lock:
+            now = self._world.now()
+            return self._world.albs.finish_all(now) + self._world.nlbs.finish_all(now)
+
+    def lb_group(self, group_id: str) -> dict[str, Any]:
+        """An ALB or NLB server group (members, status, job) as ``state()`` shows it, with
+        ``product``; due jobs settled first."""
+        with self._world.lock:
+            self._world.net_lb_state()
+            for product, state in (("alb", self._world.albs), ("nlb", self._world.nlbs)):
+                group = state.groups.get(group_id)
+                if group is not None:
+                    return {"product": product, **group.snapshot()}
+        raise KeyError(f"no ALB/NLB server group {group_id}")
+
+    def lb_jobs(self, product: str) -> list[dict[str, Any]]:
+        """The jobs of ``alb`` or ``nlb``, oldest first (due ones settled)."""
+        return list(self._world.net_lb_state()[f"{product}s"]["jobs"])
 
     def state(self) -> dict[str, Any]:
         out = self._world.state()
@@ -589,7 +645,7 @@ class Emulator:
 
         if _PRODUCT_UA.search(user_agent):
             self._violation(contract.check_request(product, action, api_params))
-        verdict = self.faults.decide(action, product)
+        verdict = self.faults.decide(fault_key(product, action), product)
         if verdict is not None:
             if verdict.code == DROP:
                 record(0, DROP, None)
@@ -615,7 +671,7 @@ class Emulator:
         out = {"RequestId": request_id}
         out.update(result)
         self._violation(contract.check_response(product, action, out))
-        lost = self.faults.lost_answer(action)
+        lost = self.faults.lost_answer(fault_key(product, action))
         if lost is not None:
             # Applied, then the answer is lost: the state changed, the caller sees a 5xx or a
             # dropped connection.
@@ -693,6 +749,13 @@ class Emulator:
             return 200, self.instance(parts[1])
         if method == "GET" and len(parts) == 2 and parts[0] == "load_balancers":
             return 200, self.load_balancer(parts[1])
+        if method == "GET" and len(parts) == 2 and parts[0] == "server_groups":
+            return 200, self.lb_group(parts[1])
+        if method == "POST" and parts == ["lb_jobs", "finish"]:
+            return 200, {"finished": self.finish_lb_jobs()}
+        if method == "POST" and parts == ["lb_jobs"]:
+            self.set_lb_jobs(**data)
+            return 200, {"ok": True}
         if method == "POST" and len(parts) == 3 and parts[0] == "instances":
             iid, verb = parts[1], parts[2]
             if verb == "stop":

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
 from tools.emulator.fleet import Fleet, GroupSpec, InstanceSpec, ServerSpec
+from tools.emulator.netlb import NetLbState
 
 __all__ = ["ApiError", "Instance", "LoadBalancer", "Member", "Scheduler", "ServerGroup", "World",
            "status_for"]
@@ -279,6 +280,9 @@ class World:
                 self.groups[g.id] = ServerGroup.from_spec(g, lb.id, "vserver")
             for g in lb_spec.master_slave_groups:
                 self.groups[g.id] = ServerGroup.from_spec(g, lb.id, "master_slave")
+        # ALB / NLB server groups and their asynchronous jobs (tools/emulator/netlb.py).
+        self.albs = NetLbState("alb", fleet.albs, self.ip_and_zone, iso_seconds(time.time()))
+        self.nlbs = NetLbState("nlb", fleet.nlbs, self.ip_and_zone, iso_seconds(time.time()))
         # Fleet entries caught mid-transition finish it like real ones would.
         for inst in self.instances.values():
             if inst.status == "Starting":
@@ -391,6 +395,14 @@ class World:
             self._later(inst, "Starting", then="Running")
             return inst.id
 
+    def ip_and_zone(self, iid: str) -> tuple[str, str]:
+        """An instance's private IP and zone (released ones too); empty when unknown."""
+        inst = self.instances.get(iid)
+        if inst is not None:
+            return inst.private_ip, inst.zone
+        gone = self.released.get(iid)
+        return (str(gone["private_ip"]), str(gone["zone"])) if gone else ("", "")
+
     def require(self, iid: str) -> Instance:
         inst = self.instances.get(iid)
         if inst is None:
@@ -452,4 +464,13 @@ class World:
                 "trail": [{k: v for k, v in t.items() if not k.startswith("_")}
                           for t in self.trail],
                 "events": len(self.events),
+                **self.net_lb_state(),
             }
+
+    def net_lb_state(self) -> dict[str, Any]:
+        """ALB and NLB load balancers, server groups and jobs (due jobs settled first)."""
+        with self.lock:
+            now = self.now()
+            self.albs.settle(now)
+            self.nlbs.settle(now)
+            return {"albs": self.albs.snapshot(), "nlbs": self.nlbs.snapshot()}

@@ -1,0 +1,298 @@
+"""The emulator's NLB (2022-04-30) side, driven by the real Tea SDK over HTTP.
+
+Fleet: tests/fixtures/fleets/lb.yaml. Each documented action answers in success and in an error
+case (``CASES``, read by tests/test_conformance.py's coverage check); the behaviour tests cover
+the asynchronous jobs (``GetJobStatus``), ``Conflict.Lock``, connection draining, per-call
+limits, ``ClientToken``, ``DryRun``, Ip groups and lookups by ServerIps across groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from alibabacloud_nlb20220430 import models as N
+from alibabacloud_nlb20220430.client import Client as Nlb
+from alibabacloud_tea_openapi.models import Config
+from Tea.exceptions import TeaException
+
+from tests.helpers import FLEETS
+from tools.emulator import Emulator, load_fleet
+from tools.emulator.contract import Contract, ViolationKind, load_contract
+
+SPOT = "i-bp1spot000000000001"
+SPOT_IP = "10.0.1.21"
+WEB2 = "i-bp1web0000000000002"
+NEW = "i-bp1new0000000000001"
+ABSENT = "i-bp1zzzzzzzzzzzzzzzz9"
+NLB = "nlb-bp1edge00000000001"
+TCP = "sgp-bp1tcp0000000001"  # no draining
+BY_IP = "sgp-bp1ipgrp00000001"  # Ip group, draining 10 s
+NO_GROUP = "sgp-bp1nothere000001"
+JOB_S = 0.2
+
+
+@dataclass(frozen=True)
+class Case:
+    """One SDK call: ``code`` None means it must succeed, else fail with that code."""
+
+    id: str
+    action: str
+    call: Callable[[Nlb], Any]
+    code: str | None = None
+    setup: Callable[[Nlb, Emulator], object] | None = None
+
+
+def _upd(sid: str = SPOT, port: int | None = 443, weight: int = 0
+         ) -> N.UpdateServerGroupServersAttributeRequestServers:
+    return N.UpdateServerGroupServersAttributeRequestServers(
+        server_id=sid, server_type="Ecs", port=port, weight=weight)
+
+
+def _rm(sid: str = SPOT, port: int = 443, server_type: str = "Ecs"
+        ) -> N.RemoveServersFromServerGroupRequestServers:
+    return N.RemoveServersFromServerGroupRequestServers(server_id=sid, server_type=server_type,
+                                                        port=port)
+
+
+def _add(sid: str = NEW, port: int = 443) -> N.AddServersToServerGroupRequestServers:
+    return N.AddServersToServerGroupRequestServers(server_id=sid, server_type="Ecs", port=port,
+                                                   weight=100)
+
+
+def update(c: Nlb, group: str = TCP, *servers: N.UpdateServerGroupServersAttributeRequestServers,
+           token: str | None = None, dry_run: bool | None = None) -> str:
+    return str(c.update_server_group_servers_attribute(N.UpdateServerGroupServersAttributeRequest(
+        server_group_id=group, servers=list(servers) or [_upd()], client_token=token,
+        dry_run=dry_run)).body.job_id)
+
+
+def remove(c: Nlb, group: str = TCP, *servers: N.RemoveServersFromServerGroupRequestServers,
+           token: str | None = None, dry_run: bool | None = None) -> str:
+    return str(c.remove_servers_from_server_group(N.RemoveServersFromServerGroupRequest(
+        server_group_id=group, servers=list(servers) or [_rm()], client_token=token,
+        dry_run=dry_run)).body.job_id)
+
+
+def add(c: Nlb, group: str = TCP, *servers: N.AddServersToServerGroupRequestServers,
+        token: str | None = None) -> str:
+    return str(c.add_servers_to_server_group(N.AddServersToServerGroupRequest(
+        server_group_id=group, servers=list(servers) or [_add()], client_token=token)).body.job_id)
+
+
+CASES: list[Case] = [
+    Case("list-lbs", "ListLoadBalancers", lambda c: c.list_load_balancers(
+        N.ListLoadBalancersRequest(load_balancer_ids=[NLB]))),
+    Case("list-lbs-bad-token", "ListLoadBalancers", lambda c: c.list_load_balancers(
+        N.ListLoadBalancersRequest(next_token="nope")), "InvalidParameter"),
+    Case("list-groups", "ListServerGroups", lambda c: c.list_server_groups(
+        N.ListServerGroupsRequest(server_group_type="Ip"))),
+    Case("list-groups-21-ids", "ListServerGroups", lambda c: c.list_server_groups(
+        N.ListServerGroupsRequest(server_group_ids=[f"sgp-bp1x{n:012d}" for n in range(21)])),
+        "InvalidParameter"),
+    Case("list-servers", "ListServerGroupServers", lambda c: c.list_server_group_servers(
+        N.ListServerGroupServersRequest(server_ips=[SPOT_IP]))),
+    Case("list-servers-no-group", "ListServerGroupServers", lambda c: c.list_server_group_servers(
+        N.ListServerGroupServersRequest(server_group_id=NO_GROUP)), "ResourceNotFound.serverGroup"),
+    Case("job-status", "GetJobStatus", lambda c: c.get_job_status(N.GetJobStatusRequest(
+        job_id=update(c)))),
+    Case("job-status-unknown", "GetJobStatus", lambda c: c.get_job_status(N.GetJobStatusRequest(
+        job_id="job-nothere")), "ResourceNotFound.JobId"),
+    Case("list-jobs", "ListAsynJobs", lambda c: c.list_asyn_jobs(N.ListAsynJobsRequest(
+        job_ids=[update(c), "job-nothere"]))),
+    Case("list-jobs-throttled", "ListAsynJobs", lambda c: c.list_asyn_jobs(
+        N.ListAsynJobsRequest(job_ids=["job-nothere"])), "Throttling.User",
+         setup=lambda c, e: e.set_faults(fail_next={"nlb:ListAsynJobs": ["Throttling.User"]})),
+    Case("update", "UpdateServerGroupServersAttribute", update),
+    Case("update-locked", "UpdateServerGroupServersAttribute", update,
+         "Conflict.Lock", setup=lambda c, e: remove(c, TCP, _rm(WEB2))),
+    Case("update-not-member", "UpdateServerGroupServersAttribute",
+         lambda c: update(c, TCP, _upd(NEW)), "ResourceNotFound.BackendServer"),
+    Case("update-no-port", "UpdateServerGroupServersAttribute",
+         lambda c: update(c, TCP, _upd(port=None)), "MissingParam.Port"),
+    Case("update-no-group", "UpdateServerGroupServersAttribute", lambda c: update(c, NO_GROUP),
+         "ResourceNotFound.serverGroup"),
+    Case("remove", "RemoveServersFromServerGroup", remove),
+    Case("remove-dry-run", "RemoveServersFromServerGroup", lambda c: remove(c, dry_run=True),
+         "DryRunOperation"),
+    Case("remove-201", "RemoveServersFromServerGroup", lambda c: remove(
+        c, TCP, *[_rm(f"i-bp1x{n:016d}") for n in range(201)]), "IllegalParam.Servers"),
+    Case("remove-token-other-request", "RemoveServersFromServerGroup",
+         lambda c: remove(c, TCP, _rm(WEB2), token="tok-1"), "IdempotenceSignatureMismatch",
+         setup=lambda c, e: remove(c, token="tok-1")),
+    Case("add", "AddServersToServerGroup", add),
+    Case("add-unknown-ecs", "AddServersToServerGroup", lambda c: add(c, TCP, _add(ABSENT)),
+         "ResourceNotFound.Ecs"),
+    Case("add-existing", "AddServersToServerGroup", lambda c: add(c, TCP, _add(SPOT)),
+         "DuplicatedParam.Server"),
+    Case("add-locked", "AddServersToServerGroup", add, "Conflict.Lock",
+         setup=lambda c, e: update(c)),
+]
+OVER_MAX_ITEMS = {"list-groups-21-ids", "remove-201"}
+# Read by tests/test_conformance.py's coverage check: the NLB actions covered here.
+NLB_COVERED_OK = {("nlb", c.action) for c in CASES if c.code is None}
+NLB_COVERED_ERROR = {("nlb", c.action) for c in CASES if c.code is not None}
+
+
+def client(emu: Emulator) -> Nlb:
+    cred = emu.credentials[0]
+    return Nlb(Config(endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou",
+                      access_key_id=cred["access_key_id"],
+                      access_key_secret=cred["access_key_secret"]))
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as e:
+        yield e
+
+
+@pytest.fixture
+def nlb(emu: Emulator) -> Nlb:
+    return client(emu)
+
+
+@pytest.fixture(scope="module")
+def contract() -> Contract:
+    return load_contract()
+
+
+def api_error(call: Callable[[], object]) -> TeaException:
+    with pytest.raises(TeaException) as info:
+        call()
+    return info.value
+
+
+def servers(nlb: Nlb, group: str) -> dict[tuple[str, int], tuple[int, str]]:
+    body = nlb.list_server_group_servers(N.ListServerGroupServersRequest(
+        server_group_id=group)).body
+    return {(s.server_id, s.port): (s.weight, s.status) for s in body.servers}
+
+
+def job_status(nlb: Nlb, job_id: str) -> str:
+    return str(nlb.get_job_status(N.GetJobStatusRequest(job_id=job_id)).body.status)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_nlb_action_answers_as_documented(case: Case, emu: Emulator, nlb: Nlb,
+                                          contract: Contract) -> None:
+    """GIVEN the setup WHEN the SDK calls the action THEN success or the documented error (with
+    its documented HTTP status), and the raw body and the request conform to the contract."""
+    if case.setup is not None:
+        case.setup(nlb, emu)
+    emu.clear_calls()
+    outcome: Any
+    try:
+        outcome = case.call(nlb)
+    except TeaException as err:
+        outcome = err
+    (call,) = [c for c in emu.calls() if c.action == case.action]
+    assert call.body is not None and call.product == "nlb"
+    if case.code is None:
+        assert not isinstance(outcome, TeaException), outcome
+        assert (call.status, call.code) == (200, None)
+        assert contract.check_response("nlb", case.action, call.body) == []
+    else:
+        assert isinstance(outcome, TeaException)
+        assert (outcome.code, call.code) == (case.code, case.code)
+        assert call.status == outcome.data["statusCode"]
+        assert call.status in contract.statuses_of("nlb", case.action, case.code)
+    over = [ViolationKind.BAD_PARAM_VALUE] if case.id in OVER_MAX_ITEMS else []
+    assert [v.kind for v in contract.check_request("nlb", case.action, call.params)] == over
+    assert emu.contract_violations() == []
+
+
+def test_weight_write_is_a_job_and_the_group_is_locked(emu: Emulator, nlb: Nlb) -> None:
+    """GIVEN spot-1 in the TCP group WHEN its weight is set to 0 THEN GetJobStatus says
+    ``processing``, the group is Configuring, another write answers 400 Conflict.Lock; once
+    due: Succeeded, weight 0, Available, and the group takes writes again."""
+    job = update(nlb)
+    assert job_status(nlb, job) == "processing"
+    groups = nlb.list_server_groups(N.ListServerGroupsRequest(server_group_ids=[TCP])).body
+    assert groups.server_groups[0].server_group_status == "Configuring"
+    assert servers(nlb, TCP)[(SPOT, 443)] == (100, "Configuring")
+    err = api_error(lambda: remove(nlb))
+    assert (err.code, err.data["statusCode"]) == ("Conflict.Lock", 400)
+    emu.advance_clock(JOB_S)
+    assert job_status(nlb, job) == "Succeeded"
+    assert servers(nlb, TCP)[(SPOT, 443)] == (0, "Available")
+    remove(nlb)
+    emu.finish_lb_jobs()
+    assert servers(nlb, TCP) == {(WEB2, 443): (100, "Available")}
+
+
+def test_list_asyn_jobs_reads_many_jobs(emu: Emulator, nlb: Nlb) -> None:
+    """ListAsynJobs answers each asked job that exists with Processing, then Succeeded."""
+    first = update(nlb)
+    second = remove(nlb, BY_IP, _rm(SPOT_IP, 5432, "Ip"))
+
+    def statuses() -> list[tuple[str, str]]:
+        body = nlb.list_asyn_jobs(N.ListAsynJobsRequest(job_ids=[first, second, "nope"])).body
+        assert body.total_count == 2
+        return [(j.id, j.status) for j in body.jobs]
+
+    assert statuses() == [(first, "Processing"), (second, "Processing")]
+    emu.finish_lb_jobs()
+    assert statuses() == [(first, "Succeeded"), (second, "Succeeded")]
+
+
+def test_ip_group_drains_a_removed_member(emu: Emulator, nlb: Nlb) -> None:
+    """GIVEN spot-1's IP in an Ip group draining 10 s WHEN removed THEN Removing (job
+    processing) until job time + 10 s, then gone."""
+    job = remove(nlb, BY_IP, _rm(SPOT_IP, 5432, "Ip"))
+    emu.advance_clock(JOB_S + 5)
+    assert servers(nlb, BY_IP) == {(SPOT_IP, 5432): (100, "Removing")}
+    assert job_status(nlb, job) == "processing"
+    emu.advance_clock(5)
+    assert job_status(nlb, job) == "Succeeded"
+    assert servers(nlb, BY_IP) == {}
+
+
+def test_memberships_by_id_and_ip_across_groups(nlb: Nlb) -> None:
+    """Without ServerGroupId, ServerIds and ServerIps find spot-1 in every NLB group: by id in
+    the Instance group, by IP in the Ip group (ZoneId from the instance)."""
+    body = nlb.list_server_group_servers(N.ListServerGroupServersRequest(
+        server_ids=[SPOT], server_ips=[SPOT_IP])).body
+    assert sorted((s.server_group_id, s.server_id, s.server_type, s.zone_id or "")
+                  for s in body.servers) == [
+        (BY_IP, SPOT_IP, "Ip", ""), (TCP, SPOT, "Ecs", "cn-hangzhou-h")]
+    forty_one = [f"10.9.0.{n}" for n in range(41)]
+    err = api_error(lambda: nlb.list_server_group_servers(N.ListServerGroupServersRequest(
+        server_ips=forty_one)))
+    assert err.code == "InvalidParameter"
+
+
+def test_client_token_and_dry_run(emu: Emulator, nlb: Nlb) -> None:
+    """The same ClientToken and request answers the same job (one job); DryRun answers
+    DryRunOperation and changes nothing."""
+    first = add(nlb, token="restore-1")
+    assert add(nlb, token="restore-1") == first
+    assert len(emu.lb_jobs("nlb")) == 1
+    emu.finish_lb_jobs()
+    err = api_error(lambda: remove(nlb, TCP, _rm(NEW), dry_run=True))
+    assert (err.code, err.data["statusCode"]) == ("DryRunOperation", 400)
+    assert servers(nlb, TCP)[(NEW, 443)] == (100, "Available")
+    assert len(emu.lb_jobs("nlb")) == 1
+
+
+def test_busy_fault_is_documented_for_nlb_writes(emu: Emulator, nlb: Nlb) -> None:
+    """NLB documents SystemBusy (400) on RemoveServersFromServerGroup: a queued fault answers
+    it; the write is not applied."""
+    emu.set_faults(fail_next={"nlb:RemoveServersFromServerGroup": ["SystemBusy"]})
+    err = api_error(lambda: remove(nlb))
+    assert (err.code, err.data["statusCode"]) == ("SystemBusy", 400)
+    assert servers(nlb, TCP)[(SPOT, 443)] == (100, "Available")
+    assert emu.lb_jobs("nlb") == []
+
+
+def test_released_instance_stays_registered(emu: Emulator, nlb: Nlb) -> None:
+    """A released instance stays a member of its NLB groups (reference §1.13) and can be
+    removed."""
+    emu.release(SPOT)
+    assert servers(nlb, TCP)[(SPOT, 443)] == (100, "Available")
+    job = remove(nlb)
+    emu.finish_lb_jobs()
+    assert job_status(nlb, job) == "Succeeded"
+    assert (SPOT, 443) not in servers(nlb, TCP)
