@@ -1,4 +1,6 @@
-"""Narrow adapters over the Alibaba Cloud Tea SDKs: ECS, CLB (SLB) and ActionTrail.
+"""Narrow adapters over the Alibaba Cloud Tea SDKs: ECS and ActionTrail here; the load
+balancers (CLB, ALB, NLB) in :mod:`shared.lb`, CloudMonitor in :mod:`shared.cms`, all on the
+plumbing of this module (``_Adapter``, the error table, endpoints, credentials).
 
 Each adapter exposes only the calls the practices need, named by intent, and returns frozen
 dataclasses. SDK errors are translated here, at the boundary, into :class:`CloudError` and its
@@ -38,6 +40,10 @@ from shared.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from shared.cms import CmsClient
+    from shared.lb.alb import AlbClient
+    from shared.lb.clb import ClbClient
+    from shared.lb.nlb import NlbClient
+    from shared.lb.pools import LoadBalancers
     from shared.settings import Settings
 
 __all__ = [
@@ -49,11 +55,7 @@ __all__ = [
     "CodeRule",
     "Credentials",
     "EcsClient",
-    "GroupKind",
     "Instance",
-    "LbClient",
-    "LoadBalancer",
-    "Membership",
     "NotFoundError",
     "Rule",
     "StartOutcome",
@@ -116,6 +118,19 @@ CALLED_ACTIONS: Mapping[str, str] = {
     "RemoveVServerGroupBackendServers": "slb",
     "AddBackendServers": "slb",
     "AddVServerGroupBackendServers": "slb",
+    # ALB and NLB share API names: their keys carry the product (the RAM action's spelling).
+    "alb:ListServerGroups": "alb",
+    "alb:ListServerGroupServers": "alb",
+    "alb:UpdateServerGroupServersAttribute": "alb",
+    "alb:RemoveServersFromServerGroup": "alb",
+    "alb:AddServersToServerGroup": "alb",
+    "alb:ListAsynJobs": "alb",
+    "nlb:ListServerGroups": "nlb",
+    "nlb:ListServerGroupServers": "nlb",
+    "nlb:UpdateServerGroupServersAttribute": "nlb",
+    "nlb:RemoveServersFromServerGroup": "nlb",
+    "nlb:AddServersToServerGroup": "nlb",
+    "nlb:GetJobStatus": "nlb",
     "LookupEvents": "actiontrail",
     # CloudMonitor: the metrics of an incident (sweep) and the wiring of the rules (tools).
     "DescribeMetricLast": "cms",
@@ -144,6 +159,23 @@ _CLB_BUSY = (
     "CLB's error pages list them for the sibling writes too (api-meta README), so every CLB action"
 )
 _SDK_DRY_RUN = "the SDK's own DryRun documentation of the request (models/_%s_request.py)"
+_ALB = "api-meta alb-2020-06-16.json "
+_NLB = "api-meta nlb-2022-04-30.json "
+_LB_REF = "reference/load-balancers-and-replacement.md "
+_ALB_BUSY = (
+    _ALB + "UpdateServerGroupServersAttribute, RemoveServersFromServerGroup, "
+    "AddServersToServerGroup (400); " + _LB_REF + "§1.3, §7.1: the group is Configuring while a "
+    "job runs, a write meanwhile is refused; it clears when the job ends (Terraform retries it)"
+)
+_NLB_BUSY = (
+    _NLB + "UpdateServerGroupServersAttribute, RemoveServersFromServerGroup, "
+    "AddServersToServerGroup (400); " + _LB_REF + "§2.9, §7.1: the group's lock is held while a "
+    "job runs (Terraform's NLB attachment retries both)"
+)
+_LB_PLACEHOLDER = (
+    "api-meta %s lists the literal '%%s' (the real code is formatted at run time; a real code "
+    "in its place falls back on its shape: Forbidden.* auth, else permanent): %s"
+)
 
 
 def _rules(scope: str, rule: Rule, source: str, *codes: str) -> dict[tuple[str, str], CodeRule]:
@@ -275,6 +307,65 @@ ERROR_RULES: Mapping[tuple[str, str], CodeRule] = {
              "ResourceNotFound.Cen"),
     **_rules("AddVServerGroupBackendServers", Rule.NOT_FOUND,
              _SLB + "AddVServerGroupBackendServers (404)", "ResourceNotFound.vServers"),
+    # -- ALB 2020-06-16 -----------------------------------------------------------------------
+    **_rules("alb", Rule.TRANSIENT, _ALB_BUSY, "IncorrectStatus.ServerGroup",
+             "ResourceInConfiguring"),
+    **_rules("alb:RemoveServersFromServerGroup", Rule.TRANSIENT,
+             _ALB + "RemoveServersFromServerGroup (400): the member is still changing (the "
+             "weight job); " + _LB_REF + "§8.1", "ResourceInConfiguring.BackendServer"),
+    **_rules("alb", Rule.AUTH, _ALB + "ListServerGroupServers, UpdateServerGroupServersAttribute, "
+             "RemoveServersFromServerGroup, AddServersToServerGroup (403)", "Forbidden.ServerGroup"),
+    # The group is gone: nothing to drain there. A member gone is handled by the adapter (the
+    # others of the call are sent again; none left = done): reference §1.4, §1.10.
+    **_rules("alb", Rule.NOT_FOUND, _ALB + "UpdateServerGroupServersAttribute, "
+             "RemoveServersFromServerGroup, AddServersToServerGroup (404)",
+             "ResourceNotFound.ServerGroup", "ResourceNotFound.BackendServer"),
+    # The instance to register is not there (yet or any more): this call cannot succeed.
+    **_rules("alb:AddServersToServerGroup", Rule.PERMANENT,
+             _ALB + "AddServersToServerGroup (404)", "ResourceNotFound.Ecs",
+             "ResourceNotFound.Eci", "ResourceNotFound.Eni"),
+    **_rules("alb:AddServersToServerGroup", Rule.PERMANENT,
+             _ALB + "AddServersToServerGroup (400)", "Conflict.BackendServer",
+             "DuplicatedParam.BackendServer", "IllegalParam.ServerIp", "IncorrectStatus.Eni",
+             "Mismatch.ServerType", "Mismatch.Type", "Mismatch.VpcId", "OperationDenied.CloudBox",
+             "OperationDenied.EciNotSupportJobType", "OperationDenied.NoAvailableVSwitch",
+             "OperationDenied.VgwVipNotFound", "OperationDenied.VpcVportNotFound",
+             "ResourceInUse.IP", "ResourceQuotaExceeded.LoadBalancerServersNum",
+             "ResourceQuotaExceeded.ServerAddedNum"),
+    **_rules("alb", Rule.DRY_RUN_OK, _SDK_DRY_RUN % "update_server_group_servers_attribute"
+             + " (alibabacloud_alb20200616; Remove/Add the same)", "DryRunOperation"),
+    # -- NLB 2022-04-30 -----------------------------------------------------------------------
+    **_rules("nlb", Rule.TRANSIENT, _NLB_BUSY, "Conflict.Lock", "IncorrectStatus.serverGroup"),
+    **_rules("nlb", Rule.TRANSIENT, _NLB + "ListServerGroups, ListServerGroupServers, "
+             "RemoveServersFromServerGroup, AddServersToServerGroup, GetJobStatus (400)",
+             "SystemBusy"),
+    **_rules("nlb", Rule.AUTH, _NLB + "every server-group action and GetJobStatus (403)",
+             "Forbidden.NoPermission"),
+    **_rules("nlb", Rule.AUTH, _LB_PLACEHOLDER % ("nlb-2022-04-30.json", "ListServerGroups, "
+             "UpdateServerGroupServersAttribute (403)"), "Forbidden.%s"),
+    **_rules("nlb", Rule.PERMANENT, _LB_PLACEHOLDER % ("nlb-2022-04-30.json",
+             "UpdateServerGroupServersAttribute, RemoveServersFromServerGroup, "
+             "AddServersToServerGroup (400)"), "IllegalParam.%s", "MissingParam.%s"),
+    **_rules("nlb", Rule.NOT_FOUND, _NLB + "ListServerGroupServers, "
+             "UpdateServerGroupServersAttribute, RemoveServersFromServerGroup, "
+             "AddServersToServerGroup (404)", "ResourceNotFound.serverGroup",
+             "ResourceNotFound.BackendServer"),
+    **_rules("nlb:GetJobStatus", Rule.NOT_FOUND, _NLB + "GetJobStatus (404)",
+             "ResourceNotFound.JobId"),
+    # The same ClientToken with another request: a bug of ours, never retried.
+    **_rules("nlb", Rule.PERMANENT, _NLB + "RemoveServersFromServerGroup, "
+             "AddServersToServerGroup (400)", "IdempotenceSignatureMismatch"),
+    **_rules("nlb:AddServersToServerGroup", Rule.PERMANENT,
+             _NLB + "AddServersToServerGroup (404)", "ResourceNotFound.Ecs",
+             "ResourceNotFound.Eci", "ResourceNotFound.Eni"),
+    **_rules("nlb:AddServersToServerGroup", Rule.PERMANENT,
+             _NLB + "AddServersToServerGroup (400)", "DuplicatedParam.Server", "IllegalParam",
+             "IllegalParam.IP", "IllegalParam.RSPortConflictWithServerGroup",
+             "IllegalParam.description", "IncorrectStatus.Eni", "Mismatch.ServerType",
+             "Mismatch.VpcId", "MissingParam.IP", "OperationDenied.ServerGroupNotSupportIpv6",
+             "QuotaExceeded.QuotaInsufficient", "ResourceInUse.IP", "TagInvokeError"),
+    **_rules("nlb", Rule.DRY_RUN_OK, _SDK_DRY_RUN % "update_server_group_servers_attribute"
+             + " (alibabacloud_nlb20220430; Remove/Add the same)", "DryRunOperation"),
     # -- ActionTrail 2020-07-06 -------------------------------------------------------------------
     **_rules("LookupEvents", Rule.PERMANENT, _TRAIL + "LookupEvents (400)",
              "InvalidParameterCombination", "InvalidParameterEndTime",
@@ -996,404 +1087,6 @@ class EcsClient(_Adapter):
 
 
 # --------------------------------------------------------------------------------------------
-# CLB (SLB 2014-05-15)
-
-
-class GroupKind(str, Enum):
-    """Where a backend server is registered on a CLB instance."""
-
-    DEFAULT = "default"  # the default server group (no port: listener ports apply)
-    VSERVER = "vserver"
-    MASTER_SLAVE = "master_slave"  # only whole-group create/delete: no per-member removal
-
-
-@dataclass(frozen=True)
-class LoadBalancer:
-    id: str
-    name: str = ""
-    tags: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Membership:
-    """One registration of a server in one group: what to drain, remove and restore."""
-
-    load_balancer_id: str
-    group_kind: GroupKind
-    group_id: str | None  # None for the default group
-    server_id: str
-    port: int | None  # None for the default group
-    weight: int
-    server_type: str = "ecs"
-    server_ip: str | None = None
-    description: str | None = None
-    role: str | None = None  # master-slave groups: "Master" or "Slave"
-
-    def __post_init__(self) -> None:
-        # Accept the plain string too ("vserver"), so `is` comparisons below stay right.
-        object.__setattr__(self, "group_kind", GroupKind(self.group_kind))
-
-    @property
-    def removable(self) -> bool:
-        return self.group_kind is not GroupKind.MASTER_SLAVE
-
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-ready form, so a drain can be undone from the store later."""
-        return {
-            "load_balancer_id": self.load_balancer_id,
-            "group_kind": self.group_kind.value,
-            "group_id": self.group_id,
-            "server_id": self.server_id,
-            "port": self.port,
-            "weight": self.weight,
-            "server_type": self.server_type,
-            "server_ip": self.server_ip,
-            "description": self.description,
-            "role": self.role,
-        }
-
-    @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> Membership:
-        return cls(
-            load_balancer_id=str(data["load_balancer_id"]),
-            group_kind=GroupKind(data["group_kind"]),
-            group_id=_opt(data.get("group_id")),
-            server_id=str(data["server_id"]),
-            port=_int(data.get("port")),
-            weight=_int(data.get("weight"), 100) or 0,
-            server_type=_str(data.get("server_type")) or "ecs",
-            server_ip=_opt(data.get("server_ip")),
-            description=_opt(data.get("description")),
-            role=_opt(data.get("role")),
-        )
-
-
-GroupKey = tuple[str, GroupKind, "str | None"]
-
-
-def _grouped(memberships: Sequence[Membership]) -> dict[GroupKey, list[Membership]]:
-    groups: dict[GroupKey, list[Membership]] = {}
-    seen: set[tuple[GroupKey, str, int | None]] = set()
-    for m in memberships:
-        key: GroupKey = (m.load_balancer_id, GroupKind(m.group_kind), m.group_id)
-        if key[1] is not GroupKind.DEFAULT and not m.group_id:
-            raise ValueError(f"{key[1].value} membership without a group id: {m!r}")
-        ident = (key, m.server_id, m.port)
-        if ident in seen:
-            continue
-        seen.add(ident)
-        groups.setdefault(key, []).append(m)
-    return groups
-
-
-class LbClient(_Adapter):
-    """CLB (SLB 2014-05-15): find every membership of a server, drain, remove, restore."""
-
-    def _models(self) -> Any:
-        from alibabacloud_slb20140515 import models
-
-        return models
-
-    def list_load_balancers(
-        self,
-        *,
-        ids: Sequence[str] = (),
-        tag: tuple[str, str] | None = None,
-        server_id: str | None = None,
-    ) -> list[LoadBalancer]:
-        """CLB instances of the region, filtered by ids, one tag and/or a backend server id."""
-        models = self._models()
-        id_chunks: list[Sequence[str] | None] = list(_chunks(_unique(ids), SLB_IDS_PER_CALL))
-        found: dict[str, LoadBalancer] = {}
-        for chunk in id_chunks or [None]:
-            page, seen = 1, 0
-            while page <= MAX_PAGES:
-
-                def send(chunk: Sequence[str] | None = chunk, page: int = page) -> Any:
-                    return self._sdk.describe_load_balancers(
-                        models.DescribeLoadBalancersRequest(
-                            region_id=self.region,
-                            load_balancer_id=",".join(chunk) if chunk else None,
-                            server_id=server_id,
-                            tag=[models.DescribeLoadBalancersRequestTag(key=tag[0], value=tag[1])]
-                            if tag
-                            else None,
-                            page_number=page,
-                            page_size=100,
-                        )
-                    )
-
-                body = self._call("DescribeLoadBalancers", list(chunk or ()), send)
-                items = _items(body.get("LoadBalancers"), "LoadBalancer")
-                seen += len(items)
-                for item in items:
-                    lb_id = _str(item.get("LoadBalancerId"))
-                    found[lb_id] = LoadBalancer(
-                        id=lb_id,
-                        name=_str(item.get("LoadBalancerName")),
-                        tags=tuple(
-                            (_str(t.get("TagKey")), _str(t.get("TagValue")))
-                            for t in _items(item.get("Tags"), "Tag")
-                        ),
-                    )
-                total = _int(body.get("TotalCount"))
-                if not items or len(items) < 100 or (total is not None and seen >= total):
-                    break
-                page += 1
-        return list(found.values())
-
-    def find_memberships(
-        self, instance_id: str, load_balancer_ids: Sequence[str]
-    ) -> list[Membership]:
-        """Every registration of ``instance_id``: default group, every vServer group port,
-        master-slave groups (reported, not removable). A load balancer that no longer exists
-        is skipped with a warning, so one stale id cannot block draining the others."""
-        _validate_ids([instance_id])
-        result: list[Membership] = []
-        for lb_id in _unique(load_balancer_ids):
-            try:
-                members = self.all_members(lb_id)
-            except NotFoundError as err:
-                emit(log, "load balancer not found", level=30, load_balancer_id=lb_id,
-                     code=err.code)
-                continue
-            result.extend(m for m in members if m.server_id == instance_id)
-        return result
-
-    def all_members(self, lb_id: str) -> list[Membership]:
-        """Every member of every group of one load balancer (default, vServer, master-slave)."""
-        members = self.group_members(lb_id, GroupKind.DEFAULT, None)
-        models = self._models()
-        body = self._call(
-            "DescribeVServerGroups",
-            [lb_id],
-            lambda: self._sdk.describe_vserver_groups(
-                models.DescribeVServerGroupsRequest(region_id=self.region, load_balancer_id=lb_id)
-            ),
-        )
-        for group in _items(body.get("VServerGroups"), "VServerGroup"):
-            members.extend(self._members_if_any(lb_id, GroupKind.VSERVER, group, "VServerGroupId"))
-        body = self._call(
-            "DescribeMasterSlaveServerGroups",
-            [lb_id],
-            lambda: self._sdk.describe_master_slave_server_groups(
-                models.DescribeMasterSlaveServerGroupsRequest(
-                    region_id=self.region, load_balancer_id=lb_id
-                )
-            ),
-        )
-        for group in _items(body.get("MasterSlaveServerGroups"), "MasterSlaveServerGroup"):
-            members.extend(
-                self._members_if_any(lb_id, GroupKind.MASTER_SLAVE, group, "MasterSlaveServerGroupId")
-            )
-        return members
-
-    def _members_if_any(
-        self, lb_id: str, kind: GroupKind, group: Mapping[str, Any], id_key: str
-    ) -> list[Membership]:
-        """A group listed a moment ago may be deleted by now: that is no member, not an error."""
-        group_id = _str(group.get(id_key))
-        if not group_id:
-            return []
-        try:
-            return self.group_members(lb_id, kind, group_id)
-        except NotFoundError:
-            emit(log, "server group vanished", level=30, load_balancer_id=lb_id, group_id=group_id)
-            return []
-
-    def group_members(
-        self, load_balancer_id: str, group_kind: GroupKind | str, group_id: str | None
-    ) -> list[Membership]:
-        """All members of one group (verification after a drain, sweep cleanup)."""
-        kind = GroupKind(group_kind)
-        models = self._models()
-        if kind is GroupKind.DEFAULT:
-            body = self._call(
-                "DescribeLoadBalancerAttribute",
-                [load_balancer_id],
-                lambda: self._sdk.describe_load_balancer_attribute(
-                    models.DescribeLoadBalancerAttributeRequest(
-                        region_id=self.region, load_balancer_id=load_balancer_id
-                    )
-                ),
-            )
-            return [
-                Membership(
-                    load_balancer_id=load_balancer_id,
-                    group_kind=kind,
-                    group_id=None,
-                    server_id=_str(s.get("ServerId")),
-                    port=None,
-                    weight=_int(s.get("Weight"), 100) or 0,
-                    server_type=_str(s.get("Type")) or "ecs",
-                    server_ip=_opt(s.get("ServerIp")),
-                    description=_opt(s.get("Description")),
-                )
-                for s in _items(body.get("BackendServers"), "BackendServer")
-            ]
-        if not group_id:
-            raise ValueError(f"a {kind.value} group needs its group id")
-        if kind is GroupKind.VSERVER:
-            body = self._call(
-                "DescribeVServerGroupAttribute",
-                [load_balancer_id, group_id],
-                lambda: self._sdk.describe_vserver_group_attribute(
-                    models.DescribeVServerGroupAttributeRequest(
-                        region_id=self.region, vserver_group_id=group_id
-                    )
-                ),
-            )
-            servers = _items(body.get("BackendServers"), "BackendServer")
-        else:
-            body = self._call(
-                "DescribeMasterSlaveServerGroupAttribute",
-                [load_balancer_id, group_id],
-                lambda: self._sdk.describe_master_slave_server_group_attribute(
-                    models.DescribeMasterSlaveServerGroupAttributeRequest(
-                        region_id=self.region, master_slave_server_group_id=group_id
-                    )
-                ),
-            )
-            servers = _items(body.get("MasterSlaveBackendServers"), "MasterSlaveBackendServer")
-        return [
-            Membership(
-                load_balancer_id=load_balancer_id,
-                group_kind=kind,
-                group_id=group_id,
-                server_id=_str(s.get("ServerId")),
-                port=_int(s.get("Port")),
-                weight=_int(s.get("Weight"), 100) or 0,
-                server_type=_str(s.get("Type")) or "ecs",
-                server_ip=_opt(s.get("ServerIp")),
-                description=_opt(s.get("Description")),
-                role=_opt(s.get("ServerType")) if kind is GroupKind.MASTER_SLAVE else None,
-            )
-            for s in servers
-        ]
-
-    def set_weights(
-        self, memberships: Sequence[Membership], weight: int | None = None, *, dry_run: bool = False
-    ) -> int:
-        """Set every membership's weight (``None``: each one's own ``.weight``, i.e. restore).
-
-        Weight 0 drains gently. Default group via SetBackendServers, vServer groups via
-        SetVServerGroupAttribute, ≤20 servers per call. Master-slave weights cannot be changed
-        (ValueError). CLB has no DryRun here: ``dry_run`` makes no call. Returns calls made.
-        """
-        if weight is not None and not 0 <= weight <= 100:
-            raise ValueError(f"weight must be 0..100, not {weight}")
-        return self._write(
-            "set",
-            memberships,
-            lambda m: _entry(m, weight=m.weight if weight is None else weight),
-            dry_run=dry_run,
-        )
-
-    def remove_members(self, memberships: Sequence[Membership], *, dry_run: bool = False) -> int:
-        """Deregister exactly these (ServerId, Port) pairs; other members are untouched.
-
-        RemoveBackendServers (default group) / RemoveVServerGroupBackendServers, ≤20 per call.
-        Master-slave memberships are refused (ValueError). Returns calls made.
-        """
-        return self._write("remove", memberships, _entry, dry_run=dry_run)
-
-    def add_members(self, memberships: Sequence[Membership], *, dry_run: bool = False) -> int:
-        """Register these memberships again with their own weights (undo of a removal).
-
-        AddBackendServers / AddVServerGroupBackendServers, ≤20 per call. Returns calls made.
-        """
-        return self._write(
-            "add", memberships, lambda m: _entry(m, weight=m.weight, full=True), dry_run=dry_run
-        )
-
-    def _write(
-        self,
-        operation: Literal["set", "remove", "add"],
-        memberships: Sequence[Membership],
-        entry: Callable[[Membership], dict[str, str]],
-        *,
-        dry_run: bool,
-    ) -> int:
-        """One call per group and per 20 members; BackendServers serialized with json.dumps."""
-        groups = _grouped(memberships)
-        refused = sorted(
-            {f"{lb}/{gid}" for (lb, kind, gid) in groups if kind is GroupKind.MASTER_SLAVE}
-        )
-        if refused:
-            raise ValueError(
-                f"{operation}: master-slave groups have no per-member operations: "
-                + ", ".join(refused)
-            )
-        if dry_run:
-            return 0
-        models = self._models()
-        calls = 0
-        for (lb_id, kind, group_id), members in groups.items():
-            action, method, request_name = _WRITE_APIS[(operation, kind)]
-            target: dict[str, str | None] = (
-                {"load_balancer_id": lb_id}
-                if kind is GroupKind.DEFAULT
-                else {"vserver_group_id": group_id}
-            )
-            for chunk in _chunks(members, SLB_MEMBERS_PER_CALL):
-                servers = json.dumps([entry(m) for m in chunk])
-
-                def send(
-                    servers: str = servers,
-                    target: dict[str, str | None] = target,
-                    method: str = method,
-                    request_name: str = request_name,
-                ) -> Any:
-                    request = getattr(models, request_name)(
-                        region_id=self.region, backend_servers=servers, **target
-                    )
-                    return getattr(self._sdk, method)(request)
-
-                ids = [lb_id, *([group_id] if group_id else []), *(m.server_id for m in chunk)]
-                self._call(action, ids, send)
-                calls += 1
-        return calls
-
-
-# (operation, group kind) -> (API action, SDK method, SDK request class)
-_WRITE_APIS: dict[tuple[str, GroupKind], tuple[str, str, str]] = {
-    ("set", GroupKind.DEFAULT): (
-        "SetBackendServers", "set_backend_servers", "SetBackendServersRequest"),
-    ("set", GroupKind.VSERVER): (
-        "SetVServerGroupAttribute", "set_vserver_group_attribute",
-        "SetVServerGroupAttributeRequest"),
-    ("remove", GroupKind.DEFAULT): (
-        "RemoveBackendServers", "remove_backend_servers", "RemoveBackendServersRequest"),
-    ("remove", GroupKind.VSERVER): (
-        "RemoveVServerGroupBackendServers", "remove_vserver_group_backend_servers",
-        "RemoveVServerGroupBackendServersRequest"),
-    ("add", GroupKind.DEFAULT): (
-        "AddBackendServers", "add_backend_servers", "AddBackendServersRequest"),
-    ("add", GroupKind.VSERVER): (
-        "AddVServerGroupBackendServers", "add_vserver_group_backend_servers",
-        "AddVServerGroupBackendServersRequest"),
-}
-
-
-def _entry(m: Membership, *, weight: int | None = None, full: bool = False) -> dict[str, str]:
-    """One BackendServers element, from the membership itself (its real port); the API
-    documents every value as a string. Default-group entries carry no port."""
-    entry = {"ServerId": m.server_id}
-    if m.group_kind is not GroupKind.DEFAULT:
-        if m.port is None:
-            raise ValueError(f"vServer membership without a port: {m!r}")
-        entry["Port"] = str(m.port)
-    if weight is not None:
-        entry["Weight"] = str(weight)
-    entry["Type"] = m.server_type
-    if full and m.server_ip and m.server_type != "ecs":
-        entry["ServerIp"] = m.server_ip
-    if full and m.description:
-        entry["Description"] = m.description
-    return entry
-
-
-# --------------------------------------------------------------------------------------------
 # ActionTrail (2020-07-06)
 
 
@@ -1523,7 +1216,7 @@ def _trail_record(event: object, instance_id: str) -> TrailRecord | None:
 # --------------------------------------------------------------------------------------------
 # Building the SDK clients
 
-Product = Literal["ecs", "slb", "actiontrail", "cms"]
+Product = Literal["ecs", "slb", "alb", "nlb", "actiontrail", "cms"]
 
 
 def _url_endpoint(url: str, name: str) -> tuple[str, str]:
@@ -1651,6 +1344,14 @@ def build_sdk_client(
         from alibabacloud_slb20140515.client import Client as SlbSdk
 
         return SlbSdk(config)
+    if product == "alb":
+        from alibabacloud_alb20200616.client import Client as AlbSdk
+
+        return AlbSdk(config)
+    if product == "nlb":
+        from alibabacloud_nlb20220430.client import Client as NlbSdk
+
+        return NlbSdk(config)
     if product == "cms":
         from alibabacloud_cms20190101.client import Client as CmsSdk
 
@@ -1682,7 +1383,10 @@ class Clients:
     sleep: Callable[[float], None] = time.sleep
     region: str | None = None  # None: settings.region
     _ecs: EcsClient | None = field(default=None, init=False, repr=False)
-    _lb: LbClient | None = field(default=None, init=False, repr=False)
+    _lb: ClbClient | None = field(default=None, init=False, repr=False)
+    _alb: AlbClient | None = field(default=None, init=False, repr=False)
+    _nlb: NlbClient | None = field(default=None, init=False, repr=False)
+    _lbs: LoadBalancers | None = field(default=None, init=False, repr=False)
     _trail: TrailClient | None = field(default=None, init=False, repr=False)
     _cms: CmsClient | None = field(default=None, init=False, repr=False)
     _regions: dict[str, Clients] = field(default_factory=dict, init=False, repr=False)
@@ -1765,10 +1469,44 @@ class Clients:
         return self._ecs
 
     @property
-    def lb(self) -> LbClient:
+    def lb(self) -> ClbClient:
+        """CLB (shared/lb/clb.py, imported on first use)."""
         if self._lb is None:
-            self._lb = self._build(LbClient, "slb")
+            from shared.lb.clb import ClbClient
+
+            self._lb = self._build(ClbClient, "slb")
         return self._lb
+
+    @property
+    def alb(self) -> AlbClient:
+        """ALB (shared/lb/alb.py, imported on first use)."""
+        if self._alb is None:
+            from shared.lb.alb import AlbClient
+
+            self._alb = self._build(AlbClient, "alb")
+        return self._alb
+
+    @property
+    def nlb(self) -> NlbClient:
+        """NLB (shared/lb/nlb.py, imported on first use)."""
+        if self._nlb is None:
+            from shared.lb.nlb import NlbClient
+
+            self._nlb = self._build(NlbClient, "nlb")
+        return self._nlb
+
+    @property
+    def lbs(self) -> LoadBalancers:
+        """The three load-balancer products behind one interface (shared/lb/pools.py); each
+        adapter is built when first used."""
+        if self._lbs is None:
+            from shared.lb.model import Product
+            from shared.lb.pools import LoadBalancers
+
+            self._lbs = LoadBalancers(
+                {Product.CLB: lambda: self.lb, Product.ALB: lambda: self.alb,
+                 Product.NLB: lambda: self.nlb}, sleep=self.sleep)
+        return self._lbs
 
     @property
     def trail(self) -> TrailClient:

@@ -138,6 +138,9 @@ def default_db_url(environ: Mapping[str, str]) -> str:
     return f"sqlite:///{os.path.join(REPO_ROOT, '.data', 'ecs-event-ops.sqlite3')}"
 
 
+LB_PRODUCTS = ("clb", "alb", "nlb")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Behaviour knobs. Field ``foo_bar`` is read from ``ECS_EVENT_OPS_FOO_BAR``."""
@@ -202,7 +205,13 @@ class Settings:
     spot_margin_s: int = 30
     drain_time_s: float = 60.0  # float: tests and benches use fractions of a second
     lb_ids: tuple[str, ...] = ()
-    lb_tag: str | None = None  # "key=value" on the load balancers in scope
+    lb_tag: str | None = None  # "key=value" on the load balancers (and ALB/NLB server groups) in scope
+    # The load-balancer products the drain and the sweep act on: clb, alb, nlb.
+    lb_products: tuple[str, ...] = ("clb",)
+    # ALB / NLB server groups in scope (with the product in lb_products); empty: those tagged
+    # lb_tag, else every server group of the product in the region.
+    alb_group_ids: tuple[str, ...] = ()
+    nlb_group_ids: tuple[str, ...] = ()
     restore_after_s: int = 900
     # A drain's lease outlives its planned wait by this much; a holder silent longer is presumed
     # dead (killed, timed out) and the next delivery or the sweep takes its drain over.
@@ -292,6 +301,10 @@ class Settings:
         for name in ("actiontrail_window_s", "actiontrail_skew_s", "actiontrail_settle_s"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must not be negative")
+        unknown = sorted(set(self.lb_products) - set(LB_PRODUCTS))
+        if unknown or not self.lb_products:
+            raise SettingsError(f"{PREFIX}LB_PRODUCTS: each of {', '.join(LB_PRODUCTS)}, "
+                                f"at least one, not {','.join(self.lb_products)!r}")
         if self.lb_tag is not None and "=" not in self.lb_tag:
             raise SettingsError(f"{PREFIX}LB_TAG must be KEY=VALUE, not {self.lb_tag!r}")
         for name in ("api_max_attempts", "flap_max_starts", "flap_window_s", "spot_notice_s"):

@@ -9,14 +9,9 @@ from typing import Any
 
 import pytest
 
-from shared.clients import (
-    Clients,
-    Credentials,
-    GroupKind,
-    LbClient,
-    Membership,
-    TransientError,
-)
+from shared.clients import Clients, Credentials, TransientError
+from shared.lb.clb import LbClient
+from shared.lb.model import GroupKind, Membership
 from shared.settings import Settings
 from tests.helpers import FLEETS
 from tools.emulator import Emulator, Fleet, load_fleet

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from shared.clients import GroupKind, Membership
 from shared.drain import sweep_drains
+from shared.lb.model import GroupKind, Membership
 from shared.spot.batch import Coalescer
 from shared.spot.index import MembershipIndex, scan_key
 from shared.store import IndexRow, Store

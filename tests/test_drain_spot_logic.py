@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.clients import GroupKind, Instance, LoadBalancer, Membership, ThrottledError
+from shared.clients import Instance, ThrottledError
 from shared.drain import (
     DRAIN_KIND,
     Deadline,
@@ -22,6 +22,8 @@ from shared.drain import (
     drain_notification,
 )
 from shared.events import parse
+from shared.lb.clb import LoadBalancer
+from shared.lb.model import GroupKind, Membership
 from shared.ledger import LeaseHeldError, drain_key
 from shared.settings import Settings
 

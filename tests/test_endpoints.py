@@ -18,7 +18,7 @@ from shared.settings import Settings, SettingsError
 
 API_META = Path(__file__).resolve().parent.parent.parent / "shared" / "api-meta"
 ENDPOINTS = json.loads((API_META / "endpoints.json").read_text())["products"]
-PRODUCTS: tuple[Product, ...] = ("ecs", "slb", "actiontrail")
+PRODUCTS: tuple[Product, ...] = ("ecs", "slb", "alb", "nlb", "actiontrail")
 KEYS = Credentials("LTAIexampleKey01", "example-secret")
 # Where Alibaba's CLI metadata (endpoints.json regional_endpoints) names another public host than
 # the API's own documentation (api-meta <product>.json "endpoints") and the SDK: the SDK's
@@ -88,7 +88,8 @@ def test_the_default_region_uses_the_hosts_that_are_not_product_dot_region() -> 
     """GIVEN the default region cn-hangzhou THEN CLB is slb.aliyuncs.com and ECS is
     ecs-cn-hangzhou.aliyuncs.com (the hand-built slb.cn-hangzhou… was wrong)."""
     assert [_host(p) for p in PRODUCTS] == [
-        "ecs-cn-hangzhou.aliyuncs.com", "slb.aliyuncs.com", "actiontrail.cn-hangzhou.aliyuncs.com"]
+        "ecs-cn-hangzhou.aliyuncs.com", "slb.aliyuncs.com", "alb.cn-hangzhou.aliyuncs.com",
+        "nlb.cn-hangzhou.aliyuncs.com", "actiontrail.cn-hangzhou.aliyuncs.com"]
 
 
 @pytest.mark.parametrize(("product", "region"), PAIRS, ids=[f"{p}-{r}" for p, r in PAIRS])
@@ -116,6 +117,8 @@ def test_a_per_product_override_wins_over_the_network_and_cloud_url_over_all() -
     assert {p: (c._endpoint, c._protocol) for p, c in built.items()} == {
         "ecs": ("127.0.0.1:8123", "http"),
         "slb": ("slb-proxy.internal:8443", "https"),
+        "alb": ("alb-vpc.cn-hangzhou.aliyuncs.com", "https"),
+        "nlb": ("nlb-vpc.cn-hangzhou.aliyuncs.com", "https"),
         "actiontrail": ("actiontrail-vpc.cn-hangzhou.aliyuncs.com", "https"),
     }
     local = settings.with_(cloud_url="http://127.0.0.1:9000")

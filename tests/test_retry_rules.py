@@ -25,8 +25,6 @@ from shared.clients import (
     CloudError,
     Credentials,
     EcsClient,
-    GroupKind,
-    Membership,
     NotFoundError,
     Rule,
     StartOutcome,
@@ -36,6 +34,7 @@ from shared.clients import (
     rule_for,
 )
 from shared.cms import EventPattern, EventRule, RuleTarget, TargetKind
+from shared.lb.model import GroupKind, Membership
 from shared.settings import Settings
 from tests.helpers import FLEETS
 from tools.emulator import Emulator, Fleet, load_fleet
@@ -267,15 +266,15 @@ def test_called_actions_are_the_actions_the_adapters_send() -> None:
     import ast
 
     sent: set[str] = set()
-    for module in ("clients.py", "cms.py"):
+    for module in ("clients.py", "cms.py", "lb/clb.py", "lb/alb.py", "lb/nlb.py"):
         tree = ast.parse((REPO_ROOT / "shared" / module).read_text())
         for node in ast.walk(tree):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == "_call" and node.args
                     and isinstance(node.args[0], ast.Constant)):
                 sent.add(str(node.args[0].value))
-    from shared.clients import _WRITE_APIS
     from shared.cms import OUTSIDE_API_META
+    from shared.lb.clb import _WRITE_APIS
 
     sent |= {action for action, _, _ in _WRITE_APIS.values()}
     # The two CloudMonitor deletes the snapshot lacks (tools/wiring.py remove only).

@@ -183,7 +183,8 @@ def test_a_leftover_weight_zero_registration_gets_its_weight_back(emu: Emulator,
     """GIVEN spot-1 drained, then registered again at weight 0 in two groups (a half-finished
     manual re-add) WHEN the sweep restores it THEN those two are re-weighted to the original
     weights, the others are added back, and the groups equal what they were before the notice."""
-    from shared.clients import Clients, Credentials, GroupKind, Membership
+    from shared.clients import Clients, Credentials
+    from shared.lb.model import GroupKind, Membership
     from shared.settings import Settings
 
     db = f"sqlite:///{tmp_path / 's.sqlite3'}"

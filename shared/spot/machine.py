@@ -49,14 +49,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from shared import ledger
-from shared.clients import CloudError, Instance, Membership, NotFoundError, TransientError
+from shared.clients import CloudError, Instance, NotFoundError, TransientError
 from shared.events import iso, parse_iso_or_none
+from shared.lb.model import GroupKind, GroupRef, Membership, Product, Write
+from shared.lb.pools import LbScope
 from shared.ledger import (
     FINISHED_DRAIN,
     OPEN_DRAIN,
@@ -83,6 +85,7 @@ from shared.spot.record import (
     groups,
     label,
     memberships_of,
+    reported,
     still_there,
     summary,
 )
@@ -104,6 +107,8 @@ __all__ = [
 
 log = get_logger(__name__)
 
+JOB_WAIT_S = 60.0  # an ALB/NLB job of a step with no deadline of its own (verify's removals)
+JOB_MIN_WAIT_S = 1.0  # a step's jobs get at least this long, even at its deadline
 VERIFY_ROUNDS = 3
 VERIFY_PAUSE_S = 0.5
 # Rounds of a step (each call already retried by the client), never past the step's deadline.
@@ -317,6 +322,35 @@ def lb_scope(lb: LbPort, settings: Settings, region: str) -> list[str]:
     return sorted(lb.id for lb in lb.list_load_balancers(ids=ids, tag=tag))
 
 
+def full_scope(clients: ClientsPort, settings: Settings, region: str,
+               clb_ids: Sequence[str]) -> LbScope:
+    """The pools in scope in ``region``, per product in ``lb_products``: the CLBs ``clb_ids``
+    (:func:`lb_scope`); ALB/NLB server groups by ``alb_group_ids`` / ``nlb_group_ids`` in the
+    function's own region, else those tagged ``lb_tag`` (none tagged: the product is out of
+    scope), else every group of the product."""
+    products = {Product(p) for p in settings.lb_products}
+    tag = _tag(settings)
+    ids: dict[Product, tuple[str, ...]] = {}
+    for product, configured in ((Product.ALB, settings.alb_group_ids),
+                                (Product.NLB, settings.nlb_group_ids)):
+        if product not in products:
+            continue
+        if configured and region == settings.region:
+            ids[product] = tuple(dict.fromkeys(configured))
+        elif tag is not None or configured:
+            adapter = clients.alb if product is Product.ALB else clients.nlb
+            listed = adapter.list_server_groups(group_ids=configured, tag=tag)
+            ids[product] = tuple(sorted(g.group_id for g in listed))
+            if not ids[product]:
+                products.discard(product)
+        else:
+            emit(log, "load balancer scope unbounded", level=30, region=region,
+                 product=product.value,
+                 reason="neither group ids nor lb_tag is set: every server group is searched")
+    return LbScope(clb_ids=tuple(clb_ids), alb_group_ids=ids.get(Product.ALB, ()),
+                   nlb_group_ids=ids.get(Product.NLB, ()), products=frozenset(products))
+
+
 def in_service(instance: Instance | None) -> bool:
     """Running with no recycling lock: not (or not yet) taken by the interruption."""
     return (instance is not None and instance.status == "Running"
@@ -359,6 +393,7 @@ class Drainer:
         self.hook = hook
         self._steps = steps
         self._scopes: dict[str, list[str]] = {}
+        self._full_scopes: dict[str, LbScope] = {}
         self._scope_lock = threading.Lock()
         # The drains of one invocation share their calls per group (shared.spot.batch); the
         # window is waited only while more than one drain runs here.
@@ -418,7 +453,8 @@ class Drainer:
             "notice_time": iso(deadline.notice_time), "deadline": iso(deadline.at),
             "instance": {"status": instance.status if instance else None,
                          "spot_strategy": instance.spot_strategy if instance else None,
-                         "lock_reasons": list(instance.lock_reasons) if instance else []},
+                         "lock_reasons": list(instance.lock_reasons) if instance else [],
+                         "private_ips": list(instance.private_ips) if instance else []},
             "verified_at": iso(now),
             "index_keys": instance_keys(iid, instance.private_ips if instance else ()),
         }
@@ -602,17 +638,20 @@ class Drainer:
                         "recycling lock: not reclaimed, left in its groups"))
         indexed = self._find_indexed(run)
         if indexed is not None:
-            removable, master_slave, scope, index_report = indexed
+            removable, kept, scope, index_report = indexed
         else:
-            removable, master_slave, scope = self._discover_in_time(run)
+            removable, kept, scope = self._discover_in_time(run)
             index_report = {"used": False}
             if self.index is not None:  # what the scan of the scope found keeps the index fresh
-                self.index.record_found(run.region, self._keys(run), [*removable, *master_slave])
+                self.index.record_found(run.region, self._keys(run), [*removable, *kept])
+        master_slave = [m for m in kept if m.group_kind is GroupKind.MASTER_SLAVE]
+        managed = [m for m in kept if m.group_kind is not GroupKind.MASTER_SLAVE]
         history = record.drain_history(self.store, run.instance_id, exclude=run.key)
         recorded, unknown = record.original_weights(removable, history)
         data: dict[str, Any] = {
             "memberships": [m.snapshot() for m in recorded],
             "master_slave": [m.snapshot() for m in master_slave],
+            "managed": [m.snapshot() for m in managed],
             "unknown_weights": unknown, "scope": scope, "found_at": iso(self.clock()),
             "index": index_report,
         }
@@ -623,17 +662,59 @@ class Drainer:
         return DrainStatus.FOUND, data
 
     def weight0(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
+        """Stop new traffic: each membership by the best path its group offers. A group that
+        drains connections natively, with a timeout that ends before deadline - margin, gets
+        its removal at once (its own drain is the gentle wait); every other one weight 0."""
         until = run.deadline.at - timedelta(seconds=run.deadline.margin_s)
-        if self._rounds("weight0", run, run.memberships(), until) is None:
-            return DrainStatus.WEIGHTED, {"weight0_at": iso(self.clock())}
+        left = (until - self.clock()).total_seconds()
+        memberships = run.memberships()
+        native = [m for m in memberships
+                  if m.product is not Product.CLB and m.drains_natively_within(left)]
+        data: dict[str, Any] = {}
+        if native:
+            jobs, failed = self._native_removal(run, native)
+            native = [m for m in native if m not in failed]
+            data["native"] = [m.snapshot() for m in native]
+            data["native_jobs"] = jobs
+        gentle = [m for m in memberships if m not in native]
+        data["weighted"] = len(gentle)
+        if self._rounds("weight0", run, gentle, until) is None:
+            return DrainStatus.WEIGHTED, {**data, "weight0_at": iso(self.clock())}
         return DrainStatus.FOUND, {
-            "weight_failed": True,
+            **data, "weight_failed": True,
             "reason": "weight change failed: removed without the gentle wait"}
+
+    def _native_removal(self, run: Run, native: Sequence[Membership]
+                        ) -> tuple[list[dict[str, Any]], list[Membership]]:
+        """Send the removals of the natively draining groups (jobs not awaited here: the
+        group drains for its timeout; the remove step waits for them). Returns the jobs and
+        the memberships whose removal was refused (they take the weight-0 path)."""
+        lbs = self.clients_in(run.region).lbs
+        jobs: list[dict[str, Any]] = []
+        failed: list[Membership] = []
+        for members in groups(native).values():
+            try:
+                writes = lbs.remove(members, token_seed=f"{run.key}:native")
+            except NotFoundError:
+                continue  # the group is gone: nothing to drain there
+            except CloudError as err:
+                emit(log, "native drain refused", level=30, instance_id=run.instance_id,
+                     group=str(members[0].group), code=err.code)
+                failed.extend(members)
+                continue
+            run.writes += len(writes)
+            jobs += [_job_record(w) for w in writes if w.job_id]
+        emit(log, "native drain started", instance_id=run.instance_id, key=run.key,
+             groups=len(groups(native)) - len(groups(failed)), jobs=len(jobs))
+        return jobs, failed
 
     def wait(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
         now = self.clock()
         wait = 0.0
-        if run.allow_wait and run.deadline.phase(now) is not Phase.LEFTOVER:
+        # Every membership drains natively (weight0 weighted none): the groups wait themselves.
+        nothing_weighted = run.data.get("weighted") == 0
+        if (run.allow_wait and run.deadline.phase(now) is not Phase.LEFTOVER
+                and not nothing_weighted):
             # Resume.OWED: the drain time already served since weight 0 counts (a fresh run
             # weighted just now, so the same sum gives it the whole drain time).
             served_since = (parse_iso_or_none(run.data.get("weight0_at"))
@@ -677,6 +758,7 @@ class Drainer:
             instance_id=run.instance_id, outcome=Outcome.SCHEDULED, event_id=run.event_id,
             key=run.key, phase=Phase.GENTLE,
             reported_master_slave=tuple(summary(m) for m in run.memberships("master_slave")),
+            reported_managed=tuple(summary(m) for m in run.memberships("managed")),
             time_left_s=round(run.deadline.time_left_s(remove_after), 3), reason=reason,
             unknown_weights=tuple(run.data.get("unknown_weights") or ()),
             index=run.data.get("index"),
@@ -691,12 +773,14 @@ class Drainer:
             path = Phase.GENTLE
         elif path is Phase.GENTLE:
             path = Phase.FAST
-        targets = memberships
+        native = {m.key for m in memberships_of(run.data, "native")}
+        targets = [m for m in memberships if m.key not in native]
         if run.resumed_from is not None and self.rule(StepName.REMOVE) is Resume.PRESENT:
-            targets = self._present(run, memberships)  # the dead holder may have removed some
+            targets = self._present(run, targets)  # the dead holder may have removed some
         err = self._rounds("remove", run, targets, run.deadline.at) if targets else None
         if err is not None:  # out of time: the platform's retry (or the sweep) goes on
             raise err
+        self._native_done(run)
         removed_at = self.clock()
         if self.index is not None:
             self.index.forget(run.region, self._keys(run))
@@ -748,27 +832,56 @@ class Drainer:
             "lease_until": None, "reason": reason or run.data.get("reason"),
         }
 
+    def _native_done(self, run: Run) -> None:
+        """Wait (until the deadline) for the removal jobs of the natively draining groups."""
+        jobs = run.data.get("native_jobs") or ()
+        if not jobs:
+            return
+        writes = [_job_write(j) for j in jobs]
+        left = run.deadline.time_left_s(self.clock())
+        run.lease.renew(self.clock() + timedelta(
+            seconds=max(left, 0.0) + self.settings.drain_lease_grace_s))
+        pending = self.clients_in(run.region).lbs.wait(writes, timeout_s=max(left, 0.0))
+        if pending:
+            emit(log, "native drain unfinished", level=30, instance_id=run.instance_id,
+                 jobs=[w.job_id for w in pending])
+
     # --- cloud work ----------------------------------------------------------------------
 
     def scope(self, region: str | None = None) -> list[str]:
+        """The CLBs in scope (none when CLB is not in ``lb_products``)."""
         region = region or self.settings.region
+        if Product.CLB.value not in self.settings.lb_products:
+            return []
         with self._scope_lock:
             if region not in self._scopes:
                 self._scopes[region] = lb_scope(self.clients_in(region).lb, self.settings, region)
             return list(self._scopes[region])
 
+    def full_scope(self, region: str | None = None) -> LbScope:
+        """Every product's pools in scope (:func:`full_scope`), resolved once per region."""
+        region = region or self.settings.region
+        clb = self.scope(region)
+        with self._scope_lock:
+            if region not in self._full_scopes:
+                self._full_scopes[region] = full_scope(
+                    self.clients_in(region), self.settings, region, clb)
+            return self._full_scopes[region]
+
     def _present(self, run: Run, memberships: Sequence[Membership],
                  lb: LbPort | None = None) -> list[Membership]:
-        lb = lb or self.clients_in(run.region).lb
+        """The memberships still registered. A member leaving a group that drains connections
+        natively (``Removing``) is not: its removal is under way."""
+        clients = self.clients_in(run.region)
         present: list[Membership] = []
-        for (lb_id, kind, group_id), members in groups(memberships).items():
+        for group, members in groups(memberships).items():
             try:
-                current, _ = self.reads.call(
-                    ("members", run.region, lb_id, kind, group_id), [],
-                    lambda _none, lb_id=lb_id, kind=kind, group_id=group_id:
-                    lb.group_members(lb_id, kind, group_id))  # type: ignore[misc]
+                current, _ = self.reads.call(  # one read of a group for concurrent drains
+                    ("members", run.region, group), [],
+                    lambda _none, group=group: self._members_of(clients, group, lb))  # type: ignore[misc]
             except NotFoundError:
                 continue
+            current = [c for c in current if not (c.native_drain and c.status == "Removing")]
             present.extend(still_there(members, current))
         return present
 
@@ -788,20 +901,29 @@ class Drainer:
         found = [m for m in (Membership.from_snapshot(s) for s in lookup.snapshots)
                  if m.server_id == run.instance_id or m.server_type.lower() != "ecs"]
         removable = [m for m in found if m.removable]
-        master_slave = [m for m in found if not m.removable]
+        kept = [m for m in found if reported(m)]
         entry = self.store.ledger_get(f"lbscan:{run.region}")
         scope = list((entry.data.get("scope") if entry is not None else None) or [])
         report = {"used": True, **lookup.report(self.clock())}
         emit(log, "memberships found", instance_id=run.instance_id, source="index",
-             removable=len(removable), master_slave=len(master_slave),
-             index_age_s=report["age_s"])
-        return removable, master_slave, scope, report
+             removable=len(removable), reported=len(kept), index_age_s=report["age_s"])
+        return removable, kept, scope, report
+
+    @staticmethod
+    def _members_of(clients: ClientsPort, group: GroupRef,
+                    lb: LbPort | None = None) -> list[Membership]:
+        if group.product is Product.CLB:
+            return (lb or clients.lb).group_members(group.load_balancer_id, group.kind,
+                                                    group.group_id)
+        return clients.lbs.members_of(group)
 
     def _discover_in_time(self, run: Run) -> tuple[list[Membership], list[Membership], list[str]]:
         """Discovery, retried in jittered rounds while throttled, never past the deadline."""
+        instance = run.data.get("instance")
+        ips = list(instance.get("private_ips") or ()) if isinstance(instance, Mapping) else []
         for attempt in range(MAX_ROUNDS):
             try:
-                return self._discover(run.instance_id, run.region)
+                return self._discover(run.instance_id, run.region, ips)
             except TransientError as err:
                 pause = ROUND_PAUSES_S[min(attempt, len(ROUND_PAUSES_S) - 1)]
                 pause *= random.uniform(0.5, 1.0)
@@ -815,38 +937,91 @@ class Drainer:
                 self.sleep(pause)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _discover(self, iid: str, region: str) -> tuple[list[Membership], list[Membership], list[str]]:
+    def _discover(self, iid: str, region: str, ips: Sequence[str] = ()
+                  ) -> tuple[list[Membership], list[Membership], list[str]]:
+        """(removable, reported, CLB scope): every membership of the instance on the products
+        in scope; ALB/NLB also by its private IPs (Ip-type groups). Reported: CLB master-slave
+        members and groups a controller manages."""
         scope = self.scope(region)
-        lb_client = self.clients_in(region).lb
-        try:
-            hinted = {lb.id for lb in lb_client.list_load_balancers(
-                ids=self.settings.lb_ids, tag=_tag(self.settings), server_id=iid)}
-        except CloudError as err:  # only a hint: scan in the plain order
-            emit(log, "server id hint failed", level=30, instance_id=iid, code=err.code)
-            hinted = set()
-        ordered = [lb for lb in scope if lb in hinted] + [lb for lb in scope if lb not in hinted]
-        found = lb_client.find_memberships(iid, ordered)
+        clients = self.clients_in(region)
+        found: list[Membership] = []
+        hinted: set[str] = set()
+        if scope:
+            lb_client = clients.lb
+            try:
+                hinted = {lb.id for lb in lb_client.list_load_balancers(
+                    ids=self.settings.lb_ids, tag=_tag(self.settings), server_id=iid)}
+            except CloudError as err:  # only a hint: scan in the plain order
+                emit(log, "server id hint failed", level=30, instance_id=iid, code=err.code)
+            ordered = ([lb for lb in scope if lb in hinted]
+                       + [lb for lb in scope if lb not in hinted])
+            found = lb_client.find_memberships(iid, ordered)
+        products = set(self.settings.lb_products) - {Product.CLB.value}
+        if products:
+            full = self.full_scope(region)
+            others = replace(full, products=full.products - {Product.CLB})
+            found += clients.lbs.find([iid, *ips], others)
         removable = [m for m in found if m.removable]
-        master_slave = [m for m in found if not m.removable]
+        kept = [m for m in found if reported(m)]
         emit(log, "memberships found", instance_id=iid, scope=len(scope), hinted=len(hinted),
-             removable=len(removable), master_slave=len(master_slave),
-             unhinted=sorted({m.load_balancer_id for m in found} - hinted) or None)
-        return removable, master_slave, scope
+             removable=len(removable), master_slave=len(kept),
+             products=sorted({m.product.value for m in found}) or None,
+             unhinted=sorted({m.load_balancer_id for m in found
+                              if m.product is Product.CLB} - hinted) or None)
+        return removable, kept, scope
 
-    def _per_group(self, operation: str, memberships: Sequence[Membership], run: Run
-                   ) -> list[tuple[list[Membership], CloudError]]:
+    def _per_group(self, operation: str, memberships: Sequence[Membership], run: Run,
+                   until: datetime | None = None) -> list[tuple[list[Membership], CloudError]]:
         """Apply ``operation`` group by group, so one failing or vanished group cannot keep
         the instance in the others. Returns the groups that failed, with their errors. The
         drains of this invocation at the same step share the calls: one write per group for
         all of them (shared.spot.batch)."""
-        lb = self.clients_in(run.region).lb
         (calls, failures), made = self._coalesced(
             (operation, run.region), memberships,
-            lambda batch: _write_groups(operation, batch, lb))
+            lambda batch: self._write_groups(operation, batch, run, until))
         run.writes += calls if made else 0
         mine = set(memberships)
         return [([m for m in members if m in mine], err) for members, err in failures
                 if any(m in mine for m in members)]
+
+    def _write_groups(self, operation: str, memberships: Sequence[Membership], run: Run,
+                      until: datetime | None) -> tuple[int, list[tuple[list[Membership], CloudError]]]:
+        """One write per group (per call limit); the ALB/NLB jobs of all groups then waited for
+        together (one status poll per product and round), never past ``until``. Returns the
+        calls made and the groups that failed, with their errors."""
+        clients = self.clients_in(run.region)
+        failures: list[tuple[list[Membership], CloudError]] = []
+        pending: list[Write] = []
+        made = 0
+        for group, members in groups(memberships).items():
+            try:
+                if group.product is Product.CLB:
+                    lb = clients.lb
+                    calls = (lb.set_weights(members, 0) if operation == "weight0"
+                             else lb.remove_members(members))
+                else:
+                    seed = f"{run.key}:{operation}"
+                    writes = (clients.lbs.set_weights(members, 0, token_seed=seed)
+                              if operation == "weight0"
+                              else clients.lbs.remove(members, token_seed=seed))
+                    calls = len(writes)
+                    pending += writes
+            except NotFoundError as err:  # the group or load balancer is gone: nothing to do
+                emit(log, "group gone", level=30, instance_id=members[0].server_id,
+                     load_balancer_id=members[0].load_balancer_id, group_id=members[0].group_id,
+                     code=err.code)
+                continue
+            except CloudError as err:
+                failures.append((members, err))
+                continue
+            made += calls
+        if pending:
+            left = (until - self.clock()).total_seconds() if until is not None else JOB_WAIT_S
+            for write in clients.lbs.wait(pending, timeout_s=max(left, JOB_MIN_WAIT_S)):
+                failures.append((list(write.members), TransientError(
+                    "JobNotFinished", f"{write.action} job {write.job_id} did not succeed",
+                    action=write.action, resource_ids=[str(write.group)], retryable=True)))
+        return made, failures
 
     def _rounds(self, operation: str, run: Run, memberships: Sequence[Membership],
                 until: datetime) -> CloudError | None:
@@ -855,7 +1030,7 @@ class Drainer:
         remaining = list(memberships)
         err: CloudError | None = None
         for attempt in range(MAX_ROUNDS):
-            failures = self._per_group(operation, remaining, run)
+            failures = self._per_group(operation, remaining, run, until)
             if not failures:
                 return None
             remaining = [m for members, _ in failures for m in members]
@@ -885,6 +1060,7 @@ class Drainer:
             phase=Phase(data.get("path") or Phase.FAST.value),
             removed=tuple(data.get("removed") or ()),
             reported_master_slave=tuple(summary(m) for m in run.memberships("master_slave")),
+            reported_managed=tuple(summary(m) for m in run.memberships("managed")),
             time_left_s=data.get("time_left_s"),
             missed_deadline=bool(data.get("missed_deadline")),
             notice_to_removed_s=data.get("notice_to_removed_s"),
@@ -935,25 +1111,36 @@ class Drainer:
         key = ledger.drain_key(iid, 0, dry_run=True)
         phase = deadline.phase(self.clock())
         removable: list[Membership] = []
-        master_slave: list[Membership] = []
+        kept: list[Membership] = []
         reason: str | None = None
         if phase is Phase.LEFTOVER and in_service(instance):
             reason = "late notice, instance in service: would be left in place"
         else:
-            removable, master_slave, _ = self._discover(iid, region)
+            removable, kept, _ = self._discover(
+                iid, region, instance.private_ips if instance else ())
+        master_slave = [m for m in kept if m.group_kind is GroupKind.MASTER_SLAVE]
+        managed = [m for m in kept if m.group_kind is not GroupKind.MASTER_SLAVE]
         if self.settings.dry_run_reason:  # a dry run nobody asked for says why
             reason = f"{reason or 'dry run'} [dry run: {self.settings.dry_run_reason}]"
-        lb = self.clients_in(region).lb
+        clients = self.clients_in(region)
+        clb = [m for m in removable if m.product is Product.CLB]
+        others = [m for m in removable if m.product is not Product.CLB]
         if removable and phase is Phase.GENTLE:
-            lb.set_weights(removable, 0, dry_run=True)
+            if clb:
+                clients.lb.set_weights(clb, 0, dry_run=True)
+            if others:
+                clients.lbs.set_weights(others, 0, token_seed=f"{key}:weight0", dry_run=True)
             emit(log, "draining", instance_id=iid, key=key, dry_run=True,
                  wait_s=round(deadline.wait_s(self.clock(), self.settings.drain_time_s), 3))
-        if removable:
-            lb.remove_members(removable, dry_run=True)
+        if clb:
+            clients.lb.remove_members(clb, dry_run=True)
+        if others:
+            clients.lbs.remove(others, token_seed=f"{key}:remove", dry_run=True)
         now = self.clock()
         result = DrainResult(
             instance_id=iid, outcome=Outcome.DRY_RUN, event_id=event.event_id, key=key,
             phase=phase, reported_master_slave=tuple(summary(m) for m in master_slave),
+            reported_managed=tuple(summary(m) for m in managed),
             time_left_s=round(deadline.time_left_s(now), 3),
             missed_deadline=phase is Phase.LEFTOVER or deadline.time_left_s(now) < 0,
             planned=tuple(summary(m) for m in removable), reason=reason, dry_run=True,
@@ -966,22 +1153,14 @@ class Drainer:
         return result
 
 
-def _write_groups(operation: str, memberships: Sequence[Membership], lb: LbPort
-                  ) -> tuple[int, list[tuple[list[Membership], CloudError]]]:
-    """One write per group (per call limit): (calls made, the groups that failed)."""
-    calls = 0
-    failures: list[tuple[list[Membership], CloudError]] = []
-    for members in groups(memberships).values():
-        try:
-            calls += (lb.set_weights(members, 0) if operation == "weight0"
-                      else lb.remove_members(members))
-        except NotFoundError as err:  # the group or load balancer is gone: nothing to do
-            emit(log, "group gone", level=30, instance_id=members[0].server_id,
-                 load_balancer_id=members[0].load_balancer_id, group_id=members[0].group_id,
-                 code=err.code)
-        except CloudError as err:
-            failures.append((members, err))
-    return calls, failures
+def _job_record(write: Write) -> dict[str, Any]:
+    return {"product": write.group.product.value, "group_id": write.group.group_id,
+            "action": write.action, "job_id": write.job_id}
+
+
+def _job_write(job: Mapping[str, Any]) -> Write:
+    group = GroupRef(Product(job["product"]), "", GroupKind.SERVER_GROUP, job.get("group_id"))
+    return Write(group, str(job.get("action") or ""), (), job_id=str(job["job_id"]))
 
 
 def _deadline_of(data: Mapping[str, Any], settings: Settings) -> Deadline:

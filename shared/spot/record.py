@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from shared.clients import GroupKind, Instance, LoadBalancer, Membership
+from shared.clients import Instance
 from shared.events import iso
+from shared.lb.clb import LoadBalancer
+from shared.lb.model import GroupKind, GroupRef, Membership, Product, grouped
+from shared.lb.pools import LoadBalancers, ServerGroupsPort
 from shared.ledger import EntryLike, Kind, LedgerPort
 from shared.notify import Notification
 from shared.spot.deadline import Deadline, Phase
@@ -99,6 +102,12 @@ class ClientsPort(Protocol):
     @property
     def lb(self) -> LbPort: ...
     @property
+    def lbs(self) -> LoadBalancers: ...
+    @property
+    def alb(self) -> ServerGroupsPort: ...
+    @property
+    def nlb(self) -> ServerGroupsPort: ...
+    @property
     def ecs(self) -> EcsPort: ...
     def for_region(self, region: str | None) -> ClientsPort: ...
 
@@ -109,19 +118,16 @@ class NotifierPort(Protocol):
 
 # --- memberships -----------------------------------------------------------------------------
 
-GroupKey = tuple[str, GroupKind, "str | None"]
-MemberKey = tuple[str, str, "str | None", str, "int | None"]
+MemberKey = tuple[Any, ...]
 
 
 def member_key(m: Membership) -> MemberKey:
-    return (m.load_balancer_id, GroupKind(m.group_kind).value, m.group_id, m.server_id, m.port)
+    return m.key
 
 
-def groups(memberships: Sequence[Membership]) -> dict[GroupKey, list[Membership]]:
-    out: dict[GroupKey, list[Membership]] = {}
-    for m in memberships:
-        out.setdefault((m.load_balancer_id, GroupKind(m.group_kind), m.group_id), []).append(m)
-    return out
+def groups(memberships: Sequence[Membership]) -> dict[GroupRef, list[Membership]]:
+    """Memberships by pool (CLB: load balancer, kind, group; ALB/NLB: the server group)."""
+    return grouped(memberships)
 
 
 def still_there(wanted: Sequence[Membership], members: Sequence[Membership]) -> list[Membership]:
@@ -129,12 +135,20 @@ def still_there(wanted: Sequence[Membership], members: Sequence[Membership]) -> 
     return [m for m in wanted if (m.server_id, m.port) in present]
 
 
+def reported(m: Membership) -> bool:
+    """Found but never touched: a master-slave member or a controller-managed group."""
+    return not m.removable
+
+
 def memberships_of(data: Mapping[str, Any], name: str = "memberships") -> list[Membership]:
     return [Membership.from_snapshot(m) for m in data.get(name) or ()]
 
 
 def summary(m: Membership) -> dict[str, Any]:
-    out: dict[str, Any] = {
+    out: dict[str, Any] = {}
+    if m.product is not Product.CLB:
+        out["product"] = m.product.value
+    out |= {
         "load_balancer_id": m.load_balancer_id,
         "group_kind": GroupKind(m.group_kind).value,
         "group_id": m.group_id,
@@ -143,6 +157,12 @@ def summary(m: Membership) -> dict[str, Any]:
     }
     if m.role:
         out["role"] = m.role
+    if m.managed_by:
+        out["managed_by"] = m.managed_by
+    if m.native_drain and m.product is not Product.CLB:
+        out["drain_timeout_s"] = m.drain_timeout_s
+    if m.product is not Product.CLB and m.server_type.lower() != "ecs":
+        out["server"] = m.server_id
     return out
 
 
@@ -150,7 +170,13 @@ def label(m: Mapping[str, Any]) -> str:
     group = m.get("group_id") or "default"
     port = f":{m['port']}" if m.get("port") is not None else ""
     role = f" {m['role']}" if m.get("role") else ""
-    return f"{m.get('load_balancer_id')}/{group}{port} (weight {m.get('weight')}{role})"
+    managed = f", managed by {m['managed_by']}" if m.get("managed_by") else ""
+    if m.get("product"):  # ALB / NLB: the server group, and its load balancer if any
+        lb = f" on {m['load_balancer_id']}" if m.get("load_balancer_id") else ""
+        server = f" as {m['server']}" if m.get("server") else ""
+        return (f"{str(m['product']).upper()} {group}{port}{lb}{server} "
+                f"(weight {m.get('weight')}{managed})")
+    return f"{m.get('load_balancer_id')}/{group}{port} (weight {m.get('weight')}{role}{managed})"
 
 
 def original_weights(
@@ -175,9 +201,7 @@ def original_weights(
         if weight is None:
             unknown.append(summary(m))
             weight = UNKNOWN_WEIGHT_RESTORE
-        recorded.append(Membership(
-            m.load_balancer_id, m.group_kind, m.group_id, m.server_id, m.port, weight,
-            m.server_type, m.server_ip, m.description, m.role))
+        recorded.append(m.with_weight(weight))
     return recorded, unknown
 
 
@@ -208,6 +232,8 @@ class DrainResult:
     reason: str | None = None
     dry_run: bool = False
     unknown_weights: tuple[Mapping[str, Any], ...] = ()
+    # Memberships in groups a controller manages (Kubernetes): reported, never touched.
+    reported_managed: tuple[Mapping[str, Any], ...] = ()
     # How the memberships were found: the membership index's answer and age (shared.spot.index)
     index: Mapping[str, Any] | None = None
     # What the burst's shared scan found that the index did not know (shared.spot.scan)
@@ -230,6 +256,7 @@ class DrainResult:
             "reason": self.reason,
             "dry_run": self.dry_run,
             "unknown_weights": [dict(m) for m in self.unknown_weights],
+            "reported_managed": [dict(m) for m in self.reported_managed],
             "index": dict(self.index) if self.index is not None else None,
             "scan": dict(self.scan) if self.scan is not None else None,
         }
@@ -246,6 +273,7 @@ class DrainResult:
             phase=Phase(data.get("path") or Phase.FAST.value),
             removed=tuple(data.get("removed") or ()),
             reported_master_slave=tuple(summary(m) for m in memberships_of(data, "master_slave")),
+            reported_managed=tuple(summary(m) for m in memberships_of(data, "managed")),
             time_left_s=data.get("time_left_s"),
             missed_deadline=bool(data.get("missed_deadline")),
             notice_to_removed_s=data.get("notice_to_removed_s"),
@@ -279,6 +307,10 @@ def drain_notification(result: DrainResult, deadline: Deadline) -> Notification:
     if result.reported_master_slave:
         lines.append("Master-slave groups (members cannot be removed one by one: NOT drained):")
         lines += [f"- {label(m)}" for m in result.reported_master_slave]
+    if result.reported_managed:
+        lines.append("Groups managed by a controller (it would revert a change: NOT drained; "
+                     "exclude the node in Kubernetes instead):")
+        lines += [f"- {label(m)}" for m in result.reported_managed]
     if result.leftover:
         lines.append("Still registered after retries:")
         lines += [f"- {label(m)}" for m in result.leftover]
@@ -302,7 +334,8 @@ def drain_notification(result: DrainResult, deadline: Deadline) -> Notification:
         lines.append(result.reason)
     if result.leftover or result.missed_deadline:
         severity = "critical"
-    elif result.reported_master_slave or result.outcome in (Outcome.SKIPPED, Outcome.REFUSED):
+    elif (result.reported_master_slave or result.reported_managed
+          or result.outcome in (Outcome.SKIPPED, Outcome.REFUSED)):
         severity = "warning"
     else:
         severity = "info"
@@ -316,6 +349,7 @@ def drain_notification(result: DrainResult, deadline: Deadline) -> Notification:
             "outcome": result.outcome.value,
             "removed": len(result.removed),
             "master_slave": len(result.reported_master_slave),
+            **({"managed": len(result.reported_managed)} if result.reported_managed else {}),
             "time_left_s": result.time_left_s,
             "missed_deadline": result.missed_deadline,
         },

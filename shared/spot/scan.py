@@ -20,7 +20,6 @@ once per burst, instead of once per notice.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -29,14 +28,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared import ledger
-from shared.clients import CloudError, Membership, NotFoundError
+from shared.clients import CloudError
 from shared.events import iso, parse_iso_or_none
+from shared.lb.model import Membership, Product
 from shared.ledger import DrainStatus, Kind
 from shared.log import emit, get_logger
 from shared.spot.deadline import utc_now
 from shared.spot.index import MembershipIndex, member_id, scan_key, server_keys, source_of
-from shared.spot.machine import lb_scope
-from shared.spot.record import ClientsPort, Ledger, groups, summary
+from shared.spot.machine import full_scope, lb_scope
+from shared.spot.record import ClientsPort, Ledger, summary
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -137,14 +137,13 @@ def shared_scan(
 
 def full_scan(clients: ClientsPort, settings: Settings, region: str
               ) -> tuple[list[str], list[Membership]]:
-    """Every member of every load balancer in scope: (the sources read, the members)."""
-    scope = lb_scope(clients.lb, settings, region)
-    members: list[Membership] = []
-    read: list[str] = []
-    for lb_id in scope:
-        with contextlib.suppress(NotFoundError):  # deleted meanwhile: its rows go too
-            members.extend(clients.lb.all_members(lb_id))
-        read.append(lb_id)
+    """Every member of every pool in scope on every product of ``lb_products``: (the sources
+    read, the members)."""
+    clb = lb_scope(clients.lb, settings, region) if Product.CLB.value in settings.lb_products else []
+    scope = full_scope(clients, settings, region, clb)
+    members = clients.lbs.scan(scope)
+    read = [*scope.clb_ids, *(f"{p.value}:{g}" for p in (Product.ALB, Product.NLB)
+                              for g in scope.where(p))]
     return sorted({*read, *(source_of(m) for m in members)}), members
 
 
@@ -183,22 +182,20 @@ def _drain_late(store: Ledger, clients: ClientsPort, settings: Settings, region:
     report.late = {key: [summary(m) for m in ms] for key, ms in late.items()}
     emit(log, "memberships the index did not know", level=30, region=region,
          drains=len(late), memberships=len(everything))
-    lb = clients.lb
-    for members_of_group in groups(everything).values():
-        try:
-            lb.set_weights(members_of_group, 0)
-        except CloudError as err:
-            report.errors.append(f"weight0: {err}")
+    lbs, seed = clients.lbs, f"{report.key}:{report.started_at}"
     latest = min(deadlines) - timedelta(seconds=settings.spot_margin_s)
+    try:
+        lbs.wait(lbs.set_weights(everything, 0, token_seed=f"{seed}:weight0"),
+                 timeout_s=max(1.0, (latest - clock()).total_seconds() / 2))
+    except CloudError as err:  # removed below all the same
+        report.errors.append(f"weight0: {err}")
     wait = max(0.0, min(float(settings.drain_time_s), (latest - clock()).total_seconds()))
     sleep(wait)
-    for members_of_group in groups(everything).values():
-        try:
-            lb.remove_members(members_of_group)
-        except NotFoundError:
-            continue
-        except CloudError as err:
-            report.errors.append(f"remove: {err}")
+    try:
+        lbs.wait(lbs.remove(everything, token_seed=f"{seed}:remove"),
+                 timeout_s=max(1.0, (min(deadlines) - clock()).total_seconds()))
+    except CloudError as err:
+        report.errors.append(f"remove: {err}")
     report.removed_at = iso(clock())
     index = MembershipIndex(store, clock)  # type: ignore[arg-type]
     for key, ms in late.items():

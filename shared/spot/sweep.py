@@ -22,14 +22,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from shared import ledger
-from shared.clients import Instance, Membership, NotFoundError, TransientError
+from shared.clients import Instance, NotFoundError, TransientError
 from shared.events import iso, parse_iso_or_none
+from shared.lb.model import Membership, Product
 from shared.ledger import (
     FINISHED_DRAIN,
     OPEN_DRAIN,
@@ -42,7 +43,7 @@ from shared.ledger import (
 from shared.log import emit, get_logger
 from shared.notify import Notification
 from shared.spot.deadline import utc_now
-from shared.spot.machine import Drainer, Undo, in_service, lb_scope, undo_rule
+from shared.spot.machine import Drainer, Undo, full_scope, in_service, lb_scope, undo_rule
 from shared.spot.record import (
     REMOVAL_OUTCOMES,
     ClientsPort,
@@ -226,12 +227,25 @@ def _after_deadline(sweep: _Sweep, entry: EntryLike, *, instance: Instance | Non
 
 def _reclaimed(sweep: _Sweep, entry: EntryLike, clients: ClientsPort) -> None:
     iid = entry.instance_id or ""
-    leftover = memberships_of(entry.data, "leftover")
-    if leftover:
-        found = [m for m in clients.lb.find_memberships(
-            iid, sorted({m.load_balancer_id for m in leftover})) if m.removable]
+    leftover = [m for m in entry.data.get("leftover") or () if isinstance(m, dict)]
+    clb_left = sorted({str(m.get("load_balancer_id")) for m in leftover
+                       if (m.get("product") or Product.CLB.value) == Product.CLB.value})
+    if clb_left:
+        found = [m for m in clients.lb.find_memberships(iid, clb_left) if m.removable]
         if found:
             clients.lb.remove_members(found, dry_run=sweep.dry)
+            sweep.report.released_backends_removed += [
+                {"instance_id": iid, **summary(m)} for m in found]
+    other_groups = {(m.get("product"), m.get("group_id")) for m in leftover
+                    if m.get("product") not in (None, Product.CLB.value)}
+    if other_groups:
+        recorded = [m for m in memberships_of(entry.data)
+                    if (m.product.value, m.group_id) in other_groups]
+        found = _still_registered(clients, recorded)
+        if found:
+            lbs = clients.lbs
+            lbs.wait(lbs.remove(found, token_seed=entry.key + ":reclaimed", dry_run=sweep.dry),
+                     timeout_s=RESTORE_JOB_WAIT_S)
             sweep.report.released_backends_removed += [
                 {"instance_id": iid, **summary(m)} for m in found]
     emit(log, "drain reclaimed", instance_id=iid, key=entry.key, dry_run=sweep.dry or None)
@@ -285,7 +299,7 @@ def _undo(sweep: _Sweep, entry: EntryLike, clients: ClientsPort, rule: Undo) -> 
     # Counted before the calls: a sweep dying mid-restore still spends its attempt.
     got.lease.save(restore_attempts=attempts + 1)
     try:
-        restored = restore(clients, memberships, dry=False)
+        restored = restore(clients, memberships, dry=False, token_seed=entry.key + ":restore")
     except BaseException:
         got.lease.release()
         raise
@@ -325,28 +339,67 @@ def _send(sweep: _Sweep, notification: Notification) -> None:
         emit(log, "notification failed", level=30, key=notification.key, error=str(err))
 
 
-def restore(clients: ClientsPort, memberships: Sequence[Membership], *, dry: bool) -> list[Membership]:
-    """Put memberships back as recorded: add missing ones, re-weight present ones."""
-    lb = clients.lb
+RESTORE_JOB_WAIT_S = 60.0  # the ALB/NLB jobs of one restore
+
+
+def _still_registered(clients: ClientsPort, memberships: Sequence[Membership]
+                      ) -> list[Membership]:
+    """The ALB/NLB memberships still in their groups (a gone group holds none)."""
+    out: list[Membership] = []
+    for group, members in groups(memberships).items():
+        try:
+            current = {(m.server_id, m.port) for m in clients.lbs.members_of(group)}
+        except NotFoundError:
+            continue
+        out += [m for m in members if (m.server_id, m.port) in current]
+    return out
+
+
+def restore(clients: ClientsPort, memberships: Sequence[Membership], *, dry: bool,
+            token_seed: str | None = None) -> list[Membership]:
+    """Put memberships back as recorded: add missing ones (their own port, type, IP, weight
+    and description), re-weight present ones; on ALB/NLB the jobs are waited for, and one that
+    does not succeed raises TransientError (the next sweep tries again)."""
+    seed = token_seed or "restore"
     missing: list[Membership] = []
     reweight: list[Membership] = []
-    for (lb_id, kind, group_id), members in groups(memberships).items():
+    for group, members in groups(memberships).items():
         try:
-            current = {(m.server_id, m.port): m.weight
-                       for m in lb.group_members(lb_id, kind, group_id)}
+            if group.product is Product.CLB:
+                listed = clients.lb.group_members(group.load_balancer_id, group.kind,
+                                                  group.group_id)
+            else:
+                listed = clients.lbs.members_of(group)
         except NotFoundError:
-            emit(log, "group gone", level=30, load_balancer_id=lb_id, group_id=group_id)
+            emit(log, "group gone", level=30, load_balancer_id=group.load_balancer_id,
+                 group_id=group.group_id, product=group.product.value)
             continue
+        current = {(m.server_id, m.port): m for m in listed}
         for m in members:
-            weight = current.get((m.server_id, m.port))
-            if weight is None:
+            found = current.get((m.server_id, m.port))
+            if found is None or (found.native_drain and found.status == "Removing"):
                 missing.append(m)
-            elif weight != m.weight:
+            elif found.weight != m.weight:
                 reweight.append(m)
-    if missing:
-        lb.add_members(missing, dry_run=dry)
-    if reweight:
-        lb.set_weights(reweight, None, dry_run=dry)
+    clb_missing = [m for m in missing if m.product is Product.CLB]
+    clb_reweight = [m for m in reweight if m.product is Product.CLB]
+    if clb_missing:
+        clients.lb.add_members(clb_missing, dry_run=dry)
+    if clb_reweight:
+        clients.lb.set_weights(clb_reweight, None, dry_run=dry)
+    others_missing = [m for m in missing if m.product is not Product.CLB]
+    others_reweight = [m for m in reweight if m.product is not Product.CLB]
+    if others_missing or others_reweight:
+        lbs = clients.lbs
+        writes = lbs.add(others_missing, token_seed=seed + ":add", dry_run=dry)
+        writes += lbs.set_weights(others_reweight, None, token_seed=seed + ":weight",
+                                  dry_run=dry)
+        unfinished = lbs.wait(writes, timeout_s=RESTORE_JOB_WAIT_S)
+        if unfinished:
+            raise TransientError(
+                "JobNotFinished", f"{len(unfinished)} restore job(s) did not succeed",
+                action="restore", resource_ids=[str(w.group) for w in unfinished],
+                retryable=True)
     return missing + reweight
 
 
@@ -355,26 +408,42 @@ def _sweep_released_backends(
     store: Ledger | None = None,
 ) -> None:
     """Remove backends (type ecs) whose instance no longer exists, in the configured scope of
-    ``region`` (``clients`` are that region's)."""
-    if not settings.lb_ids and not settings.lb_tag:
+    ``region`` (``clients`` are that region's), on every product of ``lb_products`` whose scope
+    is bounded (CLB: lb_ids / lb_tag; ALB/NLB: group ids / lb_tag); ALB/NLB members go with
+    their own port and IP."""
+    bounded = {
+        Product.CLB: bool(settings.lb_ids or settings.lb_tag),
+        Product.ALB: bool(settings.alb_group_ids or settings.lb_tag),
+        Product.NLB: bool(settings.nlb_group_ids or settings.lb_tag),
+    }
+    products = [p for p in (Product.CLB, Product.ALB, Product.NLB)
+                if p.value in settings.lb_products and bounded[p]]
+    if not products:
         if "released-backend scan skipped: no lb_ids/lb_tag scope" not in report.notes:
             report.notes.append("released-backend scan skipped: no lb_ids/lb_tag scope")
         return
     try:
         started = utc_now()
-        scope = lb_scope(clients.lb, settings, region)
         members: list[Membership] = []
+        scope = lb_scope(clients.lb, settings, region) if Product.CLB in products else []
         for lb_id in scope:
             try:
                 members.extend(clients.lb.all_members(lb_id))
             except NotFoundError as err:  # lb_ids may name other regions' (or deleted) ones
                 emit(log, "load balancer not found", level=30, region=region,
                      load_balancer_id=lb_id, code=err.code)
+        others = [p for p in products if p is not Product.CLB]
+        sources = list(scope)
+        if others:
+            full = full_scope(clients, settings, region, scope)
+            full = replace(full, products=full.products & frozenset(others))
+            members.extend(clients.lbs.scan(full))
+            sources += [f"{p.value}:{g}" for p in others for g in full.where(p)]
         if settings.lb_index and hasattr(store, "index_replace") and not settings.dry_run:
             from shared.spot.scan import record_sweep_scan
 
-            record_sweep_scan(store, region, scope, members=members, started_at=started)  # type: ignore[arg-type]
-        ecs_members = [m for m in members if m.server_type == "ecs" and m.removable]
+            record_sweep_scan(store, region, sources, members=members, started_at=started)  # type: ignore[arg-type]
+        ecs_members = [m for m in members if m.server_type.lower() == "ecs" and m.removable]
         ids = sorted({m.server_id for m in ecs_members})
         if not ids:
             return
@@ -391,7 +460,20 @@ def _sweep_released_backends(
         return
     if gone:
         try:
-            clients.lb.remove_members(gone, dry_run=settings.dry_run)
+            clb_gone = [m for m in gone if m.product is Product.CLB]
+            if clb_gone:
+                clients.lb.remove_members(clb_gone, dry_run=settings.dry_run)
+            other_gone = [m for m in gone if m.product is not Product.CLB]
+            if other_gone:
+                lbs = clients.lbs
+                unfinished = lbs.wait(lbs.remove(other_gone, token_seed=f"released:{region}",
+                                                 dry_run=settings.dry_run),
+                                      timeout_s=RESTORE_JOB_WAIT_S)
+                if unfinished:
+                    raise TransientError(
+                        "JobNotFinished", f"{len(unfinished)} removal job(s) did not succeed",
+                        action="released backends", resource_ids=[str(w.group) for w in unfinished],
+                        retryable=True)
         except (TransientError, NotFoundError) as err:
             report.errors.append({"step": "released backends", "region": region,
                                   "error": str(err)})
