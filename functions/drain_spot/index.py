@@ -51,7 +51,9 @@ RAM_ACTIONS: tuple[str, ...] = (
 )
 # The finisher tick; ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S (deployed with it) is its period (60 s).
 SCHEDULE = "0 * * * * *"
-MAX_PARALLEL_DRAINS = 64  # a batch larger than this is unheard of; beyond it, drains queue
+# = the trigger's batchWindow count (s.yaml): a delivered batch drains at once, so its drains
+# share one write per group and step (shared.spot.batch); beyond it, drains queue
+MAX_PARALLEL_DRAINS = 100
 
 log = get_logger(__name__)
 

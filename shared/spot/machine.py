@@ -398,7 +398,7 @@ class Drainer:
         # The drains of one invocation share their calls per group (shared.spot.batch); the
         # window is waited only while more than one drain runs here.
         self.coalescer = Coalescer(settings.drain_batch_window_s)
-        self.reads = Coalescer(0.0)  # a group read by several drains at once is read once
+        self.reads = Coalescer(settings.drain_batch_window_s)  # ... and one read per group
         self._active = 0
         self.batch_size = 1  # notices of different instances delivered together (the handler's)
         self.index = (MembershipIndex(store, clock)  # type: ignore[arg-type]
@@ -574,12 +574,13 @@ class Drainer:
                 self._active -= 1
 
     def _coalesced(self, key: tuple[Any, ...], items: Sequence[Any],
-                   send: Callable[[list[Any]], Any]) -> tuple[Any, bool]:
+                   send: Callable[[list[Any]], Any],
+                   coalescer: Coalescer | None = None) -> tuple[Any, bool]:
         """One call for the drains of this invocation that need the same one at once; alone,
         the call is made at once."""
         if self._active <= 1 and self.batch_size <= 1:
             return send(list(items)), True
-        return self.coalescer.call(key, items, send)
+        return (coalescer or self.coalescer).call(key, items, send)
 
     def _run_steps(self, run: Run) -> DrainResult:
         try:
@@ -876,9 +877,10 @@ class Drainer:
         present: list[Membership] = []
         for group, members in groups(memberships).items():
             try:
-                current, _ = self.reads.call(  # one read of a group for concurrent drains
+                current, _ = self._coalesced(  # one read of a group for concurrent drains
                     ("members", run.region, group), [],
-                    lambda _none, group=group: self._members_of(clients, group, lb))  # type: ignore[misc]
+                    lambda _none, group=group: self._members_of(clients, group, lb),  # type: ignore[misc]
+                    self.reads)
             except NotFoundError:
                 continue
             current = [c for c in current if not (c.native_drain and c.status == "Removing")]

@@ -9,6 +9,8 @@ Sections (each printed as a table, all written to one JSON file):
            (tools.bench_store; PostgreSQL and MariaDB too when their test URLs are set)
   autostart  decision latency: event in -> StartInstance received by the emulator
   drain    the spot burst against deadlines, and the naive seed-doc handler (tools.bench_drain)
+  lb       issue 13: one notice, a 200-notice burst, reads per notice vs fleet size and the spot
+           burst, scan per notice (old) vs the membership index (new) on CLB/ALB/NLB (tools.bench.lb)
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from tools.envelopes import wrap
 REPO = Path(__file__).resolve().parent.parent.parent
 FLEET = REPO / "tools" / "fleets" / "demo.yaml"
 FIXTURES = REPO / "tests" / "fixtures" / "events"
-SECTIONS = ("cold", "warm", "bytecode", "store", "autostart", "drain")
+SECTIONS = ("cold", "warm", "bytecode", "store", "autostart", "drain", "lb")
 WARM_UP = 20  # invocations before the warm clock starts
 
 
@@ -473,6 +475,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 size = ["--instances", "200", "--latency-ms", "50"]
                 results["drain"] = bench_module("tools.bench_drain", size, workdir)
                 print(json.dumps(results["drain"], indent=1)[:3000])
+            elif section == "lb":
+                from tools.bench.lb import COLUMNS
+                from tools.bench.lb import bench as bench_lb
+
+                results["lb"] = bench_lb(["one", "burst", "growth", "spot"], small=quick)
+                for name, rows in results["lb"]["sections"].items():
+                    print(f"-- {name}")
+                    print(_table(rows, (("clbs",) if name == "growth" else ()) + COLUMNS))
             print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
     results["total_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.json)
