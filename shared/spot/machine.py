@@ -71,7 +71,7 @@ from shared.ledger import (
 )
 from shared.log import emit, get_logger
 from shared.spot import record
-from shared.spot.batch import Coalescer
+from shared.spot.batch import Coalescer, GroupQueue, Ticket
 from shared.spot.deadline import Deadline, Phase, utc_now
 from shared.spot.index import MembershipIndex, instance_keys
 from shared.spot.record import (
@@ -113,6 +113,11 @@ VERIFY_ROUNDS = 3
 VERIFY_PAUSE_S = 0.5
 # Rounds of a step (each call already retried by the client), never past the step's deadline.
 MAX_ROUNDS = 30
+# A natively draining group (ALB/NLB connection draining) is busy for its whole timeout after a
+# removal: the drains of one delivery gather their removals for this long, and the next one
+# waits for the job (its timeout plus this slack) instead of meeting the busy group.
+NATIVE_WINDOW_S = 3.0
+NATIVE_HOLD_SLACK_S = 15.0
 ROUND_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 # A holder renews its lease at every record and round; silent longer than its planned wait plus
 # ``settings.drain_lease_grace_s`` (30 s by default), it is presumed dead and the next delivery
@@ -398,6 +403,7 @@ class Drainer:
         # The drains of one invocation share their calls per group (shared.spot.batch); the
         # window is waited only while more than one drain runs here.
         self.coalescer = Coalescer(settings.drain_batch_window_s)
+        self.queue = GroupQueue(settings.drain_batch_window_s)  # one writer per group and step
         self.reads = Coalescer(settings.drain_batch_window_s)  # ... and one read per group
         self._active = 0
         self.batch_size = 1  # notices of different instances delivered together (the handler's)
@@ -672,20 +678,47 @@ class Drainer:
         native = [m for m in memberships
                   if m.product is not Product.CLB and m.drains_natively_within(left)]
         data: dict[str, Any] = {}
+        # Weight 0 first: a natively draining group may be busy with another removal for its
+        # whole timeout (a burst), and the other groups' traffic must not wait for it.
+        gentle = [m for m in memberships if m not in native]
+        queued = self._native_submit(run, native)  # sent meanwhile (a burst's shared removal)
+        failed_weight = self._rounds("weight0", run, gentle, until) if gentle else None
         if native:
-            jobs, failed = self._native_removal(run, native)
+            jobs, failed = self._native_removal(run, native, queued)
             native = [m for m in native if m not in failed]
             data["native"] = [m.snapshot() for m in native]
             data["native_jobs"] = jobs
-        gentle = [m for m in memberships if m not in native]
+            if failed and failed_weight is None:  # refused: they take the weight-0 path
+                failed_weight = self._rounds("weight0", run, failed, until)
+                gentle += failed
         data["weighted"] = len(gentle)
-        if self._rounds("weight0", run, gentle, until) is None:
+        if failed_weight is None:
             return DrainStatus.WEIGHTED, {**data, "weight0_at": iso(self.clock())}
         return DrainStatus.FOUND, {
             **data, "weight_failed": True,
             "reason": "weight change failed: removed without the gentle wait"}
 
-    def _native_removal(self, run: Run, native: Sequence[Membership]
+    def _native_submit(self, run: Run, native: Sequence[Membership]
+                       ) -> dict[GroupRef, Ticket[list[Write]]]:
+        """With other drains in this invocation: queue each natively draining group's removal
+        now (shared with theirs, shared.spot.batch.GroupQueue), before the weight-0 writes,
+        so that a burst's removals meet in one write per group. Alone: nothing queued."""
+        if not native or (self._active <= 1 and self.batch_size <= 1):
+            return {}
+        lbs = self.clients_in(run.region).lbs
+        seed = f"{run.key}:native"
+        queued: dict[GroupRef, Ticket[list[Write]]] = {}
+        for group, members in groups(native).items():
+            timeout = float(max((m.drain_timeout_s or 0) for m in members)) + NATIVE_HOLD_SLACK_S
+            queued[group] = self.queue.submit(
+                ("native", run.region, group), members,
+                lambda batch: lbs.remove(batch, token_seed=seed),
+                hold=lambda writes, timeout=timeout: lbs.wait(writes, timeout_s=timeout),  # type: ignore[misc]
+                window_s=max(self.queue.window_s, NATIVE_WINDOW_S))
+        return queued
+
+    def _native_removal(self, run: Run, native: Sequence[Membership],
+                        queued: Mapping[GroupRef, Ticket[list[Write]]] | None = None,
                         ) -> tuple[list[dict[str, Any]], list[Membership]]:
         """Send the removals of the natively draining groups (jobs not awaited here: the
         group drains for its timeout; the remove step waits for them). Returns the jobs and
@@ -693,9 +726,16 @@ class Drainer:
         lbs = self.clients_in(run.region).lbs
         jobs: list[dict[str, Any]] = []
         failed: list[Membership] = []
-        for members in groups(native).values():
+        for group, members in groups(native).items():
             try:
-                writes = lbs.remove(members, token_seed=f"{run.key}:native")
+                ticket = (queued or {}).get(group)
+                if ticket is None:
+                    writes = lbs.remove(members, token_seed=f"{run.key}:native")
+                else:
+                    shared = ticket.wait() or []
+                    writes = shared if ticket.first else [
+                        Write(w.group, w.action, tuple(members), w.job_id, w.token)
+                        for w in shared]
             except NotFoundError:
                 continue  # the group is gone: nothing to drain there
             except CloudError as err:
@@ -978,13 +1018,22 @@ class Drainer:
         the instance in the others. Returns the groups that failed, with their errors. The
         drains of this invocation at the same step share the calls: one write per group for
         all of them (shared.spot.batch)."""
-        (calls, failures), made = self._coalesced(
-            (operation, run.region), memberships,
-            lambda batch: self._write_groups(operation, batch, run, until))
-        run.writes += calls if made else 0
+        if self._active <= 1 and self.batch_size <= 1:
+            calls, failures = self._write_groups(operation, memberships, run, until)
+            run.writes += calls
+            return failures
+        tickets = [(members, self.queue.submit(
+            (operation, run.region, group), members,
+            lambda batch: self._write_groups(operation, batch, run, until)))
+            for group, members in groups(memberships).items()]
         mine = set(memberships)
-        return [([m for m in members if m in mine], err) for members, err in failures
-                if any(m in mine for m in members)]
+        failed: list[tuple[list[Membership], CloudError]] = []
+        for _members, ticket in tickets:
+            calls, failures = ticket.wait() or (0, [])
+            run.writes += calls if ticket.first else 0
+            failed += [([m for m in members if m in mine], err) for members, err in failures
+                       if any(m in mine for m in members)]
+        return failed
 
     def _write_groups(self, operation: str, memberships: Sequence[Membership], run: Run,
                       until: datetime | None) -> tuple[int, list[tuple[list[Membership], CloudError]]]:

@@ -265,7 +265,9 @@ def _close(sweep: _Sweep, entry: EntryLike, reason: str | None) -> None:
 def _undo(sweep: _Sweep, entry: EntryLike, clients: ClientsPort, rule: Undo) -> None:
     """Put a not-reclaimed instance back as recorded, under the drain's lease."""
     iid = entry.instance_id or ""
-    memberships = memberships_of(entry.data)
+    # ... and those the burst's shared scan drained for it (shared.spot.scan)
+    memberships = [*memberships_of(entry.data),
+                   *memberships_of(entry.data.get("scan") or {}, "late_snapshots")]
     attempts = int(entry.data.get("restore_attempts") or 0)
     if rule is Undo.NOTHING or not memberships:
         _close(sweep, entry, "not reclaimed; the drain had written nothing")
