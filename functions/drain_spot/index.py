@@ -102,12 +102,19 @@ def _finisher_tick(event: bytes) -> bool:
 def _finish_scheduled(settings: Settings, context: Any) -> dict[str, Any]:
     from shared.clients import Clients, credentials_from_context
     from shared.spot.finish import finish_due
+    from shared.spot.scan import uncovered_scans
     from shared.store import store_for
 
     store = store_for(settings.db_url)
     credentials = credentials_from_context(context)
-    report = finish_due(store, lambda: Clients.warm(settings, credentials), _notifier(store, settings),
-                        settings, owner=getattr(context, "request_id", None))
+    try:
+        report = finish_due(store, lambda: Clients.warm(settings, credentials),
+                            _notifier(store, settings), settings,
+                            owner=getattr(context, "request_id", None))
+    finally:  # a burst whose shared scan failed or never ran (its delivery died) gets it here
+        if settings.lb_index and not settings.dry_run:
+            uncovered_scans(store, lambda: Clients.warm(settings, credentials), settings,
+                            owner=getattr(context, "request_id", None))
     return {"scheduled_removals": report.to_dict()}
 
 

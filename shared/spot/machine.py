@@ -675,8 +675,15 @@ class Drainer:
         until = run.deadline.at - timedelta(seconds=run.deadline.margin_s)
         left = (until - self.clock()).total_seconds()
         memberships = run.memberships()
-        native = [m for m in memberships
-                  if m.product is not Product.CLB and m.drains_natively_within(left)]
+        # Alone, a group that drains connections natively is removed at once. In a burst (other
+        # drains in this invocation) it takes weight 0 like the others: a removal keeps such a
+        # group busy for its whole drain timeout, so a second delivery's drains could not stop
+        # their traffic there before it ends; weight 0 keeps it busy for a job, and the
+        # removal after the wait still drains the connections.
+        burst = self._active > 1 or self.batch_size > 1
+        native = [] if burst else [
+            m for m in memberships
+            if m.product is not Product.CLB and m.drains_natively_within(left)]
         data: dict[str, Any] = {}
         # Weight 0 first: a natively draining group may be busy with another removal for its
         # whole timeout (a burst), and the other groups' traffic must not wait for it.
@@ -816,8 +823,17 @@ class Drainer:
             path = Phase.FAST
         native = {m.key for m in memberships_of(run.data, "native")}
         targets = [m for m in memberships if m.key not in native]
-        if run.resumed_from is not None and self.rule(StepName.REMOVE) is Resume.PRESENT:
+        # A taker may meet a removal cut short: re-read what is left. Not after a scheduled
+        # wait (the holder ended at ``waited`` on purpose, nothing of the removal was sent; a
+        # burst's tick would otherwise read every group again before its first removal): a
+        # member already gone is removed as a no-op and verify reads the groups after.
+        scheduled = (run.resumed_from is DrainStatus.WAITED and bool(run.data.get("remove_after"))
+                     and not run.data.get("removal_started_at"))
+        if (run.resumed_from is not None and self.rule(StepName.REMOVE) is Resume.PRESENT
+                and not scheduled):
             targets = self._present(run, targets)  # the dead holder may have removed some
+        if scheduled:
+            run.lease.save(removal_started_at=iso(self.clock()))
         err = self._rounds("remove", run, targets, run.deadline.at) if targets else None
         if err is not None:  # out of time: the platform's retry (or the sweep) goes on
             raise err
@@ -1024,7 +1040,7 @@ class Drainer:
             return failures
         tickets = [(members, self.queue.submit(
             (operation, run.region, group), members,
-            lambda batch: self._write_groups(operation, batch, run, until)))
+            lambda batch: self._write_retrying(operation, batch, run, until)))
             for group, members in groups(memberships).items()]
         mine = set(memberships)
         failed: list[tuple[list[Membership], CloudError]] = []
@@ -1034,6 +1050,27 @@ class Drainer:
             failed += [([m for m in members if m in mine], err) for members, err in failures
                        if any(m in mine for m in members)]
         return failed
+
+    def _write_retrying(self, operation: str, memberships: Sequence[Membership], run: Run,
+                        until: datetime | None
+                        ) -> tuple[int, list[tuple[list[Membership], CloudError]]]:
+        """A shared write, retried in the group's writer while it fails with a retryable
+        error (throttled, busy), so its callers' memberships stay in one write instead of
+        each caller retrying on its own and splitting it."""
+        calls = 0
+        for attempt in range(MAX_ROUNDS):
+            made, failures = self._write_groups(operation, memberships, run, until)
+            calls += made
+            if not failures or not all(err.retryable for _, err in failures):
+                return calls, failures
+            pause = ROUND_PAUSES_S[min(attempt, len(ROUND_PAUSES_S) - 1)] * random.uniform(0.5, 1.0)
+            left = ((until - self.clock()).total_seconds() if until is not None
+                    else float(JOB_WAIT_S))
+            if left - pause <= 0:
+                return calls, failures
+            memberships = [m for members, _ in failures for m in members]
+            self.sleep(pause)
+        return calls, failures
 
     def _write_groups(self, operation: str, memberships: Sequence[Membership], run: Run,
                       until: datetime | None) -> tuple[int, list[tuple[list[Membership], CloudError]]]:

@@ -20,17 +20,19 @@ once per burst, instead of once per notice.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared import ledger
 from shared.clients import CloudError
 from shared.events import iso, parse_iso_or_none
 from shared.lb.model import Membership, Product
+from shared.lb.pools import LbScope
 from shared.ledger import DrainStatus, Kind
 from shared.log import emit, get_logger
 from shared.spot.deadline import utc_now
@@ -41,11 +43,14 @@ from shared.spot.record import ClientsPort, Ledger, summary
 if TYPE_CHECKING:
     from shared.settings import Settings
 
-__all__ = ["ScanReport", "covered", "shared_scan"]
+__all__ = ["ScanReport", "covered", "shared_scan", "uncovered_scans"]
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
-SCAN_LEASE_S = 240.0  # longer than a scan of a large scope under throttling; a dead holder's ends
+SCAN_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 8.0, 8.0)  # a source's retries while throttled
+SCAN_LEASE_S = 240.0
+UNCOVERED_AFTER_S = 60.0  # the finisher scans for a burst whose delivery did not, after this  # longer than a scan of a large scope under throttling; a dead holder's ends
 LIVE_DRAINS = frozenset({DrainStatus.CLAIMED, DrainStatus.FOUND, DrainStatus.WEIGHTED,
                          DrainStatus.WAITED, DrainStatus.REMOVED, DrainStatus.DONE,
                          DrainStatus.PARTIAL})
@@ -139,12 +144,31 @@ def full_scan(clients: ClientsPort, settings: Settings, region: str
               ) -> tuple[list[str], list[Membership]]:
     """Every member of every pool in scope on every product of ``lb_products``: (the sources
     read, the members)."""
-    clb = lb_scope(clients.lb, settings, region) if Product.CLB.value in settings.lb_products else []
-    scope = full_scope(clients, settings, region, clb)
-    members = clients.lbs.scan(scope)
+    clb = _retrying(lambda: lb_scope(clients.lb, settings, region)
+                    ) if Product.CLB.value in settings.lb_products else []
+    scope = _retrying(lambda: full_scope(clients, settings, region, clb))
+    # Source by source, each retried while throttled: the scan runs beside a burst's drains.
+    parts = [LbScope(clb_ids=(lb,), products=frozenset({Product.CLB})) for lb in scope.clb_ids]
+    parts += [replace(scope, clb_ids=(), products=frozenset({p}))
+              for p in (Product.ALB, Product.NLB) if p in scope.products]
+    members: list[Membership] = []
+    for part in parts:
+        members += _retrying(lambda part=part: clients.lbs.scan(part))  # type: ignore[misc]
     read = [*scope.clb_ids, *(f"{p.value}:{g}" for p in (Product.ALB, Product.NLB)
                               for g in scope.where(p))]
     return sorted({*read, *(source_of(m) for m in members)}), members
+
+
+def _retrying(call: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+    """``call`` again after a pause while it fails with a retryable error (throttled)."""
+    for pause in SCAN_PAUSES_S:
+        try:
+            return call()
+        except CloudError as err:
+            if not err.retryable:
+                raise
+            sleep(pause * random.uniform(0.5, 1.0))
+    return call()
 
 
 def _drain_late(store: Ledger, clients: ClientsPort, settings: Settings, region: str, *,
@@ -225,3 +249,33 @@ def record_sweep_scan(store: Ledger, region: str, scope: Sequence[str], *,
     elif not (entry.status == "running" and ledger.lease_live(entry.data, now)):
         store.ledger_swap(key, expect={"generation": entry.data.get("generation")},
                           status="done", data=data)
+
+
+def uncovered_scans(store: Ledger, clients: Callable[[], ClientsPort], settings: Settings, *,
+                    owner: str | None = None) -> list[ScanReport]:
+    """The finisher tick's part: for open drains found in the index that no scan covers (the
+    delivery's scan failed, or the delivery died before it), the region's shared scan. Nothing
+    open: one ledger read, no client built."""
+    earliest: dict[str, datetime] = {}
+    # A delivery runs its burst's scan after its drains: leave it that long.
+    settled = utc_now() - timedelta(seconds=max(settings.lb_index_fresh_s, UNCOVERED_AFTER_S))
+    for status in (DrainStatus.FOUND, DrainStatus.WEIGHTED, DrainStatus.WAITED):
+        for entry in store.ledger_find(Kind.DRAIN.value, status=status.value):
+            notice = parse_iso_or_none(entry.data.get("notice_time"))
+            if (notice is None or notice > settled
+                    or not (entry.data.get("index") or {}).get("used")):
+                continue
+            region = str(entry.data.get("region") or settings.region)
+            if region not in earliest or notice < earliest[region]:
+                earliest[region] = notice
+    reports: list[ScanReport] = []
+    for region, notice in sorted(earliest.items()):
+        try:
+            done = shared_scan(store, clients().for_region(region), settings, region, notice,
+                               owner=owner or "finish")
+        except CloudError as err:  # the next tick tries again
+            emit(log, "membership scan failed", level=30, region=region, error=str(err))
+            continue
+        if done is not None:
+            reports.append(done)
+    return reports

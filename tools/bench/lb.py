@@ -250,13 +250,17 @@ def run(fleet: Fleet, spec: Run) -> dict[str, Any]:
 
             stop = threading.Event()
 
-            def ticker() -> None:
-                while not stop.wait(spec.finish_every_s):
-                    try:
-                        handler(TICK, build_context("drain_spot", "python3.10", env))
-                    except Exception as err:
-                        with lock:
-                            failures["tick:" + type(err).__name__] += 1
+            def tick() -> None:
+                try:
+                    handler(TICK, build_context("drain_spot", "python3.10", env))
+                except Exception as err:
+                    with lock:
+                        failures["tick:" + type(err).__name__] += 1
+
+            def ticker() -> None:  # the timer: one invocation per period, overlapping as FC's
+                with ThreadPoolExecutor(max_workers=16) as ticks:
+                    while not stop.wait(spec.finish_every_s):
+                        ticks.submit(tick)
 
             timer = threading.Thread(target=ticker, daemon=True)
             timer.start()
