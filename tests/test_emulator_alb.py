@@ -113,6 +113,14 @@ CASES: list[Case] = [
          "IncorrectStatus.ServerGroup", setup=lambda c, e: remove(c, PLAIN, _rm(WEB2))),
     Case("update-not-member", "UpdateServerGroupServersAttribute",
          lambda c: update(c, PLAIN, _upd(NEW)), "ResourceNotFound.BackendServer"),
+    Case("update-twice", "UpdateServerGroupServersAttribute",
+         lambda c: update(c, PLAIN, _upd(), _upd(weight=3)), "InvalidParameter"),
+    Case("update-ip-in-instance-group", "UpdateServerGroupServersAttribute",
+         lambda c: c.update_server_group_servers_attribute(
+             A.UpdateServerGroupServersAttributeRequest(server_group_id=PLAIN, servers=[
+                 A.UpdateServerGroupServersAttributeRequestServers(
+                     server_id="10.0.1.21", server_type="Ip", port=8080, weight=0)])),
+         "ResourceNotFound.BackendServer"),
     Case("update-no-group", "UpdateServerGroupServersAttribute", lambda c: update(c, NO_GROUP),
          "ResourceNotFound.ServerGroup"),
     Case("update-dry-run", "UpdateServerGroupServersAttribute",
@@ -120,6 +128,9 @@ CASES: list[Case] = [
     Case("remove", "RemoveServersFromServerGroup", remove),
     Case("remove-not-member", "RemoveServersFromServerGroup",
          lambda c: remove(c, PLAIN, _rm(WEB1)), "ResourceNotFound.BackendServer"),
+    Case("remove-bad-type", "RemoveServersFromServerGroup", lambda c: remove(
+        c, PLAIN, A.RemoveServersFromServerGroupRequestServers(
+            server_id=SPOT, server_type="Vm", port=8080)), "InvalidParameter"),
     Case("remove-configuring", "RemoveServersFromServerGroup", remove,
          "IncorrectStatus.ServerGroup", setup=lambda c, e: update(c, PLAIN, _upd(WEB2))),
     Case("add", "AddServersToServerGroup", lambda c: c.add_servers_to_server_group(
@@ -423,8 +434,106 @@ def test_state_snapshot_holds_groups_and_jobs(emu: Emulator, alb: Alb) -> None:
     ({"albs": [{"id": "alb-bp1aaaa", "server_groups": [{"id": "sgp-bp1aaaa", "members": [
         {"server_id": "eni-bp1aaaa", "server_type": "Eni", "port": 80}]}]}]},
      "members[0].server_ip: is required for an Eni member"),
+    ({"albs": [{"id": "alb-bp1aaaa", "edition": "Basic", "server_groups": [
+        {"id": "sgp-bp1aaaa", "connection_drain": {"enabled": True}}]}]},
+     "albs[0].server_groups[0].connection_drain.enabled: a Basic Edition ALB does not support"),
+    ({"nlbs": [{"id": "nlb-bp1aaaa", "edition": "Standard"}]},
+     "nlbs[0].edition: unknown key"),
 ])
 def test_fleet_refuses_bad_lb_entries_with_their_path(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(FleetError) as info:
         Fleet.from_dict(doc)
     assert message in str(info.value)
+
+
+def test_control_endpoints_show_groups_and_finish_jobs(emu: Emulator, alb: Alb) -> None:
+    """HTTP control: GET /_emulator/server_groups/<id>, POST /_emulator/lb_jobs/finish and
+    POST /_emulator/lb_jobs {job_s} (a negative one refused with 400)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(f"{emu.url}/_emulator/{path}", method=method,
+                                         data=json.dumps(body or {}).encode())
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return json.loads(answer.read())
+
+    update(alb)
+    group = call("GET", f"server_groups/{PLAIN}")
+    assert (group["product"], group["status"]) == ("alb", "Configuring")
+    assert [(m["server_id"], m["status"]) for m in group["members"]] == [
+        (SPOT, "Configuring"), (WEB2, "Available")]
+    assert call("POST", "lb_jobs/finish") == {"finished": 1}
+    assert call("GET", f"server_groups/{PLAIN}")["members"][0]["weight"] == 0
+    call("POST", "lb_jobs", {"job_s": 60})
+    update(alb, PLAIN, _upd(weight=5))
+    emu.advance_clock(JOB_S + 1)
+    assert emu.lb_group(PLAIN)["status"] == "Configuring"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        call("POST", "lb_jobs", {"job_s": -1})
+    info.value.close()
+    assert info.value.code == 400
+    with pytest.raises(KeyError):
+        emu.lb_group(NO_GROUP)
+
+
+@pytest.mark.contract_exempt("the product's client sends 21 ServerIds (api-meta maxItems 20) on "
+                             "purpose, to show the plugin sees the new products' requests")
+def test_product_requests_to_alb_are_checked_against_the_contract() -> None:
+    """GIVEN a client with the product's User-Agent WHEN it sends a documented write and a list
+    past the documented maxItems THEN only the second is a contract violation."""
+    with Emulator(load_fleet(FLEETS / "lb.yaml"), start_delay_s=0.01, lb_job_s=JOB_S) as emu:
+        cred = emu.credentials[0]
+        product = Alb(Config(endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou",
+                             user_agent="ecs-event-ops",
+                             access_key_id=cred["access_key_id"],
+                             access_key_secret=cred["access_key_secret"]))
+        update(product, token="drain-x")
+        assert emu.contract_violations() == []
+        with pytest.raises(TeaException):
+            product.list_server_group_servers(A.ListServerGroupServersRequest(
+                server_ids=[f"i-bp1x{n:016d}" for n in range(21)]))
+        assert [str(v) for v in emu.contract_violations()] == [
+            "alb:ListServerGroupServers bad-param-value at ServerIds: 21 items, documented "
+            "maxItems 20"]
+
+
+def test_a_failed_job_changes_nothing_and_says_why(emu: Emulator, alb: Alb) -> None:
+    """GIVEN a weight job and an add job WHEN the emulator fails them with documented codes
+    THEN ListAsynJobs shows Failed with ErrorCode / ErrorMessage, the weight and the members are
+    as before and the group takes writes again; undocumented codes and ended jobs are refused."""
+    weight_job = update(alb)
+    emu.fail_lb_job(weight_job, "IncorrectStatus.ServerGroup")
+    (job,) = alb.list_asyn_jobs(A.ListAsynJobsRequest(job_ids=[weight_job])).body.jobs
+    assert (job.status, job.error_code) == ("Failed", "IncorrectStatus.ServerGroup")
+    assert job.error_message
+    assert servers(alb, PLAIN)[(SPOT, 8080)] == (50, "Available")
+    add_job = alb.add_servers_to_server_group(A.AddServersToServerGroupRequest(
+        server_group_id=PLAIN, servers=[_add()])).body.job_id
+    emu.fail_lb_job(add_job, "ResourceQuotaExceeded.LoadBalancerServersNum")
+    assert (NEW, 8080) not in servers(alb, PLAIN)
+    with pytest.raises(ValueError, match="does not document"):
+        emu.fail_lb_job(update(alb), "Conflict.Lock")
+    emu.finish_lb_jobs()
+    with pytest.raises(ValueError, match="not Processing"):
+        emu.fail_lb_job(weight_job, "IncorrectStatus.ServerGroup")
+    with pytest.raises(KeyError):
+        emu.fail_lb_job("job-nothere", "IncorrectStatus.ServerGroup")
+    assert emu.contract_violations() == []
+
+
+def test_random_faults_pick_only_the_busy_codes_each_product_documents(contract: Contract
+                                                                       ) -> None:
+    """fault_rate's busy codes: NLB documents SystemBusy (400) on its reads and Add/Remove, not
+    on Update; ALB documents none of contract.BUSY_CODES."""
+    assert contract.busy_codes("nlb", "RemoveServersFromServerGroup") == [("SystemBusy", 400)]
+    assert contract.busy_codes("nlb", "ListServerGroupServers") == [("SystemBusy", 400)]
+    assert contract.busy_codes("nlb", "UpdateServerGroupServersAttribute") == []
+    assert contract.busy_codes("alb", "RemoveServersFromServerGroup") == []
+
+
+def test_list_load_balancers_shows_the_edition(alb: Alb) -> None:
+    body = alb.list_load_balancers(A.ListLoadBalancersRequest()).body
+    assert [(lb.load_balancer_id, lb.load_balancer_edition) for lb in body.load_balancers] == [
+        (ALB, "Standard")]

@@ -112,6 +112,8 @@ CASES: list[Case] = [
          lambda c: update(c, TCP, _upd(NEW)), "ResourceNotFound.BackendServer"),
     Case("update-no-port", "UpdateServerGroupServersAttribute",
          lambda c: update(c, TCP, _upd(port=None)), "MissingParam.Port"),
+    Case("update-twice", "UpdateServerGroupServersAttribute",
+         lambda c: update(c, TCP, _upd(), _upd(weight=3)), "IllegalParam.Servers"),
     Case("update-no-group", "UpdateServerGroupServersAttribute", lambda c: update(c, NO_GROUP),
          "ResourceNotFound.serverGroup"),
     Case("remove", "RemoveServersFromServerGroup", remove),
@@ -127,6 +129,12 @@ CASES: list[Case] = [
          "ResourceNotFound.Ecs"),
     Case("add-existing", "AddServersToServerGroup", lambda c: add(c, TCP, _add(SPOT)),
          "DuplicatedParam.Server"),
+    Case("add-twice", "AddServersToServerGroup", lambda c: add(c, TCP, _add(), _add()),
+         "DuplicatedParam.Server"),
+    Case("add-ecs-to-ip-group", "AddServersToServerGroup", lambda c: add(c, BY_IP, _add()),
+         "Mismatch.ServerType"),
+    Case("remove-ecs-from-ip-group", "RemoveServersFromServerGroup",
+         lambda c: remove(c, BY_IP, _rm(SPOT, 5432)), "ResourceNotFound.BackendServer"),
     Case("add-locked", "AddServersToServerGroup", add, "Conflict.Lock",
          setup=lambda c, e: update(c)),
 ]
@@ -296,3 +304,40 @@ def test_released_instance_stays_registered(emu: Emulator, nlb: Nlb) -> None:
     emu.finish_lb_jobs()
     assert job_status(nlb, job) == "Succeeded"
     assert (SPOT, 443) not in servers(nlb, TCP)
+
+
+def test_documented_code_templates_stand_for_one_name(contract: Contract) -> None:
+    """NLB documents ``IllegalParam.%s`` / ``MissingParam.%s``: any one name fits, with the
+    documented status; the bare ``%s`` CMS lists fits nothing; ALB documents no template."""
+    assert contract.statuses_of("nlb", "RemoveServersFromServerGroup", "IllegalParam.Servers") \
+        == [400]
+    assert contract.statuses_of("nlb", "UpdateServerGroupServersAttribute", "MissingParam.Port") \
+        == [400]
+    assert contract.statuses_of("nlb", "RemoveServersFromServerGroup", "MissingParam.Port") == []
+    assert contract.statuses_of("nlb", "RemoveServersFromServerGroup", "IllegalParam.") == []
+    assert contract.statuses_of("cms", "PutEventRule", "AnythingAtAll") == []
+    assert contract.statuses_of("alb", "RemoveServersFromServerGroup", "IllegalParam.Servers") \
+        == []
+
+
+def test_contract_takes_the_qualified_action_names(contract: Contract) -> None:
+    """``nlb:Action`` (the fault key, the client's table key) looks up the same contract as
+    ``Action``: own codes and platform-wide ones."""
+    for code in ("Conflict.Lock", "DryRunOperation", "Throttling.User", "IllegalParam.Servers"):
+        assert contract.statuses_of("nlb", "nlb:RemoveServersFromServerGroup", code) == \
+            contract.statuses_of("nlb", "RemoveServersFromServerGroup", code) != []
+    assert contract.statuses_of("alb", "alb:UpdateServerGroupServersAttribute",
+                                "DryRunOperation") == [400]
+    assert contract.api("nlb", "nlb:GetJobStatus") is contract.api("nlb", "GetJobStatus")
+
+
+def test_a_failed_job_reads_failed_and_undoes_its_change(emu: Emulator, nlb: Nlb) -> None:
+    """GIVEN a removal WHEN the emulator fails its job (a code documented for the action) THEN
+    GetJobStatus and ListAsynJobs say Failed and the member is Available again."""
+    job = remove(nlb)
+    emu.fail_lb_job(job, "SystemBusy")
+    assert job_status(nlb, job) == "Failed"
+    jobs = nlb.list_asyn_jobs(N.ListAsynJobsRequest(job_ids=[job])).body.jobs
+    assert [(j.id, j.status) for j in jobs] == [(job, "Failed")]
+    assert servers(nlb, TCP)[(SPOT, 443)] == (100, "Available")
+    assert emu.lb_group(TCP)["status"] == "Available"

@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "dry-run:ECS_EVENT_OPS_DRY_RUN=true (repeatable)")
     parser.add_argument("--fc-service", default="ecs-event-ops",
                         help="FC 2.0 service name (default: %(default)s)")
+    parser.add_argument("--lb-job-s", type=float, default=None, metavar="S",
+                        help="seconds an ALB/NLB server-group job runs (default 1.5)")
+    parser.add_argument("--lb-drain-scale", type=float, default=None, metavar="F",
+                        help="an ALB/NLB connection drain of T seconds holds a removed member "
+                        "T*F seconds (default 1)")
     return parser
 
 
@@ -151,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         emu.set_faults(fail_next=dict(args.fail_next), lose_answer=dict(args.lose_answer),
                        lose_rate=args.lose_rate)
+        emu.set_lb_jobs(job_s=args.lb_job_s, drain_scale=args.lb_drain_scale)
     except ValueError as exc:
         emu.close()
         print(f"error: {exc}", file=sys.stderr)

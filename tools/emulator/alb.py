@@ -82,7 +82,7 @@ def _group_view(group: NetLbGroup) -> dict[str, Any]:
 def _lb_view(lb: NetLb) -> dict[str, Any]:
     return {
         "LoadBalancerId": lb.id, "LoadBalancerName": lb.name, "LoadBalancerStatus": "Active",
-        "LoadBalancerBussinessStatus": "Normal", "LoadBalancerEdition": "Standard",
+        "LoadBalancerBussinessStatus": "Normal", "LoadBalancerEdition": lb.edition,
         "AddressType": "Intranet", "AddressIpVersion": "IPv4", "VpcId": lb.vpc_id,
         "DNSName": f"{lb.id}.emulator.alb.aliyuncs.com", "CreateTime": lb.create_time,
         "Tags": lbapi.tags_view(lb.tags),
@@ -111,10 +111,14 @@ def list_server_group_servers(world: World, params: dict[str, str], ctx: Context
 
 
 def _job_view(job: Job) -> dict[str, Any]:
-    return {"Id": job.id, "ApiName": job.api_name, "Status": job.status,
-            "OperateType": "Update", "ResourceId": job.group_id, "ResourceType": "servergroup",
-            "CreateTime": lbapi.job_time_ms(job.created),
-            "ModifyTime": lbapi.job_time_ms(job.modified)}
+    out: dict[str, Any] = {
+        "Id": job.id, "ApiName": job.api_name, "Status": job.status, "OperateType": "Update",
+        "ResourceId": job.group_id, "ResourceType": "servergroup",
+        "CreateTime": lbapi.job_time_ms(job.created),
+        "ModifyTime": lbapi.job_time_ms(job.modified)}
+    if job.status == "Failed":
+        out.update(ErrorCode=job.error_code, ErrorMessage=job.error_message)
+    return out
 
 
 def list_asyn_jobs(world: World, params: dict[str, str], ctx: Context) -> dict[str, Any]:

@@ -299,6 +299,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 # ``EventPattern.1.NameList.2``).
 _INDEX = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<n>\d+)(?:\.(?P<sub>[A-Za-z0-9]+)"
                     r"(?:\.(?P<m>\d+))?)?$")
+_TEMPLATE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)*\.%s$")
 _FLAT = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)\.(?P<sub>[A-Za-z0-9]+)$")
 
 
@@ -323,7 +324,9 @@ class Contract:
     # --- lookups -------------------------------------------------------------------------
 
     def api(self, product: str, action: str) -> dict[str, Any] | None:
-        found = self._apis.get(product, {}).get(action)
+        """The action's contract; ``action`` may be the fault key ``product:Action`` (ALB and
+        NLB share action names, so faults and the client's tables qualify them)."""
+        found = self._apis.get(product, {}).get(action.rpartition(":")[2])
         return found if isinstance(found, dict) else None
 
     def actions(self, product: str) -> list[str]:
@@ -339,16 +342,18 @@ class Contract:
         return out
 
     def _own_statuses(self, product: str, action: str, code: str) -> set[int]:
-        """The statuses of ``code`` in the action's own list; a documented template such as
-        NLB's ``IllegalParam.%s`` stands for any name in place of ``%s``."""
+        """The statuses of ``code`` in the action's own list; a documented template
+        ``<Prefix>.%s`` such as NLB's ``IllegalParam.%s`` stands for any name in place of
+        ``%s`` (a bare ``%s``, as CMS lists, stands for nothing)."""
         found: set[int] = set()
         for documented, statuses in self.documented_codes(product, action).items():
-            if documented == code or ("%s" in documented and re.fullmatch(
-                    re.escape(documented).replace("%s", r"[A-Za-z0-9_.]+"), code)):
+            if documented == code or (_TEMPLATE.fullmatch(documented) and re.fullmatch(
+                    re.escape(documented[:-2]) + r"[A-Za-z0-9_]+", code)):
                 found |= statuses
         return found
 
     def platform_entry(self, product: str, action: str, code: str) -> PlatformCode | None:
+        action = action.rpartition(":")[2]
         for entry in PLATFORM_CODES:
             if entry.matches(product, action, code):
                 return entry

@@ -35,6 +35,8 @@ default)::
       - id: alb-bp1...
         name: web-alb
         tags: {env: prod}
+        edition: Standard             # ALB only: Basic | Standard | StandardWithWaf; Basic
+                                      # groups cannot drain connections (reference §1.5)
         vpc_id: vpc-bp1emulator0000000001
         server_groups:
           - id: sgp-...
@@ -250,6 +252,7 @@ class NetLbSpec:
     tags: tuple[tuple[str, str], ...]
     vpc_id: str
     server_groups: tuple[LbGroupSpec, ...]
+    edition: str = "Standard"  # ALB: Basic | Standard | StandardWithWaf; NLB: ""
 
 
 @dataclass(frozen=True)
@@ -605,7 +608,9 @@ def _load_balancer(value: Any, path: str, seen_groups: set[str]) -> LoadBalancer
 
 # --- ALB / NLB (albs: / nlbs:) -----------------------------------------------------------------
 
-NET_LB_KEYS = ("id", "name", "tags", "vpc_id", "server_groups")
+NET_LB_KEYS = {"albs": ("id", "name", "tags", "vpc_id", "edition", "server_groups"),
+               "nlbs": ("id", "name", "tags", "vpc_id", "server_groups")}
+ALB_EDITIONS = ("Basic", "Standard", "StandardWithWaf")
 LB_GROUP_KEYS = ("id", "name", "type", "protocol", "tags", "connection_drain", "members")
 LB_MEMBER_KEYS = ("server_id", "server_type", "server_ip", "port", "weight", "description")
 NET_LB_ID_RE = {"albs": re.compile(r"^alb-[a-z0-9]{4,64}$"),
@@ -639,18 +644,25 @@ def _net_lbs(data: Mapping[str, Any]) -> tuple[tuple[NetLbSpec, ...], tuple[NetL
 
 
 def _net_lb(value: Any, path: str, kind: str, seen_groups: set[str]) -> NetLbSpec:
-    data = _object(value, path, NET_LB_KEYS, ("id",))
+    data = _object(value, path, NET_LB_KEYS[kind], ("id",))
     lb_id = _string(data["id"], f"{path}.id", NET_LB_ID_RE[kind])
+    edition = (_choice(data.get("edition", "Standard"), f"{path}.edition", ALB_EDITIONS)
+               if kind == "albs" else "")
     groups = tuple(
         _lb_group(item, f"{path}.server_groups[{n}]", kind, seen_groups)
         for n, item in enumerate(_list(data.get("server_groups", []), f"{path}.server_groups"))
     )
+    if edition == "Basic":
+        for n, group in enumerate(groups):
+            if group.drain_enabled:
+                raise _fail(f"{path}.server_groups[{n}].connection_drain.enabled",
+                            "a Basic Edition ALB does not support connection draining")
     return NetLbSpec(
         id=lb_id, name=_string(data.get("name", lb_id), f"{path}.name"),
         tags=_tags(data.get("tags", {}), f"{path}.tags"),
         vpc_id=_string(data.get("vpc_id", "vpc-bp1emulator0000000001"), f"{path}.vpc_id",
                        VPC_ID_RE),
-        server_groups=groups,
+        server_groups=groups, edition=edition,
     )
 
 

@@ -108,7 +108,11 @@ class _Entry:
 
 
 def _entries(profile: Profile, action: str, params: Mapping[str, str], prefix: str,
-             group: NetLbGroup) -> list[_Entry]:
+             group: NetLbGroup, *, adding: bool = False) -> list[_Entry]:
+    """The servers of one list. ``adding``: new members (their type must fit the group:
+    ``Mismatch.ServerType``, and a server twice is ``duplicated``, both documented for the
+    adding actions only); elsewhere a type the group does not hold is simply not a member and
+    a server twice is an illegal list."""
     raw = servers(params, prefix)
     if not raw:
         raise ApiError("MissingParameter", f"The input parameter \"{prefix}\" that is mandatory "
@@ -125,11 +129,12 @@ def _entries(profile: Profile, action: str, params: Mapping[str, str], prefix: s
                 raise ApiError(profile.missing(action, name), f"{prefix}.N.{name} is required.")
         server_type = item["ServerType"]
         if server_type not in GROUP_SERVER_TYPES[group.type]:
-            if server_type in (*INSTANCE_TYPES, "Ip"):
+            if adding and server_type in (*INSTANCE_TYPES, "Ip"):
                 raise ApiError("Mismatch.ServerType", f"ServerType {server_type} does not fit "
                                f"the {group.type} server group {group.id}.")
-            raise ApiError(profile.illegal(action, "ServerType"),
-                           f"ServerType {server_type!r} is not valid.")
+            if server_type not in (*INSTANCE_TYPES, "Ip"):
+                raise ApiError(profile.illegal(action, "ServerType"),
+                               f"ServerType {server_type!r} is not valid.")
         port_raw = item.get("Port", "")
         if port_raw == "" and action in profile.port_required:
             raise ApiError(profile.missing(action, "Port"), f"{prefix}.N.Port is required.")
@@ -140,7 +145,8 @@ def _entries(profile: Profile, action: str, params: Mapping[str, str], prefix: s
                   _int_field(weight_raw, profile.illegal(action, "Weight"), 0, 100))
         key = (item["ServerId"], port, item.get("ServerIp", ""))
         if key in seen:
-            raise ApiError(profile.duplicated, f"{item['ServerId']}:{port} appears twice.")
+            raise ApiError(profile.duplicated if adding else profile.illegal(action, prefix),
+                           f"{item['ServerId']}:{port} appears twice.")
         seen.add(key)
         out.append(_Entry(item["ServerId"], server_type, port, item.get("ServerIp", ""),
                           weight, item.get("Description"),
@@ -220,7 +226,7 @@ def write(profile: Profile, action: str, world: World, params: Mapping[str, str]
     removed: list[LbMember] = []
     if action == "AddServersToServerGroup":
         added = [_new_member(profile, action, world, group, e)
-                 for e in _entries(profile, action, params, "Servers", group)]
+                 for e in _entries(profile, action, params, "Servers", group, adding=True)]
     elif action == "UpdateServerGroupServersAttribute":
         updated = [(_existing(profile, group, e), e)
                    for e in _entries(profile, action, params, "Servers", group)]
@@ -234,7 +240,8 @@ def write(profile: Profile, action: str, world: World, params: Mapping[str, str]
         kept = NetLbGroup(group.id, group.name, group.type, group.protocol, {}, False, 0, [],
                           group.vpc_id, [m for m in group.members if m.key not in gone])
         added = [_new_member(profile, action, world, kept, e)
-                 for e in _entries(profile, action, params, "AddedServers", group)]
+                 for e in _entries(profile, action, params, "AddedServers", group,
+                                   adding=True)]
     if group.job_id is not None:
         raise ApiError(profile.conflict, f"The server group {gid} is Configuring (job "
                        f"{group.job_id}); try again when it is Available.")

@@ -13,13 +13,16 @@ enabled is due ``job_s + timeout × drain_scale`` later (the member stays ``Remo
 group ``Configuring`` for the drain: the emulator's reading of "the load balancer waits for the
 timeout", reference §1.5). Jobs settle lazily: every API call and every snapshot first settles
 the jobs that are due (:meth:`NetLbState.settle`), so advancing the clock finishes them without
-waiting; :meth:`NetLbState.finish_all` finishes every pending job now (a test hook).
+waiting; :meth:`NetLbState.finish_all` finishes every pending job now and
+:meth:`NetLbState.fail` ends one as ``Failed``, undoing it (test hooks,
+``Emulator.finish_lb_jobs`` / ``Emulator.fail_lb_job``).
 
 A released ECS instance stays registered (no source says otherwise, reference §1.13).
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import uuid
 from collections.abc import Callable
@@ -111,6 +114,7 @@ class NetLb:
     vpc_id: str
     group_ids: list[str]
     create_time: str
+    edition: str = ""
 
 
 @dataclass
@@ -122,8 +126,10 @@ class Job:
     group_id: str
     created: float  # World clock, seconds
     due: float
-    status: str = "Processing"  # Processing | Succeeded
+    status: str = "Processing"  # Processing | Succeeded | Failed
     modified: float = 0.0
+    error_code: str = ""
+    error_message: str = ""
     added: list[LbMember] = field(default_factory=list)
     updated: list[LbMember] = field(default_factory=list)
     removed: list[LbMember] = field(default_factory=list)
@@ -131,6 +137,7 @@ class Job:
     def snapshot(self) -> dict[str, Any]:
         return {"id": self.id, "api_name": self.api_name, "group_id": self.group_id,
                 "status": self.status, "created": self.created, "due": self.due,
+                "error_code": self.error_code,
                 "added": [m.key for m in self.added], "updated": [m.key for m in self.updated],
                 "removed": [m.key for m in self.removed]}
 
@@ -151,9 +158,12 @@ class NetLbState:
         # (action, ClientToken) -> (request fingerprint, job id)
         self.tokens: dict[tuple[str, str], tuple[tuple[tuple[str, str], ...], str]] = {}
         self._seq = itertools.count(1)
+        # (due, seq, job id) of the Processing jobs: settle() pops the due ones.
+        self._due: list[tuple[float, int, str]] = []
         for spec in specs:
             self.lbs[spec.id] = NetLb(spec.id, spec.name, dict(spec.tags), spec.vpc_id,
-                                      [g.id for g in spec.server_groups], create_time)
+                                      [g.id for g in spec.server_groups], create_time,
+                                      spec.edition)
             for g in spec.server_groups:
                 self.groups[g.id] = self._group(g, spec, ip_of)
 
@@ -185,20 +195,24 @@ class NetLbState:
             hold += group.drain_timeout_s * self.drain_scale
         job = Job(job_id, api_name, group.id, now, now + hold, modified=now)
         self.jobs[job_id] = job
+        heapq.heappush(self._due, (job.due, next(self._seq), job_id))
         group.job_id = job_id
         return job
 
     def settle(self, now: float) -> None:
         """Finish every job that is due at ``now``."""
-        for job in self.jobs.values():
-            if job.status == "Processing" and job.due <= now:
-                self._finish(job, max(job.due, job.created))
+        while self._due and self._due[0][0] <= now:
+            job = self.jobs[heapq.heappop(self._due)[2]]
+            if job.status == "Processing":
+                self._finish(job, job.due)
 
     def finish_all(self, now: float) -> int:
         """Finish every pending job now (test hook); how many were pending."""
-        pending = [j for j in self.jobs.values() if j.status == "Processing"]
+        pending = [self.jobs[entry[2]] for entry in sorted(self._due)]
+        self._due.clear()
         for job in pending:
-            self._finish(job, now)
+            if job.status == "Processing":
+                self._finish(job, now)
         return len(pending)
 
     def _finish(self, job: Job, at: float) -> None:
@@ -219,6 +233,23 @@ class NetLbState:
                 member.status = "Available"
         gone = {id(m) for m in job.removed}
         group.members = [m for m in group.members if id(m) not in gone]
+        if group.job_id == job.id:
+            group.job_id = None
+
+    def fail(self, job: Job, code: str, message: str, now: float) -> None:
+        """End a Processing job as ``Failed`` now: nothing it asked for happens (added members
+        leave, updated ones keep their weight, removed ones stay ``Available``)."""
+        job.status = "Failed"
+        job.modified = now
+        job.error_code, job.error_message = code, message
+        group = self.groups.get(job.group_id)
+        if group is None:
+            return
+        added = {id(m) for m in job.added}
+        group.members = [m for m in group.members if id(m) not in added]
+        for member in [*job.updated, *job.removed]:
+            member.pending_weight = member.pending_description = None
+            member.status = "Available"
         if group.job_id == job.id:
             group.job_id = None
 

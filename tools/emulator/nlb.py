@@ -135,7 +135,9 @@ def get_job_status(world: World, params: dict[str, str], ctx: Context) -> dict[s
     job = world.nlbs.jobs.get(job_id)
     if job is None:
         raise ApiError("ResourceNotFound.JobId", f"The job {job_id} does not exist.", 404)
-    return {"Status": "Succeeded" if job.status == "Succeeded" else "processing"}
+    # The SDK documents Succeeded and processing; a failed job (Emulator.fail_lb_job) answers
+    # Failed, ListAsynJobs' spelling.
+    return {"Status": "processing" if job.status == "Processing" else job.status}
 
 
 def list_asyn_jobs(world: World, params: dict[str, str], ctx: Context) -> dict[str, Any]:

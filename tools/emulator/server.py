@@ -452,6 +452,25 @@ class Emulator:
             now = self._world.now()
             return self._world.albs.finish_all(now) + self._world.nlbs.finish_all(now)
 
+    def fail_lb_job(self, job_id: str, code: str, message: str = "") -> None:
+        """End a Processing ALB/NLB job as ``Failed`` with ``code`` (one the contract documents
+        for the job's action; ``ValueError`` otherwise): its changes are undone, the group is
+        ``Available`` again. ALB ``ListAsynJobs`` shows ``ErrorCode`` / ``ErrorMessage``."""
+        with self._world.lock:
+            now = self._world.now()
+            for product, state in (("alb", self._world.albs), ("nlb", self._world.nlbs)):
+                state.settle(now)
+                job = state.jobs.get(job_id)
+                if job is None:
+                    continue
+                if job.status != "Processing":
+                    raise ValueError(f"job {job_id} is {job.status}, not Processing")
+                if not self.contract.statuses_of(product, job.api_name, code):
+                    raise ValueError(f"{product}:{job.api_name} does not document {code}")
+                state.fail(job, code, message or f"{code} (emulator fault).", now)
+                return
+        raise KeyError(f"no ALB/NLB job {job_id}")
+
     def lb_group(self, group_id: str) -> dict[str, Any]:
         """An ALB or NLB server group (members, status, job) as ``state()`` shows it, with
         ``product``; due jobs settled first."""
@@ -558,7 +577,8 @@ class Emulator:
                 r for r in inst.lock_reasons if r != reason]
 
     def release(self, iid: str) -> None:
-        """Release (Deleted event); load balancer members stay, as stale CLB backends do."""
+        """Release (Deleted event); load balancer members stay (CLB, ALB and NLB: stale
+        backends)."""
         self._world.release(iid)
 
     def set_faults(self, *, latency_ms: float | None = None, throttle_qps: object = UNSET,
@@ -751,6 +771,9 @@ class Emulator:
             return 200, self.load_balancer(parts[1])
         if method == "GET" and len(parts) == 2 and parts[0] == "server_groups":
             return 200, self.lb_group(parts[1])
+        if method == "POST" and len(parts) == 3 and parts[0] == "lb_jobs" and parts[2] == "fail":
+            self.fail_lb_job(parts[1], str(data["code"]), str(data.get("message", "")))
+            return 200, {"ok": True}
         if method == "POST" and parts == ["lb_jobs", "finish"]:
             return 200, {"finished": self.finish_lb_jobs()}
         if method == "POST" and parts == ["lb_jobs"]:
