@@ -753,9 +753,14 @@ def test_template_scope_resolves_to_the_expected_arns(template: Doc) -> None:
     assert by_first_action["slb:DescribeLoadBalancerAttribute"] == [
         f"acs:slb:*:{ACCOUNT}:loadbalancer/lb-bp1one", f"acs:slb:*:{ACCOUNT}:loadbalancer/lb-bp1two"]
     assert by_first_action["slb:AddBackendServers"] == instances
+    assert by_first_action["alb:ListServerGroups"] == [
+        f"acs:alb:cn-hangzhou:{ACCOUNT}:servergroup/*", f"acs:alb:cn-shanghai:{ACCOUNT}:servergroup/*"]
+    assert by_first_action["nlb:ListServerGroups"] == [
+        f"acs:nlb:cn-hangzhou:{ACCOUNT}:servergroup/*", f"acs:nlb:cn-shanghai:{ACCOUNT}:servergroup/*"]
     defaults = resolved_statements(resolve(template), "DrainSpotRole")
     assert [s["Resource"] for s in defaults] == [
         "*", [f"acs:slb:*:{ACCOUNT}:loadbalancer/*"], [f"acs:slb:*:{ACCOUNT}:loadbalancer/*"],
+        [f"acs:alb:*:{ACCOUNT}:servergroup/*"], [f"acs:nlb:*:{ACCOUNT}:servergroup/*"],
         [f"acs:ecs:*:{ACCOUNT}:instance/*"],
         f"acs:log:*:{ACCOUNT}:project/ecs-event-ops-{ACCOUNT}/logstore/functions"]
 
@@ -765,9 +770,11 @@ def test_every_declared_action_has_a_sourced_rule(practices: dict[str, Practice]
     page; only the table's actions are granted on '*'."""
     declared = {a for p in practices.values() for a in p.ram_actions}
     assert declared - set(RULES) == set()
-    assert all(r.source.startswith("https://www.alibabacloud.com/help/") for r in RULES.values())
+    assert all(r.source.startswith(("https://www.alibabacloud.com/help/",
+                                    "https://help.aliyun.com/")) for r in RULES.values())
     assert sorted(NO_RESOURCE_LEVEL) == [
-        "actiontrail:LookupEvents", "cms:DescribeMetricLast", "ecs:DescribeInstances"]
+        "actiontrail:LookupEvents", "alb:ListAsynJobs", "cms:DescribeMetricLast",
+        "ecs:DescribeInstances", "nlb:GetJobStatus"]
     assert {a for a, r in RULES.items() if r.reach is Reach.EVERYTHING} == set(NO_RESOURCE_LEVEL)
 
 

@@ -343,7 +343,8 @@ def test_doctor_passes_against_the_emulator(emu: Emulator, tmp_path: Path) -> No
     first = err.splitlines()[0]  # "doctor [1/N] ...": N grows as checks are registered
     assert (first.split("/")[0], first.split("] ")[1]) == (
         "doctor [1", "settings: every ECS_EVENT_OPS_* variable is known and its value usable")
-    writes = [c.action for c in emu.calls() if not c.action.startswith(("Describe", "LookupEvents"))]
+    writes = [c.action for c in emu.calls()
+              if not c.action.startswith(("Describe", "LookupEvents", "List", "Get"))]
     assert set(writes) <= {"StartInstance", "StartInstances"}  # DryRun only
     assert {i: emu.instance(i)["status"] for i in statuses} == statuses
 
@@ -397,7 +398,8 @@ def test_dry_run_actions_are_exactly_the_declared_actions_whose_api_has_dry_run(
     from tools.ram_policy import declared_actions
 
     contract = load_contract()
-    products = {"ecs": "ecs", "slb": "slb", "actiontrail": "actiontrail", "cms": "cms"}
+    products = {"ecs": "ecs", "slb": "slb", "actiontrail": "actiontrail", "cms": "cms",
+                "alb": "alb", "nlb": "nlb"}
     with_dry_run = set()
     for action in {a for actions in declared_actions().values() for a in actions}:
         product, name = action.split(":", 1)
@@ -439,3 +441,29 @@ def test_a_refused_cloud_call_is_logged_at_error_with_its_reason(
     failed = [r for r in caplog.records if r.getMessage() == "cloud call failed"]
     assert [(r.levelname, r.ecs_fields["action"], r.ecs_fields["code"]) for r in failed] == [  # type: ignore[attr-defined]
         ("ERROR", "DescribeInstances", "SignatureDoesNotMatch")]
+
+
+def test_doctor_verifies_the_alb_nlb_writes_by_dry_run(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    """GIVEN ALB and NLB server groups with members WHEN doctor checks the grants THEN each
+    ALB/NLB write of drain_spot is verified by a DryRun on a member (ACK's group skipped), and
+    no group changed."""
+    with emulator_for("lb.yaml", monkeypatch, lb_job_s=0.05) as emu:
+        before = {g: emu.lb_group(g)["members"] for g in ("sgp-bp1plain000000001",
+                                                          "sgp-bp1tcp0000000001")}
+        _, out, _ = run_doctor("--cloud", emu.url, "--format", "json",
+                               environ=signing(emu, tmp_path))
+        for function in ("drain_spot", "sweep"):
+            _, message = findings(out)[("grants", function)]
+            verified = message.split("verified ", 1)[1].split(";")[0].split(", ")
+            assert {"UpdateServerGroupServersAttribute", "RemoveServersFromServerGroup"} <= set(
+                verified), message
+        _, message = findings(out)[("grants", "sweep")]
+        assert "AddServersToServerGroup" in message.split("verified ", 1)[1].split(";")[0]
+        dry = [c for c in emu.calls() if c.product in ("alb", "nlb")
+               and c.action.endswith(("Attribute", "FromServerGroup", "ToServerGroup"))]
+        assert len(dry) == 6 and all(c.params.get("DryRun", "").lower() == "true"
+                                     and c.code == "DryRunOperation" for c in dry)
+        assert "sgp-bp1ack0000000001" not in {c.params.get("ServerGroupId") for c in dry}
+        assert {g: emu.lb_group(g)["members"] for g in before} == before
+        assert emu.lb_jobs("alb") == [] and emu.lb_jobs("nlb") == []

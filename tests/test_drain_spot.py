@@ -217,7 +217,8 @@ def test_weights_go_to_zero_in_every_group_before_any_removal(emu: Emulator, db_
 
 
 def test_ram_actions_are_exactly_the_slb_actions_called(emu: Emulator, db_url: str) -> None:
-    """RAM_ACTIONS lists exactly the SLB actions a full drain calls (and ECS for late ones)."""
+    """RAM_ACTIONS lists exactly the SLB actions a full drain calls (and ECS for late ones);
+    its ALB/NLB ones: tests/test_drain_spot_lb.py."""
     # GIVEN the function's declared permissions
     module = load_function("drain_spot").module
     declared = set(module.RAM_ACTIONS)
@@ -227,7 +228,7 @@ def test_ram_actions_are_exactly_the_slb_actions_called(emu: Emulator, db_url: s
     invoke(emu, db_url, notice(emu, WEB2, age_s=4 * 3600))
     # THEN every action called is declared, and every declared action was called
     called = {f"{c.product}:{c.action}" for c in emu.calls()}
-    assert called == declared
+    assert called == {a for a in declared if a.split(":")[0] in ("ecs", "slb")}
 
 
 def test_drain_records_metrics_in_log_and_ledger(emu: Emulator, db_url: str) -> None:

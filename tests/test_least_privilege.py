@@ -117,7 +117,7 @@ def test_declarations_are_read_as_the_functions_define_them() -> None:
     for function in known_functions():
         module = load_function(function).module
         assert declared[function] == frozenset(module.RAM_ACTIONS), function
-        assert all(a.split(":")[0] in ("ecs", "slb", "actiontrail", "cms")
+        assert all(a.split(":")[0] in ("ecs", "slb", "alb", "nlb", "actiontrail", "cms")
                    for a in declared[function])
 
 

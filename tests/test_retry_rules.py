@@ -34,7 +34,7 @@ from shared.clients import (
     rule_for,
 )
 from shared.cms import EventPattern, EventRule, RuleTarget, TargetKind
-from shared.lb.model import GroupKind, Membership
+from shared.lb.model import GroupKind, Membership, Product
 from shared.settings import Settings
 from tests.helpers import FLEETS
 from tools.emulator import Emulator, Fleet, load_fleet
@@ -43,7 +43,8 @@ from tools.emulator.contract import load_contract
 REPO_ROOT = Path(__file__).resolve().parent.parent
 API_META = REPO_ROOT.parent / "shared" / "api-meta"
 META_FILES = {"ecs": "ecs-2014-05-26.json", "slb": "slb-2014-05-15.json",
-              "actiontrail": "actiontrail-2020-07-06.json", "cms": "cms-2019-01-01.json"}
+              "actiontrail": "actiontrail-2020-07-06.json", "cms": "cms-2019-01-01.json",
+              "alb": "alb-2020-06-16.json", "nlb": "nlb-2022-04-30.json"}
 
 WEB1 = "i-bp1aaaaaaaaaaaaaaaa1"
 WEB2 = "i-bp1aaaaaaaaaaaaaaaa2"
@@ -77,7 +78,26 @@ API_WEB1 = Membership(LB_WEB, GroupKind.VSERVER, VG_API, WEB1, 8080, 100)
 API_WEB2 = Membership(LB_WEB, GroupKind.VSERVER, VG_API, WEB2, 8080, 100)
 NEW_DEFAULT = Membership(LB_BATCH, GroupKind.DEFAULT, None, WEB2, None, 100)
 NEW_JOBS = Membership(LB_BATCH, GroupKind.VSERVER, VG_JOBS, WEB1, 9000, 100)
+SPOT = "i-bp1spot000000000001"
+NEW1 = "i-bp1new0000000000001"
+ALB_PLAIN = Membership("", GroupKind.SERVER_GROUP, "sgp-bp1plain000000001", SPOT, 8080, 50, "Ecs",
+                       product=Product.ALB)
+ALB_NEW = Membership("", GroupKind.SERVER_GROUP, "sgp-bp1plain000000001", NEW1, 8080, 100, "Ecs",
+                     product=Product.ALB)
+NLB_TCP = Membership("", GroupKind.SERVER_GROUP, "sgp-bp1tcp0000000001", SPOT, 443, 100, "Ecs",
+                     product=Product.NLB)
+NLB_NEW = Membership("", GroupKind.SERVER_GROUP, "sgp-bp1tcp0000000001", NEW1, 443, 100, "Ecs",
+                     product=Product.NLB)
 DAY = timedelta(days=1)
+
+
+def _none(_: object) -> None:
+    """A write's verdict is what the test checks (its error or none), not its jobs."""
+
+
+def _nlb_job(c: Clients) -> Any:
+    (write,) = c.nlb.write_weights([NLB_TCP], 10, token_seed="probe")
+    return c.nlb.job_statuses([write.job_id or ""])
 PROBE_RULE = EventRule("probe", (EventPattern("ecs", ("Instance:StateChange",)),))
 PROBE_TARGET = RuleTarget("1", TargetKind.FC, "cn-hangzhou", service="s", function="f")
 
@@ -102,6 +122,24 @@ PROBES: dict[str, Callable[[Clients, bool], Any]] = {
     "RemoveVServerGroupBackendServers": lambda c, dry: c.lb.remove_members([API_WEB2]),
     "AddBackendServers": lambda c, dry: c.lb.add_members([NEW_DEFAULT]),
     "AddVServerGroupBackendServers": lambda c, dry: c.lb.add_members([NEW_JOBS]),
+    "alb:ListServerGroups": lambda c, dry: c.alb.list_server_groups(),
+    "alb:ListServerGroupServers": lambda c, dry: c.alb.group_members(ALB_PLAIN.group_id or ""),
+    "alb:UpdateServerGroupServersAttribute":
+        lambda c, dry: _none(c.alb.write_weights([ALB_PLAIN], 0, token_seed="p", dry_run=dry)),
+    "alb:RemoveServersFromServerGroup":
+        lambda c, dry: _none(c.alb.write_remove([ALB_PLAIN], token_seed="p", dry_run=dry)),
+    "alb:AddServersToServerGroup":
+        lambda c, dry: _none(c.alb.write_add([ALB_NEW], token_seed="p", dry_run=dry)),
+    "alb:ListAsynJobs": lambda c, dry: c.alb.job_statuses(["job-probe"]),
+    "nlb:ListServerGroups": lambda c, dry: c.nlb.list_server_groups(),
+    "nlb:ListServerGroupServers": lambda c, dry: c.nlb.find([SPOT], []),
+    "nlb:UpdateServerGroupServersAttribute":
+        lambda c, dry: _none(c.nlb.write_weights([NLB_TCP], 0, token_seed="p", dry_run=dry)),
+    "nlb:RemoveServersFromServerGroup":
+        lambda c, dry: _none(c.nlb.write_remove([NLB_TCP], token_seed="p", dry_run=dry)),
+    "nlb:AddServersToServerGroup":
+        lambda c, dry: _none(c.nlb.write_add([NLB_NEW], token_seed="p", dry_run=dry)),
+    "nlb:GetJobStatus": lambda c, dry: _nlb_job(c),
     "LookupEvents": lambda c, dry: c.trail.lookup_instance_events(
         WEB1, datetime.now(timezone.utc) - DAY, datetime.now(timezone.utc)),
     "DescribeMetricLast": lambda c, dry: c.cms.last_reading(WEB1, "CPUUtilization"),
@@ -122,7 +160,7 @@ def _injection(scope: str, code: str) -> tuple[str, int] | None:
     """(action, HTTP status) under which the documented contract lets the emulator answer
     ``code`` for an entry of ``scope``; None when no action of the scope may."""
     for action in _scope_actions(scope):
-        statuses = CONTRACT.statuses_of(CALLED_ACTIONS[action], action, code)
+        statuses = CONTRACT.statuses_of(CALLED_ACTIONS[action], _api(action), code)
         if statuses:
             return action, statuses[0]
     return None
@@ -134,7 +172,11 @@ INJECTABLE = [(key, rule.rule) for key, rule in ENTRIES if key[1] not in NOT_INJ
 
 @pytest.fixture(scope="module")
 def fleet() -> Fleet:
-    return load_fleet(FLEETS / "basic.yaml")  # frozen: one parse serves every test
+    """basic.yaml with lb.yaml's instances, ALBs and NLBs (the ALB/NLB probes' groups)."""
+    from dataclasses import replace
+
+    basic, lb = load_fleet(FLEETS / "basic.yaml"), load_fleet(FLEETS / "lb.yaml")
+    return replace(basic, instances=basic.instances + lb.instances, albs=lb.albs, nlbs=lb.nlbs)
 
 
 @pytest.fixture
@@ -150,8 +192,14 @@ def clients_for(emu: Emulator, sleep: RecordingSleep, **overrides: Any) -> Clien
         settings, Credentials(cred["access_key_id"], cred["access_key_secret"]), sleep=sleep)
 
 
+def _api(action: str) -> str:
+    """The API's own name of a CALLED_ACTIONS key (ALB/NLB keys carry their product)."""
+    return action.rpartition(":")[2]
+
+
 def _calls(emu: Emulator, action: str) -> list[Any]:
-    return [c for c in emu.calls() if c.action == action]
+    product, _, name = action.rpartition(":")
+    return [c for c in emu.calls() if c.action == name and (not product or c.product == product)]
 
 
 @pytest.mark.parametrize(("key", "rule"), INJECTABLE, ids=[f"{k[0]}:{k[1]}" for k, _ in INJECTABLE])
@@ -240,7 +288,7 @@ def test_every_documented_code_of_every_called_action_has_an_entry() -> None:
     has an entry of its action, its product or every API (no code left to the fallback)."""
     unruled = []
     for action, product in CALLED_ACTIONS.items():
-        codes = _meta(product)["apis"][action].get("errorCodes") or {}
+        codes = _meta(product)["apis"][_api(action)].get("errorCodes") or {}
         for code in {c for listed in codes.values() for c in listed}:
             if not any((scope, code) in ERROR_RULES for scope in (action, product, "*")):
                 unruled.append(f"{action}:{code}")
@@ -254,7 +302,7 @@ def test_action_scoped_entries_are_documented_for_their_action() -> None:
     for (scope, code), entry in ERROR_RULES.items():
         if scope not in CALLED_ACTIONS:
             continue
-        codes = _meta(CALLED_ACTIONS[scope])["apis"][scope].get("errorCodes") or {}
+        codes = _meta(CALLED_ACTIONS[scope])["apis"][_api(scope)].get("errorCodes") or {}
         if not any(code in listed for listed in codes.values()) and "api-meta" in entry.source:
             undocumented.append(f"{scope}:{code}")
     assert undocumented == []
@@ -277,10 +325,22 @@ def test_called_actions_are_the_actions_the_adapters_send() -> None:
     from shared.lb.clb import _WRITE_APIS
 
     sent |= {action for action, _, _ in _WRITE_APIS.values()}
+    # ALB and NLB share shared/lb/servergroups.py: its `_action("X")` calls and its write table
+    # send X on both products.
+    from shared.lb.servergroups import ServerGroupClient
+
+    shared_apis = set(ServerGroupClient.WRITE_ACTIONS.values())
+    tree = ast.parse((REPO_ROOT / "shared" / "lb" / "servergroups.py").read_text())
+    shared_apis |= {str(node.args[0].value) for node in ast.walk(tree)
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "_action" and node.args
+                    and isinstance(node.args[0], ast.Constant)}
+    sent |= {f"{product}:{api}" for product in ("alb", "nlb") for api in shared_apis}
     # The two CloudMonitor deletes the snapshot lacks (tools/wiring.py remove only).
     assert sent - OUTSIDE_API_META == set(CALLED_ACTIONS)
     assert sent >= OUTSIDE_API_META
-    assert all(action in _meta(product)["apis"] for action, product in CALLED_ACTIONS.items())
+    assert all(_api(action) in _meta(product)["apis"]
+               for action, product in CALLED_ACTIONS.items())
 
 
 def test_dry_run_success_is_read_per_action() -> None:

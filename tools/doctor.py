@@ -58,7 +58,11 @@ PROBE_INSTANCE_ID = "i-doctorprobe0000000000"
 PROBE_LB_ID = "lb-doctorprobe000000000"
 # The functions' actions the APIs let us verify with DryRun (their request has a DryRun
 # parameter: ../shared/api-meta, checked by tests/test_doctor.py).
-DRY_RUN_ACTIONS = ("ecs:StartInstance", "ecs:StartInstances")
+DRY_RUN_ACTIONS = ("ecs:StartInstance", "ecs:StartInstances",
+                   "alb:UpdateServerGroupServersAttribute", "alb:RemoveServersFromServerGroup",
+                   "alb:AddServersToServerGroup", "nlb:UpdateServerGroupServersAttribute",
+                   "nlb:RemoveServersFromServerGroup", "nlb:AddServersToServerGroup")
+LB_GROUPS_PROBED = 20  # server groups looked through for a member to DryRun against
 # Read actions one probe verifies (the probe call is that action).
 PROBED_READS = {
     "ecs:DescribeInstances": "ecs",
@@ -438,6 +442,59 @@ def _dry_run_start(ctx: Context, action: str) -> tuple[Status, str]:
     return verdict
 
 
+def _dry_run_lb(ctx: Context, action: str) -> tuple[Status, str]:
+    """An ALB/NLB server-group write with DryRun on an existing member (its own port and
+    weight; an add on a port it is not registered on): the API checks the permission and the
+    request, changes nothing."""
+    from dataclasses import replace
+
+    from shared.clients import AuthError
+
+    key = f"dryrun:{action}"
+    if key in ctx.probes:
+        return ctx.probes[key]  # type: ignore[no-any-return]
+    assert ctx.settings is not None
+    clients = clients_for(ctx)
+    product, name = action.split(":", 1)
+    adapter = clients.alb if product == "alb" else clients.nlb
+    verdict: tuple[Status, str]
+    try:
+        target = ctx.probes.get(f"dryrun:{product}:target")
+        if target is None:
+            ids = (ctx.settings.alb_group_ids if product == "alb"
+                   else ctx.settings.nlb_group_ids)
+            target = None
+            for group in adapter.list_server_groups(group_ids=ids)[:LB_GROUPS_PROBED]:
+                if group.managed_by is None:
+                    target = next(iter(adapter.group_members(group.group_id)), None)
+                if target is not None:
+                    break
+            ctx.probes[f"dryrun:{product}:target"] = target or False
+        if not target:
+            verdict = (Status.WARN, f"not verified: no {product.upper()} server group member "
+                                    f"in {clients.region_id} to DryRun against")
+        else:
+            write = {"UpdateServerGroupServersAttribute": adapter.write_weights,
+                     "RemoveServersFromServerGroup": adapter.write_remove,
+                     "AddServersToServerGroup": adapter.write_add}[name]
+            if name == "AddServersToServerGroup":  # a port the server is not registered on
+                taken = {m.port for m in adapter.group_members(target.group_id or "")
+                         if m.server_id == target.server_id}
+                port = next(p for p in range(1024, 65536) if p not in taken)
+                target = replace(target, port=port)
+            writes = write([target], dry_run=True)
+            where = f"{target.group_id} {target.server_id}"
+            verdict = ((Status.OK, f"granted ({name} DryRun on {where})")
+                       if writes and all(w.dry_run for w in writes)
+                       else (Status.WARN, f"{name} DryRun on {where} gave no verdict"))
+    except AuthError as error:
+        verdict = (Status.FAIL, f"refused: {_describe_error(error)}")
+    except Exception as error:  # refused for another reason, unreachable: reported
+        verdict = (Status.FAIL, f"not verified: {_describe_error(error)}")
+    ctx.probes[key] = verdict
+    return verdict
+
+
 def _read_verdict(ctx: Context, product: str) -> tuple[Status, str]:
     from shared.clients import AuthError
 
@@ -467,7 +524,8 @@ def check_grants(ctx: Context) -> list[Finding]:
         unverified: dict[str, list[str]] = {}  # why -> actions
         for action in actions:
             if action in DRY_RUN_ACTIONS:
-                status, text = _dry_run_start(ctx, action)
+                status, text = (_dry_run_start(ctx, action) if action.startswith("ecs:")
+                                else _dry_run_lb(ctx, action))
             elif action in PROBED_READS:
                 status, text = _read_verdict(ctx, PROBED_READS[action])
             elif ":Describe" in action:

@@ -83,6 +83,8 @@ GROUPS: Mapping[str, tuple[str, ...]] = {
     "cloud": ("alibabacloud_tea_openapi", "alibabacloud_credentials"),
     "ecs": ("alibabacloud_ecs20140526",),
     "slb": ("alibabacloud_slb20140515",),
+    "alb": ("alibabacloud_alb20200616",),
+    "nlb": ("alibabacloud_nlb20220430",),
     "actiontrail": ("alibabacloud_actiontrail20200706",),
     "cms": ("alibabacloud_cms20190101",),
     # the lifecycle store: SQLAlchemy Core + drivers (psycopg[binary] is the biggest part)
@@ -95,14 +97,16 @@ GROUPS: Mapping[str, tuple[str, ...]] = {
 NEEDS: Mapping[str, frozenset[str]] = {
     "record_lifecycle": frozenset({"cloud", "ecs", "store", "retry"}),
     "auto_start": frozenset({"cloud", "ecs", "actiontrail", "store", "retry"}),
-    "drain_spot": frozenset({"cloud", "ecs", "slb", "store", "retry"}),
-    "sweep": frozenset({"cloud", "ecs", "slb", "actiontrail", "cms", "store", "retry"}),
+    "drain_spot": frozenset({"cloud", "ecs", "slb", "alb", "nlb", "store", "retry"}),
+    "sweep": frozenset({"cloud", "ecs", "slb", "alb", "nlb", "actiontrail", "cms", "store",
+                        "retry"}),
     # read-only HTTP API over the store: no cloud SDK at all
     "lifecycle_api": frozenset({"store"}),
 }
 # RAM action prefix -> the SDK group that calls that service.
 SDK_GROUP_OF_SERVICE: Mapping[str, str] = {
-    "ecs": "ecs", "slb": "slb", "actiontrail": "actiontrail", "cms": "cms",
+    "ecs": "ecs", "slb": "slb", "alb": "alb", "nlb": "nlb", "actiontrail": "actiontrail",
+    "cms": "cms",
 }
 
 LOG_STATEMENT_ACTION = "log:PostLogStoreLogs"

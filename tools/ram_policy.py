@@ -74,6 +74,8 @@ class Reach(str, Enum):
     ACCOUNT_LOAD_BALANCERS = "account_load_balancers"  # the account's CLBs
     SCOPED_LOAD_BALANCERS = "scoped_load_balancers"  # the CLBs in scope, else the account's
     BACKENDS = "backends"  # SCOPED_LOAD_BALANCERS, and the account's instances
+    SERVER_GROUPS = "server_groups"  # the account's ALB / NLB server groups (the action's product)
+    GROUP_BACKENDS = "group_backends"  # SERVER_GROUPS, and the account's instances
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,23 @@ _PER_LB = ("authorized on the load balancer acs:slb:{region}:{account}:loadbalan
            "(CLB RAM table; SetVServerGroupAttribute's page shows the resource type)")
 _MEMBERS = ("authorized on the load balancer and on the ECS instance it names (Alibaba's CLB "
             "example grants slb:AddBackendServers on both)")
+
+_LB_REF = "../shared/reference/load-balancers-and-replacement.md "
+_ALB_SERVERS = "https://help.aliyun.com/document_detail/2254863.htm"
+_ALB_UPDATE = ("https://www.alibabacloud.com/help/en/slb/application-load-balancer/"
+               "developer-reference/api-alb-2020-06-16-updateservergroupserversattribute")
+_ALB_REMOVE = ("https://www.alibabacloud.com/help/en/slb/application-load-balancer/"
+               "developer-reference/api-alb-2020-06-16-removeserversfromservergroup")
+_ALB_JOBS = "https://help.aliyun.com/document_detail/2254893.htm"
+_NLB_UPDATE = "https://www.alibabacloud.com/help/en/slb/api-updateservergroupserversattribute-nlb"
+_NLB_REMOVE = "https://www.alibabacloud.com/help/en/slb/api-removeserversfromservergroup-nlb"
+_NLB_JOB = ("https://www.alibabacloud.com/help/ja/slb/network-load-balancer/developer-reference/"
+            "api-nlb-2022-04-30-getjobstatus")
+_GROUP = ("authorized on the server group acs:{product}:{region}:{account}:servergroup/{id}")
+_GROUP_AND_INSTANCE = (_GROUP + " and on the ECS instance it names "
+                       "(acs:ecs:{region}:{account}:instance/{id})")
+_CONVENTION = (" — the action's own page not read: the resource type the cited page gives the "
+               "product's server groups (" + _LB_REF + "§1.12, §2.10 [INF])")
 
 RULES: Mapping[str, Rule] = {
     "ecs:DescribeInstances": Rule(
@@ -140,6 +159,22 @@ RULES: Mapping[str, Rule] = {
     "slb:RemoveBackendServers": Rule(Reach.BACKENDS, _MEMBERS, _SLB_EXAMPLES),
     "slb:AddVServerGroupBackendServers": Rule(Reach.BACKENDS, _MEMBERS, _SLB_EXAMPLES),
     "slb:RemoveVServerGroupBackendServers": Rule(Reach.BACKENDS, _MEMBERS, _SLB_EXAMPLES),
+    "alb:ListServerGroups": Rule(Reach.SERVER_GROUPS, _GROUP + _CONVENTION, _ALB_SERVERS),
+    "alb:ListServerGroupServers": Rule(Reach.SERVER_GROUPS, _GROUP, _ALB_SERVERS),
+    "alb:UpdateServerGroupServersAttribute": Rule(Reach.GROUP_BACKENDS, _GROUP_AND_INSTANCE,
+                                                  _ALB_UPDATE),
+    "alb:RemoveServersFromServerGroup": Rule(Reach.GROUP_BACKENDS, _GROUP_AND_INSTANCE,
+                                             _ALB_REMOVE),
+    "alb:AddServersToServerGroup": Rule(Reach.GROUP_BACKENDS, _GROUP_AND_INSTANCE + _CONVENTION,
+                                        _ALB_UPDATE),
+    "alb:ListAsynJobs": Rule(Reach.EVERYTHING, "access level get, all resources", _ALB_JOBS),
+    "nlb:ListServerGroups": Rule(Reach.SERVER_GROUPS, _GROUP + _CONVENTION, _NLB_UPDATE),
+    "nlb:ListServerGroupServers": Rule(Reach.SERVER_GROUPS, _GROUP + _CONVENTION, _NLB_UPDATE),
+    "nlb:UpdateServerGroupServersAttribute": Rule(Reach.SERVER_GROUPS, _GROUP, _NLB_UPDATE),
+    "nlb:RemoveServersFromServerGroup": Rule(Reach.SERVER_GROUPS, _GROUP, _NLB_REMOVE),
+    "nlb:AddServersToServerGroup": Rule(Reach.GROUP_BACKENDS, _GROUP_AND_INSTANCE + _CONVENTION,
+                                        _NLB_UPDATE),
+    "nlb:GetJobStatus": Rule(Reach.EVERYTHING, "access level get, all resources", _NLB_JOB),
 }
 
 # The explicit table of actions granted on "*", each with the page that says why.
@@ -163,6 +198,9 @@ class Scope:
 
     def account_load_balancers(self) -> list[str]:
         return [f"acs:slb:{r}:{self.account}:loadbalancer/*" for r in self.regions or ("*",)]
+
+    def server_groups(self, product: str) -> list[str]:
+        return [f"acs:{product}:{r}:{self.account}:servergroup/*" for r in self.regions or ("*",)]
 
     def scoped_load_balancers(self) -> list[str]:
         # A CLB id names one load balancer in one region: the region adds nothing to it.
@@ -207,8 +245,13 @@ def statements(actions: Iterable[str], scope: Scope) -> list[dict[str, Any]]:
     per_lb = by_reach[Reach.SCOPED_LOAD_BALANCERS] + by_reach[Reach.BACKENDS]
     if per_lb:
         out.append(_statement(per_lb, scope.scoped_load_balancers()))
-    if by_reach[Reach.BACKENDS]:
-        out.append(_statement(by_reach[Reach.BACKENDS], scope.instances()))
+    grouped = by_reach[Reach.SERVER_GROUPS] + by_reach[Reach.GROUP_BACKENDS]
+    for product in sorted({a.split(":", 1)[0] for a in grouped}):
+        out.append(_statement([a for a in grouped if a.startswith(product + ":")],
+                              scope.server_groups(product)))
+    on_instances = by_reach[Reach.BACKENDS] + by_reach[Reach.GROUP_BACKENDS]
+    if on_instances:
+        out.append(_statement(on_instances, scope.instances()))
     return out
 
 
@@ -223,20 +266,36 @@ def policy_document(actions: Iterable[str], scope: Scope, *, log_project: str | 
 
 
 def declared_actions(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, tuple[str, ...]]:
-    """``{function: RAM_ACTIONS}``, read from each ``index.py`` without importing it."""
+    """``{function: RAM_ACTIONS}``, read from each ``index.py`` without importing it: a literal
+    ``RAM_ACTIONS``, or ``OWN_ACTIONS`` (literal) plus the load-balancer actions of its literal
+    ``LB_OPERATIONS``, composed from the adapters' declarations (shared/lb/actions.py), exactly
+    as the module composes its RAM_ACTIONS."""
     out: dict[str, tuple[str, ...]] = {}
     for index in sorted(functions_dir.glob("*/index.py")):
         tree = ast.parse(index.read_text(encoding="utf-8"), filename=str(index))
+        literals: dict[str, tuple[str, ...]] = {}
         for node in tree.body:
             target = node.target if isinstance(node, ast.AnnAssign) else (
                 node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1
                 else None)
             value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
-            if isinstance(target, ast.Name) and target.id == "RAM_ACTIONS" and value is not None:
-                out[index.parent.name] = tuple(str(a) for a in ast.literal_eval(value))
-                break
+            if not isinstance(target, ast.Name) or value is None or target.id not in (
+                    "RAM_ACTIONS", "OWN_ACTIONS", "LB_OPERATIONS"):
+                continue
+            try:
+                literals[target.id] = tuple(str(a) for a in ast.literal_eval(value))
+            except ValueError:
+                continue  # RAM_ACTIONS composed from the two others
+        if "RAM_ACTIONS" in literals:
+            out[index.parent.name] = literals["RAM_ACTIONS"]
+        elif "OWN_ACTIONS" in literals and "LB_OPERATIONS" in literals:
+            from shared.lb.actions import ram_actions
+
+            out[index.parent.name] = (*literals["OWN_ACTIONS"],
+                                      *ram_actions(literals["LB_OPERATIONS"]))
         else:
-            raise ValueError(f"{index} declares no literal RAM_ACTIONS")
+            raise ValueError(f"{index} declares no literal RAM_ACTIONS, nor OWN_ACTIONS and "
+                             "LB_OPERATIONS")
     return out
 
 

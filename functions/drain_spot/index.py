@@ -21,6 +21,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from shared.events import SPOT_INTERRUPTION, Batch, EventKind, eventbridge_type, parse
+from shared.lb.actions import ram_actions
 from shared.log import BOUNDED_LINES, bind, emit, emit_bounded, get_logger
 from shared.scope import EventScope, Refusal
 from shared.settings import Settings
@@ -34,21 +35,13 @@ if TYPE_CHECKING:
 
 # Practice metadata, declared once (deploy files and the least-privilege check read these).
 EVENT_TYPES: tuple[str, ...] = (eventbridge_type(SPOT_INTERRUPTION),)
-# Exactly what the drain calls: LbClient.list_load_balancers / find_memberships / group_members
-# / set_weights / remove_members, and DescribeInstances for notices long past their deadline.
-RAM_ACTIONS: tuple[str, ...] = (
-    "ecs:DescribeInstances",
-    "slb:DescribeLoadBalancers",
-    "slb:DescribeLoadBalancerAttribute",
-    "slb:DescribeVServerGroups",
-    "slb:DescribeVServerGroupAttribute",
-    "slb:DescribeMasterSlaveServerGroups",
-    "slb:DescribeMasterSlaveServerGroupAttribute",
-    "slb:SetBackendServers",
-    "slb:SetVServerGroupAttribute",
-    "slb:RemoveBackendServers",
-    "slb:RemoveVServerGroupBackendServers",
-)
+# Exactly what the drain calls: DescribeInstances (the notice's instance, its IPs, notices long
+# past their deadline) and its load-balancer operations (LB_OPERATIONS below).
+OWN_ACTIONS: tuple[str, ...] = ("ecs:DescribeInstances",)
+# Find the memberships, weight 0, wait for the jobs, remove, verify: on every load-balancer
+# product, composed from the adapters' declarations (shared/lb/actions.py).
+LB_OPERATIONS: tuple[str, ...] = ("list", "find", "members", "weight", "remove", "wait")
+RAM_ACTIONS: tuple[str, ...] = (*OWN_ACTIONS, *ram_actions(LB_OPERATIONS))
 # The finisher tick; ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S (deployed with it) is its period (60 s).
 SCHEDULE = "0 * * * * *"
 # = the trigger's batchWindow count (s.yaml): a delivered batch drains at once, so its drains

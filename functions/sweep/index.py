@@ -26,6 +26,7 @@ from typing import Any
 from shared.autostart import sweep_auto_start
 from shared.clients import Clients, credentials_from_context
 from shared.drain import sweep_drains
+from shared.lb.actions import ram_actions
 from shared.log import bind, emit, get_logger
 from shared.notify import Notifier
 from shared.settings import Settings
@@ -34,25 +35,20 @@ from shared.store import Store, store_for
 # Practice metadata, declared once: read by the deploy files' tests and the least-privilege check.
 EVENT_TYPES: tuple[str, ...] = ()
 SCHEDULE = "0 */5 * * * *"  # every five minutes (FC cron has seconds)
-RAM_ACTIONS: tuple[str, ...] = (
+# The API actions of its own calls; the load-balancer ones follow from LB_OPERATIONS, composed
+# from the adapters' declarations (shared/lb/actions.py; tools/ram_policy.py reads both).
+OWN_ACTIONS: tuple[str, ...] = (
     "ecs:DescribeInstances",
     "ecs:StartInstance",
     "ecs:StartInstances",
     "actiontrail:LookupEvents",
     "cms:DescribeMetricLast",  # an escalated incident's alert carries the last CPU/memory
-    "slb:DescribeLoadBalancers",
-    "slb:DescribeLoadBalancerAttribute",
-    "slb:DescribeVServerGroups",
-    "slb:DescribeVServerGroupAttribute",
-    "slb:DescribeMasterSlaveServerGroups",
-    "slb:DescribeMasterSlaveServerGroupAttribute",
-    "slb:AddBackendServers",
-    "slb:AddVServerGroupBackendServers",
-    "slb:RemoveBackendServers",
-    "slb:RemoveVServerGroupBackendServers",
-    "slb:SetBackendServers",
-    "slb:SetVServerGroupAttribute",
 )
+# Restore (members, add, weight, wait), finish drains and remove released backends (list, find,
+# scan, remove), on every load-balancer product.
+LB_OPERATIONS: tuple[str, ...] = ("list", "find", "scan", "members", "add", "remove", "weight",
+                                  "wait")
+RAM_ACTIONS: tuple[str, ...] = (*OWN_ACTIONS, *ram_actions(LB_OPERATIONS))
 
 log = get_logger(__name__)
 

@@ -186,6 +186,13 @@ class LoadBalancers:
         """Wait until every asynchronous write's job ended; the writes NOT succeeded (failed,
         or still processing after ``timeout_s``) are returned. One status call per product and
         round for all the jobs (the adapters page through their per-call limits)."""
+        failed, unfinished = self.wait_jobs(writes, timeout_s=timeout_s)
+        return failed + unfinished
+
+    def wait_jobs(self, writes: Sequence[Write], *, timeout_s: float
+                  ) -> tuple[list[Write], list[Write]]:
+        """:meth:`wait`, telling the jobs that ended ``Failed`` (a retry needs a new
+        ClientToken: the old one answers the failed job again) from those still running."""
         pending = [w for w in writes if w.asynchronous and not w.dry_run]
         failed: list[Write] = []
         start = self.clock()
@@ -208,10 +215,10 @@ class LoadBalancers:
                 break
             pause = JOB_POLL_S[min(round_no, len(JOB_POLL_S) - 1)]
             if self.clock() - start + pause > timeout_s:
-                return failed + pending
+                return failed, pending
             self.sleep(pause)
             round_no += 1
-        return failed
+        return failed, []
 
 
 def pools(memberships: Sequence[Membership]) -> dict[GroupRef, list[Membership]]:

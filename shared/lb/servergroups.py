@@ -293,29 +293,27 @@ class ServerGroupClient(_Adapter):
             if dry_run and err.rule is Rule.DRY_RUN_OK:
                 return Write(group, api, tuple(chunk), token=token, dry_run=True)
             if operation != "add" and err.code.lower() == "resourcenotfound.backendserver":
-                return self._send_present(operation, group, chunk, weight=weight,
+                return self._send_present(operation, group, chunk, err, weight=weight,
                                           token_seed=token_seed, dry_run=dry_run)
             raise
         job = _opt(body.get("JobId"))
         return Write(group, api, tuple(chunk), job_id=job, token=token, dry_run=dry_run)
 
-    def _send_present(self, operation: Operation, group: GroupRef, chunk: list[Membership], *,
-                      weight: int | None, token_seed: str | None,
+    def _send_present(self, operation: Operation, group: GroupRef, chunk: list[Membership],
+                      err: CloudError, *, weight: int | None, token_seed: str | None,
                       dry_run: bool) -> Write | None:
         """A member of the chunk is not in the group (removed meanwhile): the others only;
         none left is done (for a removal that is the goal)."""
-        present = {(m.server_id, m.port, m.server_ip) for m in self.members_of(group)}
-        still = [m for m in chunk if (m.server_id, m.port, m.server_ip) in present
-                 or (m.server_id, m.port, None) in present]
+        current = [m for m in self.members_of(group) if m.status != "Removing"]
+        still = [m for m in chunk if any(
+            c.server_id == m.server_id and c.port == m.port
+            and (m.server_ip is None or c.server_ip == m.server_ip) for c in current)]
         emit(log, "members already gone", product=self.product.value, group_id=group.group_id,
              operation=operation, gone=len(chunk) - len(still))
         if not still:
             return None
-        if len(still) == len(chunk):
-            raise NotFoundError("ResourceNotFound.BackendServer",
-                                "every member is present, yet one is reported missing",
-                                action=self._action(self.WRITE_ACTIONS[operation]),
-                                resource_ids=[group.group_id or ""], rule=Rule.NOT_FOUND)
+        if len(still) == len(chunk):  # each one is there, yet one was reported missing
+            raise err
         return self._send(operation, group, still, weight=weight, token_seed=token_seed,
                           dry_run=dry_run)
 

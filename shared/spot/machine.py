@@ -49,7 +49,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -108,7 +108,8 @@ __all__ = [
 log = get_logger(__name__)
 
 JOB_WAIT_S = 60.0  # an ALB/NLB job of a step with no deadline of its own (verify's removals)
-JOB_MIN_WAIT_S = 1.0  # a step's jobs get at least this long, even at its deadline
+JOB_MIN_WAIT_S = 1.0
+JOB_SLACK_S = 15.0  # a native drain's removal job: its drain timeout plus this at most  # a step's jobs get at least this long, even at its deadline
 VERIFY_ROUNDS = 3
 VERIFY_PAUSE_S = 0.5
 # Rounds of a step (each call already retried by the client), never past the step's deadline.
@@ -164,6 +165,9 @@ class Run:
     resumed_from: DrainStatus | None = None  # a takeover: the status the last holder recorded
     allow_wait: bool = True  # the sweep finishes without waiting
     writes: int = 0  # mutating API calls made by this holder
+    # ALB/NLB groups whose job ended Failed, with how often: their next write takes a new
+    # ClientToken (the same one would answer the failed job again).
+    failed_jobs: dict[GroupRef, int] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -895,10 +899,11 @@ class Drainer:
         if not jobs:
             return
         writes = [_job_write(j) for j in jobs]
-        left = run.deadline.time_left_s(self.clock())
-        run.lease.renew(self.clock() + timedelta(
-            seconds=max(left, 0.0) + self.settings.drain_lease_grace_s))
-        pending = self.clients_in(run.region).lbs.wait(writes, timeout_s=max(left, 0.0))
+        longest = max((m.drain_timeout_s or 0 for m in memberships_of(run.data, "native")),
+                      default=0)
+        wait = min(max(run.deadline.time_left_s(self.clock()), 0.0), longest + JOB_SLACK_S)
+        run.lease.renew(self.clock() + timedelta(seconds=wait + self.settings.drain_lease_grace_s))
+        pending = self.clients_in(run.region).lbs.wait(writes, timeout_s=wait)
         if pending:
             emit(log, "native drain unfinished", level=30, instance_id=run.instance_id,
                  jobs=[w.job_id for w in pending])
@@ -1088,7 +1093,9 @@ class Drainer:
                     calls = (lb.set_weights(members, 0) if operation == "weight0"
                              else lb.remove_members(members))
                 else:
-                    seed = f"{run.key}:{operation}"
+                    failed_before = run.failed_jobs.get(group, 0)
+                    seed = f"{run.key}:{operation}" + (f":{failed_before}" if failed_before
+                                                       else "")
                     writes = (clients.lbs.set_weights(members, 0, token_seed=seed)
                               if operation == "weight0"
                               else clients.lbs.remove(members, token_seed=seed))
@@ -1105,9 +1112,13 @@ class Drainer:
             made += calls
         if pending:
             left = (until - self.clock()).total_seconds() if until is not None else JOB_WAIT_S
-            for write in clients.lbs.wait(pending, timeout_s=max(left, JOB_MIN_WAIT_S)):
+            failed, unfinished = clients.lbs.wait_jobs(pending, timeout_s=max(left, JOB_MIN_WAIT_S))
+            for write in failed:
+                run.failed_jobs[write.group] = run.failed_jobs.get(write.group, 0) + 1
+            for write in failed + unfinished:
                 failures.append((list(write.members), TransientError(
-                    "JobNotFinished", f"{write.action} job {write.job_id} did not succeed",
+                    "JobFailed" if write in failed else "JobNotFinished",
+                    f"{write.action} job {write.job_id} did not succeed",
                     action=write.action, resource_ids=[str(write.group)], retryable=True)))
         return made, failures
 

@@ -79,6 +79,7 @@ class SweepReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
+    started_at: str = ""  # the sweep's "now" (ISO)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,7 +119,7 @@ def sweep_drains(
     backends of released instances in every region of ``regions`` (default ours). A
     TransientError on one entry is reported and the others go on; store errors propagate.
     Dry run: decide and log, no mutating call, no ledger write."""
-    report = SweepReport(dry_run=settings.dry_run)
+    report = SweepReport(dry_run=settings.dry_run, started_at=iso(now) or "")
     owner = f"sweep:{uuid.uuid4().hex[:12]}"
     if clock is None:  # the sweep's "now", moving on in real time while it works
         started = utc_now()
@@ -301,7 +302,9 @@ def _undo(sweep: _Sweep, entry: EntryLike, clients: ClientsPort, rule: Undo) -> 
     # Counted before the calls: a sweep dying mid-restore still spends its attempt.
     got.lease.save(restore_attempts=attempts + 1)
     try:
-        restored = restore(clients, memberships, dry=False, token_seed=entry.key + ":restore")
+        # A seed per attempt: a failed job of an earlier attempt is not answered again.
+        restored = restore(clients, memberships, dry=False,
+                           token_seed=f"{entry.key}:restore:{attempts + 1}")
     except BaseException:
         got.lease.release()
         raise
@@ -468,7 +471,9 @@ def _sweep_released_backends(
             other_gone = [m for m in gone if m.product is not Product.CLB]
             if other_gone:
                 lbs = clients.lbs
-                unfinished = lbs.wait(lbs.remove(other_gone, token_seed=f"released:{region}",
+                # One seed per sweep: a failed job of an earlier sweep is not answered again.
+                seed = f"released:{region}:{report.started_at}"
+                unfinished = lbs.wait(lbs.remove(other_gone, token_seed=seed,
                                                  dry_run=settings.dry_run),
                                       timeout_s=RESTORE_JOB_WAIT_S)
                 if unfinished:
