@@ -38,9 +38,10 @@ EVENT_TYPES: tuple[str, ...] = (eventbridge_type(SPOT_INTERRUPTION),)
 # Exactly what the drain calls: DescribeInstances (the notice's instance, its IPs, notices long
 # past their deadline) and its load-balancer operations (LB_OPERATIONS below).
 OWN_ACTIONS: tuple[str, ...] = ("ecs:DescribeInstances",)
-# Find the memberships, weight 0, wait for the jobs, remove, verify: on every load-balancer
-# product, composed from the adapters' declarations (shared/lb/actions.py).
-LB_OPERATIONS: tuple[str, ...] = ("list", "find", "members", "weight", "remove", "wait")
+# Find the memberships, weight 0, wait for the jobs, remove, verify, and the burst's shared scan
+# of the membership index (shared.spot.scan): on every load-balancer product, composed from the
+# adapters' declarations (shared/lb/actions.py).
+LB_OPERATIONS: tuple[str, ...] = ("list", "find", "scan", "members", "weight", "remove", "wait")
 RAM_ACTIONS: tuple[str, ...] = (*OWN_ACTIONS, *ram_actions(LB_OPERATIONS))
 # The finisher tick; ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S (deployed with it) is its period (60 s).
 SCHEDULE = "0 * * * * *"
