@@ -254,8 +254,8 @@ def report(scenario: Scenario, inbox: AlertInbox) -> None:
             product = m.get("product") or "clb"
             where = (f"{m.get('load_balancer_id')}/{m.get('group_id') or 'default'}"
                      if product == "clb" else str(m.get("group_id")))
-            how = (f"native connection draining, {m['drain_timeout_s']} s" if m.get("drain_timeout_s")
-                   else "weight 0, drain time, removed")
+            how = (f"the group drains its connections, up to {m['drain_timeout_s']} s"
+                   if m.get("drain_timeout_s") else "weight 0, drain time, removed")
             print(f"      {product:<3} {where}:{m.get('port') or '-'} ({how})")
     print(f"\n== alerts sent ({len(inbox.messages)})")
     for message in inbox.messages:
