@@ -77,6 +77,7 @@ class Kind(str, Enum):
     REPLACE = "replace"  # one per interrupted instance: its successor's launch (shared/replace)
     LAUNCH_SPEC = "launch_spec"  # an opted-in instance's launch spec, captured before a notice
     OFFERING = "offering"  # an offering (type, zone, spot strategy) left out until a time
+    LB_SCAN = "lb_scan"  # a region's full load-balancer scan, shared by a burst of notices
 
 
 class DrainStatus(str, Enum):

@@ -231,6 +231,15 @@ class Settings:
     # removes it (no instance held per notice through the wait). 0: the wait is slept in the
     # invocation (no timer to rely on).
     drain_finish_every_s: float = 0.0
+    # The membership index (shared.spot.index): a drain finds its instance's groups there, with
+    # no cloud read, once the sweep (or a burst's shared scan) has scanned the region; a scan
+    # started at most lb_index_fresh_s before a notice covers it, else one shared scan runs for
+    # the burst (shared.spot.scan). Off: every drain reads the groups of every LB in scope.
+    lb_index: bool = True
+    lb_index_fresh_s: float = 60.0
+    # The drains of one invocation (a batch of notices) gather their calls per group for this
+    # long, so a group gets one write per step however many of its instances are interrupted.
+    drain_batch_window_s: float = 0.2
 
     # spot replacement (issue 14, shared/replace): instances tagged replace_tag=spot (or
     # spot-or-on-demand: on-demand once no spot offering is left) get a successor on a notice.
@@ -346,6 +355,9 @@ class Settings:
                     f"{PREFIX}REPLACE_VSWITCHES: {entry!r} is not VPC/ZONE=VSWITCH "
                     "(vpc-xxx/cn-hangzhou-i=vsw-xxx)"
                 )
+        if self.lb_index_fresh_s < 0 or self.drain_batch_window_s < 0:
+            raise SettingsError(f"{PREFIX}LB_INDEX_FRESH_S and {PREFIX}DRAIN_BATCH_WINDOW_S "
+                                "must be >= 0")
         if self.drain_finish_every_s < 0:
             raise SettingsError(f"{PREFIX}DRAIN_FINISH_EVERY_S must not be negative (0: no timer)")
 

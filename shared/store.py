@@ -16,6 +16,9 @@ Guarantees the practices build on:
   :meth:`Store.stats` reads those instead of aggregating every event and counting every instance.
   On PostgreSQL and MariaDB each writer connection bumps its own shard of a counter (schema v5),
   so concurrent writers do not queue on one hot counter row until each other's commit.
+- The membership index (schema v6, ``lb_index``): which load-balancer memberships a server id or
+  private IP had when last seen, written by the spot sweep's scans and the drains
+  (:mod:`shared.spot.index`), so a drain finds an instance's groups without reading the fleet.
 - The schema is versioned (``schema_version``); :meth:`Store.ensure_schema` creates or upgrades it
   under a backend lock (SQLite write lock, PostgreSQL advisory lock, MySQL ``GET_LOCK``), so many
   processes may start at once. Migrations are additive only, so code one version behind keeps
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "EventRecord",
+    "IndexRow",
     "InstanceRecord",
     "InvalidCursorError",
     "LedgerEntry",
@@ -67,7 +71,7 @@ __all__ = [
     "utc_now",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a writer waits for the write lock
@@ -258,6 +262,17 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True)
+class IndexRow:
+    """One membership of one server key (instance id, ENI id or private IP) in the index."""
+
+    server_key: str
+    source: str  # what one scan replaces: a CLB id, or "alb:<group>" / "nlb:<group>"
+    member: str  # the membership's identity (shared.spot.index.member_id)
+    data: dict[str, Any]  # the membership's snapshot
+    seen_at: datetime
+
+
+@dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of results; pass ``next_cursor`` back to get the next (None: last page)."""
 
@@ -282,6 +297,7 @@ class _Schema:
     event_counts: sa.Table
     event_counts_hourly: sa.Table
     instance_counts: sa.Table
+    lb_index: sa.Table
 
 
 @lru_cache(maxsize=2)
@@ -473,11 +489,25 @@ def _schema(mysql: bool = False) -> _Schema:
         sa.Column("n", sa.BigInteger(), nullable=False),
         **opts,
     )
+    # Version 6: the load-balancer membership index (shared.spot.index).
+    lb_index = sa.Table(
+        "lb_index", metadata,
+        sa.Column("id", pk(), primary_key=True, autoincrement=True),
+        sa.Column("region", sa.String(64), nullable=False),
+        sa.Column("server_key", sa.String(128), nullable=False),
+        sa.Column("source", sa.String(255), nullable=False),
+        sa.Column("member", sa.String(255), nullable=False),
+        sa.Column("data", sa.Text(), nullable=False),
+        sa.Column("seen_at", dt(), nullable=False),
+        sa.Index("ix_lb_index_region_key", "region", "server_key"),
+        sa.Index("ix_lb_index_region_source", "region", "source"),
+        **opts,
+    )
     return _Schema(
         metadata=metadata, metadata_v1=metadata_v1, schema_version=schema_version,
         events=events, instances=instances, ledger=ledger, v2_indexes=(name_index,),
         v3_indexes=v3_indexes, event_counts=event_counts, event_counts_hourly=event_counts_hourly,
-        instance_counts=instance_counts,
+        instance_counts=instance_counts, lb_index=lb_index,
     )
 
 
@@ -780,8 +810,14 @@ def _migrate_v5(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+def _migrate_v6(conn: Connection) -> None:
+    """The load-balancer membership index (additive: a new table)."""
+    _ddl_schema(conn).lb_index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3, 4: _migrate_v4, 5: _migrate_v5,
+    6: _migrate_v6,
 }
 
 
@@ -1616,6 +1652,49 @@ class Store:
             self._run("trim rejected payloads", trim)
         return kept
 
+    # -- membership index (schema v6; shared.spot.index) ------------------------------------
+
+    def index_lookup(self, region: str, server_keys: Sequence[str]) -> list[IndexRow]:
+        """The index rows of these server keys in ``region``."""
+        import sqlalchemy as sa
+
+        table = _schema().lb_index
+        keys = sorted(set(server_keys))
+
+        def work(conn: Connection) -> list[IndexRow]:
+            rows: list[IndexRow] = []
+            for chunk in _index_chunks(keys):
+                query = sa.select(table).where(table.c.region == region,
+                                               table.c.server_key.in_(chunk))
+                rows += [IndexRow(r.server_key, r.source, r.member, _load_dict(r.data),
+                                  _aware(r.seen_at)) for r in conn.execute(query)]
+            return rows
+
+        return self._run("read membership index", work, write=False) if keys else []
+
+    def index_replace(self, region: str, rows: Sequence[IndexRow], *,
+                      sources: Sequence[str] = (), server_keys: Sequence[str] = ()) -> int:
+        """In one transaction: forget the rows of ``region`` from these sources (a scan's load
+        balancers or groups) and of these server keys (a drain's instance), then store
+        ``rows``. Returns the rows stored."""
+        import sqlalchemy as sa
+
+        table = _schema().lb_index
+
+        def work(conn: Connection) -> int:
+            for column, values in ((table.c.source, sources), (table.c.server_key, server_keys)):
+                for chunk in _index_chunks(sorted(set(values))):
+                    conn.execute(sa.delete(table).where(table.c.region == region,
+                                                        column.in_(chunk)))
+            if rows:
+                conn.execute(sa.insert(table), [
+                    {"region": region, "server_key": r.server_key, "source": r.source,
+                     "member": r.member, "data": _dump(r.data), "seen_at": _naive(r.seen_at)}
+                    for r in rows])
+            return len(rows)
+
+        return self._run("write membership index", work)
+
     # -- plumbing -------------------------------------------------------------------------------
 
     def _get_engine(self) -> Engine:
@@ -2244,6 +2323,10 @@ def _tags(value: object) -> dict[str, str]:
                     val = item.get("TagValue", item.get("Value"))
                     out[str(key)] = "" if val is None else str(val)
     return out
+
+
+def _index_chunks(values: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def _dump(data: Mapping[str, Any]) -> str:

@@ -212,6 +212,24 @@ def test_rate_limit_per_action(emu: Emulator) -> None:
     describe(ecs)
 
 
+def test_reads_and_writes_are_limited_apart_by_operation_type(emu: Emulator) -> None:
+    """throttle_reads and throttle_writes limit each action by api-meta's operationType: a
+    read (DescribeInstances) throttled does not hold a write (StartInstance, readAndWrite) back,
+    and each action has its own bucket."""
+    assert emu.faults.is_read("ecs", "DescribeInstances")
+    assert not emu.faults.is_read("ecs", "StartInstance")
+    assert not emu.faults.is_read("slb", "SetVServerGroupAttribute")  # no operationType: by name
+    emu.set_faults(throttle_reads=1, throttle_writes=2)
+    ecs = client(emu)
+    describe(ecs)
+    err = api_error(lambda: describe(ecs))
+    assert (err.code, err.data["statusCode"]) == ("Throttling.User", 400)
+    ecs.start_instance(ecs_models.StartInstanceRequest(instance_id=BATCH1))
+    emu.set_faults(throttle_reads=None, throttle_writes=None)
+    describe(ecs)
+    assert emu.faults.snapshot()["throttle_reads"] is None
+
+
 def test_dropped_connection_raises_in_sdk(emu: Emulator) -> None:
     """A dropped connection surfaces as the SDK's UnretryableException and is recorded."""
     emu.set_faults(fail_next={"DescribeInstances": ["ConnectionDropped"]})

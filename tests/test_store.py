@@ -316,7 +316,8 @@ def test_v1_database_is_upgraded_keeping_its_data(store_url: str) -> None:
     try:
         assert store.schema_version() == 1
         assert store.ledger_claim("after-upgrade", kind="start") is True
-        assert store.schema_version() == SCHEMA_VERSION == 5
+        assert store.schema_version() == SCHEMA_VERSION == 6
+        assert "lb_index" in sa.inspect(store._get_engine()).get_table_names()
         (kept,) = store.timeline("i-old00001")
         assert kept.event_id == "old-1"
         assert kept.latency_ms == 2500

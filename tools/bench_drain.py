@@ -8,8 +8,9 @@ groups (CLB default groups and vServer groups on ports 80, 8080 and 443) across 
 balancers, next to on-demand instances that share every group (and some master-slave groups).
 Every spot instance is interrupted at once; each notice is one ``drain_spot`` invocation
 (the real handler, run in its own thread as FC would run concurrent instances), with the
-emulator answering every call after ``--latency-ms`` and throttling the write and describe
-actions per second (``THROTTLE``). Invocations that raise are retried like FC retries an
+emulator answering every call after ``--latency-ms`` and throttling reads at ``READS_QPS`` and
+writes at ``WRITES_QPS`` per action and second (api-meta's operationType; issue 13: throttling
+writes only hid the cost of finding memberships). Invocations that raise are retried like FC retries an
 async invocation (after ``--retry-after-s``), at most ``--max-retries`` times.
 
 Reported: notice-to-removed p50/p99/max, time left at removal (min), missed deadlines,
@@ -51,17 +52,10 @@ from tools.invoke import applied_environment, build_context, fc_environment, loa
 
 REGION = "cn-hangzhou"
 PORTS = (80, 8080, 443)
-# Per-action rate limits (calls per second) for the burst; CLB's real limits are per account
-# and unpublished, these are deliberately tight for 200 simultaneous drains.
-THROTTLE: dict[str, float] = {
-    "SetVServerGroupAttribute": 40,
-    "RemoveVServerGroupBackendServers": 40,
-    "SetBackendServers": 20,
-    "RemoveBackendServers": 20,
-    "DescribeVServerGroupAttribute": 150,
-    "DescribeLoadBalancerAttribute": 100,
-    "DescribeLoadBalancers": 60,
-}
+# Rate limits per action and second for the burst (issue 13's benchmark): every read action,
+# every write action. CLB's real limits are per account and unpublished.
+READS_QPS = 20.0
+WRITES_QPS = 10.0
 WRITE_ACTIONS = {
     "SetVServerGroupAttribute", "RemoveVServerGroupBackendServers", "SetBackendServers",
     "RemoveBackendServers", "AddBackendServers", "AddVServerGroupBackendServers",
@@ -235,7 +229,8 @@ def run_practice(doc: dict[str, Any], spot: list[str], args: argparse.Namespace,
     fleet = Fleet.from_dict(doc)
     every = args.finish_every_s if design == "scheduled" else 0.0
     with tempfile.TemporaryDirectory() as tmp, Emulator(
-        fleet, latency_ms=args.latency_ms, throttle_actions=THROTTLE, start_delay_s=0.01
+        fleet, latency_ms=args.latency_ms, throttle_reads=READS_QPS,
+        throttle_writes=WRITES_QPS, start_delay_s=0.01
     ) as emu:
         db_url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         env = fc_environment("drain_spot", "python3.10", cloud_url=emu.url, db_url=db_url, extra={
@@ -434,8 +429,8 @@ def run_naive(doc: dict[str, Any], spot: list[str], args: argparse.Namespace) ->
     fleet = Fleet.from_dict(doc)
     cred = doc["credentials"][0]
     configured_group = doc["load_balancers"][0]["vserver_groups"][0]["id"]  # the "port 80" one
-    with Emulator(fleet, latency_ms=args.latency_ms, throttle_actions=THROTTLE,
-                  start_delay_s=0.01) as emu:
+    with Emulator(fleet, latency_ms=args.latency_ms, throttle_reads=READS_QPS,
+                  throttle_writes=WRITES_QPS, start_delay_s=0.01) as emu:
         before = memberships(emu.state())
         for iid in spot:
             emu.interrupt_spot(iid)
@@ -499,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-retries", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-index", action="store_true",
+                        help="skip the old-vs-index comparison (tools.bench.lb's spot section)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     args = parser.parse_args(argv)
     doc, spot = build_fleet(args.instances, args.lbs, args.seed)
@@ -508,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "setup": {
             "instances": args.instances, "load_balancers": args.lbs,
             "removable_spot_memberships": spot_memberships, "latency_ms": args.latency_ms,
-            "throttle_actions_qps": THROTTLE, "drain_time_s": args.drain_time_s,
+            "throttle_qps": {"reads": READS_QPS, "writes": WRITES_QPS},
+            "drain_time_s": args.drain_time_s,
             "spot_notice_s": 300, "spot_margin_s": 30, "seed": args.seed,
             "finish_every_s": args.finish_every_s,
         },
@@ -520,6 +518,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         report[run].pop("invocations")
     if not args.skip_naive:
         report["naive"] = run_naive(doc, spot, args)
+    if not args.skip_index:  # the same burst: scan per notice (old) vs the membership index (new)
+        from tools.bench.lb import Run, section_spot
+
+        report["index"] = section_spot(
+            Run(design="new", notices=1, latency_ms=args.latency_ms, reads=READS_QPS,
+                writes=WRITES_QPS, drain_s=args.drain_time_s, finish_every_s=args.finish_every_s),
+            args.instances, args.lbs)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

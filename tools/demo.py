@@ -1,7 +1,8 @@
 """``make demo``: the whole story on one machine, in about a minute.
 
 Starts the emulator with the demo fleet (tools/fleets/demo.yaml: 36 instances, 3 CLBs with
-default, vServer and master-slave groups), plays a scenario, and feeds every event the emulator
+default, vServer and master-slave groups, an ALB with a connection-draining group and a plain one,
+an NLB group without draining), plays a scenario, and feeds every event the emulator
 emits through the functions on the local FC runtime, rotating through the trigger envelopes:
 
   creations · an unexpected stop · a deliberate stop · a locked instance · a platform stop ·
@@ -49,6 +50,7 @@ TRAIL_QPS = 2.0
 SETTLE_S = 3
 FUNCTION_ENV = {
     "ECS_EVENT_OPS_DRAIN_TIME_S": "3",  # gentle drain: weight 0, then 3 s before removal
+    "ECS_EVENT_OPS_LB_PRODUCTS": "clb,alb,nlb",  # CLB vServer groups, ALB and NLB server groups
     "ECS_EVENT_OPS_FLAP_MAX_STARTS": "3",
     "ECS_EVENT_OPS_API_BACKOFF_BASE_S": "0.05",
     "ECS_EVENT_OPS_ACTIONTRAIL_SETTLE_S": str(SETTLE_S),
@@ -262,6 +264,13 @@ def report(scenario: Scenario, inbox: AlertInbox) -> None:
               f"removed {len(d.get('removed') or []):>2} memberships, "
               f"master-slave reported {len(d.get('reported_master_slave') or [])}, "
               f"time left at removal {d.get('time_left_s')} s, missed deadline: {d.get('missed_deadline')}")
+        for m in d.get("removed") or []:
+            product = m.get("product") or "clb"
+            where = (f"{m.get('load_balancer_id')}/{m.get('group_id') or 'default'}"
+                     if product == "clb" else str(m.get("group_id")))
+            how = (f"the group drains its connections, up to {m['drain_timeout_s']} s"
+                   if m.get("drain_timeout_s") else "weight 0, drain time, removed")
+            print(f"      {product:<3} {where}:{m.get('port') or '-'} ({how})")
     print("\n== spot replacement: successors of the opted-in interrupted instances")
     settled = scenario.sweep.get("replacements", {}).get("settled", [])
     for r in scenario.replacements + settled:

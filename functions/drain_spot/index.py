@@ -51,12 +51,13 @@ OWN_ACTIONS: tuple[str, ...] = (
     "ecs:DescribeRecommendInstanceType",
     "ecs:RunInstances",
 )
-# Find the memberships, weight 0, wait for the jobs, remove, verify: on every load-balancer
-# product, composed from the adapters' declarations (shared/lb/actions.py).
+# Find the memberships, weight 0, wait for the jobs, remove, verify, and the burst's shared scan
+# of the membership index (shared.spot.scan): on every load-balancer product, composed from the
+# adapters' declarations (shared/lb/actions.py).
 # "add": the successor of a replaced instance joins every group its predecessor was in;
 # "health": it serves in a CLB group once the group reports it healthy (DescribeHealthStatus).
-LB_OPERATIONS: tuple[str, ...] = ("list", "find", "members", "weight", "remove", "add", "wait",
-                                  "health")
+LB_OPERATIONS: tuple[str, ...] = ("list", "find", "scan", "members", "weight", "remove", "add",
+                                  "wait", "health")
 
 
 def __getattr__(name: str) -> Any:
@@ -70,7 +71,9 @@ def __getattr__(name: str) -> Any:
 
 # The finisher tick; ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S (deployed with it) is its period (60 s).
 SCHEDULE = "0 * * * * *"
-MAX_PARALLEL_DRAINS = 64  # a batch larger than this is unheard of; beyond it, drains queue
+# = the trigger's batchWindow count (s.yaml): a delivered batch drains at once, so its drains
+# share one write per group and step (shared.spot.batch); beyond it, drains queue
+MAX_PARALLEL_DRAINS = 100
 
 log = get_logger(__name__)
 
@@ -101,6 +104,11 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         replacing = _start_replacements(notices, store, settings, context)
         try:
             drains = _drain_all(notices, _drainer(store, settings, context))
+            # Drains that found their groups in the index share one scan for what it did not
+            # know (a drain that read its scope itself needs none).
+            indexed = {d.key for d in drains if d.index and d.index.get("used")}
+            if indexed and not settings.dry_run:
+                _shared_scans(store, settings, context, notices)
         except BaseException:
             replacing.wait()
             raise
@@ -125,12 +133,19 @@ def _finisher_tick(event: bytes) -> bool:
 def _finish_scheduled(settings: Settings, context: Any) -> dict[str, Any]:
     from shared.clients import Clients, credentials_from_context
     from shared.spot.finish import finish_due
+    from shared.spot.scan import uncovered_scans
     from shared.store import store_for
 
     store = store_for(settings.db_url)
     credentials = credentials_from_context(context)
-    report = finish_due(store, lambda: Clients.warm(settings, credentials), _notifier(store, settings),
-                        settings, owner=getattr(context, "request_id", None))
+    try:
+        report = finish_due(store, lambda: Clients.warm(settings, credentials),
+                            _notifier(store, settings), settings,
+                            owner=getattr(context, "request_id", None))
+    finally:  # a burst whose shared scan failed or never ran (its delivery died) gets it here
+        if settings.lb_index and not settings.dry_run:
+            uncovered_scans(store, lambda: Clients.warm(settings, credentials), settings,
+                            owner=getattr(context, "request_id", None))
     from shared.replace.sweep import sweep_replacements
 
     replaced = sweep_replacements(_replacer(store, settings, context))
@@ -206,6 +221,23 @@ def _start_replacements(notices: list[EcsEvent], store: Store, settings: Setting
     return start(notices, _replacer(store, settings, context))
 
 
+def _shared_scans(store: Store, settings: Settings, context: Any, notices: list[EcsEvent]) -> None:
+    """The burst's shared scan per region, unless one covers these notices (shared.spot.scan):
+    it catches the memberships the index did not know."""
+    from shared.clients import Clients, credentials_from_context
+    from shared.spot.scan import shared_scan
+
+    earliest: dict[str, Any] = {}
+    for notice in notices:
+        region = notice.region or settings.region
+        if region not in earliest or notice.event_time < earliest[region]:
+            earliest[region] = notice.event_time
+    clients = Clients.warm(settings, credentials_from_context(context))
+    for region, notice_time in sorted(earliest.items()):
+        shared_scan(store, clients.for_region(region), settings, region, notice_time,
+                    owner=getattr(context, "request_id", None))
+
+
 def _notifier(store: Store, settings: Settings) -> Notifier:
     from shared.notify import Notifier
 
@@ -221,6 +253,7 @@ def _drain_all(notices: list[EcsEvent], drainer: Drainer) -> list[DrainResult]:
         by_instance.setdefault(notice.instance_id, []).append(notice)
     if len(by_instance) == 1:
         return [drainer.drain(notice) for notice in notices]
+    drainer.batch_size = len(by_instance)  # their calls are gathered per group (shared.spot.batch)
     # Here, not at the top: concurrent.futures (queue, threads) is ~10 ms of every cold start,
     # and a delivery with one instance or none never needs a pool.
     from concurrent.futures import ThreadPoolExecutor

@@ -45,7 +45,9 @@ __all__ = ["FinishReport", "due", "finish_due"]
 
 log = get_logger(__name__)
 
-MAX_PARALLEL_FINISHES = 64  # as many removals at once as drain_spot runs drains at once
+# Every due drain at once (a burst's are due together): their removals share one write per
+# group (shared.spot.batch); in waves, each wave would write each group again.
+MAX_PARALLEL_FINISHES = 200
 
 
 @dataclass

@@ -71,7 +71,9 @@ from shared.ledger import (
 )
 from shared.log import emit, get_logger
 from shared.spot import record
+from shared.spot.batch import Coalescer, GroupQueue, Ticket
 from shared.spot.deadline import Deadline, Phase, utc_now
+from shared.spot.index import MembershipIndex, instance_keys
 from shared.spot.record import (
     ClientsPort,
     DrainResult,
@@ -112,6 +114,11 @@ VERIFY_ROUNDS = 3
 VERIFY_PAUSE_S = 0.5
 # Rounds of a step (each call already retried by the client), never past the step's deadline.
 MAX_ROUNDS = 30
+# A natively draining group (ALB/NLB connection draining) is busy for its whole timeout after a
+# removal: the drains of one delivery gather their removals for this long, and the next one
+# waits for the job (its timeout plus this slack) instead of meeting the busy group.
+NATIVE_WINDOW_S = 3.0
+NATIVE_HOLD_SLACK_S = 15.0
 ROUND_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 # A holder renews its lease at every record and round; silent longer than its planned wait plus
 # ``settings.drain_lease_grace_s`` (30 s by default), it is presumed dead and the next delivery
@@ -397,6 +404,15 @@ class Drainer:
         self._scopes: dict[str, list[str]] = {}
         self._full_scopes: dict[str, LbScope] = {}
         self._scope_lock = threading.Lock()
+        # The drains of one invocation share their calls per group (shared.spot.batch); the
+        # window is waited only while more than one drain runs here.
+        self.coalescer = Coalescer(settings.drain_batch_window_s)
+        self.queue = GroupQueue(settings.drain_batch_window_s)  # one writer per group and step
+        self.reads = Coalescer(settings.drain_batch_window_s)  # ... and one read per group
+        self._active = 0
+        self.batch_size = 1  # notices of different instances delivered together (the handler's)
+        self.index = (MembershipIndex(store, clock)  # type: ignore[arg-type]
+                      if settings.lb_index and hasattr(store, "index_lookup") else None)
 
     @property
     def steps(self) -> Sequence[Step]:
@@ -450,6 +466,7 @@ class Drainer:
                          "lock_reasons": list(instance.lock_reasons) if instance else [],
                          "private_ips": list(instance.private_ips) if instance else []},
             "verified_at": iso(now),
+            "index_keys": instance_keys(iid, instance.private_ips if instance else ()),
         }
         if instance is None:
             initial["released"] = True
@@ -521,8 +538,11 @@ class Drainer:
         return now + timedelta(seconds=wait_s + self.settings.drain_lease_grace_s)
 
     def _describe(self, iid: str, region: str) -> Instance | None:
-        """DescribeInstances in the notice's region; its errors raise (the platform retries)."""
-        return self.clients_in(region).ecs.describe_instances([iid]).get(iid)
+        """DescribeInstances in the notice's region; its errors raise (the platform retries).
+        The drains of one invocation describe their instances in one call."""
+        ecs = self.clients_in(region).ecs
+        found, _ = self._coalesced(("describe", region), [iid], ecs.describe_instances)
+        return found.get(iid)  # type: ignore[no-any-return]
 
     def _duplicate(self, entry: EntryLike, event: EcsEvent) -> DrainResult:
         reason = f"already {entry.status}: {entry.data.get('outcome')}"
@@ -555,6 +575,24 @@ class Drainer:
         return None
 
     def _run(self, run: Run) -> DrainResult:
+        with self._scope_lock:
+            self._active += 1
+        try:
+            return self._run_steps(run)
+        finally:
+            with self._scope_lock:
+                self._active -= 1
+
+    def _coalesced(self, key: tuple[Any, ...], items: Sequence[Any],
+                   send: Callable[[list[Any]], Any],
+                   coalescer: Coalescer | None = None) -> tuple[Any, bool]:
+        """One call for the drains of this invocation that need the same one at once; alone,
+        the call is made at once."""
+        if self._active <= 1 and self.batch_size <= 1:
+            return send(list(items)), True
+        return (coalescer or self.coalescer).call(key, items, send)
+
+    def _run_steps(self, run: Run) -> DrainResult:
         try:
             if run.resumed_from is not None:
                 self._apply_resume_rule(run)
@@ -609,7 +647,14 @@ class Drainer:
                     run, Outcome.SKIPPED, Phase.LEFTOVER, [], reason=(
                         "notice long past its deadline and the instance is Running without a "
                         "recycling lock: not reclaimed, left in its groups"))
-        removable, kept, scope = self._discover_in_time(run)
+        indexed = self._find_indexed(run)
+        if indexed is not None:
+            removable, kept, scope, index_report = indexed
+        else:
+            removable, kept, scope = self._discover_in_time(run)
+            index_report = {"used": False}
+            if self.index is not None:  # what the scan of the scope found keeps the index fresh
+                self.index.record_found(run.region, self._keys(run), [*removable, *kept])
         master_slave = [m for m in kept if m.group_kind is GroupKind.MASTER_SLAVE]
         managed = [m for m in kept if m.group_kind is not GroupKind.MASTER_SLAVE]
         history = record.drain_history(self.store, run.instance_id, exclude=run.key)
@@ -619,6 +664,7 @@ class Drainer:
             "master_slave": [m.snapshot() for m in master_slave],
             "managed": [m.snapshot() for m in managed],
             "unknown_weights": unknown, "scope": scope, "found_at": iso(self.clock()),
+            "index": index_report,
         }
         if not recorded:
             run.data.update(data)
@@ -633,23 +679,57 @@ class Drainer:
         until = run.deadline.at - timedelta(seconds=run.deadline.margin_s)
         left = (until - self.clock()).total_seconds()
         memberships = run.memberships()
-        native = [m for m in memberships
-                  if m.product is not Product.CLB and m.drains_natively_within(left)]
+        # Alone, a group that drains connections natively is removed at once. In a burst (other
+        # drains in this invocation) it takes weight 0 like the others: a removal keeps such a
+        # group busy for its whole drain timeout, so a second delivery's drains could not stop
+        # their traffic there before it ends; weight 0 keeps it busy for a job, and the
+        # removal after the wait still drains the connections.
+        burst = self._active > 1 or self.batch_size > 1
+        native = [] if burst else [
+            m for m in memberships
+            if m.product is not Product.CLB and m.drains_natively_within(left)]
         data: dict[str, Any] = {}
+        # Weight 0 first: a natively draining group may be busy with another removal for its
+        # whole timeout (a burst), and the other groups' traffic must not wait for it.
+        gentle = [m for m in memberships if m not in native]
+        queued = self._native_submit(run, native)  # sent meanwhile (a burst's shared removal)
+        failed_weight = self._rounds("weight0", run, gentle, until) if gentle else None
         if native:
-            jobs, failed = self._native_removal(run, native)
+            jobs, failed = self._native_removal(run, native, queued)
             native = [m for m in native if m not in failed]
             data["native"] = [m.snapshot() for m in native]
             data["native_jobs"] = jobs
-        gentle = [m for m in memberships if m not in native]
+            if failed and failed_weight is None:  # refused: they take the weight-0 path
+                failed_weight = self._rounds("weight0", run, failed, until)
+                gentle += failed
         data["weighted"] = len(gentle)
-        if self._rounds("weight0", run, gentle, until) is None:
+        if failed_weight is None:
             return DrainStatus.WEIGHTED, {**data, "weight0_at": iso(self.clock())}
         return DrainStatus.FOUND, {
             **data, "weight_failed": True,
             "reason": "weight change failed: removed without the gentle wait"}
 
-    def _native_removal(self, run: Run, native: Sequence[Membership]
+    def _native_submit(self, run: Run, native: Sequence[Membership]
+                       ) -> dict[GroupRef, Ticket[list[Write]]]:
+        """With other drains in this invocation: queue each natively draining group's removal
+        now (shared with theirs, shared.spot.batch.GroupQueue), before the weight-0 writes,
+        so that a burst's removals meet in one write per group. Alone: nothing queued."""
+        if not native or (self._active <= 1 and self.batch_size <= 1):
+            return {}
+        lbs = self.clients_in(run.region).lbs
+        seed = f"{run.key}:native"
+        queued: dict[GroupRef, Ticket[list[Write]]] = {}
+        for group, members in groups(native).items():
+            timeout = float(max((m.drain_timeout_s or 0) for m in members)) + NATIVE_HOLD_SLACK_S
+            queued[group] = self.queue.submit(
+                ("native", run.region, group), members,
+                lambda batch: lbs.remove(batch, token_seed=seed),
+                hold=lambda writes, timeout=timeout: lbs.wait(writes, timeout_s=timeout),  # type: ignore[misc]
+                window_s=max(self.queue.window_s, NATIVE_WINDOW_S))
+        return queued
+
+    def _native_removal(self, run: Run, native: Sequence[Membership],
+                        queued: Mapping[GroupRef, Ticket[list[Write]]] | None = None,
                         ) -> tuple[list[dict[str, Any]], list[Membership]]:
         """Send the removals of the natively draining groups (jobs not awaited here: the
         group drains for its timeout; the remove step waits for them). Returns the jobs and
@@ -657,9 +737,16 @@ class Drainer:
         lbs = self.clients_in(run.region).lbs
         jobs: list[dict[str, Any]] = []
         failed: list[Membership] = []
-        for members in groups(native).values():
+        for group, members in groups(native).items():
             try:
-                writes = lbs.remove(members, token_seed=f"{run.key}:native")
+                ticket = (queued or {}).get(group)
+                if ticket is None:
+                    writes = lbs.remove(members, token_seed=f"{run.key}:native")
+                else:
+                    shared = ticket.wait() or []
+                    writes = shared if ticket.first else [
+                        Write(w.group, w.action, tuple(members), w.job_id, w.token)
+                        for w in shared]
             except NotFoundError:
                 continue  # the group is gone: nothing to drain there
             except CloudError as err:
@@ -726,6 +813,7 @@ class Drainer:
             reported_managed=tuple(summary(m) for m in run.memberships("managed")),
             time_left_s=round(run.deadline.time_left_s(remove_after), 3), reason=reason,
             unknown_weights=tuple(run.data.get("unknown_weights") or ()),
+            index=run.data.get("index"),
         )
 
     def remove(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
@@ -739,13 +827,24 @@ class Drainer:
             path = Phase.FAST
         native = {m.key for m in memberships_of(run.data, "native")}
         targets = [m for m in memberships if m.key not in native]
-        if run.resumed_from is not None and self.rule(StepName.REMOVE) is Resume.PRESENT:
+        # A taker may meet a removal cut short: re-read what is left. Not after a scheduled
+        # wait (the holder ended at ``waited`` on purpose, nothing of the removal was sent; a
+        # burst's tick would otherwise read every group again before its first removal): a
+        # member already gone is removed as a no-op and verify reads the groups after.
+        scheduled = (run.resumed_from is DrainStatus.WAITED and bool(run.data.get("remove_after"))
+                     and not run.data.get("removal_started_at"))
+        if (run.resumed_from is not None and self.rule(StepName.REMOVE) is Resume.PRESENT
+                and not scheduled):
             targets = self._present(run, targets)  # the dead holder may have removed some
+        if scheduled:
+            run.lease.save(removal_started_at=iso(self.clock()))
         err = self._rounds("remove", run, targets, run.deadline.at) if targets else None
         if err is not None:  # out of time: the platform's retry (or the sweep) goes on
             raise err
         self._native_done(run)
         removed_at = self.clock()
+        if self.index is not None:
+            self.index.forget(run.region, self._keys(run))
         time_left = run.deadline.time_left_s(removed_at)
         return DrainStatus.REMOVED, {
             "removed_at": iso(removed_at), "path": path.value,
@@ -839,12 +938,39 @@ class Drainer:
         present: list[Membership] = []
         for group, members in groups(memberships).items():
             try:
-                current = self._members_of(clients, group, lb)
+                current, _ = self._coalesced(  # one read of a group for concurrent drains
+                    ("members", run.region, group), [],
+                    lambda _none, group=group: self._members_of(clients, group, lb),  # type: ignore[misc]
+                    self.reads)
             except NotFoundError:
                 continue
             current = [c for c in current if not (c.native_drain and c.status == "Removing")]
             present.extend(still_there(members, current))
         return present
+
+    def _keys(self, run: Run) -> list[str]:
+        return list(run.data.get("index_keys") or [run.instance_id])
+
+    def _find_indexed(self, run: Run
+                      ) -> tuple[list[Membership], list[Membership], list[str], dict[str, Any]] | None:
+        """The memberships the index knows (shared.spot.index), or None when it cannot answer
+        (off, or the region never scanned): no cloud read. Found by IP, only a member
+        registered by that IP (eni / Ip type) counts: an ecs member is its instance's."""
+        if self.index is None:
+            return None
+        lookup = self.index.lookup(run.region, self._keys(run))
+        if not lookup.known:
+            return None
+        found = [m for m in (Membership.from_snapshot(s) for s in lookup.snapshots)
+                 if m.server_id == run.instance_id or m.server_type.lower() != "ecs"]
+        removable = [m for m in found if m.removable]
+        kept = [m for m in found if reported(m)]
+        entry = self.store.ledger_get(f"lbscan:{run.region}")
+        scope = list((entry.data.get("scope") if entry is not None else None) or [])
+        report = {"used": True, **lookup.report(self.clock())}
+        emit(log, "memberships found", instance_id=run.instance_id, source="index",
+             removable=len(removable), reported=len(kept), index_age_s=report["age_s"])
+        return removable, kept, scope, report
 
     @staticmethod
     def _members_of(clients: ClientsPort, group: GroupRef,
@@ -910,12 +1036,56 @@ class Drainer:
     def _per_group(self, operation: str, memberships: Sequence[Membership], run: Run,
                    until: datetime | None = None) -> list[tuple[list[Membership], CloudError]]:
         """Apply ``operation`` group by group, so one failing or vanished group cannot keep
-        the instance in the others: one write per group (per call limit); the ALB/NLB jobs of
-        all groups then waited for together (one status poll per product and round), never
-        past ``until``. Returns the groups that failed, with their errors."""
+        the instance in the others. Returns the groups that failed, with their errors. The
+        drains of this invocation at the same step share the calls: one write per group for
+        all of them (shared.spot.batch)."""
+        if self._active <= 1 and self.batch_size <= 1:
+            calls, failures = self._write_groups(operation, memberships, run, until)
+            run.writes += calls
+            return failures
+        tickets = [(members, self.queue.submit(
+            (operation, run.region, group), members,
+            lambda batch: self._write_retrying(operation, batch, run, until)))
+            for group, members in groups(memberships).items()]
+        mine = set(memberships)
+        failed: list[tuple[list[Membership], CloudError]] = []
+        for _members, ticket in tickets:
+            calls, failures = ticket.wait() or (0, [])
+            run.writes += calls if ticket.first else 0
+            failed += [([m for m in members if m in mine], err) for members, err in failures
+                       if any(m in mine for m in members)]
+        return failed
+
+    def _write_retrying(self, operation: str, memberships: Sequence[Membership], run: Run,
+                        until: datetime | None
+                        ) -> tuple[int, list[tuple[list[Membership], CloudError]]]:
+        """A shared write, retried in the group's writer while it fails with a retryable
+        error (throttled, busy), so its callers' memberships stay in one write instead of
+        each caller retrying on its own and splitting it."""
+        calls = 0
+        for attempt in range(MAX_ROUNDS):
+            made, failures = self._write_groups(operation, memberships, run, until)
+            calls += made
+            if not failures or not all(err.retryable for _, err in failures):
+                return calls, failures
+            pause = ROUND_PAUSES_S[min(attempt, len(ROUND_PAUSES_S) - 1)] * random.uniform(0.5, 1.0)
+            left = ((until - self.clock()).total_seconds() if until is not None
+                    else float(JOB_WAIT_S))
+            if left - pause <= 0:
+                return calls, failures
+            memberships = [m for members, _ in failures for m in members]
+            self.sleep(pause)
+        return calls, failures
+
+    def _write_groups(self, operation: str, memberships: Sequence[Membership], run: Run,
+                      until: datetime | None) -> tuple[int, list[tuple[list[Membership], CloudError]]]:
+        """One write per group (per call limit); the ALB/NLB jobs of all groups then waited for
+        together (one status poll per product and round), never past ``until``. Returns the
+        calls made and the groups that failed, with their errors."""
         clients = self.clients_in(run.region)
         failures: list[tuple[list[Membership], CloudError]] = []
         pending: list[Write] = []
+        made = 0
         for group, members in groups(memberships).items():
             try:
                 if group.product is Product.CLB:
@@ -939,7 +1109,7 @@ class Drainer:
             except CloudError as err:
                 failures.append((members, err))
                 continue
-            run.writes += calls
+            made += calls
         if pending:
             left = (until - self.clock()).total_seconds() if until is not None else JOB_WAIT_S
             failed, unfinished = clients.lbs.wait_jobs(pending, timeout_s=max(left, JOB_MIN_WAIT_S))
@@ -950,7 +1120,7 @@ class Drainer:
                     "JobFailed" if write in failed else "JobNotFinished",
                     f"{write.action} job {write.job_id} did not succeed",
                     action=write.action, resource_ids=[str(write.group)], retryable=True)))
-        return failures
+        return made, failures
 
     def _rounds(self, operation: str, run: Run, memberships: Sequence[Membership],
                 until: datetime) -> CloudError | None:
@@ -996,6 +1166,7 @@ class Drainer:
             leftover=tuple(data.get("leftover") or ()),
             reason=data.get("reason"),
             unknown_weights=tuple(data.get("unknown_weights") or ()),
+            index=data.get("index"), scan=self._scan_findings(run),
         )
         emit(log, "drain finished", event_id=run.event_id, instance_id=run.instance_id,
              key=run.key, decision=result.outcome.value, path=result.phase.value,
@@ -1007,6 +1178,14 @@ class Drainer:
              generation=run.lease.generation)
         self._notify(result, run.deadline)
         return result
+
+    def _scan_findings(self, run: Run) -> dict[str, Any] | None:
+        """What a shared scan merged into this drain's entry meanwhile (shared.spot.scan)."""
+        if self.index is None:
+            return None
+        entry = self.store.ledger_get(run.key)
+        found = entry.data.get("scan") if entry is not None else None
+        return dict(found) if isinstance(found, Mapping) else None
 
     def _notify(self, result: DrainResult, deadline: Deadline) -> None:
         if self.notifier is None:

@@ -234,6 +234,10 @@ class DrainResult:
     unknown_weights: tuple[Mapping[str, Any], ...] = ()
     # Memberships in groups a controller manages (Kubernetes): reported, never touched.
     reported_managed: tuple[Mapping[str, Any], ...] = ()
+    # How the memberships were found: the membership index's answer and age (shared.spot.index)
+    index: Mapping[str, Any] | None = None
+    # What the burst's shared scan found that the index did not know (shared.spot.scan)
+    scan: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -253,6 +257,8 @@ class DrainResult:
             "dry_run": self.dry_run,
             "unknown_weights": [dict(m) for m in self.unknown_weights],
             "reported_managed": [dict(m) for m in self.reported_managed],
+            "index": dict(self.index) if self.index is not None else None,
+            "scan": dict(self.scan) if self.scan is not None else None,
         }
 
     @classmethod
@@ -312,6 +318,14 @@ def drain_notification(result: DrainResult, deadline: Deadline) -> Notification:
         lines.append(f"At weight 0 before the drain, no earlier weight known (restored at "
                      f"{UNKNOWN_WEIGHT_RESTORE}):")
         lines += [f"- {label(m)}" for m in result.unknown_weights]
+    if result.index and result.index.get("used"):
+        lines.append(f"Found in the membership index ({result.index.get('hits')} memberships, "
+                     f"last full scan {result.index.get('age_s')} s before).")
+    if result.scan:
+        late = result.scan.get("late") or []
+        lines.append(f"Shared scan {result.scan.get('key')}: " + (
+            f"{len(late)} memberships the index did not know, drained: "
+            + ", ".join(label(m) for m in late) if late else "nothing the index did not know."))
     if result.time_left_s is not None:
         lines.append(f"Time left at removal: {result.time_left_s:.1f} s.")
     if result.missed_deadline:

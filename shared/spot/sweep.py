@@ -156,7 +156,7 @@ def sweep_drains(
                 _after_deadline, sweep, instance=instances.get(entry.instance_id or ""),
                 clients=regional))
     for region in regions or (settings.region,):
-        _sweep_released_backends(clients.for_region(region), settings, report, region)
+        _sweep_released_backends(clients.for_region(region), settings, report, region, store)
     emit(log, "drain sweep", restored=len(report.restored), reclaimed=len(report.reclaimed),
          closed=len(report.closed), waiting=len(report.waiting), finished=len(report.finished),
          live=len(report.live), released_backends_removed=len(report.released_backends_removed),
@@ -266,7 +266,9 @@ def _close(sweep: _Sweep, entry: EntryLike, reason: str | None) -> None:
 def _undo(sweep: _Sweep, entry: EntryLike, clients: ClientsPort, rule: Undo) -> None:
     """Put a not-reclaimed instance back as recorded, under the drain's lease."""
     iid = entry.instance_id or ""
-    memberships = memberships_of(entry.data)
+    # ... and those the burst's shared scan drained for it (shared.spot.scan)
+    memberships = [*memberships_of(entry.data),
+                   *memberships_of(entry.data.get("scan") or {}, "late_snapshots")]
     attempts = int(entry.data.get("restore_attempts") or 0)
     if rule is Undo.NOTHING or not memberships:
         _close(sweep, entry, "not reclaimed; the drain had written nothing")
@@ -407,7 +409,8 @@ def restore(clients: ClientsPort, memberships: Sequence[Membership], *, dry: boo
 
 
 def _sweep_released_backends(
-    clients: ClientsPort, settings: Settings, report: SweepReport, region: str
+    clients: ClientsPort, settings: Settings, report: SweepReport, region: str,
+    store: Ledger | None = None,
 ) -> None:
     """Remove backends (type ecs) whose instance no longer exists, in the configured scope of
     ``region`` (``clients`` are that region's), on every product of ``lb_products`` whose scope
@@ -425,6 +428,7 @@ def _sweep_released_backends(
             report.notes.append("released-backend scan skipped: no lb_ids/lb_tag scope")
         return
     try:
+        started = utc_now()
         members: list[Membership] = []
         scope = lb_scope(clients.lb, settings, region) if Product.CLB in products else []
         for lb_id in scope:
@@ -434,10 +438,16 @@ def _sweep_released_backends(
                 emit(log, "load balancer not found", level=30, region=region,
                      load_balancer_id=lb_id, code=err.code)
         others = [p for p in products if p is not Product.CLB]
+        sources = list(scope)
         if others:
             full = full_scope(clients, settings, region, scope)
             full = replace(full, products=full.products & frozenset(others))
             members.extend(clients.lbs.scan(full))
+            sources += [f"{p.value}:{g}" for p in others for g in full.where(p)]
+        if settings.lb_index and hasattr(store, "index_replace") and not settings.dry_run:
+            from shared.spot.scan import record_sweep_scan
+
+            record_sweep_scan(store, region, sources, members=members, started_at=started)  # type: ignore[arg-type]
         ecs_members = [m for m in members if m.server_type.lower() == "ecs" and m.removable]
         ids = sorted({m.server_id for m in ecs_members})
         if not ids:

@@ -12,6 +12,8 @@ Sections (each printed as a table, all written to one JSON file):
   drain    the spot burst against deadlines, and the naive seed-doc handler (tools.bench_drain)
   reliability  tools.reliability --full (--quick: the small size) on SQLite, and on PostgreSQL and
            MariaDB when their test URLs are set: invariants, faults injected, deadline overrun
+  lb       issue 13: one notice, a 200-notice burst, reads per notice vs fleet size and the spot
+           burst, scan per notice (old) vs the membership index (new) on CLB/ALB/NLB (tools.bench.lb)
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from tools.envelopes import wrap
 REPO = Path(__file__).resolve().parent.parent.parent
 FLEET = REPO / "tools" / "fleets" / "demo.yaml"
 FIXTURES = REPO / "tests" / "fixtures" / "events"
-SECTIONS = ("cold", "warm", "bytecode", "store", "autostart", "drain", "reliability")
+SECTIONS = ("cold", "warm", "bytecode", "store", "autostart", "drain", "reliability", "lb")
 WARM_UP = 20  # invocations before the warm clock starts
 
 
@@ -507,6 +509,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(_table(_reliability_rows(results["reliability"]),
                              ["db", "broken", "events", "deliveries", "retried", "killed", "mid_wait", "lost",
                               "overrun_s", "seconds"]))
+            elif section == "lb":
+                from tools.bench.lb import COLUMNS
+                from tools.bench.lb import bench as bench_lb
+
+                results["lb"] = bench_lb(["one", "burst", "growth", "spot"], small=quick)
+                for name, rows in results["lb"]["sections"].items():
+                    print(f"-- {name}")
+                    print(_table(rows, (("clbs",) if name == "growth" else ()) + COLUMNS))
             print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
     results["total_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.json)

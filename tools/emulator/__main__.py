@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delay added to every API call")
     parser.add_argument("--throttle-qps", type=float, default=None,
                         help="per-action rate limit; excess calls get 400 Throttling.User")
+    parser.add_argument("--throttle-reads", type=float, default=None, metavar="QPS",
+                        help="per-action limit of reads (api-meta operationType read)")
+    parser.add_argument("--throttle-writes", type=float, default=None, metavar="QPS",
+                        help="per-action limit of writes (operationType write, readAndWrite)")
     parser.add_argument("--throttle-action", type=_throttle_action, action="append", default=[],
                         metavar="ACTION=QPS", help="rate limit for one action (repeatable)")
     parser.add_argument("--fault-rate", type=float, default=0.0,
@@ -142,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     emu = Emulator(
         fleet, latency_ms=args.latency_ms, throttle_qps=args.throttle_qps,
         throttle_actions=dict(args.throttle_action), fault_rate=args.fault_rate, seed=args.seed,
+        throttle_reads=args.throttle_reads, throttle_writes=args.throttle_writes,
         start_delay_s=args.start_delay, events_out=args.events_out, port=args.port,
         host=args.host, db_url=args.db, function_env=_group(args.function_env),
         qualifiers=_group(args.alias), fc_service=args.fc_service,

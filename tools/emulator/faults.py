@@ -8,8 +8,12 @@ Decisions, in order, for each API call (after the signature check):
    statuses when there are several; the pseudo code ``ConnectionDropped`` closes the socket
    without answering. A code the contract does not allow for the action is refused when set
    (``ValueError``), so a test cannot inject what Alibaba never answers. Deterministic.
-2. Rate limit: ``throttle_actions[action]`` or else ``throttle_qps`` (a token bucket per action,
-   burst = max(1, qps)) -> 400 ``Throttling.User``.
+2. Rate limit: ``throttle_actions[action]``, else ``throttle_reads`` / ``throttle_writes`` by the
+   action's kind (api-meta's ``operationType``: ``read`` is a read, ``write`` and
+   ``readAndWrite`` are writes, an action without one is a read when its name starts with
+   ``Describe``/``List``/``Lookup``/``Get``), else ``throttle_qps``: a token bucket per product
+   and action (ALB and NLB share action names, not limits), burst = max(1, qps) -> 400
+   ``Throttling.User`` (platform-wide, the status the contract documents first).
 3. ``fault_rate``: a seeded ``random.Random`` picks 500 ``InternalError``, 503
    ``ServiceUnavailable``, a dropped connection, or one of the "busy, try again" codes the action
    documents (``contract.BUSY_CODES``: CLB writes' ``SystemBusy``, ``OperationBusy``, …).
@@ -43,6 +47,8 @@ UNSET: object = object()
 StatusLookup = Callable[[str, str], "list[int]"]
 # action -> the (busy code, HTTP status) pairs it documents.
 BusyLookup = Callable[[str], "list[tuple[str, int]]"]
+# (product, action) -> "read" or "write" (api-meta's operationType; see the module docstring).
+KindLookup = Callable[[str, str], str]
 _READ_PREFIXES = ("Describe", "List", "Lookup", "Get")
 
 
@@ -79,10 +85,15 @@ class Faults:
     def __init__(self, latency_ms: float = 0, throttle_qps: float | None = None,
                  throttle_actions: Mapping[str, float] | None = None, fault_rate: float = 0.0,
                  seed: int | None = 0, *, statuses: StatusLookup | None = None,
-                 busy: BusyLookup | None = None) -> None:
+                 busy: BusyLookup | None = None, kind: KindLookup | None = None,
+                 throttle_reads: float | None = None,
+                 throttle_writes: float | None = None) -> None:
         self._lock = threading.Lock()
         self._statuses = statuses
         self._busy = busy
+        self._kind = kind
+        self.throttle_reads = throttle_reads
+        self.throttle_writes = throttle_writes
         self.lose_rate = 0.0
         self.latency_ms = float(latency_ms)
         self.throttle_qps = throttle_qps
@@ -93,7 +104,7 @@ class Faults:
         self.lose_answer: dict[str, deque[str]] = {}
         self.start_error: dict[str, str] = {}
         self._rng = random.Random(seed)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._validate()
 
     def _validate(self) -> None:
@@ -103,7 +114,8 @@ class Faults:
             raise ValueError("fault_rate must be within 0..1")
         if not 0.0 <= self.lose_rate <= 1.0:
             raise ValueError("lose_rate must be within 0..1")
-        for qps in [self.throttle_qps, *self.throttle_actions.values()]:
+        for qps in [self.throttle_qps, self.throttle_reads, self.throttle_writes,
+                    *self.throttle_actions.values()]:
             if qps is not None and qps <= 0:
                 raise ValueError("throttle rates must be > 0")
 
@@ -114,7 +126,8 @@ class Faults:
                start_error: Mapping[str, str | None] | None = None,
                retry_after_ms: object = UNSET,
                lose_answer: Mapping[str, Iterable[str]] | None = None,
-               lose_rate: float | None = None) -> None:
+               lose_rate: float | None = None, throttle_reads: object = UNSET,
+               throttle_writes: object = UNSET) -> None:
         """Change settings; only the given ones. ``fail_next`` / ``lose_answer`` replace the
         queue of each named action; ``start_error`` sets (or with ``None``, clears) per
         instance. Codes the contract does not allow raise ``ValueError`` and change nothing."""
@@ -142,6 +155,12 @@ class Faults:
             if throttle_actions is not None:
                 self.throttle_actions = dict(throttle_actions)
                 self._buckets.clear()
+            if throttle_reads is not UNSET:
+                self.throttle_reads = None if throttle_reads is None else float(throttle_reads)  # type: ignore[arg-type]
+                self._buckets.clear()
+            if throttle_writes is not UNSET:
+                self.throttle_writes = None if throttle_writes is None else float(throttle_writes)  # type: ignore[arg-type]
+                self._buckets.clear()
             if fault_rate is not None:
                 self.fault_rate = float(fault_rate)
             if lose_rate is not None:
@@ -166,7 +185,9 @@ class Faults:
         with self._lock:
             return {
                 "latency_ms": self.latency_ms, "throttle_qps": self.throttle_qps,
-                "throttle_actions": dict(self.throttle_actions), "fault_rate": self.fault_rate,
+                "throttle_actions": dict(self.throttle_actions),
+                "throttle_reads": self.throttle_reads, "throttle_writes": self.throttle_writes,
+                "fault_rate": self.fault_rate,
                 "lose_rate": self.lose_rate, "retry_after_ms": self.retry_after_ms,
                 "fail_next": {a: list(q) for a, q in self.fail_next.items() if q},
                 "lose_answer": {a: list(q) for a, q in self.lose_answer.items() if q},
@@ -177,20 +198,35 @@ class Faults:
         with self._lock:
             return dict(self.start_error)
 
-    def decide(self, action: str) -> Verdict | None:
+    def is_read(self, product: str, action: str) -> bool:
+        if self._kind is not None:
+            return self._kind(product, action) == "read"
+        return action.startswith(_READ_PREFIXES)
+
+    def _rate(self, product: str, action: str) -> float | None:
+        if action in self.throttle_actions:
+            return self.throttle_actions[action]
+        by_kind = (self.throttle_reads if self.is_read(product, action)
+                   else self.throttle_writes)
+        return by_kind if by_kind is not None else self.throttle_qps
+
+    def decide(self, action: str, product: str = "") -> Verdict | None:
         """The fault to inject for this call of ``action``, or None to answer normally."""
         with self._lock:
             queue = self.fail_next.get(action)
             if queue:
                 return self._verdict(action, queue.popleft())
-            qps = self.throttle_actions.get(action, self.throttle_qps)
+            qps = self._rate(product, action)
             if qps is not None:
-                bucket = self._buckets.get(action)
+                bucket = self._buckets.get((product, action))
                 if bucket is None or bucket.qps != qps:
-                    bucket = self._buckets[action] = _Bucket(qps)
+                    bucket = self._buckets[(product, action)] = _Bucket(qps)
                 if not bucket.take():
-                    return Verdict("Throttling.User", 400, "Request was denied due to user flow "
-                                   "control.", self.retry_after_ms)
+                    statuses = (self._statuses(action, "Throttling.User")
+                                if self._statuses is not None else [])
+                    return Verdict("Throttling.User", statuses[0] if statuses else 400,
+                                   "Request was denied due to user flow control.",
+                                   self.retry_after_ms)
             if self.fault_rate > 0 and self._rng.random() < self.fault_rate:
                 busy = self._busy(action) if self._busy is not None else []
                 pick = self._rng.choice(

@@ -223,7 +223,9 @@ class Emulator:
                  fc_service: str = "ecs-event-ops", function_credential: str | None = None,
                  function_timeout_s: float = 120.0, contract: Contract | None = None,
                  trail_lag_s: float | None = None, trail_skew_s: float | None = None,
-                 trail_qps: object = UNSET, lb_job_s: float | None = None) -> None:
+                 trail_qps: object = UNSET, lb_job_s: float | None = None,
+                 throttle_reads: float | None = None,
+                 throttle_writes: float | None = None) -> None:
         self._creds = {c.access_key_id: c for c in fleet.credentials}
         if function_credential is not None and function_credential not in self._creds:
             raise ValueError(f"function_credential {function_credential!r} is not a fleet "
@@ -235,7 +237,8 @@ class Emulator:
         self.contract = contract if contract is not None else load_contract()
         self.faults = Faults(latency_ms, throttle_qps, throttle_actions, fault_rate, seed,
                              statuses=self._fault_statuses,
-                             busy=self._busy_codes)
+                             busy=self._busy_codes, kind=self._operation_kind,
+                             throttle_reads=throttle_reads, throttle_writes=throttle_writes)
         # Every departure from the documented contract seen in an answer, or in a request from
         # the product (tests/conformance_plugin.py fails the session on any).
         self._violations: list[Violation] = []
@@ -336,6 +339,15 @@ class Emulator:
             raise ValueError(f"{action!r} is not an action the emulator serves "
                              f"({sorted(ACTION_PRODUCT)})")
         return self.contract.statuses_of(product, action.rpartition(":")[2], code)
+
+    def _operation_kind(self, product: str, action: str) -> str:
+        """"read" or "write" by api-meta's operationType (tools.emulator.faults)."""
+        product = product or ACTION_PRODUCT.get(action, "")
+        action = action.rpartition(":")[2]  # ALB/NLB fault keys are "alb:<Action>"
+        kind = (self.contract.api(product, action) or {}).get("operationType")
+        if kind in ("read", "write", "readAndWrite"):
+            return "read" if kind == "read" else "write"
+        return "read" if action.startswith(("Describe", "List", "Lookup", "Get")) else "write"
 
     def _busy_codes(self, action: str) -> list[tuple[str, int]]:
         product = ACTION_PRODUCT.get(action)
@@ -592,14 +604,16 @@ class Emulator:
                    start_error: Mapping[str, str | None] | None = None,
                    retry_after_ms: object = UNSET,
                    lose_answer: Mapping[str, Iterable[str]] | None = None,
-                   lose_rate: float | None = None) -> None:
+                   lose_rate: float | None = None, throttle_reads: object = UNSET,
+                   throttle_writes: object = UNSET) -> None:
         """See :mod:`tools.emulator.faults`; only the given settings change. Error codes are
         checked against the contract (``ValueError`` for one the action cannot answer)."""
         self.faults.update(latency_ms=latency_ms, throttle_qps=throttle_qps,
                            throttle_actions=throttle_actions, fault_rate=fault_rate, seed=seed,
                            fail_next=fail_next, start_error=start_error,
                            retry_after_ms=retry_after_ms, lose_answer=lose_answer,
-                           lose_rate=lose_rate)
+                           lose_rate=lose_rate, throttle_reads=throttle_reads,
+                           throttle_writes=throttle_writes)
 
     # --- HTTP API ------------------------------------------------------------------------
 
@@ -667,7 +681,7 @@ class Emulator:
 
         if _PRODUCT_UA.search(user_agent):
             self._violation(contract.check_request(product, action, api_params))
-        verdict = self.faults.decide(fault_key(product, action))
+        verdict = self.faults.decide(fault_key(product, action), product)
         if verdict is not None:
             if verdict.code == DROP:
                 record(0, DROP, None)

@@ -1,0 +1,281 @@
+"""The full scan a burst of notices shares: what the membership index did not know, drained.
+
+A drain finds its memberships in the index (:mod:`shared.spot.index`) and sets them to weight 0
+at once. A membership registered since the index was last refreshed would be missed; so, when no
+scan started at most ``lb_index_fresh_s`` before a notice, one full scan of the region's load
+balancers in scope runs (``lbscan:<region>`` in the ledger: one holder at a time, its lease
+bounds a holder that dies). Every notice of the burst is covered by it: a later notice meets a
+scan that started after it minus the fresh time and starts none. The scan refreshes the index
+(each source it read replaces its rows), then, for every drain of the region whose deadline is
+ahead, takes what the index now shows for the drain's instance and the drain did not record
+(*late* memberships) through the same path: weight 0 (one write per group for all instances),
+the drain time or what the earliest deadline leaves, removal. Each drain's entry gets the
+findings under ``scan`` (its result and notification report them), the scan's entry the totals.
+
+Who runs it: the drain_spot invocation that delivered the notices, after its drains (a batch's
+drains have recorded what they found by then), or the finisher tick for open drains that no scan
+covers (a delivery that died first). Cost: one read per group of every load balancer in scope,
+once per burst, instead of once per notice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shared import ledger
+from shared.clients import CloudError
+from shared.events import iso, parse_iso_or_none
+from shared.lb.model import Membership, Product
+from shared.lb.pools import LbScope
+from shared.ledger import DrainStatus, Kind
+from shared.log import emit, get_logger
+from shared.spot.deadline import utc_now
+from shared.spot.index import MembershipIndex, member_id, scan_key, server_keys, source_of
+from shared.spot.machine import full_scope, lb_scope
+from shared.spot.record import ClientsPort, Ledger, summary
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+__all__ = ["ScanReport", "covered", "shared_scan", "uncovered_scans"]
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+SCAN_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 8.0, 8.0)  # a source's retries while throttled
+SCAN_LEASE_S = 240.0
+UNCOVERED_AFTER_S = 60.0  # the finisher scans for a burst whose delivery did not, after this  # longer than a scan of a large scope under throttling; a dead holder's ends
+LIVE_DRAINS = frozenset({DrainStatus.CLAIMED, DrainStatus.FOUND, DrainStatus.WEIGHTED,
+                         DrainStatus.WAITED, DrainStatus.REMOVED, DrainStatus.DONE,
+                         DrainStatus.PARTIAL})
+
+
+@dataclass
+class ScanReport:
+    key: str
+    region: str
+    started_at: str
+    scanned_at: str | None = None
+    sources: int = 0
+    memberships: int = 0
+    late: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # instance -> late
+    removed_at: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def covered(entry: Any, notice_time: datetime, fresh_s: float, now: datetime) -> bool:
+    """A scan that started at most ``fresh_s`` before the notice, done or still held, covers
+    it."""
+    if entry is None:
+        return False
+    started = parse_iso_or_none(entry.data.get("started_at"))
+    if started is None or started < notice_time - timedelta(seconds=fresh_s):
+        return False
+    return entry.status == "done" or ledger.lease_live(entry.data, now)
+
+
+def _take(store: Ledger, region: str, notice_time: datetime, *, fresh_s: float, owner: str,
+          now: datetime) -> bool:
+    """Become the scan's holder unless a scan covers the notice or another holds it."""
+    key = scan_key(region)
+    entry = store.ledger_get(key)
+    if covered(entry, notice_time, fresh_s, now):
+        return False
+    data = {"owner": owner, "started_at": iso(now),
+            "lease_until": iso(now + timedelta(seconds=SCAN_LEASE_S))}
+    if entry is None:
+        return store.ledger_claim(key, kind=Kind.LB_SCAN.value, data={**data, "generation": 1},
+                                  status="running")
+    if entry.status == "running" and ledger.lease_live(entry.data, now):
+        return False  # another scan runs; it started before this notice's fresh time
+    generation = int(entry.data.get("generation") or 0)
+    return store.ledger_swap(key, expect={"generation": entry.data.get("generation")},
+                             status="running", data={**data, "generation": generation + 1})
+
+
+def shared_scan(
+    store: Ledger,
+    clients: ClientsPort,
+    settings: Settings,
+    region: str,
+    notice_time: datetime,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+    owner: str | None = None,
+) -> ScanReport | None:
+    """Run the region's shared scan for a notice of ``notice_time`` unless one covers it
+    (module docstring); None when nothing ran. ``clients`` are the region's."""
+    owner = f"{owner or 'scan'}:{uuid.uuid4().hex[:8]}"
+    if not _take(store, region, notice_time, fresh_s=settings.lb_index_fresh_s,
+                 owner=owner, now=clock()):
+        return None
+    report = ScanReport(key=scan_key(region), region=region, started_at=iso(clock()) or "")
+    index = MembershipIndex(store, clock)  # type: ignore[arg-type]
+    try:
+        scope, members = full_scan(clients, settings, region)
+    except CloudError as err:
+        report.errors.append(f"scan: {err}")
+        store.ledger_update(report.key, status="failed",
+                            data={"lease_until": None, "errors": report.errors})
+        raise
+    index.record_scan(region, members, sources=scope)
+    report.scanned_at, report.sources, report.memberships = iso(clock()), len(scope), len(members)
+    emit(log, "membership scan", region=region, sources=len(scope), memberships=len(members))
+    _drain_late(store, clients, settings, region, members=members, report=report, clock=clock,
+                sleep=sleep)
+    store.ledger_update(report.key, status="done", data={
+        "scanned_at": report.scanned_at, "scope": scope, "sources": report.sources,
+        "memberships": report.memberships, "late": report.late, "removed_at": report.removed_at,
+        "errors": report.errors, "lease_until": None})
+    return report
+
+
+def full_scan(clients: ClientsPort, settings: Settings, region: str
+              ) -> tuple[list[str], list[Membership]]:
+    """Every member of every pool in scope on every product of ``lb_products``: (the sources
+    read, the members)."""
+    clb = _retrying(lambda: lb_scope(clients.lb, settings, region)
+                    ) if Product.CLB.value in settings.lb_products else []
+    scope = _retrying(lambda: full_scope(clients, settings, region, clb))
+    # Source by source, each retried while throttled: the scan runs beside a burst's drains.
+    parts = [LbScope(clb_ids=(lb,), products=frozenset({Product.CLB})) for lb in scope.clb_ids]
+    parts += [replace(scope, clb_ids=(), products=frozenset({p}))
+              for p in (Product.ALB, Product.NLB) if p in scope.products]
+    members: list[Membership] = []
+    for part in parts:
+        members += _retrying(lambda part=part: clients.lbs.scan(part))  # type: ignore[misc]
+    read = [*scope.clb_ids, *(f"{p.value}:{g}" for p in (Product.ALB, Product.NLB)
+                              for g in scope.where(p))]
+    return sorted({*read, *(source_of(m) for m in members)}), members
+
+
+def _retrying(call: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+    """``call`` again after a pause while it fails with a retryable error (throttled)."""
+    for pause in SCAN_PAUSES_S:
+        try:
+            return call()
+        except CloudError as err:
+            if not err.retryable:
+                raise
+            sleep(pause * random.uniform(0.5, 1.0))
+    return call()
+
+
+def _drain_late(store: Ledger, clients: ClientsPort, settings: Settings, region: str, *,
+                members: Sequence[Membership], report: ScanReport,
+                clock: Callable[[], datetime], sleep: Callable[[float], None]) -> None:
+    """Weight 0, wait, remove: the memberships of drained instances the drains did not know."""
+    now = clock()
+    by_key: dict[str, list[Membership]] = {}
+    for m in members:
+        for key in server_keys(m):
+            by_key.setdefault(key, []).append(m)
+    late: dict[str, list[Membership]] = {}
+    late_keys: dict[str, list[str]] = {}
+    deadlines: list[datetime] = []
+    for entry in store.ledger_find(Kind.DRAIN.value, limit=100_000):
+        deadline = parse_iso_or_none(entry.data.get("deadline"))
+        if (entry.instance_id is None or deadline is None or deadline <= now
+                or str(entry.data.get("region") or settings.region) != region
+                or entry.status not in LIVE_DRAINS):
+            continue
+        known = {member_id(Membership.from_snapshot(s))
+                 for name in ("memberships", "master_slave") for s in entry.data.get(name) or ()}
+        keys = list(entry.data.get("index_keys") or [entry.instance_id])
+        found = {member_id(m): m for key in keys for m in by_key.get(key, ())
+                 if (m.server_id == entry.instance_id or m.server_type.lower() != "ecs")
+                 and m.removable}
+        extra = [m for mid, m in sorted(found.items()) if mid not in known]
+        if extra:
+            late[entry.key] = extra
+            late_keys[entry.key] = keys
+            deadlines.append(deadline)
+    if not late:
+        return
+    everything = [m for ms in late.values() for m in ms]
+    report.late = {key: [summary(m) for m in ms] for key, ms in late.items()}
+    emit(log, "memberships the index did not know", level=30, region=region,
+         drains=len(late), memberships=len(everything))
+    lbs, seed = clients.lbs, f"{report.key}:{report.started_at}"
+    latest = min(deadlines) - timedelta(seconds=settings.spot_margin_s)
+    try:
+        lbs.wait(lbs.set_weights(everything, 0, token_seed=f"{seed}:weight0"),
+                 timeout_s=max(1.0, (latest - clock()).total_seconds() / 2))
+    except CloudError as err:  # removed below all the same
+        report.errors.append(f"weight0: {err}")
+    wait = max(0.0, min(float(settings.drain_time_s), (latest - clock()).total_seconds()))
+    sleep(wait)
+    try:
+        lbs.wait(lbs.remove(everything, token_seed=f"{seed}:remove"),
+                 timeout_s=max(1.0, (min(deadlines) - clock()).total_seconds()))
+    except CloudError as err:
+        report.errors.append(f"remove: {err}")
+    report.removed_at = iso(clock())
+    index = MembershipIndex(store, clock)  # type: ignore[arg-type]
+    for key, ms in late.items():
+        index.forget(region, late_keys[key])
+        store.ledger_update(key, data={"scan": {
+            "key": report.key, "late": [summary(m) for m in ms], "late_snapshots":
+            [m.snapshot() for m in ms], "removed_at": report.removed_at,
+            "scanned_at": report.scanned_at}})
+
+
+def record_sweep_scan(store: Ledger, region: str, scope: Sequence[str], *,
+                      members: Sequence[Membership], started_at: datetime,
+                      clock: Callable[[], datetime] = utc_now) -> None:
+    """The sweep read every member in scope: the index takes it, and it counts as the region's
+    last full scan (a notice within the fresh time after it needs no scan of its own), unless a
+    shared scan holds the entry right now."""
+    index = MembershipIndex(store, clock)  # type: ignore[arg-type]
+    index.record_scan(region, members, sources=sorted({*scope, *(source_of(m) for m in members)}))
+    key, now = scan_key(region), clock()
+    data = {"started_at": iso(started_at), "scanned_at": iso(now), "scope": list(scope),
+            "sources": len(scope), "memberships": len(members), "by": "sweep",
+            "lease_until": None}
+    entry = store.ledger_get(key)
+    if entry is None:
+        store.ledger_claim(key, kind=Kind.LB_SCAN.value, data={**data, "generation": 1},
+                           status="done")
+    elif not (entry.status == "running" and ledger.lease_live(entry.data, now)):
+        store.ledger_swap(key, expect={"generation": entry.data.get("generation")},
+                          status="done", data=data)
+
+
+def uncovered_scans(store: Ledger, clients: Callable[[], ClientsPort], settings: Settings, *,
+                    owner: str | None = None) -> list[ScanReport]:
+    """The finisher tick's part: for open drains found in the index that no scan covers (the
+    delivery's scan failed, or the delivery died before it), the region's shared scan. Nothing
+    open: one ledger read, no client built."""
+    earliest: dict[str, datetime] = {}
+    # A delivery runs its burst's scan after its drains: leave it that long.
+    settled = utc_now() - timedelta(seconds=max(settings.lb_index_fresh_s, UNCOVERED_AFTER_S))
+    for status in (DrainStatus.FOUND, DrainStatus.WEIGHTED, DrainStatus.WAITED):
+        for entry in store.ledger_find(Kind.DRAIN.value, status=status.value):
+            notice = parse_iso_or_none(entry.data.get("notice_time"))
+            if (notice is None or notice > settled
+                    or not (entry.data.get("index") or {}).get("used")):
+                continue
+            region = str(entry.data.get("region") or settings.region)
+            if region not in earliest or notice < earliest[region]:
+                earliest[region] = notice
+    reports: list[ScanReport] = []
+    for region, notice in sorted(earliest.items()):
+        try:
+            done = shared_scan(store, clients().for_region(region), settings, region, notice,
+                               owner=owner or "finish")
+        except CloudError as err:  # the next tick tries again
+            emit(log, "membership scan failed", level=30, region=region, error=str(err))
+            continue
+        if done is not None:
+            reports.append(done)
+    return reports
