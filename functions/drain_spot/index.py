@@ -101,9 +101,11 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         if not notices:
             return _answer([], ignored, refused, batch, scope)
         # The successors of opted-in instances launch beside their drains (shared.replace).
-        replacing = _start_replacements(notices, store, settings, context)
+        # One DescribeInstances per region for the delivery's drains and replacements alike.
+        drainer = _drainer(store, settings, context)
+        replacing = _start_replacements(notices, store, settings, context, drainer)
         try:
-            drains = _drain_all(notices, _drainer(store, settings, context))
+            drains = _drain_all(notices, drainer)
             # Drains that found their groups in the index share one scan for what it did not
             # know (a drain that read its scope itself needs none).
             indexed = {d.key for d in drains if d.index and d.index.get("used")}
@@ -204,21 +206,23 @@ def _drainer(store: Store, settings: Settings, context: Any) -> Drainer:
     )
 
 
-def _replacer(store: Store, settings: Settings, context: Any) -> Replacer:
+def _replacer(store: Store, settings: Settings, context: Any,
+              drainer: Drainer | None = None) -> Replacer:
     from shared.clients import Clients, credentials_from_context
     from shared.replace.launcher import Replacer
 
     credentials = credentials_from_context(context)
     return Replacer(store, lambda: Clients.warm(settings, credentials), settings,
                     notifier=_notifier(store, settings),
-                    owner=getattr(context, "request_id", None))
+                    owner=getattr(context, "request_id", None),
+                    coalescer=drainer.coalescer if drainer is not None else None)
 
 
 def _start_replacements(notices: list[EcsEvent], store: Store, settings: Settings,
-                        context: Any) -> Pending:
+                        context: Any, drainer: Drainer) -> Pending:
     from shared.replace.parallel import start
 
-    return start(notices, _replacer(store, settings, context))
+    return start(notices, _replacer(store, settings, context, drainer))
 
 
 def _shared_scans(store: Store, settings: Settings, context: Any, notices: list[EcsEvent]) -> None:

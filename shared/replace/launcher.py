@@ -54,6 +54,7 @@ from shared.spot.deadline import utc_now
 if TYPE_CHECKING:
     from shared.events import EcsEvent
     from shared.settings import Settings
+    from shared.spot.batch import Coalescer
     from shared.spot.record import ClientsPort as SpotClients
     from shared.spot.record import NotifierPort
 
@@ -129,8 +130,12 @@ class Replacer:
         clock: Callable[[], datetime] = utc_now,
         owner: str | None = None,
         hook: Hook | None = None,
+        coalescer: Coalescer | None = None,
     ) -> None:
         self.store = store
+        # The drains' (shared.spot.batch): the notices of one delivery are described in one
+        # DescribeInstances, drains and replacements alike.
+        self.coalescer = coalescer
         self._clients = clients
         self._local = threading.local()
         self.settings = settings
@@ -162,7 +167,7 @@ class Replacer:
         if entry is not None and entry.status in DECIDED:
             return self._duplicate(entry, event)
         clients = self.clients_in(region)
-        instance = clients.ecs.describe_instances([iid]).get(iid)
+        instance = self._describe(clients, region, iid)
         spec = stored_spec(self.store, iid)
         tags = dict(instance.tags) if instance is not None else dict(spec.tags if spec else ())
         if instance is not None and not instance.is_spot:
@@ -194,6 +199,12 @@ class Replacer:
              generation=got.lease.generation, created=got.created, resumed_from=got.previous)
         run = Run(got.lease, iid, region, found.opt, dict(got.entry.data))
         return self._run(run, instance, spec)
+
+    def _describe(self, clients: ClientsPort, region: str, iid: str) -> Instance | None:
+        if self.coalescer is None:
+            return clients.ecs.describe_instances([iid]).get(iid)
+        found, _ = self.coalescer.call(("describe", region), [iid], clients.ecs.describe_instances)
+        return found.get(iid) if isinstance(found, dict) else None
 
     def resume(self, entry: ledger.EntryLike) -> ReplaceResult | None:
         """Take an unfinished replacement over (its lease expired): the sweep's path."""
