@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,21 +24,39 @@ MYSQL_ENV = "ECS_EVENT_OPS_TEST_MYSQL_URL"
 PROJECT_TABLES = ("events", "instances", "ledger", "schema_version", "event_counts", "event_counts_hourly", "instance_counts")
 
 
-@pytest.fixture(autouse=True)
-def _logging_as_it_was() -> Iterator[None]:
-    """Whatever a test (or a tool it runs in-process, e.g. a benchmark) does to the project's
-    logger, the next test starts from the same level, handlers and propagation."""
+def _logger_state() -> tuple[int, list[Any], bool, list[Any]]:
     import logging
 
     from shared import log as shared_log
 
     root = logging.getLogger("ecs_event_ops")
-    saved = (root.level, list(root.handlers), root.propagate, list(shared_log._configured))
+    return root.level, list(root.handlers), root.propagate, list(shared_log._configured)
+
+
+# The project's logger as the session found it, before any test, fixture or collected module ran.
+_LOGGER_AT_START = _logger_state()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Whatever a test, a fixture of any scope or a tool run in-process (a benchmark) does to
+    the project's logger, every test starts from the session's starting level, handlers and
+    propagation, and leaves them so."""
+    import logging
+
+    from shared import log as shared_log
+
+    def restore() -> None:
+        root = logging.getLogger("ecs_event_ops")
+        level, handlers, propagate, configured = _LOGGER_AT_START
+        root.setLevel(level)
+        root.handlers[:] = handlers
+        root.propagate = propagate
+        shared_log._configured[:] = configured
+
+    restore()
     yield
-    root.setLevel(saved[0])
-    root.handlers[:] = saved[1]
-    root.propagate = saved[2]
-    shared_log._configured[:] = saved[3]
+    restore()
 
 
 def _session_database(env: str, backend: str) -> Iterator[str | None]:
