@@ -51,7 +51,17 @@ def test_hostile_delivery_keeps_every_invariant(tmp_path: Path, store_url: str) 
     assert len(run.eligible) == 9 and len(run.interrupted) == 9 and len(run.released) == 3
     assert run.starting_events[run.flapper or ""] == 2
     assert sorted(run.recorded_ids.values()) == [1] * len(run.recorded_ids)
-    assert result["killed_mid_wait"] == 1, "the kept notice's instance must die inside its wait"
+    if result["killed_mid_wait"] != 1:
+        # On a loaded machine the kept notice's first delivery can reach its instance with no
+        # more than the margin left: the drain rightly takes the fast path and never waits, so
+        # there is no wait to die in. Anything else (a gentle drain never parked, or killed
+        # elsewhere) is a failure.
+        (kept,) = run.kept
+        paths = {e["data"].get("path") for e in run.entries
+                 if e["instance_id"] == kept and isinstance(e.get("data"), dict)}
+        midwait = [s for s in run.spawned if s.mode == "midwait"]
+        assert paths == {"fast"} and midwait and not midwait[0].killed, (
+            "the kept notice's instance must die inside its wait", paths, midwait)
     assert result["pairs"] == 1
     assert result["drain_statuses"]["restored"] == 1  # the kept instance, put back exactly
     assert set(result["drain_paths"]) == {"gentle", "fast"}
