@@ -6,6 +6,8 @@ What it does (``make test`` runs the small size on every store it has; ``--full`
 1. an emulator with a generated fleet: opted-in (``true``/``always``), not opted-in, locked, a
    flapping and spot instances, the spot ones in CLB default and vServer groups of distinct
    weights (and a master-slave group), next to on-demand members that must never be touched;
+   every other spot instance opted in to the spot replacement (shared.replace), with vSwitches
+   in three zones, the first candidate sold out and the second scarce, and a boot time;
 2. a scenario: unexpected stops, user stops, locked stops, an instance that crashes again each
    time it is started, spot interruptions (some reclaimed during the run, one whose reclaim is
    called off so its drain must be undone exactly), releases;
@@ -20,17 +22,22 @@ What it does (``make test`` runs the small size on every store it has; ``--full`
 4. real processes: ``drain_spot`` runs in warm function instances (``python -m tools.mutants
    --serve``, :class:`Instances`), several at once as on FC. Some notices' first delivery goes
    to an instance that is SIGKILLed at a kill point drawn from :data:`tools.mutants.KILL_POINTS`
-   (one inside its weight-0 wait) or after a random delay; one notice is delivered through two
+   (one inside its weight-0 wait, one inside its replacement: RunInstances answered, the
+   successor not recorded) or after a random delay; one notice is delivered through two
    envelopes to two instances at once; the platform redelivers what died or raised;
 5. a compressed clock: the notice period is :attr:`Size.notice_s` seconds and the drain time
    :data:`DRAIN_TIME_S`, one notice is held back into the margin (fast path) and one past its
    deadline (leftover path), so the deadline invariant can fail; ActionTrail lags the calls
-   (``TRAIL_LAG_S``) and the sweep's timer fires every ``SWEEP_EVERY_S``;
+   (``TRAIL_LAG_S``) and the sweep's and drain_spot's finisher timers fire every
+   ``SWEEP_EVERY_S`` (the finisher settles the replacements and takes over the dead ones' after
+   :data:`REPLACE_LEASE_S`);
 6. the invariants, checked one by one from the store, the ledger, the emulator's state, call
    log and event log (:data:`INVARIANTS`). None of them reads a timing window: ``gentle`` holds
    each removal drain_spot made while its deadline was more than the margin away to a weight-0
    write of that membership before it; ``originals_exact`` compares recorded and restored weights
-   with the fleet's.
+   with the fleet's; ``one_successor`` counts the instances tagged ``replaces=<id>`` and the
+   RunInstances launches per predecessor; ``successor_serves`` reads the successor's groups,
+   ports and weights from the emulator's final state.
 
 ``--mutant NAME`` runs the same with a sabotaged build (:mod:`tools.mutants`), in this process
 and in its function instances: the report must then name a broken invariant.
