@@ -331,7 +331,7 @@ def generated_fleet(size: Size) -> Fleet:
                                                    {"type": "ecs.g6.large", "cores": 2, "memory": 8}],
                                 "stock": [{"instance_type": "ecs.g7.large", "zone": "cn-hangzhou-i", "count": 0},
                                           {"instance_type": "ecs.g7.large", "zone": "cn-hangzhou-j",
-                                           "count": max(1, n)}]}})
+                                           "count": max(1, n // 2)}]}})
 
 
 def members(state: Mapping[str, Any]) -> dict[tuple[str, str, int | None], int]:
