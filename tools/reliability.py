@@ -882,7 +882,10 @@ def _sweep_quiet(emu: Emulator, db_url: str, run: Run, env: Mapping[str, str]) -
 
 def _replacements_quiet(emu: Emulator, db_url: str, run: Run, env: Mapping[str, str]) -> bool:
     """One tick of drain_spot's timer (the finisher: it settles the launched replacements and
-    takes over those whose holder died); True when it did nothing and no replacement is open."""
+    takes over those whose holder died); True when it did nothing and no replacement is open.
+    Invoked only while a replacement is open (the suite's process shares the emulator's GIL)."""
+    if not _replacements_open(db_url):
+        return True
     result = invoke_local("drain_spot", SWEEP_BODY, cloud_url=emu.url, db_url=db_url, env=env)
     run.invocations += 1
     if result.error is not None:
@@ -890,9 +893,15 @@ def _replacements_quiet(emu: Emulator, db_url: str, run: Run, env: Mapping[str, 
     done = (result.value or {}).get("replacements") or {}
     if any(done.get(k) for k in ("settled", "resumed", "errors", "pending", "orphaned")):
         return False
+    return not _replacements_open(db_url)
+
+
+def _replacements_open(db_url: str) -> bool:
     store = Store(db_url)
     try:
-        return not any(e.status in REPLACE_OPEN for e in store.ledger_find("replace"))
+        return any(e.status in REPLACE_OPEN for e in store.ledger_find("replace"))
+    except Exception:  # the store is down (the outage): not settled
+        return True
     finally:
         store.close()
 
@@ -1050,6 +1059,8 @@ def _check_drains(run: Run, fail: Any) -> None:
         mine = [k for k in run.initial if k[1] == iid]
         late = [removed_at[k] - deadline for k in mine if k in removed_at and removed_at[k] > deadline]
         never = [k for k in mine if k not in removed_at]
+        if iid in run.kept and any(e["status"] == "restored" for e in entries):
+            never = []  # its reclaim was called off: a takeover may restore it without removing it
         if run.held.get(iid) == "leftover":  # delivered past its deadline on purpose
             run.leftover_overrun_s = max([run.leftover_overrun_s, *late])
         else:
