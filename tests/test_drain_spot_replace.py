@@ -214,6 +214,19 @@ def test_an_instance_not_opted_in_gets_no_successor(emu: Emulator, db_url: str) 
     assert [c.action for c in emu.calls() if c.action.startswith(("Run", "DescribeUser"))] == []
 
 
+def test_an_instance_gone_before_its_spec_was_captured_is_skipped_with_the_reason(
+    emu: Emulator, db_url: str
+) -> None:
+    """Released before its notice was handled and never captured: its opt-in tag and its spec
+    are unknown, so nothing launches and the answer says why (not "not opted in")."""
+    payload = notice(emu, SPOT2)
+    emu.release(SPOT2)
+    (result,) = invoke(emu, db_url, payload)["replacements"]
+    assert result["outcome"] == "skipped"
+    assert result["reason"].startswith("gone before its launch spec was captured")
+    assert launches(emu) == []
+
+
 # --- on-demand, quota ------------------------------------------------------------------------
 
 SPOT_SOLD_OUT = {"g7_j": 0, "g6_h": 0, "g6_i": 0, "g6_j": 0, "c7_h": 0, "c7_i": 0, "c7_j": 0}

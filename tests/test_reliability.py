@@ -71,6 +71,11 @@ def test_hostile_delivery_keeps_every_invariant(tmp_path: Path, store_url: str) 
     # (a removal past the deadline is allowed only flagged: drained_by_deadline; how late the
     # latest one was, on this machine's load, is a figure: largest_deadline_overrun_s)
     assert run.answers_lost > 0
+    # the replacement: every opted-in instance still there got one successor, serving (checked
+    # by one_successor and successor_serves); the released ones were reported with the reason
+    assert result["successors_running"] == result["launches"] == len(run.opted_in - run.released) > 0
+    assert result["duplicate_launches"] == 0 and result["stock_outs"] > 0
+    assert result["killed_at"].get("replace:launched") == 1, "one instance must die inside its replacement"
 
 
 @pytest.mark.parametrize("name", sorted(MUTANTS))
@@ -119,6 +124,14 @@ def test_checker_flags_each_kind_of_violation() -> None:
         {"key": "drain:i-back:1", "instance_id": "i-back", "status": "restored",
          "data": {"memberships": [{**mship, "server_id": "i-back", "port": 443, "weight": 70}]}},
     ]
+    # replacements: i-spot launched twice (and its Running successor joined at weight 100, not
+    # 30), a forged notice's i-forged got one, opted-in i-back has neither a successor nor a reason
+    run.opted_in = {"i-spot", "i-back"}
+    run.successors = {"i-spot": ["i-new1", "i-new2"], "i-forged": ["i-new3"]}
+    run.successor_status = {"i-new1": "Running", "i-new2": "Pending", "i-new3": "Running"}
+    run.launches.update({"i-spot": 2, "i-forged": 1})
+    run.final[("rsp-1", "i-new1", 80)] = 100
+    run.writes.append((1020.0, "AddVServerGroupBackendServers", "rsp-1", "i-new1", 80, 100, "drain_spot"))
     run.poison_cloud_calls, run.poison_sent, run.poison_reported = 1, 3, 2
     run.given_up = ["{}"]
     problems = check_invariants(run)
@@ -139,6 +152,12 @@ def test_checker_flags_each_kind_of_violation() -> None:
         "originals_exact: kept i-kept (reclaim called off) was never restored",
         "drained_by_deadline: interrupted i-spot: 0 memberships never removed, 1 removed up to 33.00 s past "
         "the deadline, unflagged",
+        "one_successor: i-forged was never interrupted (a forged or foreign notice named it), yet has 1 successors",
+        "one_successor: i-spot has 2 successors (i-new1, i-new2) from 2 launches",
+        "successor_serves: interrupted i-back (opted in) has no Running successor and no reason recorded "
+        "(no ledger entry, no reason answered)",
+        "successor_serves: successor i-new1 of i-spot does not serve as it did (1 groups): rsp-1 port 80: 100, "
+        "not 30",
         "nothing_from_forged: poison elements caused 1 cloud calls",
         "nothing_from_forged: 3 poison elements delivered, 2 reported",
         "delivered: 1 deliveries never succeeded (e.g. '{}')",

@@ -38,6 +38,12 @@ MUTANT_ENV = "RELIABILITY_MUTANT"
 # lands exactly there however loaded the machine is.
 KILL_POINTS = ("acted:find", "after:find", "acted:weight0", "after:weight0", "midwait",
                "acted:remove", "after:remove", "acted:verify")
+# The replacement's (shared.replace.launcher.Replacer's hook): ``replace:launching`` = the
+# candidate and its ClientToken recorded, RunInstances not sent; ``replace:launched`` =
+# RunInstances answered, the successor not recorded (a takeover must find it by its tag).
+REPLACE_KILL_POINTS = ("replace:launching", "replace:launched")
+# The replacement's lease on the suite's compressed clock (a job's ``replace_lease_s``): the
+# product's is a constant (shared.replace.launcher.REPLACE_LEASE_S, 120 s).
 # Imported before an instance says it is ready: a warm FC instance (the cold start of an acting
 # drain_spot is several seconds on a loaded machine, which a compressed notice cannot absorb).
 WARM_MODULES = ("sqlalchemy", "alibabacloud_tea_openapi.client", "alibabacloud_ecs20140526.client",
@@ -120,6 +126,46 @@ def _lease_never_expires() -> Callable[[], None]:
     return _swap(ledger, "lease_live", lambda _data, _now: True)
 
 
+def _token_random_no_reuse() -> Callable[[], None]:
+    # ClientToken not derived from the old instance and the candidate (random), and neither the
+    # ledger's decision nor the successor's tag consulted: every copy of a notice launches.
+    import uuid
+
+    from shared.replace import launcher, offerings
+
+    undo_token = _swap(offerings.Candidate, "client_token", lambda _c, _old: f"rpl-{uuid.uuid4().hex}")
+    undo_decided = _swap(launcher, "DECIDED", frozenset())
+    undo_reuse = _swap(launcher.Replacer, "_successor", lambda _r, _clients, _iid: None)
+
+    def undo() -> None:
+        undo_reuse()
+        undo_decided()
+        undo_token()
+
+    return undo
+
+
+def _successor_weight_100() -> Callable[[], None]:
+    # The successor joins its predecessor's groups at weight 100, not the recorded weight.
+    from shared.replace import launcher
+
+    moved = launcher._moved
+    return _swap(launcher, "_moved", lambda m, server_id, ip: moved(m, server_id, ip).with_weight(100))
+
+
+def _successor_skips_a_group() -> Callable[[], None]:
+    # The successor is added to every group of its predecessor but the first one recorded.
+    from shared.replace import launcher
+
+    wanted = launcher.Replacer._wanted
+
+    def skip_first(self: Any, entry: Any, successor: Any) -> Any:
+        found = wanted(self, entry, successor)
+        return found[1:] if found else found
+
+    return _swap(launcher.Replacer, "_wanted", skip_first)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("never_gentle", "the drain removes at once, never weight 0 first",
            ("gentle",), _never_gentle),
@@ -133,6 +179,12 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            ("nothing_from_forged",), _forged_notice_accepted),
     Mutant("lease_never_expires", "a killed drain's lease is never taken over (nor the restore's)",
            ("weight0_only_live", "drained_by_deadline", "originals_exact"), _lease_never_expires),
+    Mutant("token_random_no_reuse", "the replacement's ClientToken is random and nothing is reused: "
+           "each copy of a notice launches", ("one_successor",), _token_random_no_reuse),
+    Mutant("successor_weight_100", "the successor joins its predecessor's groups at weight 100",
+           ("successor_serves",), _successor_weight_100),
+    Mutant("successor_skips_a_group", "the successor is not added to one group of its predecessor",
+           ("successor_serves",), _successor_skips_a_group),
 )}
 
 
@@ -155,8 +207,12 @@ def kill_point(point: str | None, park: Callable[[], None]) -> Iterator[None]:
     if point is None:
         yield
         return
+    if point in REPLACE_KILL_POINTS:
+        with _replace_kill_point(point.split(":", 1)[1], park):
+            yield
+        return
     if point not in KILL_POINTS:
-        raise ValueError(f"unknown kill point {point!r}; known: {', '.join(KILL_POINTS)}")
+        raise ValueError(f"unknown kill point {point!r}; known: {', '.join(KILL_POINTS + REPLACE_KILL_POINTS)}")
     from shared.spot import machine
 
     def hook(self: Any, where: str, name: Any, run: Any) -> None:
@@ -168,6 +224,39 @@ def kill_point(point: str | None, park: Callable[[], None]) -> Iterator[None]:
 
     original = machine.Drainer._call_hook
     undo = _swap(machine.Drainer, "_call_hook", hook)
+    try:
+        yield
+    finally:
+        undo()
+
+
+@contextmanager
+def _replace_kill_point(where: str, park: Callable[[], None]) -> Iterator[None]:
+    """``park()`` when a replacement reaches ``where`` (its ``hook``: launching, launched)."""
+    from shared.replace import launcher
+
+    init = launcher.Replacer.__init__
+
+    def hooked(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.hook = lambda name, _run: park() if name == where else None
+
+    undo = _swap(launcher.Replacer, "__init__", hooked)
+    try:
+        yield
+    finally:
+        undo()
+
+
+@contextmanager
+def replace_lease(seconds: float | None) -> Iterator[None]:
+    """For the block, the replacement's lease lasts ``seconds`` (None: the product's)."""
+    if seconds is None:
+        yield
+        return
+    from shared.replace import launcher
+
+    undo = _swap(launcher, "REPLACE_LEASE_S", float(seconds))
     try:
         yield
     finally:
@@ -212,7 +301,7 @@ def serve() -> int:
             threading.Event().wait()  # until SIGKILL
 
         with applied(job.get("mutant") or default), kill_point(job.get("park"), park), \
-                store_timer() as slowest:
+                replace_lease(job.get("replace_lease_s")), store_timer() as slowest:
             result = invoke_local(job["function"], base64.b64decode(job["body"]),
                                   cloud_url=job["cloud_url"], db_url=job["db_url"],
                                   env=job["env"], timeout_s=float(job.get("timeout_s", 60)))

@@ -6,6 +6,8 @@ What it does (``make test`` runs the small size on every store it has; ``--full`
 1. an emulator with a generated fleet: opted-in (``true``/``always``), not opted-in, locked, a
    flapping and spot instances, the spot ones in CLB default and vServer groups of distinct
    weights (and a master-slave group), next to on-demand members that must never be touched;
+   every other spot instance opted in to the spot replacement (shared.replace), with vSwitches
+   in three zones, the first candidate sold out and the second scarce, and a boot time;
 2. a scenario: unexpected stops, user stops, locked stops, an instance that crashes again each
    time it is started, spot interruptions (some reclaimed during the run, one whose reclaim is
    called off so its drain must be undone exactly), releases;
@@ -20,17 +22,22 @@ What it does (``make test`` runs the small size on every store it has; ``--full`
 4. real processes: ``drain_spot`` runs in warm function instances (``python -m tools.mutants
    --serve``, :class:`Instances`), several at once as on FC. Some notices' first delivery goes
    to an instance that is SIGKILLed at a kill point drawn from :data:`tools.mutants.KILL_POINTS`
-   (one inside its weight-0 wait) or after a random delay; one notice is delivered through two
+   (one inside its weight-0 wait, one inside its replacement: RunInstances answered, the
+   successor not recorded) or after a random delay; one notice is delivered through two
    envelopes to two instances at once; the platform redelivers what died or raised;
 5. a compressed clock: the notice period is :attr:`Size.notice_s` seconds and the drain time
    :data:`DRAIN_TIME_S`, one notice is held back into the margin (fast path) and one past its
    deadline (leftover path), so the deadline invariant can fail; ActionTrail lags the calls
-   (``TRAIL_LAG_S``) and the sweep's timer fires every ``SWEEP_EVERY_S``;
+   (``TRAIL_LAG_S``) and the sweep's and drain_spot's finisher timers fire every
+   ``SWEEP_EVERY_S`` (the finisher settles the replacements and takes over the dead ones' after
+   :data:`REPLACE_LEASE_S`);
 6. the invariants, checked one by one from the store, the ledger, the emulator's state, call
    log and event log (:data:`INVARIANTS`). None of them reads a timing window: ``gentle`` holds
    each removal drain_spot made while its deadline was more than the margin away to a weight-0
    write of that membership before it; ``originals_exact`` compares recorded and restored weights
-   with the fleet's.
+   with the fleet's; ``one_successor`` counts the instances tagged ``replaces=<id>`` and the
+   RunInstances launches per predecessor; ``successor_serves`` reads the successor's groups,
+   ports and weights from the emulator's final state.
 
 ``--mutant NAME`` runs the same with a sabotaged build (:mod:`tools.mutants`), in this process
 and in its function instances: the report must then name a broken invariant.
@@ -63,7 +70,15 @@ from shared.store import Store
 from tools.emulator import Emulator, Fleet
 from tools.envelopes import ENVELOPES, wrap, wrap_object
 from tools.invoke import applied_environment, invoke_local
-from tools.mutants import KILL_POINTS, MUTANT_ENV, MUTANTS, applied, fresh_stores, store_timer
+from tools.mutants import (
+    KILL_POINTS,
+    MUTANT_ENV,
+    MUTANTS,
+    applied,
+    fresh_stores,
+    replace_lease,
+    store_timer,
+)
 
 POISON = [
     b'{"name": "Instance:StateChange", "content": {"resourceId": "i-',  # truncated JSON
@@ -85,6 +100,8 @@ INVARIANTS = (
     "nothing_from_forged",  # no write, start or drain from a forged, foreign or poison event
     "originals_exact",  # recorded originals are the fleet's weights; undone drains restore them
     "delivered",  # every delivery eventually succeeded (nothing lost to the platform's retries)
+    "one_successor",  # at most one successor (replaces=<id>) per interruption, none unless opted in
+    "successor_serves",  # a Running successor serves where its predecessor did, at its weights; or reported
 )
 ACCOUNT = "1234567890123456"
 FOREIGN_ACCOUNT = "9876543210987654"
@@ -123,6 +140,20 @@ WEIGHT_WRITES = ("SetBackendServers", "SetVServerGroupAttribute")
 LOST_ANSWERS = {"SetVServerGroupAttribute": ["InternalError"], "RemoveVServerGroupBackendServers": ["ConnectionDropped"]}
 INSTANCE_READY_S = 120.0  # a warm instance's imports, on a loaded machine
 SPAWN_FAILURES = 5  # instances dying before they are ready: the suite stops (a broken venv, say)
+# The spot replacement (shared.replace): every other spot instance is opted in (both values),
+# and so are the targets of the forged and foreign notices (which must launch nothing). The VPC
+# has vSwitches in zones h (the fleet's), i and j; ecs.g7.large spot is sold out in zone i and
+# scarce in zone j, so later candidates come from DescribeRecommendInstanceType (ecs.g6.large).
+REPLACE_TAG = "replace-on-interrupt"
+VPC_ID = "vpc-bp1emulator0000000001"
+VSWITCHES = {"cn-hangzhou-h": "vsw-bp1relh000000000001", "cn-hangzhou-i": "vsw-bp1reli000000000001",
+             "cn-hangzhou-j": "vsw-bp1relj000000000001"}
+BOOT_S = 1.0  # RunInstances -> Running on the compressed clock
+# The replacement's lease (120 s in production, a constant of shared.replace.launcher) on the
+# compressed clock: a replacement killed with its function instance is taken over by the drain's
+# timer tick this long after.
+REPLACE_LEASE_S = 3.0
+REPLACE_OPEN = ("claimed", "launching", "launched")
 
 
 @dataclass(frozen=True)
@@ -154,7 +185,9 @@ def function_env(size: Size) -> dict[str, str]:
             "ECS_EVENT_OPS_SPOT_NOTICE_S": str(size.notice_s), "ECS_EVENT_OPS_SPOT_MARGIN_S": str(MARGIN_S),
             "ECS_EVENT_OPS_DRAIN_LEASE_GRACE_S": str(LEASE_GRACE_S),
             "ECS_EVENT_OPS_RESTORE_AFTER_S": str(RESTORE_AFTER_S),
-            "ECS_EVENT_OPS_FLAP_MAX_STARTS": str(FLAP_MAX_STARTS)}
+            "ECS_EVENT_OPS_FLAP_MAX_STARTS": str(FLAP_MAX_STARTS),
+            "ECS_EVENT_OPS_REPLACE_VSWITCHES": ",".join(f"{VPC_ID}/{zone}={vsw}" for zone, vsw in VSWITCHES.items()
+                                                          if zone != "cn-hangzhou-h")}
 
 
 @dataclass
@@ -239,6 +272,13 @@ class Run:
     store_slowest_s: float = 0.0  # the longest store transaction (lock wait included), any process
     store_slowest: str = ""
     mutant: str | None = None
+    opted_in: set[str] = field(default_factory=set)  # tagged for replacement
+    successors: dict[str, list[str]] = field(default_factory=dict)  # predecessor -> replaces=<it> instances
+    successor_status: dict[str, str] = field(default_factory=dict)
+    launches: Counter[str] = field(default_factory=Counter)  # predecessor -> RunInstances that created
+    stock_outs: int = 0  # RunInstances answered a stock error
+    replacements: list[dict[str, Any]] = field(default_factory=list)  # replace ledger entries
+    replace_results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # iid -> drain_spot's answers
 
 
 def generated_fleet(size: Size) -> Fleet:
@@ -260,8 +300,11 @@ def generated_fleet(size: Size) -> Fleet:
     add("locked", n, tags={"auto-start": "always"})
     add("flapper", 1, tags={"auto-start": "always"})
     add("spot", n * 2 + 3, spot_strategy="SpotAsPriceGo", tags={"app": "web"})
-    add("calm", 1, spot_strategy="SpotAsPriceGo", tags={"app": "web"})  # never interrupted
-    add("steady", 1, tags={"app": "web"})  # on-demand, never stopped: a forged notice names it
+    for k, spot in enumerate(i for i in instances if i["name"].startswith("spot")):
+        if k % 2 == 0:  # opted in to the replacement, both ways
+            spot["tags"] = {**spot["tags"], REPLACE_TAG: "spot" if k % 4 == 0 else "spot-or-on-demand"}
+    add("calm", 1, spot_strategy="SpotAsPriceGo", tags={"app": "web", REPLACE_TAG: "spot"})  # never interrupted
+    add("steady", 1, tags={"app": "web", REPLACE_TAG: "spot"})  # on-demand, never stopped: a forged notice names it
     spots = [i["id"] for i in instances if i["name"].startswith(("spot", "calm"))]
     web = [i["id"] for i in instances if i["name"].startswith(("crash", "steady"))]
     load_balancers = [{
@@ -279,7 +322,16 @@ def generated_fleet(size: Size) -> Fleet:
     return Fleet.from_dict({"region": REGION, "account_id": ACCOUNT,
                             "credentials": [{"access_key_id": "LTAIreliability01",
                                              "access_key_secret": "reliability-secret"}, POISON_KEY],
-                            "instances": instances, "load_balancers": load_balancers})
+                            "instances": instances, "load_balancers": load_balancers,
+                            "provisioning": {
+                                "boot_s": BOOT_S,
+                                "vswitches": [{"id": vsw, "zone": zone, "vpc_id": VPC_ID, "cidr_prefix": f"10.{7 + k}.0"}
+                                              for k, (zone, vsw) in enumerate(VSWITCHES.items())],
+                                "instance_types": [{"type": "ecs.g7.large", "cores": 2, "memory": 8},
+                                                   {"type": "ecs.g6.large", "cores": 2, "memory": 8}],
+                                "stock": [{"instance_type": "ecs.g7.large", "zone": "cn-hangzhou-i", "count": 0},
+                                          {"instance_type": "ecs.g7.large", "zone": "cn-hangzhou-j",
+                                           "count": max(1, n // 2)}]}})
 
 
 def members(state: Mapping[str, Any]) -> dict[tuple[str, str, int | None], int]:
@@ -300,6 +352,8 @@ def play_scenario(emu: Emulator, run: Run) -> None:
     for inst in emu.state()["instances"]:
         by_role[inst["name"].rsplit("-", 1)[0]].append(inst["id"])
     run.initial = members(emu.state())
+    run.opted_in = {i["id"] for i in emu.state()["instances"]
+                    if REPLACE_TAG in i["tags"] and i["name"].startswith("spot")}
     events_before = len(emu.events())
     for iid in by_role["locked"]:
         emu.lock(iid, "security")
@@ -471,7 +525,8 @@ class Instances:
              env: Mapping[str, str], mutant: str | None, park: str | None = None) -> None:
         self._jobs += 1
         job = {"id": self._jobs, "run": run, "function": delivery.function, "body": base64.b64encode(delivery.body).decode(),
-               "cloud_url": cloud_url, "db_url": db_url, "env": dict(env), "park": park, "mutant": mutant}
+               "cloud_url": cloud_url, "db_url": db_url, "env": dict(env), "park": park, "mutant": mutant,
+               "replace_lease_s": REPLACE_LEASE_S}
         instance.job, instance.delivery = self._jobs, delivery
         stdin = instance.process.stdin
         assert stdin is not None
@@ -591,6 +646,9 @@ class Platform:
         if delivery.function == "record_lifecycle":  # poison is counted where it is recorded
             self.run.poison_sent += delivery.poison
             self.run.poison_reported += len((value or {}).get("bad", []))
+        if delivery.function == "drain_spot" and isinstance(value, Mapping):
+            for result in value.get("replacements") or []:
+                self.run.replace_results.setdefault(str(result.get("instance_id")), []).append(result)
 
     # -- the instances --
 
@@ -696,6 +754,11 @@ def deliver_all(emu: Emulator, db_url: str, run: Run, rng: random.Random, size: 
     # (the last of the staying spots always drains untouched: a gentle drain whatever the kills do)
     order = sorted(run.kept) + [s for s in spots if s not in run.released][:-1] + sorted(run.released)
     plans = dict(zip(order, ["midwait", "pair", *kills], strict=False))  # more plans than notices: cut
+    # one opted-in instance that is not released dies inside its replacement instead: RunInstances
+    # answered, the successor not recorded (the taker must find it by its tag, not launch again)
+    inside = [s for s in order if s in run.opted_in and s not in run.released and plans[s].startswith("kill:")]
+    if inside:
+        plans[inside[0]] = "kill:replace:launched"
     forged = forged_notices(run, emu)
     settle_until = max(run.notice_at.values(), default=time.time()) + size.notice_s + RESTORE_AFTER_S \
         + 2 * SWEEP_EVERY_S
@@ -720,7 +783,9 @@ def deliver_all(emu: Emulator, db_url: str, run: Run, rng: random.Random, size: 
         platform.take_answers()
         if time.monotonic() - last_sweep >= SWEEP_EVERY_S:
             last_sweep = time.monotonic()
-            quiet_sweeps = quiet_sweeps + 1 if _sweep_quiet(emu, db_url, run, platform.env) else 0
+            quiet = _sweep_quiet(emu, db_url, run, platform.env)
+            quiet = _replacements_quiet(emu, db_url, run, platform.env) and quiet
+            quiet_sweeps = quiet_sweeps + 1 if quiet else 0
         due = platform.due()
         if platform.outage_left < 0 and due:
             platform.outage_left = size.outage
@@ -815,6 +880,32 @@ def _sweep_quiet(emu: Emulator, db_url: str, run: Run, env: Mapping[str, str]) -
     return not (isinstance(drains, Mapping) and any(drains.get(k) for k in ("restored", "finished", "errors")))
 
 
+def _replacements_quiet(emu: Emulator, db_url: str, run: Run, env: Mapping[str, str]) -> bool:
+    """One tick of drain_spot's timer (the finisher: it settles the launched replacements and
+    takes over those whose holder died); True when it did nothing and no replacement is open.
+    Invoked only while a replacement is open (the suite's process shares the emulator's GIL)."""
+    if not _replacements_open(db_url):
+        return True
+    result = invoke_local("drain_spot", SWEEP_BODY, cloud_url=emu.url, db_url=db_url, env=env)
+    run.invocations += 1
+    if result.error is not None:
+        return False
+    done = (result.value or {}).get("replacements") or {}
+    if any(done.get(k) for k in ("settled", "resumed", "errors", "pending", "orphaned")):
+        return False
+    return not _replacements_open(db_url)
+
+
+def _replacements_open(db_url: str) -> bool:
+    store = Store(db_url)
+    try:
+        return any(e.status in REPLACE_OPEN for e in store.ledger_find("replace"))
+    except Exception:  # the store is down (the outage): not settled
+        return True
+    finally:
+        store.close()
+
+
 def _start_directly(emu: Emulator, iid: str) -> None:
     """A deliberate bug for the self-test: start an instance no rule allows."""
     from shared.clients import Clients, Credentials
@@ -843,6 +934,9 @@ def collect(emu: Emulator, db_url: str, run: Run) -> None:
         for entry in store.ledger_find("drain"):
             run.entries.append({"key": entry.key, "instance_id": entry.instance_id,
                                 "status": entry.status, "data": dict(entry.data)})
+        for entry in store.ledger_find("replace"):
+            run.replacements.append({"key": entry.key, "instance_id": entry.instance_id,
+                                     "status": entry.status, "data": dict(entry.data)})
     finally:
         store.close()
     for call in emu.calls():
@@ -862,7 +956,21 @@ def collect(emu: Emulator, db_url: str, run: Run) -> None:
         if payload["name"] == "Instance:StateChange" and payload["content"].get("state") == "Starting" \
                 and index >= run.scenario_start.get(iid, 1 << 60):
             run.starting_events[iid] += 1
-    run.final = members(emu.state())
+    state = emu.state()
+    run.final = members(state)
+    predecessor: dict[str, str] = {}
+    for inst in state["instances"]:
+        old = inst["tags"].get("replaces")
+        if old:
+            run.successors.setdefault(old, []).append(inst["id"])
+            run.successor_status[inst["id"]] = inst["status"]
+            predecessor[inst["id"]] = old
+    for launch in emu.launched():
+        for iid in launch.get("instance_ids") or []:
+            run.launches[predecessor.get(iid, f"(untagged {iid})")] += 1
+    run.stock_outs = sum(1 for c in emu.calls() if c.action == "RunInstances" and c.code is not None
+                         and ("NoStock" in c.code or "NotOnSale" in c.code or "NotSupported" in c.code
+                              or "Offline" in c.code))
     for drain in run.entries:
         run.paths[str(drain["data"].get("path") or drain["status"])] += 1
 
@@ -910,6 +1018,7 @@ def check_invariants(run: Run) -> list[str]:
         fail("started_once", f"flapping {run.flapper} started {run.starting_events[run.flapper]} times "
              f"for {run.crashes} crashes, not {min(run.crashes, FLAP_MAX_STARTS)} (flap guard)")
     _check_drains(run, fail)
+    _check_replacements(run, fail)
     if run.poison_cloud_calls:
         fail("nothing_from_forged", f"poison elements caused {run.poison_cloud_calls} cloud calls")
     if run.poison_reported != run.poison_sent:
@@ -922,7 +1031,8 @@ def check_invariants(run: Run) -> list[str]:
 def _check_drains(run: Run, fail: Any) -> None:
     now = time.time()
     written = {w[3] for w in run.writes}
-    for iid in sorted(written - run.interrupted):
+    successors = {s for found in run.successors.values() for s in found}
+    for iid in sorted(written - run.interrupted - successors):
         kinds = sorted({w[1] for w in run.writes if w[3] == iid})
         fail("others_untouched" if iid not in run.forged_targets else "nothing_from_forged",
              f"{iid} was never interrupted, yet written: {', '.join(kinds)}")
@@ -949,6 +1059,8 @@ def _check_drains(run: Run, fail: Any) -> None:
         mine = [k for k in run.initial if k[1] == iid]
         late = [removed_at[k] - deadline for k in mine if k in removed_at and removed_at[k] > deadline]
         never = [k for k in mine if k not in removed_at]
+        if iid in run.kept and any(e["status"] == "restored" for e in entries):
+            never = []  # its reclaim was called off: a takeover may restore it without removing it
         if run.held.get(iid) == "leftover":  # delivered past its deadline on purpose
             run.leftover_overrun_s = max([run.leftover_overrun_s, *late])
         else:
@@ -963,6 +1075,46 @@ def _check_drains(run: Run, fail: Any) -> None:
             fail("drained_by_deadline", f"interrupted {iid} still in {len(left)} removable groups, unflagged")
         _check_gentle(run, iid, entries, fail)
         _check_originals(run, iid, entries, fail)
+
+
+def _check_replacements(run: Run, fail: Any) -> None:
+    """``one_successor``: at most one instance tagged ``replaces=<id>`` and one RunInstances
+    that created one per interrupted instance (the emulator's state and launch log, whatever the
+    ledger says), none for an instance not opted in, nor for a forged or foreign notice's.
+    ``successor_serves``: a successor that reached Running is in every group its predecessor
+    was in at the notice (the fleet), with the same port and weight; a replacement without a
+    Running successor is recorded with its reason."""
+    for old, found in sorted(run.successors.items()):
+        if len(found) > 1 or run.launches[old] > 1:
+            fail("one_successor", f"{old} has {len(found)} successors ({', '.join(sorted(found))}) "
+                 f"from {run.launches[old]} launches")
+        if old in run.forged_targets or old not in run.interrupted:
+            fail("one_successor", f"{old} was never interrupted (a forged or foreign notice named it), "
+                 f"yet has {len(found)} successors")
+        elif old not in run.opted_in:
+            fail("one_successor", f"{old} was not opted in, yet has {len(found)} successors")
+    untagged = [k for k in run.launches if k.startswith("(untagged")]
+    if untagged:
+        fail("one_successor", f"{len(untagged)} launches carry no replaces tag (e.g. {untagged[0]})")
+    entries = {str(e["instance_id"]): e for e in run.replacements}
+    for old in sorted(run.opted_in & run.interrupted):
+        running = [s for s in run.successors.get(old, []) if run.successor_status.get(s) == "Running"]
+        if not running:
+            entry = entries.get(old)
+            answered = [r for r in run.replace_results.get(old, []) if r.get("reason")]
+            if (entry is None or not entry["data"].get("reason")) and not answered:
+                status = entry["status"] if entry else "no ledger entry, no reason answered"
+                fail("successor_serves", f"interrupted {old} (opted in) has no Running successor and no "
+                     f"reason recorded ({status})")
+            continue
+        successor = running[0]
+        wrong = []
+        for (group, server, port), weight in sorted(run.initial.items(), key=str):
+            if server == old and run.final.get((group, successor, port)) != weight:
+                wrong.append(f"{group} port {port}: {run.final.get((group, successor, port))}, not {weight}")
+        if wrong:
+            fail("successor_serves", f"successor {successor} of {old} does not serve as it did "
+                 f"({len(wrong)} groups): {'; '.join(wrong[:3])}")
 
 
 def _deadline(run: Run, iid: str, entries: Sequence[Mapping[str, Any]]) -> float:
@@ -1039,7 +1191,8 @@ def run_suite(size: Size = SMALL, seed: int = 7, db_url: str | None = None, *, w
     with log.redirect(io.StringIO()), \
             Emulator(generated_fleet(size), start_delay_s=0.05, seed=seed, trail_lag_s=TRAIL_LAG_S,
                      trail_qps=TRAIL_QPS) as emu, \
-            applied_environment(emu.signing_environment()), applied(mutant), store_timer() as slowest:
+            applied_environment(emu.signing_environment()), applied(mutant), store_timer() as slowest, \
+            replace_lease(REPLACE_LEASE_S):
         play_scenario(emu, run)
         emu.set_faults(fault_rate=size.fault_rate, lose_rate=size.lose_rate, seed=seed,
                        latency_ms=size.latency_ms, lose_answer=LOST_ANSWERS,
@@ -1090,6 +1243,16 @@ def figures(run: Run, problems: Sequence[str]) -> dict[str, Any]:
         "store_slowest_s": round(run.store_slowest_s, 3), "store_slowest": run.store_slowest,
         "seconds": run.seconds, "settled": run.settled,
         "errors_answered": dict(sorted(run.injected.items())), "answers_lost": run.answers_lost,
+        "opted_in_interrupted": len(run.opted_in & run.interrupted),
+        "replacements": dict(sorted(Counter(str(e["status"]) for e in run.replacements).items())),
+        "successors": sum(len(s) for s in run.successors.values()),
+        "successors_running": sum(1 for s in run.successor_status.values() if s == "Running"),
+        "launches": sum(run.launches.values()), "stock_outs": run.stock_outs,
+        "duplicate_launches": sum(max(0, n - 1) for n in run.launches.values()),
+        "replace_reasons": sorted({f"{e['status']}: {str(e['data'].get('reason'))[:80]}" for e in run.replacements
+                                   if e["data"].get("reason")} | {
+            f"{r['outcome']}: {str(r['reason'])[:80]}" for found in run.replace_results.values() for r in found
+            if r.get("reason") and r["outcome"] != "duplicate"}),
         "invariants": {name: name not in broken for name in INVARIANTS},
         "problems": list(problems),
     }

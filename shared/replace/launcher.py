@@ -170,6 +170,9 @@ class Replacer:
         instance = self._describe(clients, region, iid)
         spec = stored_spec(self.store, iid)
         tags = dict(instance.tags) if instance is not None else dict(spec.tags if spec else ())
+        if instance is None and spec is None:  # its opt-in is unknown, and there is nothing to copy
+            return self._not_replaced(event, iid, Outcome.SKIPPED, "gone before its launch spec was "
+                                      "captured: its tags and spec are unknown", None)
         if instance is not None and not instance.is_spot:
             return self._not_replaced(event, iid, Outcome.SKIPPED, "not a spot instance "
                                       f"(SpotStrategy {instance.spot_strategy}): a forged or "

@@ -19,7 +19,7 @@ class Outcome(str, Enum):
     NOT_HEALTHY = "not_healthy"  # Running and added, not healthy in a group in time: reported
     DUPLICATE = "duplicate"  # this interruption's replacement was decided before
     NOT_OPTED_IN = "not_opted_in"
-    SKIPPED = "skipped"  # owned by ESS / ACK, or not a spot instance
+    SKIPPED = "skipped"  # owned by ESS / ACK, not a spot instance, or gone with no spec
     FAILED = "failed"  # stopped with an alert: quota, permission, parameters, no spec
     EXHAUSTED = "exhausted"  # every candidate answered a stock error
     STALLED = "stalled"  # launched, not Running in time
