@@ -295,18 +295,30 @@ def emu_launched(state: dict[str, Any], calls: Sequence[Any]) -> list[dict[str, 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench_replace",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--instances", type=int, default=50)
-    parser.add_argument("--sold-out", type=float, default=0.3)
-    parser.add_argument("--boot-s", type=float, default=2.0)
-    parser.add_argument("--healthy-after-s", type=float, default=0.0)
-    parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--drain-time-s", type=float, default=1.0)
-    parser.add_argument("--tick-s", type=float, default=1.0)
-    parser.add_argument("--retry-after-s", type=float, default=1.0)
-    parser.add_argument("--max-retries", type=int, default=5)
-    parser.add_argument("--timeout-s", type=float, default=120.0)
-    parser.add_argument("--seed", type=int, default=14)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--instances", type=int, default=50,
+                        help="opted-in spot instances interrupted at once (default %(default)s)")
+    parser.add_argument("--sold-out", type=float, default=0.3,
+                        help="share of instances whose first candidate is sold out (default %(default)s)")
+    parser.add_argument("--boot-s", type=float, default=2.0,
+                        help="emulated boot time of a successor, s (default %(default)s)")
+    parser.add_argument("--healthy-after-s", type=float, default=0.0,
+                        help="a booted successor turns healthy in CLB groups this long after Running (default %(default)s)")
+    parser.add_argument("--latency-ms", type=float, default=20.0,
+                        help="emulator latency per call (default %(default)s)")
+    parser.add_argument("--drain-time-s", type=float, default=1.0,
+                        help="the drain's weight-0 wait (default %(default)s)")
+    parser.add_argument("--tick-s", type=float, default=1.0,
+                        help="period of drain_spot's finisher tick (default %(default)s)")
+    parser.add_argument("--retry-after-s", type=float, default=1.0,
+                        help="FC's pause before redelivering a raised invocation (default %(default)s)")
+    parser.add_argument("--max-retries", type=int, default=5,
+                        help="redeliveries of a raised invocation (default %(default)s)")
+    parser.add_argument("--timeout-s", type=float, default=120.0,
+                        help="give up waiting for the replacements after this long (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=14,
+                        help="random seed (default %(default)s)")
+    parser.add_argument("--json", type=Path,
+                        help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     report = run(args)
     text = json.dumps(report, indent=2, sort_keys=True)

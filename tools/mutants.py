@@ -350,6 +350,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``tools.invoke``'s command line, with the mutant named by RELIABILITY_MUTANT applied;
     ``--serve``: a warm instance (:func:`serve`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["-h"], ["--help"]):
+        print("usage: python -m tools.mutants --serve | <tools.invoke arguments>\n\n"
+              "Sabotaged builds for the reliability suite (tools.reliability). --serve: a warm "
+              "drain_spot instance reading JSON jobs on stdin. Otherwise tools.invoke's command "
+              f"line with the mutant named by {MUTANT_ENV} applied; mutants: {', '.join(MUTANTS)}.")
+        return 0
     if argv == ["--serve"]:
         return serve()
     name = os.environ.get(MUTANT_ENV) or None
