@@ -838,7 +838,13 @@ class Drainer:
             targets = self._present(run, targets)  # the dead holder may have removed some
         if scheduled:
             run.lease.save(removal_started_at=iso(self.clock()))
-        err = self._rounds("remove", run, targets, run.deadline.at) if targets else None
+        peers = self._native_peers(run, targets) if path is Phase.GENTLE else []
+        try:
+            err = self._rounds("remove", run, [*targets, *peers], run.deadline.at) if targets else None
+        except CloudError:
+            if not peers:
+                raise
+            err = self._rounds("remove", run, targets, run.deadline.at)  # without the others'
         if err is not None:  # out of time: the platform's retry (or the sweep) goes on
             raise err
         self._native_done(run)
@@ -853,6 +859,40 @@ class Drainer:
             "time_left_s": round(time_left, 3),
             "missed_deadline": path is Phase.LEFTOVER or time_left < 0,
         }
+
+    def _native_peers(self, run: Run, targets: Sequence[Membership]) -> list[Membership]:
+        """The other open drains' memberships of the natively draining groups this removal
+        writes to, taken into the same write. Such a group is busy (``Configuring``) for its
+        whole drain timeout after a removal, so a burst's removals arriving from different
+        deliveries and ticks would otherwise queue one drain timeout after another. Only
+        drains already at weight 0 (``weighted``/``waited``) whose deadline leaves the group's
+        drain timeout: their connections then drain natively, as a lone drain's do (weight0).
+        Their own removal later finds the member gone (no write); their verify reads it."""
+        native = {m.group for m in targets if m.product is not Product.CLB and m.native_drain}
+        if not native:
+            return []
+        now = self.clock()
+        mine = set(targets)
+        peers: list[Membership] = []
+        for status in (DrainStatus.WEIGHTED, DrainStatus.WAITED):
+            for entry in self.store.ledger_find(Kind.DRAIN.value, status=status.value,
+                                                limit=100_000):
+                data = entry.data
+                if (entry.key == run.key or not data.get("weight0_at")
+                        or str(data.get("region") or self.settings.region) != run.region):
+                    continue
+                deadline = parse_iso_or_none(data.get("deadline"))
+                if deadline is None:
+                    continue
+                left = (deadline - now).total_seconds() - run.deadline.margin_s
+                removing = {m.key for m in memberships_of(data, "native")}  # removed at once
+                peers += [m for m in memberships_of(data) if m.group in native
+                          and m.key not in removing and m not in mine and m not in peers
+                          and m.drains_natively_within(left)]
+        if peers:
+            emit(log, "native removals shared", instance_id=run.instance_id, key=run.key,
+                 groups=len(groups(peers)), others=len(peers))
+        return peers
 
     def verify(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
         memberships = run.memberships()
