@@ -409,6 +409,10 @@ class Drainer:
         self.coalescer = Coalescer(settings.drain_batch_window_s)
         self.queue = GroupQueue(settings.drain_batch_window_s)  # one writer per group and step
         self.reads = Coalescer(settings.drain_batch_window_s)  # ... and one read per group
+        # The last read of each group (when it was started, monotonic; what it listed): a
+        # drain verifying its removal takes a read started after its removal ended, whoever
+        # made it, so a tick reads a group once for all the drains it removed there.
+        self._last_read: dict[tuple[Any, ...], tuple[float, list[Membership]]] = {}
         self._active = 0
         self.batch_size = 1  # notices of different instances delivered together (the handler's)
         self.index = (MembershipIndex(store, clock)  # type: ignore[arg-type]
@@ -899,13 +903,15 @@ class Drainer:
         lb = self.clients_in(run.region).lb
         still: list[Membership] = []
         removed_again_at: datetime | None = None
+        since = time.monotonic()  # the removal ended: any read started since shows it
         for attempt in range(VERIFY_ROUNDS):
-            still = self._present(run, memberships, lb)
+            still = self._present(run, memberships, lb, since=since)
             if not still or attempt == VERIFY_ROUNDS - 1:
                 break
             emit(log, "still registered", level=30, instance_id=run.instance_id,
                  memberships=[label(summary(m)) for m in still], attempt=attempt + 1)
             self._per_group("remove", still, run)
+            since = time.monotonic()
             removed_again_at = self.clock()
             self.sleep(VERIFY_PAUSE_S)
         # A membership removed again here left only then: past the deadline, that is a miss even
@@ -971,19 +977,31 @@ class Drainer:
             return self._full_scopes[region]
 
     def _present(self, run: Run, memberships: Sequence[Membership],
-                 lb: LbPort | None = None) -> list[Membership]:
+                 lb: LbPort | None = None, *, since: float | None = None) -> list[Membership]:
         """The memberships still registered. A member leaving a group that drains connections
-        natively (``Removing``) is not: its removal is under way."""
+        natively (``Removing``) is not: its removal is under way. ``since`` (monotonic): a
+        read of the group started at or after it, by any drain of this invocation, serves."""
         clients = self.clients_in(run.region)
         present: list[Membership] = []
         for group, members in groups(memberships).items():
-            try:
-                current, _ = self._coalesced(  # one read of a group for concurrent drains
-                    ("members", run.region, group), [],
-                    lambda _none, group=group: self._members_of(clients, group, lb),  # type: ignore[misc]
-                    self.reads)
-            except NotFoundError:
-                continue
+            key = ("members", run.region, group)
+            with self._scope_lock:
+                last = self._last_read.get(key)
+            if since is not None and last is not None and last[0] >= since:
+                current = last[1]
+            else:
+                started = time.monotonic()
+                try:
+                    current, _ = self._coalesced(  # one read of a group for concurrent drains
+                        key, [],
+                        lambda _none, group=group: self._members_of(clients, group, lb),  # type: ignore[misc]
+                        self.reads)
+                except NotFoundError:
+                    continue
+                with self._scope_lock:
+                    last = self._last_read.get(key)
+                    if last is None or last[0] < started:
+                        self._last_read[key] = (started, list(current))
             current = [c for c in current if not (c.native_drain and c.status == "Removing")]
             present.extend(still_there(members, current))
         return present
