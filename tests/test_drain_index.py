@@ -207,3 +207,34 @@ def test_coalescer_makes_one_call_for_callers_within_the_window() -> None:
     with pytest.raises(RuntimeError):
         coalescer.call("k", [1], fail)
     assert FUNCTION_ENV  # the drain tests' settings stay the reference
+
+
+def test_verification_takes_any_read_of_the_group_started_after_its_removal(
+    emu: Emulator, db_url: str
+) -> None:
+    """GIVEN a group read by one drain of the invocation after another's removal ended WHEN
+    the other verifies THEN it takes that read (no second read of the group); a read started
+    before its removal ended does not serve (the group is read again)."""
+    import time
+    from types import SimpleNamespace
+
+    from shared.drain import Drainer
+
+    settings = settings_for(emu, db_url)
+    clients = clients_for(emu, settings)
+    drainer = Drainer(Store(db_url), clients, settings)
+    http = "rsp-bp1http00000000001"
+    spot = [m for m in clients.lb.group_members(LB_FRONT, GroupKind.VSERVER, http)
+            if m.server_id == SPOT]
+    run: Any = SimpleNamespace(region=settings.region)
+    emu.clear_calls()
+
+    def reads() -> int:
+        return sum(1 for c in emu.calls() if c.action == "DescribeVServerGroupAttribute")
+
+    removed_at = time.monotonic()
+    assert drainer._present(run, spot, since=removed_at) == spot  # reads the group
+    assert drainer._present(run, spot, since=removed_at) == spot  # that read serves
+    assert reads() == 1
+    assert drainer._present(run, spot, since=time.monotonic()) == spot  # too old now
+    assert reads() == 2

@@ -315,3 +315,55 @@ def test_a_failed_weight_job_is_written_again_with_a_new_token(
     tokens = [c.params.get("ClientToken") for c in writes(emu, "UpdateServerGroupServersAttribute")
               if group_of(c) == ALB_PLAIN]
     assert len(tokens) == len(set(tokens)) == 2
+
+
+def test_a_burst_removes_a_natively_draining_group_s_members_in_one_write(
+        monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    """GIVEN spot-1 and web-1 (both spot) in the ALB group that drains connections (30 s),
+    drained in a burst (weight 0, removals scheduled) WHEN the tick takes spot-1's removal
+    first THEN its one removal names web-1 too (the group stays busy for its drain timeout
+    after a removal: one per burst, not one per instance); web-1's own removal later writes
+    nothing there and both end drained."""
+    from dataclasses import replace
+
+    from shared.spot.finish import finish_due
+    from tests.helpers import FLEETS
+    from tools.emulator import load_fleet
+
+    fleet = load_fleet(FLEETS / "lb.yaml")
+    fleet = replace(fleet, instances=tuple(
+        replace(i, spot_strategy="SpotAsPriceGo") if i.id == WEB1 else i
+        for i in fleet.instances))
+    with Emulator(fleet, start_delay_s=0.01, lb_job_s=0.05) as emu:
+        for name, value in emu.signing_environment().items():
+            monkeypatch.setenv(name, value)
+        emu.set_lb_jobs(drain_scale=0.01)
+        settings = settings_for(emu, store, ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S="60")
+        clock = Time()
+        drainer = Drainer(store, clients_for(emu, settings), settings, clock=clock,
+                          sleep=clock.sleep)
+        drainer.batch_size = 2  # delivered together: natively draining groups take weight 0
+        emu.interrupt_spot(SPOT)
+        emu.interrupt_spot(WEB1)
+        events = [e for p in emu.events()[-2:] for e in parse(json.dumps(p)).events]
+        assert [drainer.drain(e).outcome.value for e in events] == ["scheduled", "scheduled"]
+        emu.finish_lb_jobs()
+        assert {(m["server_id"], m["weight"]) for m in emu.lb_group(ALB_DRAIN)["members"]} == {
+            (SPOT, 0), (WEB1, 0)}
+        emu.clear_calls()
+        clock.offset_s += 25.0
+        spot_entry = store.ledger_get(KEY)
+        assert spot_entry is not None
+        Drainer(store, clients_for(emu, settings), settings, clock=clock,
+                sleep=clock.sleep).resume(spot_entry)
+        (removal,) = [c for c in writes(emu, "RemoveServersFromServerGroup")
+                      if group_of(c) == ALB_DRAIN]
+        assert {v for k, v in removal.params.items() if k.endswith(".ServerId")} == {SPOT, WEB1}
+        emu.finish_lb_jobs()
+        emu.clear_calls()
+        report = finish_due(store, clients_for(emu, settings), None, settings, clock=clock,
+                            sleep=clock.sleep)
+        assert [(f["instance_id"], f["outcome"]) for f in report.finished] == [(WEB1, "drained")]
+        assert not [c for c in writes(emu, "RemoveServersFromServerGroup")
+                    if group_of(c) == ALB_DRAIN]
+        assert {m["server_id"] for m in emu.lb_group(ALB_DRAIN)["members"]} == set()

@@ -79,6 +79,13 @@ log = get_logger(__name__)
 
 
 def handler(event: bytes, context: Any) -> dict[str, Any]:
+    from shared.lb.servergroups import invocation_group_cache
+
+    with invocation_group_cache():  # ALB/NLB groups listed once per invocation, not per thread
+        return _handle(event, context)
+
+
+def _handle(event: bytes, context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     with bind(request_id=getattr(context, "request_id", None), function="drain_spot"):
         if _finisher_tick(event):

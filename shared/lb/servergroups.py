@@ -15,8 +15,10 @@ success (the SDK's request documentation), read here as a write that would succe
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from shared.clients import (
@@ -45,7 +47,25 @@ from shared.lb.model import (
 )
 from shared.log import emit, get_logger
 
-__all__ = ["JOB_WAIT_S", "ServerGroupClient"]
+__all__ = ["JOB_WAIT_S", "ServerGroupClient", "invocation_group_cache"]
+
+# The server groups listed during one invocation, shared by the adapters of all its threads
+# (each thread builds its own SDK client and adapter, whose own cache would list the same
+# groups again): (product, region, group id) -> ServerGroup. Set by invocation_group_cache();
+# threads started with contextvars.copy_context() see the same dict.
+_INVOCATION_GROUPS: contextvars.ContextVar[dict[tuple[str, str, str], ServerGroup] | None] = (
+    contextvars.ContextVar("lb_invocation_groups", default=None))
+
+
+@contextlib.contextmanager
+def invocation_group_cache() -> Iterator[None]:
+    """One invocation's server-group cache (module note above): a group is listed once per
+    invocation, not once per thread; the next invocation lists it afresh."""
+    token = _INVOCATION_GROUPS.set({})
+    try:
+        yield
+    finally:
+        _INVOCATION_GROUPS.reset(token)
 
 log = get_logger(__name__)
 
@@ -125,6 +145,9 @@ class ServerGroupClient(_Adapter):
                     group = self._group_from_map(item)
                     found[group.group_id] = group
                     self._groups[group.group_id] = group
+                    shared = _INVOCATION_GROUPS.get()
+                    if shared is not None:
+                        shared[(self.product.value, self.region, group.group_id)] = group
                 token = _opt(body.get("NextToken"))
                 if not token:
                     break
@@ -132,7 +155,7 @@ class ServerGroupClient(_Adapter):
 
     def server_group(self, group_id: str) -> ServerGroup:
         """One group (cached for this adapter's life); NotFoundError if it does not exist."""
-        found = self._groups.get(group_id)
+        found = self._groups.get(group_id) or self._shared_group(group_id)
         if found is None:
             listed = self.list_server_groups(group_ids=[group_id])
             if not listed:
@@ -142,7 +165,18 @@ class ServerGroupClient(_Adapter):
             found = listed[0]
         return found
 
+    def _shared_group(self, group_id: str) -> ServerGroup | None:
+        """The group as another thread of this invocation listed it, kept here too."""
+        shared = _INVOCATION_GROUPS.get()
+        found = None if shared is None else shared.get((self.product.value, self.region, group_id))
+        if found is not None:
+            self._groups[group_id] = found
+        return found
+
     def _groups_of(self, group_ids: Sequence[str]) -> dict[str, ServerGroup]:
+        for g in _unique(group_ids):
+            if g not in self._groups:
+                self._shared_group(g)
         missing = [g for g in _unique(group_ids) if g not in self._groups]
         if missing:
             self.list_server_groups(group_ids=missing)

@@ -409,6 +409,10 @@ class Drainer:
         self.coalescer = Coalescer(settings.drain_batch_window_s)
         self.queue = GroupQueue(settings.drain_batch_window_s)  # one writer per group and step
         self.reads = Coalescer(settings.drain_batch_window_s)  # ... and one read per group
+        # The last read of each group (when it was started, monotonic; what it listed): a
+        # drain verifying its removal takes a read started after its removal ended, whoever
+        # made it, so a tick reads a group once for all the drains it removed there.
+        self._last_read: dict[tuple[Any, ...], tuple[float, list[Membership]]] = {}
         self._active = 0
         self.batch_size = 1  # notices of different instances delivered together (the handler's)
         self.index = (MembershipIndex(store, clock)  # type: ignore[arg-type]
@@ -838,7 +842,13 @@ class Drainer:
             targets = self._present(run, targets)  # the dead holder may have removed some
         if scheduled:
             run.lease.save(removal_started_at=iso(self.clock()))
-        err = self._rounds("remove", run, targets, run.deadline.at) if targets else None
+        peers = self._native_peers(run, targets) if path is Phase.GENTLE else []
+        try:
+            err = self._rounds("remove", run, [*targets, *peers], run.deadline.at) if targets else None
+        except CloudError:
+            if not peers:
+                raise
+            err = self._rounds("remove", run, targets, run.deadline.at)  # without the others'
         if err is not None:  # out of time: the platform's retry (or the sweep) goes on
             raise err
         self._native_done(run)
@@ -854,18 +864,54 @@ class Drainer:
             "missed_deadline": path is Phase.LEFTOVER or time_left < 0,
         }
 
+    def _native_peers(self, run: Run, targets: Sequence[Membership]) -> list[Membership]:
+        """The other open drains' memberships of the natively draining groups this removal
+        writes to, taken into the same write. Such a group is busy (``Configuring``) for its
+        whole drain timeout after a removal, so a burst's removals arriving from different
+        deliveries and ticks would otherwise queue one drain timeout after another. Only
+        drains already at weight 0 (``weighted``/``waited``) whose deadline leaves the group's
+        drain timeout: their connections then drain natively, as a lone drain's do (weight0).
+        Their own removal later finds the member gone (no write); their verify reads it."""
+        native = {m.group for m in targets if m.product is not Product.CLB and m.native_drain}
+        if not native:
+            return []
+        now = self.clock()
+        mine = set(targets)
+        peers: list[Membership] = []
+        for status in (DrainStatus.WEIGHTED, DrainStatus.WAITED):
+            for entry in self.store.ledger_find(Kind.DRAIN.value, status=status.value,
+                                                limit=100_000):
+                data = entry.data
+                if (entry.key == run.key or not data.get("weight0_at")
+                        or str(data.get("region") or self.settings.region) != run.region):
+                    continue
+                deadline = parse_iso_or_none(data.get("deadline"))
+                if deadline is None:
+                    continue
+                left = (deadline - now).total_seconds() - run.deadline.margin_s
+                removing = {m.key for m in memberships_of(data, "native")}  # removed at once
+                peers += [m for m in memberships_of(data) if m.group in native
+                          and m.key not in removing and m not in mine and m not in peers
+                          and m.drains_natively_within(left)]
+        if peers:
+            emit(log, "native removals shared", instance_id=run.instance_id, key=run.key,
+                 groups=len(groups(peers)), others=len(peers))
+        return peers
+
     def verify(self, run: Run) -> tuple[DrainStatus, dict[str, Any]]:
         memberships = run.memberships()
         lb = self.clients_in(run.region).lb
         still: list[Membership] = []
         removed_again_at: datetime | None = None
+        since = time.monotonic()  # the removal ended: any read started since shows it
         for attempt in range(VERIFY_ROUNDS):
-            still = self._present(run, memberships, lb)
+            still = self._present(run, memberships, lb, since=since)
             if not still or attempt == VERIFY_ROUNDS - 1:
                 break
             emit(log, "still registered", level=30, instance_id=run.instance_id,
                  memberships=[label(summary(m)) for m in still], attempt=attempt + 1)
             self._per_group("remove", still, run)
+            since = time.monotonic()
             removed_again_at = self.clock()
             self.sleep(VERIFY_PAUSE_S)
         # A membership removed again here left only then: past the deadline, that is a miss even
@@ -931,19 +977,31 @@ class Drainer:
             return self._full_scopes[region]
 
     def _present(self, run: Run, memberships: Sequence[Membership],
-                 lb: LbPort | None = None) -> list[Membership]:
+                 lb: LbPort | None = None, *, since: float | None = None) -> list[Membership]:
         """The memberships still registered. A member leaving a group that drains connections
-        natively (``Removing``) is not: its removal is under way."""
+        natively (``Removing``) is not: its removal is under way. ``since`` (monotonic): a
+        read of the group started at or after it, by any drain of this invocation, serves."""
         clients = self.clients_in(run.region)
         present: list[Membership] = []
         for group, members in groups(memberships).items():
-            try:
-                current, _ = self._coalesced(  # one read of a group for concurrent drains
-                    ("members", run.region, group), [],
-                    lambda _none, group=group: self._members_of(clients, group, lb),  # type: ignore[misc]
-                    self.reads)
-            except NotFoundError:
-                continue
+            key = ("members", run.region, group)
+            with self._scope_lock:
+                last = self._last_read.get(key)
+            if since is not None and last is not None and last[0] >= since:
+                current = last[1]
+            else:
+                started = time.monotonic()
+                try:
+                    current, _ = self._coalesced(  # one read of a group for concurrent drains
+                        key, [],
+                        lambda _none, group=group: self._members_of(clients, group, lb),  # type: ignore[misc]
+                        self.reads)
+                except NotFoundError:
+                    continue
+                with self._scope_lock:
+                    last = self._last_read.get(key)
+                    if last is None or last[0] < started:
+                        self._last_read[key] = (started, list(current))
             current = [c for c in current if not (c.native_drain and c.status == "Removing")]
             present.extend(still_there(members, current))
         return present
