@@ -391,12 +391,15 @@ HISTORY_COLUMNS: dict[str, tuple[str, ...]] = {
     "drains": ("notice_time", "instance_id", "status", "outcome", "region", "deadline", "removed",
                "leftover", "missed_deadline", "reason", "key"),
     "rejected": ("received_at", "function", "size", "truncated", "reasons", "key"),
+    "replacements": ("notice_time", "instance_id", "status", "successor_id", "offering", "tried",
+                     "seconds_to_running", "seconds_to_serving", "groups", "reason", "key"),
 }
 
 
 def history_kinds(what: str) -> tuple[str, ...]:
     """The ledger kinds one history reads (the practices' own constants, imported late)."""
     from shared import autostart, drain
+    from shared.ledger import Kind
     from shared.store import REJECTED_KIND
 
     kinds = {
@@ -407,6 +410,7 @@ def history_kinds(what: str) -> tuple[str, ...]:
         "incidents": (autostart.KIND_INCIDENT,),
         "drains": (drain.DRAIN_KIND,),
         "rejected": (REJECTED_KIND,),
+        "replacements": (Kind.REPLACE.value,),
     }
     if what not in kinds:
         raise QueryError(f"unknown history {what!r}: one of {', '.join(sorted(kinds))}")
@@ -437,6 +441,16 @@ def history_rows(what: str, entries: Sequence[LedgerEntry]) -> list[dict[str, An
                                           "missed_deadline", "reason")},
                 removed=len(data.get("removed") or data.get("memberships") or []),
                 leftover=len(data.get("leftover") or []),
+            )
+        elif what == "replacements":
+            offer = data.get("candidate") or {}
+            row.update(
+                {k: data.get(k) for k in ("notice_time", "successor_id", "seconds_to_running",
+                                          "seconds_to_serving", "reason")},
+                offering=(f"{offer.get('instance_type')}@{offer.get('zone_id')} "
+                          f"{offer.get('spot_strategy')}" if offer else None),
+                tried=len(data.get("tried") or []),
+                groups=len(data.get("registered") or []),
             )
         else:
             row.update({k: data.get(k) for k in ("received_at", "function", "size", "truncated",

@@ -547,3 +547,28 @@ def test_ram_pass_role_is_granted_for_the_listed_roles_only_and_only_to_the_laun
         assert all("ram:PassRole" not in s["Action"] for s in statements)
     none = policy_document(declared["drain_spot"], Scope("123"))["Statement"]
     assert all("ram:PassRole" not in s["Action"] for s in none)
+
+
+def test_the_lifecycle_cli_lists_replacements(emu: Emulator, db_url: str) -> None:
+    """``tools.lifecycle replacements`` shows the successor, its offering and the stock-outs
+    tried, as a table and as JSON, and filters by status."""
+    import io
+
+    from tools import lifecycle
+
+    invoke(emu, db_url, notice(emu))
+    out, err = io.StringIO(), io.StringIO()
+    assert lifecycle.main(["--db", db_url, "replacements", "--format", "json"],
+                          stdout=out, stderr=err) == 0
+    (row,) = json.loads(out.getvalue())["items"]
+    assert (row["instance_id"], row["key"]) == (SPOT1, f"replace:{SPOT1}")
+    assert row["successor_id"].startswith("i-") and row["tried"] == 1
+    assert row["offering"] == f"{row['data']['candidate']['instance_type']}@cn-hangzhou-j " \
+                              f"{row['data']['candidate']['spot_strategy']}"
+    table = io.StringIO()
+    assert lifecycle.main(["--db", db_url, "replacements"], stdout=table, stderr=err) == 0
+    assert row["successor_id"] in table.getvalue() and "SUCCESSOR_ID" in table.getvalue()
+    none = io.StringIO()
+    assert lifecycle.main(["--db", db_url, "replacements", "--decision", "failed",
+                           "--format", "json"], stdout=none, stderr=err) == 0
+    assert json.loads(none.getvalue())["items"] == []

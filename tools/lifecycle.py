@@ -11,6 +11,7 @@ History from the action ledger, newest first (what was decided, why, when)::
     python -m tools.lifecycle decisions --decision started --format csv
     python -m tools.lifecycle incidents --decision open
     python -m tools.lifecycle drains --since 7d --format json
+    python -m tools.lifecycle replacements --format json
     python -m tools.lifecycle rejected --format json     # deliveries the functions refused
 
 Times are ISO 8601 (``2024-05-01``, ``2024-05-01T08:00:00+08:00``; no offset means UTC) or an
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                   "(--decision: done, partial, restored, reclaimed, ...)",
         "rejected": "deliveries with elements the functions refused, payload kept (bounded, "
                     "30 days); --format json shows the payload",
+        "replacements": "spot replacements: successor, offering, candidates tried, time to "
+                        "Running and to serving (--decision: running, failed, exhausted, "
+                        "skipped, ...; --format json: every group and its health)",
     }
     for name, text in helps.items():
         history = commands.add_parser(name, help=text, description=text)
@@ -290,6 +294,7 @@ _COMMANDS: dict[str, Callable[[Store, argparse.Namespace, datetime, TextIO, Text
     "incidents": _history,
     "drains": _history,
     "rejected": _history,
+    "replacements": _history,
 }
 
 
