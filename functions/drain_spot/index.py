@@ -20,6 +20,7 @@ import contextvars
 import json
 
 from shared.events import SPOT_INTERRUPTION, Batch, EventKind, eventbridge_type, parse
+from shared.lb.actions import ram_actions_attribute
 from shared.log import BOUNDED_LINES, bind, emit, emit_bounded, get_logger
 from shared.scope import EventScope, Refusal
 from shared.settings import Settings
@@ -59,15 +60,8 @@ OWN_ACTIONS: tuple[str, ...] = (
 LB_OPERATIONS: tuple[str, ...] = ("list", "find", "scan", "members", "weight", "remove", "add",
                                   "wait", "health")
 
-
-def __getattr__(name: str) -> Any:
-    """``RAM_ACTIONS``, composed on first use from the load-balancer adapters' declarations
-    (shared/lb/actions.py): the deploy tools read it, a cold start never pays for it."""
-    if name == "RAM_ACTIONS":
-        from shared.lb.actions import ram_actions
-
-        return (*OWN_ACTIONS, *ram_actions(LB_OPERATIONS))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# RAM_ACTIONS: OWN_ACTIONS + the actions of LB_OPERATIONS, composed on first access.
+__getattr__ = ram_actions_attribute(__name__, OWN_ACTIONS, LB_OPERATIONS)
 
 # The finisher tick; ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S (deployed with it) is its period (60 s).
 SCHEDULE = "0 * * * * *"

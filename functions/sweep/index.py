@@ -26,6 +26,7 @@ from typing import Any
 from shared.autostart import sweep_auto_start
 from shared.clients import Clients, credentials_from_context
 from shared.drain import sweep_drains
+from shared.lb.actions import ram_actions_attribute
 from shared.log import bind, emit, get_logger
 from shared.notify import Notifier
 from shared.settings import Settings
@@ -49,15 +50,8 @@ OWN_ACTIONS: tuple[str, ...] = (
 LB_OPERATIONS: tuple[str, ...] = ("list", "find", "scan", "members", "add", "remove", "weight",
                                   "wait", "health")
 
-
-def __getattr__(name: str) -> Any:
-    """``RAM_ACTIONS``, composed on first use from the load-balancer adapters' declarations
-    (shared/lb/actions.py): the deploy tools read it, a cold start never pays for it."""
-    if name == "RAM_ACTIONS":
-        from shared.lb.actions import ram_actions
-
-        return (*OWN_ACTIONS, *ram_actions(LB_OPERATIONS))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# RAM_ACTIONS: OWN_ACTIONS + the actions of LB_OPERATIONS, composed on first access.
+__getattr__ = ram_actions_attribute(__name__, OWN_ACTIONS, LB_OPERATIONS)
 
 
 log = get_logger(__name__)

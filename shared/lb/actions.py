@@ -9,9 +9,10 @@ deploy files and the least-privilege proof all follow the adapters. No SDK is im
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-__all__ = ["OPERATIONS", "PRODUCTS", "declarations", "ram_actions"]
+__all__ = ["OPERATIONS", "PRODUCTS", "declarations", "ram_actions", "ram_actions_attribute"]
 
 OPERATIONS = ("list", "find", "scan", "members", "weight", "remove", "add", "wait", "health")
 PRODUCTS = ("clb", "alb", "nlb")
@@ -43,3 +44,17 @@ def ram_actions(operations: Iterable[str], products: Iterable[str] = PRODUCTS
         for operation in wanted:
             out.update(dict.fromkeys(declared[product][operation]))
     return tuple(out)
+
+
+def ram_actions_attribute(module: str, own: tuple[str, ...], operations: tuple[str, ...]
+                          ) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that gives the function's ``RAM_ACTIONS`` (``own`` plus the
+    actions of its load-balancer ``operations``) composed on first access: the deploy tools
+    read it, a cold start never imports an adapter for it."""
+
+    def attribute(name: str) -> Any:
+        if name == "RAM_ACTIONS":
+            return (*own, *ram_actions(operations))
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return attribute
