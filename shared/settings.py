@@ -231,6 +231,10 @@ class Settings:
     # removes it (no instance held per notice through the wait). 0: the wait is slept in the
     # invocation (no timer to rely on).
     drain_finish_every_s: float = 0.0
+    # A finisher tick takes the removals due before the next tick and makes each at its time;
+    # those due within this many seconds of each other are made together (one write per group),
+    # at the latest of their times: none before its drain time, none later than this after it.
+    drain_round_s: float = 5.0
     # The membership index (shared.spot.index): a drain finds its instance's groups there, with
     # no cloud read, once the sweep (or a burst's shared scan) has scanned the region; a scan
     # started at most lb_index_fresh_s before a notice covers it, else one shared scan runs for
@@ -358,6 +362,8 @@ class Settings:
         if self.lb_index_fresh_s < 0 or self.drain_batch_window_s < 0:
             raise SettingsError(f"{PREFIX}LB_INDEX_FRESH_S and {PREFIX}DRAIN_BATCH_WINDOW_S "
                                 "must be >= 0")
+        if self.drain_round_s < 0:
+            raise SettingsError(f"{PREFIX}DRAIN_ROUND_S must not be negative")
         if self.drain_finish_every_s < 0:
             raise SettingsError(f"{PREFIX}DRAIN_FINISH_EVERY_S must not be negative (0: no timer)")
 

@@ -7,7 +7,6 @@ drain's clock is real time plus an offset (tests.test_drain_spot_crash.Time)."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -109,15 +108,17 @@ def test_scheduled_drain_ends_at_weight_0_and_the_tick_removes_it_once_due(
     assert lease_until == remove_after
     assert remove_after + timedelta(seconds=BOUND_S) <= deadline - timedelta(seconds=30)
     sent = Sent()
-    # a tick before the removal is due: nothing
-    early = finish_due(store, clients_for(emu, settings), sent, settings, clock=clock)
+    # a tick whose next tick comes before the removal is due: nothing
+    short = scheduled_settings(emu, store, ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S="10")
+    early = finish_due(store, clients_for(emu, short), sent, short, clock=clock)
     assert (early.finished, early.live, early.errors) == ([], [], [])
     assert set(spot_weights(emu).values()) == {0}
-    # the tick after it
-    clock.offset_s += 20.0
+    # the tick before it, its period reaching past the removal time: it waits for that time
     report = finish_due(store, clients_for(emu, settings), sent, settings, clock=clock,
                         sleep=clock.sleep)
     assert [(f["instance_id"], f["outcome"]) for f in report.finished] == [(SPOT, "drained")]
+    removed_at = parse_iso_or_none(store.ledger_get(KEY).data["removed_at"])  # type: ignore[union-attr]
+    assert removed_at is not None and remove_after <= removed_at <= remove_after + timedelta(seconds=1)
     assert groups(emu) == drained(before)
     final = store.ledger_get(KEY)
     assert final is not None and final.status == "done"
@@ -235,8 +236,9 @@ def test_a_tick_killed_mid_removal_is_finished_by_the_next_tick(
 
 def test_the_handler_schedules_and_its_timer_tick_removes(emu: Emulator, store: Store) -> None:
     """GIVEN drain_spot with its finisher period set and a 0.5 s drain time WHEN a notice is
-    delivered THEN the answer is ``scheduled`` at weight 0; its timer tick right away removes
-    nothing, the tick after the drain time removes it."""
+    delivered THEN the answer is ``scheduled`` at weight 0; its timer tick right away waits for
+    the removal, due before its next tick, and removes it at its time, not before; the tick
+    after that finds nothing."""
     env = {**SCHEDULED_ENV, "ECS_EVENT_OPS_DRAIN_TIME_S": "0.5"}
     before = groups(emu)
     emu.interrupt_spot(SPOT)
@@ -254,8 +256,9 @@ def test_the_handler_schedules_and_its_timer_tick_removes(emu: Emulator, store: 
     answer = call(body)
     assert [d["outcome"] for d in answer["drains"]] == ["scheduled"]
     assert set(spot_weights(emu).values()) == {0}
-    assert call(tick)["scheduled_removals"] == {"finished": [], "live": [], "errors": []}
-    time.sleep(0.6)
     finished = call(tick)["scheduled_removals"]["finished"]
     assert [(f["instance_id"], f["outcome"]) for f in finished] == [(SPOT, "drained")]
     assert groups(emu) == drained(before)
+    data = store.ledger_get(KEY).data  # type: ignore[union-attr]
+    assert parse_iso_or_none(data["removed_at"]) >= parse_iso_or_none(data["remove_after"])  # type: ignore[operator]
+    assert call(tick)["scheduled_removals"] == {"finished": [], "live": [], "errors": []}

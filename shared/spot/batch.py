@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Coalescer", "GroupQueue", "Ticket"]
+__all__ = ["Coalescer", "Gate", "GroupQueue", "Party", "Ticket"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -171,6 +171,55 @@ class GroupQueue:
                 # a failed hold: the next write meets the group's state itself
                 with contextlib.suppress(Exception):
                     hold(result)
+
+
+class Gate:
+    """The drains of one finisher round meet here before their removal: each waits until every
+    one of them has arrived (or left without a removal, or ``timeout_s`` passed since the gate
+    was built), so their removals reach the :class:`GroupQueue` within one window and a group
+    gets one write for the round. Without it, the takeovers (a few store writes each, which a
+    shared database serializes) spread the drains' arrivals over seconds, and a group got one
+    write for every few of them."""
+
+    def __init__(self, parties: int, timeout_s: float,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._cond = threading.Condition()
+        self._missing = parties
+        self._monotonic = monotonic
+        self._until = monotonic() + timeout_s
+
+    @property
+    def missing(self) -> int:
+        with self._cond:
+            return self._missing
+
+    def party(self) -> Party:
+        """One party's pass: arriving twice counts once."""
+        return Party(self)
+
+    def _arrive(self, wait: bool) -> None:
+        with self._cond:
+            self._missing -= 1
+            if self._missing <= 0:
+                self._cond.notify_all()
+                return
+            if wait:
+                self._cond.wait_for(lambda: self._missing <= 0,
+                                    timeout=max(0.0, self._until - self._monotonic()))
+
+
+class Party:
+    """One drain's pass through a :class:`Gate`."""
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate: Gate | None = gate
+
+    def arrive(self, *, wait: bool = True) -> None:
+        """Count in (once); with ``wait``, wait for the others (bounded by the gate's timeout).
+        A party that leaves without a removal arrives with ``wait=False``."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate._arrive(wait)
 
 
 def _thread(work: Callable[[], None]) -> None:

@@ -1,19 +1,27 @@
-"""The finisher tick: remove the drains whose scheduled removal is due.
+"""The finisher tick: remove the drains whose scheduled removal is due, each at its time.
 
 A drain scheduled by its ``wait`` step (:mod:`shared.spot.machine`) sits at ``waited`` with
 ``remove_after`` and its lease until then; no function instance waits for it. Every tick of
-``drain_spot``'s timer (``SCHEDULE``, every ``drain_finish_every_s``) takes over each such drain
-whose time came (lease expired, ``remove_after`` passed, deadline not yet passed) and runs
-``remove`` and ``verify`` as the drain itself would (or ``verify`` alone after a tick that died
-between them), all due drains at once (one thread each,
-bounded), then notifies as the drain would.
+``drain_spot``'s timer (``SCHEDULE``, every ``drain_finish_every_s``) takes the drains whose
+removal falls due before the next tick (and any left overdue: lease expired, deadline not yet
+passed), and removes them in *rounds* (:func:`plan`): the removals due within
+``drain_round_s`` of each other form one round, made at the latest of their times, so none is
+removed before its drain time, none later than ``drain_round_s`` after it, and a group shared
+by the round's instances gets one write for all of them. A round takes its drains over (lease
+expired by then), runs ``remove`` and ``verify`` as the drain itself would (or ``verify`` alone
+after a tick that died between them), one thread each, the drains meeting before their removal
+(:class:`shared.spot.batch.Gate`) so their writes go together; then it notifies as the drain
+would.
 
 Why a tick and not the sweep: the sweep rescans everything every five minutes (too coarse for a
 5-minute notice and too dear to run every minute); the tick reads one ledger status and, with
-nothing due, builds no client and makes no cloud call. Why not a delayed invocation: FC's async
-invocation has no delay, and a delay queue (MNS DelaySeconds) would be one more service, one more
-role and one more failure mode to deploy. Why not instance concurrency: on FC 3.0 it applies only
-to custom and custom-container runtimes (the fc3 component's spec), not to python3.10.
+nothing due before the next tick, builds no client and makes no cloud call. Why the tick waits
+for removals due within its period instead of leaving them to the next tick: a removal would
+otherwise come up to a whole period (60 s deployed) after its time. Why not a delayed
+invocation: FC's async invocation has no delay, and a delay queue (MNS DelaySeconds) would be
+one more service, one more role and one more failure mode to deploy. Why not instance
+concurrency: on FC 3.0 it applies only to custom and custom-container runtimes (the fc3
+component's spec), not to python3.10.
 
 Past the deadline nothing is done here: the sweep decides between finishing and undoing.
 """
@@ -21,19 +29,21 @@ Past the deadline nothing is done here: the sweep decides between finishing and 
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared import ledger
 from shared.clients import CloudError
-from shared.events import parse_iso_or_none
+from shared.events import iso, parse_iso_or_none
 from shared.ledger import DrainStatus, EntryLike, Kind, LeaseHeldError, LeaseLostError
 from shared.log import emit, get_logger
+from shared.spot.batch import Gate
 from shared.spot.deadline import utc_now
 from shared.spot.machine import Drainer
 from shared.spot.record import ClientsPort, Ledger, NotifierPort
@@ -41,13 +51,16 @@ from shared.spot.record import ClientsPort, Ledger, NotifierPort
 if TYPE_CHECKING:
     from shared.settings import Settings
 
-__all__ = ["FinishReport", "due", "finish_due"]
+__all__ = ["FinishReport", "Round", "due", "finish_due", "plan"]
 
 log = get_logger(__name__)
 
-# Every due drain at once (a burst's are due together): their removals share one write per
-# group (shared.spot.batch); in waves, each wave would write each group again.
+# The drains of one round at once (a burst's are due together): their removals share one write
+# per group (shared.spot.batch); a bigger round is cut into parts of this size.
 MAX_PARALLEL_FINISHES = 200
+# How long a round's drains wait for each other before their removal: their takeovers are a
+# few store writes each, which a shared database serializes (SQLite: ~1 s for 100 drains).
+GATE_S = 5.0
 
 
 @dataclass
@@ -60,18 +73,53 @@ class FinishReport:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Round:
+    """Removals made together, at ``at`` (the latest of their times, or now)."""
+
+    at: datetime
+    entries: tuple[EntryLike, ...]
+
+
 def due(entries: Sequence[EntryLike], now: datetime) -> list[EntryLike]:
     """The scheduled drains whose removal is due: ``remove_after`` passed, lease expired,
     deadline ahead (after it the sweep decides)."""
-    out: list[EntryLike] = []
+    return [e for r in plan(entries, now) for e in r.entries]
+
+
+def plan(entries: Sequence[EntryLike], now: datetime, *, horizon: datetime | None = None,
+         window_s: float = 0.0) -> list[Round]:
+    """The rounds of one tick: the scheduled drains whose removal is due by ``horizon`` (the
+    next tick; default: now), deadline ahead, and lease expired (those due later are still
+    leased to their scheduler until ``remove_after``, which is then expired); those due within
+    ``window_s`` of the first of a round join it, made at the latest of their times."""
+    horizon = horizon or now
+    timed: list[tuple[datetime, EntryLike]] = []
     for entry in entries:
         remove_after = parse_iso_or_none(entry.data.get("remove_after"))
         deadline = parse_iso_or_none(entry.data.get("deadline"))
         if remove_after is None or deadline is None or entry.instance_id is None:
             continue
-        if remove_after <= now < deadline and not ledger.lease_live(entry.data, now):
-            out.append(entry)
-    return out
+        if not remove_after <= horizon or not now < deadline:
+            continue
+        # held past its removal time by someone (a redelivery, another tick): theirs
+        if ledger.lease_live(entry.data, max(now, remove_after)):
+            continue
+        timed.append((max(remove_after, now), entry))
+    timed.sort(key=lambda t: t[0])
+    rounds: list[Round] = []
+    first: datetime | None = None
+    members: list[tuple[datetime, EntryLike]] = []
+    for at, entry in timed:
+        if first is not None and (at - first).total_seconds() > window_s:
+            rounds.append(Round(members[-1][0], tuple(e for _, e in members)))
+            members = []
+        if not members:
+            first = at
+        members.append((at, entry))
+    if members:
+        rounds.append(Round(members[-1][0], tuple(e for _, e in members)))
+    return rounds
 
 
 def finish_due(
@@ -83,43 +131,89 @@ def finish_due(
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
     owner: str | None = None,
+    lookahead: bool = True,
 ) -> FinishReport:
-    """Take over and finish every due scheduled drain (module docstring). A drain another
-    holder took meanwhile is left to it; a cloud error on one is logged, the others go on, and
-    the first such error is raised at the end (the tick fails visibly; its drain's lease was
-    released, so the next tick, a redelivery or the sweep goes on). ``clients`` may be a
-    factory (one set of adapters per thread)."""
+    """Take over and finish every scheduled drain due before the next tick, in rounds, each
+    at its time (module docstring). A drain another holder took meanwhile is left to it; a
+    cloud error on one is logged, the others go on, and the first such error is raised at the
+    end (the tick fails visibly; its drain's lease was released, so the next tick, a redelivery
+    or the sweep goes on). ``clients`` may be a factory (one set of adapters per thread).
+    ``lookahead`` False: only what is due now."""
     report = FinishReport()
     # waited: scheduled; removed: a tick died between its removal and its verification
     found = [e for status in (DrainStatus.WAITED, DrainStatus.REMOVED)
              for e in store.ledger_find(Kind.DRAIN.value, status=status.value)]
-    entries = due(found, clock())
-    if not entries:
+    now = clock()
+    every = settings.drain_finish_every_s if lookahead else 0.0
+    rounds = plan(found, now, horizon=now + timedelta(seconds=max(every, 0.0)),
+                  window_s=settings.drain_round_s)
+    if not rounds:
         return report
     drainer = Drainer(store, clients, settings, notifier=notifier, clock=clock, sleep=sleep,
                       owner=owner or f"finish:{uuid.uuid4().hex[:12]}")
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_FINISHES, len(entries))) as pool:
-        futures = [pool.submit(contextvars.copy_context().run, drainer.resume, entry)
+    emit(log, "scheduled removals planned", rounds=len(rounds),
+         drains=sum(len(r.entries) for r in rounds),
+         first_at=iso(rounds[0].at), last_at=iso(rounds[-1].at))
+    errors: list[CloudError] = []
+    lock = threading.Lock()
+
+    def run_round(round_: Round) -> None:
+        wait = (round_.at - clock()).total_seconds()
+        if wait > 0:
+            sleep(wait)
+        for part in _parts(round_.entries, MAX_PARALLEL_FINISHES):
+            outcome = _finish(drainer, part)
+            with lock:
+                report.finished += outcome.finished
+                report.live += outcome.live
+                report.errors += outcome.errors
+                errors.extend(outcome.raised)
+
+    if len(rounds) == 1:
+        run_round(rounds[0])
+    else:  # each round at its own time, whatever the others' removals take
+        with ThreadPoolExecutor(max_workers=len(rounds)) as pool:
+            for future in [pool.submit(contextvars.copy_context().run, run_round, r)
+                           for r in rounds]:
+                future.result()
+    emit(log, "scheduled removals", due=sum(len(r.entries) for r in rounds), rounds=len(rounds),
+         finished=len(report.finished), live=len(report.live), errors=len(report.errors))
+    if errors:
+        raise errors[0]
+    return report
+
+
+@dataclass
+class _Outcome(FinishReport):
+    raised: list[CloudError] = field(default_factory=list)
+
+
+def _finish(drainer: Drainer, entries: Sequence[EntryLike]) -> _Outcome:
+    """One round's drains at once, meeting before their removal."""
+    out = _Outcome()
+    gate = Gate(len(entries), GATE_S)
+    with ThreadPoolExecutor(max_workers=len(entries)) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, drainer.resume, entry,
+                               party=gate.party())
                    for entry in entries]
-    first_error: CloudError | None = None
     for entry, future in zip(entries, futures, strict=True):
         error = future.exception()
         if isinstance(error, (LeaseHeldError, LeaseLostError)):  # a redelivery or the sweep holds it now
-            report.live.append(entry.key)
+            out.live.append(entry.key)
         elif isinstance(error, CloudError):
-            report.errors.append({"key": entry.key, "error": f"{type(error).__name__}: {error}"})
-            first_error = first_error or error
+            out.errors.append({"key": entry.key, "error": f"{type(error).__name__}: {error}"})
+            out.raised.append(error)
             emit(log, "scheduled removal failed", level=30, key=entry.key,
                  instance_id=entry.instance_id, error=str(error), decision="next tick")
         elif error is not None:
             raise error
         else:
             result = future.result()
-            report.finished.append({
+            out.finished.append({
                 "key": entry.key, "instance_id": entry.instance_id,
                 "outcome": None if result is None else result.outcome.value})
-    emit(log, "scheduled removals", due=len(entries), finished=len(report.finished),
-         live=len(report.live), errors=len(report.errors))
-    if first_error is not None:
-        raise first_error
-    return report
+    return out
+
+
+def _parts(entries: Sequence[EntryLike], size: int) -> list[Sequence[EntryLike]]:
+    return [entries[i:i + size] for i in range(0, len(entries), size)]

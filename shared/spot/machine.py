@@ -71,7 +71,7 @@ from shared.ledger import (
 )
 from shared.log import emit, get_logger
 from shared.spot import record
-from shared.spot.batch import Coalescer, GroupQueue, Ticket
+from shared.spot.batch import Coalescer, GroupQueue, Party, Ticket
 from shared.spot.deadline import Deadline, Phase, utc_now
 from shared.spot.index import MembershipIndex, instance_keys
 from shared.spot.record import (
@@ -168,6 +168,8 @@ class Run:
     # ALB/NLB groups whose job ended Failed, with how often: their next write takes a new
     # ClientToken (the same one would answer the failed job again).
     failed_jobs: dict[GroupRef, int] = field(default_factory=dict)
+    # Its pass through a finisher round's meeting point before the removal (shared.spot.finish)
+    party: Party | None = None
 
     @property
     def key(self) -> str:
@@ -440,8 +442,18 @@ class Drainer:
 
     # --- entry points --------------------------------------------------------------------
 
-    def drain(self, event: EcsEvent) -> DrainResult:
-        """Drain the instance of one interruption notice (module docstring)."""
+    def drain(self, event: EcsEvent, *, party: Party | None = None) -> DrainResult:
+        """Drain the instance of one interruption notice (module docstring). ``party``: its
+        pass through the delivered batch's meeting point before its first write (weight 0, or
+        the removal on the fast path), given up whatever happens (duplicate, refused, nothing
+        to remove, failed) so no other drain waits for it."""
+        try:
+            return self._drain(event, party)
+        finally:
+            if party is not None:
+                party.arrive(wait=False)
+
+    def _drain(self, event: EcsEvent, party: Party | None) -> DrainResult:
         iid = event.instance_id
         if iid is None:
             raise ValueError(f"interruption {event.event_id} names no instance")
@@ -456,7 +468,7 @@ class Drainer:
         if self.settings.dry_run:
             return self._dry_run(event, iid, deadline, region, joined)
         if joined is not None:
-            return self._join(joined, event)
+            return self._join(joined, event, party)
         instance = self._describe(iid, region)
         refusal = notice_refusal(instance, region)
         if refusal is not None:
@@ -484,11 +496,24 @@ class Drainer:
             return self._duplicate(got.entry, event)
         emit(log, "drain claimed", event_id=event.event_id, instance_id=iid, key=key,
              generation=got.lease.generation, created=got.created)
-        return self._run(self._run_of(got, event.event_id))
+        run = self._run_of(got, event.event_id)
+        run.party = party
+        return self._run(run)
 
-    def resume(self, entry: EntryLike, *, allow_wait: bool = False) -> DrainResult | None:
+    def resume(self, entry: EntryLike, *, allow_wait: bool = False,
+               party: Party | None = None) -> DrainResult | None:
         """Take an unfinished drain over (its lease expired) and finish it: the sweep's path.
-        None when it is finished already."""
+        None when it is finished already. ``party``: its pass through the finisher round's
+        meeting point before the removal (shared.spot.finish), given up whatever happens
+        (taken by another, failed, no removal) so no other drain waits for it."""
+        try:
+            return self._resume(entry, allow_wait, party)
+        finally:
+            if party is not None:
+                party.arrive(wait=False)
+
+    def _resume(self, entry: EntryLike, allow_wait: bool, party: Party | None
+                ) -> DrainResult | None:
         now = self.clock()
         deadline = _deadline_of(entry.data, self.settings)
         # A taker that does not wait leases no wait: one that dies holds the drain only for the
@@ -500,6 +525,8 @@ class Drainer:
             return None
         run = self._run_of(got, str(entry.data.get("event_id") or ""))
         run.allow_wait = allow_wait
+        if party is not None and run.status in step_named(StepName.REMOVE, self.steps).after:
+            run.party = party  # else (removed: verify left) nothing to wait for it
         return self._run(run)
 
     # --- claim, join, takeover -----------------------------------------------------------
@@ -510,7 +537,7 @@ class Drainer:
                 return entry
         return None
 
-    def _join(self, entry: EntryLike, event: EcsEvent) -> DrainResult:
+    def _join(self, entry: EntryLike, event: EcsEvent, party: Party | None = None) -> DrainResult:
         status = DrainStatus(entry.status)
         if status not in OPEN_DRAIN:
             return self._duplicate(entry, event)
@@ -524,7 +551,9 @@ class Drainer:
             return self._duplicate(got.entry, event)
         emit(log, "drain resumed", event_id=event.event_id, instance_id=entry.instance_id,
              key=entry.key, resumed_from=got.previous, generation=got.lease.generation)
-        return self._run(self._run_of(got, event.event_id))
+        run = self._run_of(got, event.event_id)
+        run.party = party
+        return self._run(run)
 
     def _run_of(self, got: Acquired, event_id: str) -> Run:
         data = dict(got.entry.data)
@@ -689,6 +718,8 @@ class Drainer:
         # their traffic there before it ends; weight 0 keeps it busy for a job, and the
         # removal after the wait still drains the connections.
         burst = self._active > 1 or self.batch_size > 1
+        if run.party is not None:  # a delivered batch: weight 0 together with the others
+            run.party.arrive()
         native = [] if burst else [
             m for m in memberships
             if m.product is not Product.CLB and m.drains_natively_within(left)]
@@ -843,6 +874,8 @@ class Drainer:
         if scheduled:
             run.lease.save(removal_started_at=iso(self.clock()))
         peers = self._native_peers(run, targets) if path is Phase.GENTLE else []
+        if run.party is not None:  # a finisher round: remove together with the others
+            run.party.arrive()
         try:
             err = self._rounds("remove", run, [*targets, *peers], run.deadline.at) if targets else None
         except CloudError:
