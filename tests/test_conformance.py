@@ -425,6 +425,25 @@ def test_checker_flags_undocumented_fields_and_wrong_types(contract: Contract) -
         (ViolationKind.WRONG_TYPE, "InstanceStatuses.InstanceStatus[].Status")]
 
 
+def test_checker_flags_job_statuses_no_page_lists(contract: Contract) -> None:
+    """NLB GetJobStatus answers only Succeeded or processing (no Failed, no Processing), NLB and
+    ALB ListAsynJobs only Succeeded, Failed or Processing: any other value is refused."""
+    def kinds(product: str, action: str, body: dict[str, Any]) -> list[tuple[ViolationKind, str]]:
+        return [(v.kind, v.where) for v in contract.check_response(product, action, body)]
+
+    for ok in ("Succeeded", "processing"):
+        assert kinds("nlb", "GetJobStatus", {"RequestId": "r", "Status": ok}) == []
+    for bad in ("Failed", "Processing", "succeeded"):
+        assert kinds("nlb", "nlb:GetJobStatus", {"RequestId": "r", "Status": bad}) == [
+            (ViolationKind.UNDOCUMENTED_VALUE, "Status")]
+    jobs = {"RequestId": "r", "TotalCount": 3, "Jobs": [
+        {"Id": "j1", "Status": "Failed"}, {"Id": "j2", "Status": "processing"},
+        {"Id": "j3", "Status": "Succeeded"}]}
+    for product in ("nlb", "alb"):
+        assert kinds(product, "ListAsynJobs", jobs) == [
+            (ViolationKind.UNDOCUMENTED_VALUE, "Jobs[].Status")]
+
+
 def test_checker_flags_undocumented_codes_and_statuses(contract: Contract) -> None:
     """An error code neither documented for the action nor platform-wide, or a documented code
     with another HTTP status, is refused; the known gaps are accepted through the table."""

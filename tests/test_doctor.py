@@ -329,9 +329,12 @@ def test_doctor_passes_against_the_emulator(emu: Emulator, tmp_path: Path) -> No
         "ok", "environment ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI...01: AccessKey pair")
     host = emu.url.split("://")[1]
     for product, action in (("ecs", "DescribeInstances"), ("slb", "DescribeLoadBalancers"),
-                            ("actiontrail", "LookupEvents")):
+                            ("actiontrail", "LookupEvents"), ("cms", "DescribeMetricLast")):
         status, message = found[(("endpoints", f"{product} cn-hangzhou"))]
         assert (status, message.split(" answered")[0]) == ("ok", f"{host}: signed {action}")
+    # ALB and NLB are not in ECS_EVENT_OPS_LB_PRODUCTS (default clb): their hosts are not asked
+    assert {s for c, s in found if c == "endpoints"} == {
+        f"{p} cn-hangzhou" for p in ("ecs", "slb", "actiontrail", "cms")}
     assert found[("grants", "record_lifecycle")] == (
         "ok", "with the keys doctor runs with (LTAI...01); verified DescribeInstances, "
         "DescribeInstanceRamRole, DescribeUserData, DescribeLaunchTemplateVersions")
@@ -382,6 +385,52 @@ def test_doctor_reports_a_bad_key_at_the_endpoints(emu: Emulator, tmp_path: Path
     assert "DescribeInstances failed: SignatureDoesNotMatch" in message
 
 
+def test_doctor_checks_the_alb_nlb_endpoints_when_in_scope_and_reports_a_failing_one(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """GIVEN ALB and NLB in ECS_EVENT_OPS_LB_PRODUCTS over two regions WHEN doctor checks the
+    endpoints THEN each region's ALB, NLB and CloudMonitor host answers a signed read through
+    the functions' adapters (ListServerGroups for the configured group, DescribeMetricLast);
+    refused there (NLB 403 Forbidden.NoPermission, CloudMonitor 403 AccessForbidden, both
+    documented) THEN those endpoints fail with the code, the others stay ok, exit 1."""
+    with emulator_for("lb.yaml", monkeypatch, lb_job_s=0.05) as emu:
+        env = {**signing(emu, tmp_path), "ECS_EVENT_OPS_LB_PRODUCTS": "clb,alb,nlb",
+               "ECS_EVENT_OPS_NLB_GROUP_IDS": "sgp-bp1tcp0000000001",
+               "ECS_EVENT_OPS_REGIONS": "cn-hangzhou,cn-shanghai"}
+        code, out, _ = run_doctor("--cloud", emu.url, "--check", "endpoints", "--format", "json",
+                                  environ=env)
+        assert code == 0, out
+        found = findings(out)
+        host = emu.url.split("://")[1]
+        for region in ("cn-hangzhou", "cn-shanghai"):
+            for product, action in (("alb", "ListServerGroups"), ("nlb", "ListServerGroups"),
+                                    ("cms", "DescribeMetricLast")):
+                status, message = found[("endpoints", f"{product} {region}")]
+                assert (status, message.split(" answered")[0]) == (
+                    "ok", f"{host}: signed {action}"), message
+        sent = [c for c in emu.calls() if c.action in ("ListServerGroups", "DescribeMetricLast")]
+        assert sorted((c.product, c.action, c.status) for c in sent) == sorted(
+            (p, a, 200) for p, a in (("alb", "ListServerGroups"), ("nlb", "ListServerGroups"),
+                                     ("cms", "DescribeMetricLast")) for _ in range(2))
+        assert {c.params.get("ServerGroupIds.1") for c in sent if c.product == "nlb"} == {
+            "sgp-bp1tcp0000000001"}
+        assert {c.params.get("ServerGroupIds.1") for c in sent if c.product == "alb"} == {
+            doctor.PROBE_SERVER_GROUP_ID}
+        emu.set_faults(fail_next={"nlb:ListServerGroups": ["Forbidden.NoPermission"],
+                                  "DescribeMetricLast": ["AccessForbidden"]})
+        code, out, _ = run_doctor("--cloud", emu.url, "--check", "endpoints", "--format", "json",
+                                  environ={**env, "ECS_EVENT_OPS_REGIONS": "cn-hangzhou"})
+        assert code == 1
+        found = findings(out)
+        status, message = found[("endpoints", "nlb cn-hangzhou")]
+        assert status == "fail"
+        assert message.startswith(f"{host}: ListServerGroups failed: Forbidden.NoPermission")
+        status, message = found[("endpoints", "cms cn-hangzhou")]
+        assert status == "fail"
+        assert message.startswith(f"{host}: DescribeMetricLast failed: AccessForbidden")
+        assert {s for (c, s), (st, _) in found.items() if c == "endpoints" and st == "ok"} == {
+            f"{p} cn-hangzhou" for p in ("ecs", "slb", "alb", "actiontrail")}
+
+
 def test_doctor_sends_nothing_without_consent_and_refuses_bad_input() -> None:
     code, out, _ = run_doctor("--format", "json", environ={})
     found = findings(out)
@@ -412,6 +461,11 @@ def test_dry_run_actions_are_exactly_the_declared_actions_whose_api_has_dry_run(
             with_dry_run.add(action)
     # reads are verified by the call itself (DescribeInstances has DryRun too)
     assert with_dry_run - set(doctor.PROBED_READS) == set(doctor.DRY_RUN_ACTIONS)
+    # each probed read is a function's grant, and the endpoint probe of its product is that call
+    declared = {a for actions in declared_actions().values() for a in actions}
+    assert set(doctor.PROBED_READS) <= declared
+    assert {f"{p}:{doctor.PROBE_ACTIONS[p]}" for p in doctor.PROBED_READS.values()} == set(
+        doctor.PROBED_READS)
 
 
 def test_events_tool_formats_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -278,13 +278,24 @@ def test_contract_takes_the_qualified_action_names(contract: Contract) -> None:
     assert contract.api("nlb", "nlb:GetJobStatus") is contract.api("nlb", "GetJobStatus")
 
 
-def test_a_failed_job_reads_failed_and_undoes_its_change(emu: Emulator, nlb: Nlb) -> None:
+def test_a_failed_job_never_succeeds_and_undoes_its_change(emu: Emulator, nlb: Nlb) -> None:
     """GIVEN a removal WHEN the emulator fails its job (a code documented for the action) THEN
-    GetJobStatus and ListAsynJobs say Failed and the member is Available again."""
+    GetJobStatus keeps answering ``processing`` (it documents only Succeeded and processing),
+    even long after the job was due; ListAsynJobs says Failed; the member is Available again
+    and the group takes writes."""
     job = remove(nlb)
     emu.fail_lb_job(job, "SystemBusy")
-    assert job_status(nlb, job) == "Failed"
+    assert job_status(nlb, job) == "processing"
+    emu.advance_clock(JOB_S * 100)
+    emu.finish_lb_jobs()
+    assert job_status(nlb, job) == "processing"
     jobs = nlb.list_asyn_jobs(N.ListAsynJobsRequest(job_ids=[job])).body.jobs
     assert [(j.id, j.status) for j in jobs] == [(job, "Failed")]
     assert servers(nlb, NLB_TCP)[(SPOT, 443)] == (100, "Available")
     assert emu.lb_group(NLB_TCP)["status"] == "Available"
+    assert [v for v in emu.contract_violations() if v.action == "GetJobStatus"] == []
+    again = remove(nlb, token="tok-redo")
+    assert again != job
+    emu.finish_lb_jobs()
+    assert job_status(nlb, again) == "Succeeded"
+    assert (SPOT, 443) not in servers(nlb, NLB_TCP)

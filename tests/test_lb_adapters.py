@@ -203,6 +203,31 @@ def test_job_statuses_read_back_alb_and_nlb_jobs(emu: Emulator) -> None:
     assert c.nlb.job_statuses([n[0].job_id or ""]) == {n[0].job_id: (JobStatus.SUCCEEDED, None)}
 
 
+def test_a_failed_nlb_job_is_never_done_and_a_new_token_redoes_it(emu: Emulator) -> None:
+    """GIVEN an ALB and an NLB weight-0 job that both fail WHEN waited THEN the ALB one is
+    failed, the NLB one still unfinished when the time is up (GetJobStatus documents no
+    failed state), neither done; the same token answers the failed NLB job again, a new one
+    makes a job that lands."""
+    emu.set_lb_jobs(job_s=60)
+    c = clients_for(emu)
+    lbs = c.lbs
+    alb = lbs.set_weights(c.alb.find([SPOT], [ALB_PLAIN]), 0, token_seed="f")
+    members = c.nlb.find([SPOT], [NLB_TCP])
+    nlb = lbs.set_weights(members, 0, token_seed="f")
+    emu.fail_lb_job(alb[0].job_id or "", "IncorrectStatus.ServerGroup")
+    emu.fail_lb_job(nlb[0].job_id or "", "IncorrectStatus.serverGroup")
+    assert lbs.wait_jobs([*alb, *nlb], timeout_s=0.5) == (alb, nlb)
+    assert c.nlb.job_statuses([nlb[0].job_id or ""]) == {nlb[0].job_id: (JobStatus.PROCESSING,
+                                                                         None)}
+    assert (SPOT, 443, 100) in group_state(emu, NLB_TCP)
+    assert [w.job_id for w in lbs.set_weights(members, 0, token_seed="f")] == [nlb[0].job_id]
+    emu.set_lb_jobs(job_s=0.05)
+    again = lbs.set_weights(members, 0, token_seed="f:1")
+    assert again[0].token != nlb[0].token
+    assert lbs.wait(again, timeout_s=10) == []
+    assert (SPOT, 443, 0) in group_state(emu, NLB_TCP)
+
+
 def test_snapshots_of_old_clb_entries_read_as_clb() -> None:
     """GIVEN a snapshot stored before ALB/NLB (no product key) THEN a CLB membership whose
     snapshot is the same dict again; ALB/NLB snapshots round-trip with their drain settings."""

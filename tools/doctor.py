@@ -8,9 +8,10 @@ It reads the environment the functions would run with (``ECS_EVENT_OPS_*``, the
 ``ALIBABA_CLOUD_*`` keys): export the deployment's variables, or run it inside the function's
 environment. Cloud checks need ``--cloud URL`` (or ``ECS_EVENT_OPS_CLOUD_URL``) or
 ``--real-cloud``; without either they are skipped, never sent. They make read calls
-(DescribeInstances, DescribeLoadBalancers, LookupEvents, one page or one id each) and ``DryRun``
-calls (StartInstance(s): the API checks the permission and changes nothing); write actions that
-have no DryRun are listed as not verifiable without acting.
+(DescribeInstances, CLB DescribeLoadBalancers, ALB/NLB ListServerGroups, LookupEvents,
+CloudMonitor DescribeMetricLast, one page or one id each) and ``DryRun`` calls (StartInstance(s):
+the API checks the permission and changes nothing); write actions that have no DryRun are listed
+as not verifiable without acting.
 
 Each check reports ``ok``, ``warn``, ``fail`` or ``skip`` per subject; progress goes to stderr,
 the report to stdout (``--format table|json|csv``). Exit codes: 0 nothing failed (warnings
@@ -51,11 +52,15 @@ PROG = "python -m tools.doctor"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FORMATS = ("table", "json", "csv")
 COLUMNS = ("status", "check", "subject", "message")
-PRODUCTS: tuple[Product, ...] = ("ecs", "slb", "actiontrail")
+# The endpoints checked in every region; ALB and NLB (:data:`LB_ONLY_PRODUCTS`) only when they are
+# in ECS_EVENT_OPS_LB_PRODUCTS, since nothing calls them otherwise.
+PRODUCTS: tuple[Product, ...] = ("ecs", "slb", "actiontrail", "cms")
+LB_ONLY_PRODUCTS: tuple[Product, ...] = ("alb", "nlb")
 # Syntactically valid ids nothing carries: a read call for them is signed, authorized and
 # answered like any other, and returns nothing.
 PROBE_INSTANCE_ID = "i-doctorprobe0000000000"
 PROBE_LB_ID = "lb-doctorprobe000000000"
+PROBE_SERVER_GROUP_ID = "sgp-doctorprobe0000000"
 # The functions' actions the APIs let us verify with DryRun (their request has a DryRun
 # parameter: ../shared/api-meta, checked by tests/test_doctor.py).
 DRY_RUN_ACTIONS = ("ecs:StartInstance", "ecs:StartInstances", "ecs:RunInstances",
@@ -68,6 +73,9 @@ PROBED_READS = {
     "ecs:DescribeInstances": "ecs",
     "slb:DescribeLoadBalancers": "slb",
     "actiontrail:LookupEvents": "actiontrail",
+    "alb:ListServerGroups": "alb",
+    "nlb:ListServerGroups": "nlb",
+    "cms:DescribeMetricLast": "cms",
 }
 # The spot replacement's reads, each verified by one call for a probe id (a NotFound answer is
 # an authorized call); DescribeRecommendInstanceType by a question about the region's offerings.
@@ -264,20 +272,36 @@ def clients_for(ctx: Context) -> Clients:
     return cached
 
 
+def endpoint_products(settings: Settings) -> tuple[Product, ...]:
+    """The products whose endpoint is checked: :data:`PRODUCTS`, plus ALB and NLB when
+    ``lb_products`` names them."""
+    return (*PRODUCTS, *(p for p in LB_ONLY_PRODUCTS if p in settings.lb_products))
+
+
 def probe(ctx: Context, product: str, region: str) -> tuple[Exception | None, float]:
-    """One signed read call of ``product`` in ``region`` (cached): (error or None, ms)."""
+    """One signed read call of ``product`` in ``region`` (cached): (error or None, ms). Each
+    goes through the adapter the functions use, for an id that names at most one thing."""
+    from shared.cms import CPU_METRIC
+
     key = f"probe:{product}:{region}"
     if key in ctx.probes:
         return ctx.probes[key]  # type: ignore[no-any-return]
     clients = clients_for(ctx).for_region(region)
+    s = ctx.settings
     started = time.monotonic()
     error: Exception | None = None
     try:
         if product == "ecs":
             clients.ecs.describe_instances([PROBE_INSTANCE_ID])
         elif product == "slb":
-            ids = ctx.settings.lb_ids[:1] if ctx.settings and ctx.settings.lb_ids else (PROBE_LB_ID,)
+            ids = s.lb_ids[:1] if s and s.lb_ids else (PROBE_LB_ID,)
             clients.lb.list_load_balancers(ids=ids)
+        elif product in ("alb", "nlb"):
+            configured = (s.alb_group_ids if product == "alb" else s.nlb_group_ids) if s else ()
+            adapter = clients.alb if product == "alb" else clients.nlb
+            adapter.list_server_groups(group_ids=configured[:1] or (PROBE_SERVER_GROUP_ID,))
+        elif product == "cms":
+            clients.cms.last_reading(PROBE_INSTANCE_ID, CPU_METRIC)
         else:
             clients.trail.lookup_instance_events(
                 PROBE_INSTANCE_ID, ctx.now - timedelta(minutes=1), ctx.now)
@@ -289,7 +313,8 @@ def probe(ctx: Context, product: str, region: str) -> tuple[Exception | None, fl
 
 
 PROBE_ACTIONS = {"ecs": "DescribeInstances", "slb": "DescribeLoadBalancers",
-                 "actiontrail": "LookupEvents"}
+                 "alb": "ListServerGroups", "nlb": "ListServerGroups",
+                 "actiontrail": "LookupEvents", "cms": "DescribeMetricLast"}
 
 
 def _describe_error(error: Exception) -> str:
@@ -304,7 +329,7 @@ def check_endpoints(ctx: Context) -> list[Finding]:
         return [Finding("endpoints", Status.SKIP, "-", "settings are broken (see settings)")]
     findings = []
     for region in ctx.regions():
-        for product in PRODUCTS:
+        for product in endpoint_products(ctx.settings):
             subject = f"{product} {region}"
             settings = ctx.settings.with_(cloud_url=ctx.cloud_url) if ctx.cloud_url else ctx.settings
             try:

@@ -58,7 +58,8 @@ class GroupKind(str, Enum):
 
 
 class JobStatus(str, Enum):
-    """An asynchronous write's state (ALB ListAsynJobs; NLB GetJobStatus / ListAsynJobs)."""
+    """An asynchronous write's state (ALB ListAsynJobs; NLB GetJobStatus, which documents no
+    failed state: an NLB job is never FAILED, a failed one stays PROCESSING)."""
 
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"

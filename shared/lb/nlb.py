@@ -5,9 +5,17 @@ Per-call limits (reference/load-balancers-and-replacement.md §2.8): ListServerG
 ``ServerIds`` ≤ 40 (the page; metadata 100), Update/Remove/Add ``Servers`` ≤ 200,
 ListServerGroups ``ServerGroupIds`` ≤ 20. ``ServerGroupId`` is optional on
 ListServerGroupServers: with ``where`` empty, :meth:`NlbClient.find` asks across every group in
-one paged call. Jobs are read with GetJobStatus (``Succeeded`` | ``processing``); the api-meta
-snapshot documents no NLB ListAsynJobs, so it is not called. Connection draining:
-``ConnectionDrainEnabled`` / ``ConnectionDrainTimeout`` (10–900 s) on the group.
+one paged call. Connection draining: ``ConnectionDrainEnabled`` / ``ConnectionDrainTimeout``
+(10–900 s) on the group.
+
+Jobs are read with GetJobStatus, whose ``Status`` is documented as ``Succeeded`` or
+``processing`` and nothing else (reference §2.6): no failed state. A job that fails therefore
+never reads ``Succeeded``: it stays :attr:`JobStatus.PROCESSING` here and the wait for it ends
+by its timeout, never as done: :meth:`shared.lb.pools.LoadBalancers.wait_jobs` returns it among
+the unfinished writes (the drain reports them as ``JobNotFinished``), the wait for a chunk's job
+before the next chunk raises the retryable ``JobTimeout``. ACK's cloud controller reads NLB jobs
+the same way (GetJobStatus until ``Succeeded`` or its timeout). NLB ListAsynJobs would say
+``Failed``, but the api-meta snapshot does not document it, so it is not called.
 """
 
 from __future__ import annotations
@@ -87,7 +95,8 @@ class NlbClient(ServerGroupClient):
         return out
 
     def job_statuses(self, job_ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
-        """GetJobStatus, one call per job."""
+        """GetJobStatus, one call per job: ``Succeeded`` is done, anything else is still
+        processing (a failed job included: module note). Never FAILED, never an error code."""
         models = self._models()
         out: dict[str, tuple[JobStatus, str | None]] = {}
         for job_id in dict.fromkeys(j for j in job_ids if j):
@@ -96,8 +105,6 @@ class NlbClient(ServerGroupClient):
                 return self._sdk.get_job_status(models.GetJobStatusRequest(job_id=job_id))
 
             body = self._call("nlb:GetJobStatus", [job_id], send)
-            text = _str(body.get("Status")).lower()
-            status = (JobStatus.SUCCEEDED if text == "succeeded"
-                      else JobStatus.FAILED if text == "failed" else JobStatus.PROCESSING)
-            out[job_id] = (status, None)
+            succeeded = _str(body.get("Status")).lower() == "succeeded"
+            out[job_id] = (JobStatus.SUCCEEDED if succeeded else JobStatus.PROCESSING, None)
         return out

@@ -192,7 +192,9 @@ class LoadBalancers:
     def wait_jobs(self, writes: Sequence[Write], *, timeout_s: float
                   ) -> tuple[list[Write], list[Write]]:
         """:meth:`wait`, telling the jobs that ended ``Failed`` (a retry needs a new
-        ClientToken: the old one answers the failed job again) from those still running."""
+        ClientToken: the old one answers the failed job again) from those still running when
+        ``timeout_s`` is up. Only ALB says ``Failed``: NLB's GetJobStatus documents no failed
+        state, so a failed NLB job is among the unfinished ones (shared/lb/nlb.py)."""
         pending = [w for w in writes if w.asynchronous and not w.dry_run]
         failed: list[Write] = []
         start = self.clock()

@@ -14,8 +14,9 @@ Shared behaviour (asynchronous writes, ``Configuring``, ``ClientToken``, ``DryRu
   unknown ``ServerGroupId`` it answers an empty list (no 404 is documented for it);
 - already a member: 400 ``Conflict.BackendServer``; twice in one call: 400
   ``DuplicatedParam.BackendServer``; unknown instance: 404 ``ResourceNotFound.Ecs``.
-- jobs are read back with ``ListAsynJobs`` (``Status`` ``Processing`` | ``Succeeded``,
-  ``ResourceType`` ``servergroup``, ``OperateType`` ``Update``).
+- jobs are read back with ``ListAsynJobs`` (``Status`` ``Processing`` | ``Succeeded`` |
+  ``Failed`` with ``ErrorCode`` / ``ErrorMessage``, ``ResourceType`` ``servergroup``,
+  ``OperateType`` ``Update``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ documented error codes per HTTP status. :class:`Contract` checks three things ag
 
 - a 200 body: no field at any path the schema does not document, JSON types as documented
   (``"type": "integer"`` is an int, a ``"string"`` stays a string: CLB ``Weight`` is a string in
-  ``AddBackendServers`` and an int in ``AddVServerGroupBackendServers``);
+  ``AddBackendServers`` and an int in ``AddVServerGroupBackendServers``), and at the paths of
+  :data:`DOCUMENTED_VALUES` only the values Alibaba lists there (api-meta carries no enum in
+  any response schema);
 - an error answer: its code is documented for the action with that HTTP status, or it is in
   :data:`PLATFORM_CODES`, the one table of codes every action (or a named set of actions) can
   answer, each entry naming its source;
@@ -32,6 +34,7 @@ from typing import Any
 __all__ = [
     "API_META_ENV",
     "BUSY_CODES",
+    "DOCUMENTED_VALUES",
     "IGNORED_REQUEST_PARAMS",
     "PLATFORM_CODES",
     "SUPPLEMENTARY_APIS",
@@ -110,6 +113,23 @@ SUPPLEMENTARY_APIS: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
         },
     },
 }
+_JOB_VALUES_SDK = "the official SDK %s: models/%s (the Status field's valid values)"
+# Response fields whose values Alibaba lists although api-meta's schema gives only their type:
+# (product, action) -> {path as check_response names it: (the values, their source)}. Any
+# other value at that path is a violation, so the emulator cannot answer a status no page lists.
+DOCUMENTED_VALUES: Mapping[tuple[str, str], Mapping[str, tuple[frozenset[str], str]]] = {
+    ("nlb", "GetJobStatus"): {"Status": (
+        frozenset({"Succeeded", "processing"}),
+        _JOB_VALUES_SDK % ("alibabacloud_nlb20220430 4.1.3", "_get_job_status_response_body.py")
+        + "; alibabacloud.com/help/en/slb/api-getjobstatus (reference "
+          "load-balancers-and-replacement.md §2.6: lower-case processing, no failed state)")},
+    ("nlb", "ListAsynJobs"): {"Jobs[].Status": (
+        frozenset({"Succeeded", "Failed", "Processing"}),
+        _JOB_VALUES_SDK % ("alibabacloud_nlb20220430 4.1.3", "_list_asyn_jobs_response_body.py"))},
+    ("alb", "ListAsynJobs"): {"Jobs[].Status": (
+        frozenset({"Succeeded", "Failed", "Processing"}),
+        _JOB_VALUES_SDK % ("alibabacloud_alb20200616 1.3.3", "_list_asyn_jobs_response_body.py"))},
+}
 # Signing and protocol parameters (the OpenAPI common request parameters), plus the
 # owner/resource-owner parameters every RPC SDK model carries but api-meta leaves out: none of
 # them is an action's own parameter.
@@ -126,6 +146,7 @@ class ContractError(ValueError):
 
 class ViolationKind(str, Enum):
     UNDOCUMENTED_FIELD = "undocumented-field"
+    UNDOCUMENTED_VALUE = "undocumented-value"
     WRONG_TYPE = "wrong-type"
     UNDOCUMENTED_ERROR = "undocumented-error"
     UNDOCUMENTED_PARAM = "undocumented-param"
@@ -410,6 +431,14 @@ class Contract:
         self._walk(product, action, api.get("response") or {}, body, path="", out=out)
         return out
 
+    @staticmethod
+    def _value_problem(product: str, action: str, path: str, value: Any) -> Violation | None:
+        listed = DOCUMENTED_VALUES.get((product, action.rpartition(":")[2]), {}).get(path)
+        if listed is None or value in listed[0]:
+            return None
+        return Violation(product, action, ViolationKind.UNDOCUMENTED_VALUE, path,
+                         f"{value!r:.60} is not one of {sorted(listed[0])} ({listed[1]})")
+
     def _resolve(self, product: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = schema.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
@@ -430,6 +459,9 @@ class Contract:
                                      f"{type(value).__name__} {value!r:.60}, documented "
                                      f"{kind}{'/' + str(schema['format']) if 'format' in schema else ''}"))
                 return
+        unlisted = self._value_problem(product, action, path, value)
+        if unlisted is not None:
+            out.append(unlisted)
         if kind == "object" and isinstance(value, dict):
             props = schema.get("properties")
             # An object without documented properties is a free-form map (ActionTrail Events

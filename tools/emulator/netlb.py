@@ -15,7 +15,9 @@ timeout", reference §1.5). Jobs settle lazily: every API call and every snapsho
 the jobs that are due (:meth:`NetLbState.settle`), so advancing the clock finishes them without
 waiting; :meth:`NetLbState.finish_all` finishes every pending job now and
 :meth:`NetLbState.fail` ends one as ``Failed``, undoing it (test hooks,
-``Emulator.finish_lb_jobs`` / ``Emulator.fail_lb_job``).
+``Emulator.finish_lb_jobs`` / ``Emulator.fail_lb_job``). ``Job.status`` is this module's own
+state; each product answers it in its documented spelling (NLB ``GetJobStatus`` knows no
+``Failed``: :mod:`tools.emulator.nlb`).
 
 A released ECS instance stays registered (no source says otherwise, reference §1.13).
 """

@@ -18,9 +18,12 @@ Shared behaviour (asynchronous writes, ``Configuring``, ``ClientToken``, ``DryRu
   ``ResourceNotFound.Ecs``; a missing member field: ``MissingParam.<Field>`` (Add, Update),
   ``IllegalParam.<Field>`` (Remove, which documents no ``MissingParam``);
 - ``ListAsynJobs`` (SDK-documented, not in api-meta: ``contract.SUPPLEMENTARY_APIS``) answers
-  ``Jobs[]{Id, Status}`` with ``Processing`` | ``Succeeded``;
-- ``GetJobStatus`` answers ``Succeeded`` or ``processing`` (lower case, as the SDK documents);
-  an unknown job 404 ``ResourceNotFound.JobId``.
+  ``Jobs[]{Id, Status}`` with ``Processing`` | ``Succeeded`` | ``Failed``;
+- ``GetJobStatus`` answers only the two values its page and the SDK document: ``Succeeded``, or
+  ``processing`` (lower case) for every job that has not succeeded, a failed one included
+  (``Emulator.fail_lb_job``): no failed state is documented there, and ACK's cloud controller
+  waits for ``Succeeded`` until its timeout (reference §2.6), so a failed job is one that never
+  succeeds; an unknown job 404 ``ResourceNotFound.JobId``.
 """
 
 from __future__ import annotations
@@ -135,9 +138,8 @@ def get_job_status(world: World, params: dict[str, str], ctx: Context) -> dict[s
     job = world.nlbs.jobs.get(job_id)
     if job is None:
         raise ApiError("ResourceNotFound.JobId", f"The job {job_id} does not exist.", 404)
-    # The SDK documents Succeeded and processing; a failed job (Emulator.fail_lb_job) answers
-    # Failed, ListAsynJobs' spelling.
-    return {"Status": "processing" if job.status == "Processing" else job.status}
+    # Only Succeeded and processing are documented (module note): a failed job never succeeds.
+    return {"Status": "Succeeded" if job.status == "Succeeded" else "processing"}
 
 
 def list_asyn_jobs(world: World, params: dict[str, str], ctx: Context) -> dict[str, Any]:

@@ -455,7 +455,8 @@ class Emulator:
     def fail_lb_job(self, job_id: str, code: str, message: str = "") -> None:
         """End a Processing ALB/NLB job as ``Failed`` with ``code`` (one the contract documents
         for the job's action; ``ValueError`` otherwise): its changes are undone, the group is
-        ``Available`` again. ALB ``ListAsynJobs`` shows ``ErrorCode`` / ``ErrorMessage``."""
+        ``Available`` again. ALB ``ListAsynJobs`` shows ``ErrorCode`` / ``ErrorMessage``; NLB
+        ``GetJobStatus`` keeps answering ``processing`` (it documents no failed state)."""
         with self._world.lock:
             now = self._world.now()
             for product, state in (("alb", self._world.albs), ("nlb", self._world.nlbs)):
