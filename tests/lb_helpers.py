@@ -1,5 +1,6 @@
-"""What the ALB and NLB tests share: the lb fleet (tests/fixtures/fleets/lb.yaml) and its ids, a
-documented-answer case and its check against the contract."""
+"""What the ALB and NLB tests share: the lb fleet (tests/fixtures/fleets/lb.yaml) and its ids, the
+server-group requests both SDKs spell alike, a documented-answer case and its check against the
+contract."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ ALB_ACK = "sgp-bp1ack0000000001"  # managed by ACK (Kubernetes)
 NLB_TCP = "sgp-bp1tcp0000000001"  # no draining
 NLB_IP = "sgp-bp1ipgrp00000001"  # Ip group, draining 10 s
 GROUPS = (ALB_DRAIN, ALB_PLAIN, ALB_ACK, NLB_TCP, NLB_IP)
+NEW = "i-bp1new0000000000001"  # in the fleet, in no group
+ABSENT = "i-bp1zzzzzzzzzzzzzzzz9"  # no such instance
+NO_GROUP = "sgp-bp1nothere000001"  # no such server group
 Member = tuple[str, str, "int | None"]
 
 
@@ -86,6 +90,67 @@ def groups(emu: Emulator) -> dict[Member, int]:
 def members(body: Any) -> dict[tuple[str, int], tuple[int, str]]:
     """A ListServerGroupServers body as (server id, port) -> (weight, status)."""
     return {(s.server_id, s.port): (s.weight, s.status) for s in body.servers}
+
+
+@dataclass(frozen=True)
+class GroupCalls:
+    """The server-group requests ALB and NLB share (their SDKs name the requests and fields
+    alike), built afresh on each call from one product's ``models``
+    (``alibabacloud_alb20200616.models`` or ``alibabacloud_nlb20220430.models``) with its default
+    ``group`` and member ``port``; ``c`` is that product's SDK client. The writes answer the
+    JobId."""
+
+    models: Any
+    group: str
+    port: int
+
+    def upd(self, sid: str = SPOT, port: int | None = None, weight: int = 0) -> Any:
+        """One server of an UpdateServerGroupServersAttribute."""
+        return self.models.UpdateServerGroupServersAttributeRequestServers(
+            server_id=sid, server_type="Ecs", port=self.port if port is None else port,
+            weight=weight)
+
+    def rm(self, sid: str = SPOT, port: int | None = None, server_type: str = "Ecs") -> Any:
+        """One server of a RemoveServersFromServerGroup."""
+        return self.models.RemoveServersFromServerGroupRequestServers(
+            server_id=sid, server_type=server_type, port=self.port if port is None else port)
+
+    def new(self, sid: str = NEW, port: int | None = None) -> Any:
+        """One server of an AddServersToServerGroup, at weight 100."""
+        return self.models.AddServersToServerGroupRequestServers(
+            server_id=sid, server_type="Ecs", port=self.port if port is None else port,
+            weight=100)
+
+    def update(self, c: Any, group: str | None = None, *servers: Any, token: str | None = None,
+               dry_run: bool | None = None) -> str:
+        """UpdateServerGroupServersAttribute (default: spot-1 to weight 0)."""
+        return self._job(c.update_server_group_servers_attribute,
+                         self.models.UpdateServerGroupServersAttributeRequest, group,
+                         servers or (self.upd(),), client_token=token, dry_run=dry_run)
+
+    def remove(self, c: Any, group: str | None = None, *servers: Any, token: str | None = None,
+               dry_run: bool | None = None) -> str:
+        """RemoveServersFromServerGroup (default: spot-1)."""
+        return self._job(c.remove_servers_from_server_group,
+                         self.models.RemoveServersFromServerGroupRequest, group,
+                         servers or (self.rm(),), client_token=token, dry_run=dry_run)
+
+    def add(self, c: Any, group: str | None = None, *servers: Any,
+            token: str | None = None) -> str:
+        """AddServersToServerGroup (default: new-1)."""
+        return self._job(c.add_servers_to_server_group,
+                         self.models.AddServersToServerGroupRequest, group,
+                         servers or (self.new(),), client_token=token)
+
+    def _job(self, send: Callable[[Any], Any], request: Callable[..., Any], group: str | None,
+             servers: tuple[Any, ...], **options: Any) -> str:
+        return str(send(request(server_group_id=group or self.group, servers=list(servers),
+                                **options)).body.job_id)
+
+    def servers(self, c: Any, group: str) -> dict[tuple[str, int], tuple[int, str]]:
+        """The group's members as :func:`members` reads them."""
+        return members(c.list_server_group_servers(self.models.ListServerGroupServersRequest(
+            server_group_id=group)).body)
 
 
 def check_documented_answer(product: str, case: Case[C], *, client: C, emu: Emulator,

@@ -20,6 +20,7 @@ from shared.store import Store, StoreError
 from tests.helpers import clients_for, emulator_for, json_log
 from tests.http_receiver import HttpReceiver
 from tools.emulator import Emulator
+from tools.envelopes import eventbridge_copy
 from tools.invoke import build_context, fc_environment, invoke_local, load_function
 
 SPOT = "i-bp1spot000000000001"
@@ -86,19 +87,6 @@ def notice(emu: Emulator, iid: str = SPOT, age_s: float = 0.0) -> dict[str, Any]
     if age_s:
         payload["eventTime"] = compact(datetime.now(timezone.utc) - timedelta(seconds=age_s))
     return payload
-
-
-def as_eventbridge(payload: dict[str, Any]) -> dict[str, Any]:
-    """The same notice through EventBridge: another id, second-precision RFC 3339 time."""
-    event_time = datetime.strptime(payload["eventTime"], "%Y%m%dT%H%M%S.%f%z")
-    return {
-        "id": "eb-" + payload["id"], "source": "acs.ecs", "specversion": "1.0",
-        "type": "ecs:Instance:PreemptibleInstanceInterruption",
-        "subject": payload["resourceId"], "time": event_time.replace(microsecond=0).isoformat(),
-        "datacontenttype": "application/json;charset=utf-8",
-        "aliyunaccountid": payload["userId"], "aliyunregionid": payload["regionId"],
-        "aliyuneventbusname": "default", "data": payload["content"],
-    }
 
 
 def invoke(emu: Emulator, db_url: str, body: Any, *, dry_run: bool = False,
@@ -272,7 +260,7 @@ def test_same_notice_through_another_envelope_does_nothing_again(
     first = invoke(emu, db_url, body)["drains"][0]
     emu.clear_calls()
     # WHEN it arrives again through EventBridge, and once more as an FC retry
-    second = invoke(emu, db_url, as_eventbridge(body))["drains"][0]
+    second = invoke(emu, db_url, eventbridge_copy(body))["drains"][0]
     third = invoke(emu, db_url, body)["drains"][0]
     # THEN nothing is changed again, and the duplicates report what was done
     assert mutating_calls(emu) == []
@@ -290,7 +278,7 @@ def test_one_notice_through_two_envelopes_in_one_batch_is_one_drain(
     # GIVEN one batch carrying the notice through CloudMonitor and EventBridge
     body = notice(emu)
     # WHEN the handler runs
-    drains = invoke(emu, db_url, [body, as_eventbridge(body)])["drains"]
+    drains = invoke(emu, db_url, [body, eventbridge_copy(body)])["drains"]
     # THEN one drain, one duplicate naming the same ledger entry
     assert [d["outcome"] for d in drains] == ["drained", "duplicate"]
     assert drains[0]["key"] == drains[1]["key"] == drain_key(SPOT, 1)
@@ -336,7 +324,7 @@ def test_concurrent_invocations_drain_once(
     Store(db_url).ping()  # create the schema before the race
     payload = notice(emu)
     body = json.dumps(payload).encode()
-    bodies = [body, json.dumps(as_eventbridge(payload)).encode()]  # two envelopes of one notice
+    bodies = [body, json.dumps(eventbridge_copy(payload)).encode()]  # two envelopes of one notice
     # WHEN both run concurrently
     results, errors = race(handler, bodies, env, 10)
     # THEN the work was done once
@@ -538,7 +526,7 @@ def test_one_notification_per_interruption(emu: Emulator, db_url: str) -> None:
         body = notice(emu)
         # WHEN the notice is handled twice
         invoke(emu, db_url, body, env=env)
-        invoke(emu, db_url, as_eventbridge(body), env=env)
+        invoke(emu, db_url, eventbridge_copy(body), env=env)
         # THEN exactly one message went out, with the details
         assert receiver.wait_for(1)
         (request,) = receiver.requests
@@ -563,7 +551,7 @@ def test_a_notice_naming_an_on_demand_instance_is_refused_and_reported(
         emu.clear_calls()
         # WHEN it is delivered through two envelopes
         first = invoke(emu, db_url, body, env=env)["drains"][0]
-        invoke(emu, db_url, as_eventbridge(body), env=env)
+        invoke(emu, db_url, eventbridge_copy(body), env=env)
         assert receiver.wait_for(1)
         (request,) = receiver.requests
     # THEN refused with the reason, nothing changed, one warning

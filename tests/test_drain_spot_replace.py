@@ -26,10 +26,11 @@ from shared.settings import Settings
 from shared.store import Store
 from tests.helpers import FLEETS, clients_for, json_log
 from tests.http_receiver import HttpReceiver
-from tests.test_drain_spot import as_eventbridge, notice, race
 from tests.test_drain_spot import invoke as drain_invoke
+from tests.test_drain_spot import notice, race
 from tools.emulator import Emulator, load_fleet
 from tools.emulator.fleet import StockSpec
+from tools.envelopes import eventbridge_copy
 from tools.invoke import build_context, load_function
 
 SPOT1 = "i-bp1spot000000000001"
@@ -159,8 +160,8 @@ def test_the_same_notice_twice_launches_one_successor(emu: Emulator, db_url: str
     """A copy through EventBridge and a redelivery meet the recorded launch: duplicate."""
     payload = notice(emu)
     first = invoke(emu, db_url, payload)["replacements"][0]
-    second = invoke(emu, db_url, as_eventbridge(payload))["replacements"][0]
-    third = invoke(emu, db_url, [payload, as_eventbridge(payload)])["replacements"]
+    second = invoke(emu, db_url, eventbridge_copy(payload))["replacements"][0]
+    third = invoke(emu, db_url, [payload, eventbridge_copy(payload)])["replacements"]
     assert first["outcome"] == "launched"
     assert second["outcome"] == "duplicate"
     assert second["successor_id"] == first["successor_id"]
@@ -180,7 +181,7 @@ def test_concurrent_copies_of_one_notice_launch_one_successor(
     handler = load_function("drain_spot").module.handler
     Store(db_url).ping()
     payload = notice(emu)
-    bodies = [json.dumps(payload).encode(), json.dumps(as_eventbridge(payload)).encode()]
+    bodies = [json.dumps(payload).encode(), json.dumps(eventbridge_copy(payload)).encode()]
     results, errors = race(handler, bodies, env, 20)
     # THEN one launch; every invocation either answered or asked the platform to retry
     assert len(results) + len(errors) == 2

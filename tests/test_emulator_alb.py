@@ -17,20 +17,23 @@ from Tea.exceptions import TeaException
 
 from tests.helpers import api_error, sdk_config
 from tests.lb_helpers import (
+    ABSENT,
     ALB_ACK,
     ALB_DRAIN,
     ALB_PLAIN,
     JOB_S,
+    NEW,
+    NO_GROUP,
     SPOT,
     WEB1,
     WEB2,
     Case,
+    GroupCalls,
     check_documented_answer,
     contract,
     covered,
     emu,
     lb_emulator,
-    members,
 )
 from tools.emulator import Emulator
 from tools.emulator.contract import Contract
@@ -38,39 +41,10 @@ from tools.emulator.fleet import Fleet, FleetError
 
 __all__ = ["contract", "emu"]  # the fixtures, imported for pytest
 
-NEW = "i-bp1new0000000000001"
-ABSENT = "i-bp1zzzzzzzzzzzzzzzz9"
 ALB = "alb-bp1front0000000001"
-NO_GROUP = "sgp-bp1nothere000001"
-
-
-def _upd(sid: str = SPOT, port: int = 8080, weight: int = 0
-         ) -> A.UpdateServerGroupServersAttributeRequestServers:
-    return A.UpdateServerGroupServersAttributeRequestServers(
-        server_id=sid, server_type="Ecs", port=port, weight=weight)
-
-
-def _rm(sid: str = SPOT, port: int = 8080) -> A.RemoveServersFromServerGroupRequestServers:
-    return A.RemoveServersFromServerGroupRequestServers(server_id=sid, server_type="Ecs",
-                                                        port=port)
-
-
-def _add(sid: str = NEW, port: int = 8080) -> A.AddServersToServerGroupRequestServers:
-    return A.AddServersToServerGroupRequestServers(server_id=sid, server_type="Ecs", port=port,
-                                                   weight=100)
-
-
-def update(c: Alb, group: str = ALB_PLAIN, *servers: A.UpdateServerGroupServersAttributeRequestServers,
-           token: str | None = None, dry_run: bool | None = None) -> str:
-    return str(c.update_server_group_servers_attribute(A.UpdateServerGroupServersAttributeRequest(
-        server_group_id=group, servers=list(servers) or [_upd()], client_token=token,
-        dry_run=dry_run)).body.job_id)
-
-
-def remove(c: Alb, group: str = ALB_PLAIN, *servers: A.RemoveServersFromServerGroupRequestServers,
-           token: str | None = None) -> str:
-    return str(c.remove_servers_from_server_group(A.RemoveServersFromServerGroupRequest(
-        server_group_id=group, servers=list(servers) or [_rm()], client_token=token)).body.job_id)
+CALLS = GroupCalls(A, ALB_PLAIN, 8080)
+_upd, _rm, _add = CALLS.upd, CALLS.rm, CALLS.new
+update, remove, add, servers = CALLS.update, CALLS.remove, CALLS.add, CALLS.servers
 
 
 def _replace(c: Alb, token: str | None = None, new: str = NEW) -> Any:
@@ -113,10 +87,8 @@ CASES: list[Case[Alb]] = [
     Case("update-twice", "UpdateServerGroupServersAttribute",
          lambda c: update(c, ALB_PLAIN, _upd(), _upd(weight=3)), "InvalidParameter"),
     Case("update-ip-in-instance-group", "UpdateServerGroupServersAttribute",
-         lambda c: c.update_server_group_servers_attribute(
-             A.UpdateServerGroupServersAttributeRequest(server_group_id=ALB_PLAIN, servers=[
-                 A.UpdateServerGroupServersAttributeRequestServers(
-                     server_id="10.0.1.21", server_type="Ip", port=8080, weight=0)])),
+         lambda c: update(c, ALB_PLAIN, A.UpdateServerGroupServersAttributeRequestServers(
+             server_id="10.0.1.21", server_type="Ip", port=8080, weight=0)),
          "ResourceNotFound.BackendServer"),
     Case("update-no-group", "UpdateServerGroupServersAttribute", lambda c: update(c, NO_GROUP),
          "ResourceNotFound.ServerGroup"),
@@ -162,11 +134,6 @@ def alb(emu: Emulator) -> Alb:
     return Alb(sdk_config(emu))
 
 
-def servers(alb: Alb, group: str) -> dict[tuple[str, int], tuple[int, str]]:
-    return members(alb.list_server_group_servers(A.ListServerGroupServersRequest(
-        server_group_id=group)).body)
-
-
 def group_status(alb: Alb, group: str) -> str:
     body = alb.list_server_groups(A.ListServerGroupsRequest(server_group_ids=[group])).body
     return str(body.server_groups[0].server_group_status)
@@ -178,7 +145,7 @@ def job_status(alb: Alb, job_id: str) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_alb_action_answers_as_documented(case: Case, emu: Emulator, alb: Alb,
+def test_alb_action_answers_as_documented(case: Case[Alb], emu: Emulator, alb: Alb,
                                           contract: Contract) -> None:
     """GIVEN the setup WHEN the SDK calls the action THEN success or the documented error (with
     its documented HTTP status), and the raw body and the request conform to the contract."""
@@ -243,8 +210,7 @@ def test_jobs_finish_on_this_machines_time_too(emu: Emulator, alb: Alb) -> None:
 def test_add_goes_adding_then_available(emu: Emulator, alb: Alb) -> None:
     """GIVEN new-1 in no group WHEN added THEN Adding (its private IP as ServerIp), then
     Available; finish_lb_jobs ends it at once."""
-    alb.add_servers_to_server_group(A.AddServersToServerGroupRequest(
-        server_group_id=ALB_PLAIN, servers=[_add()]))
+    add(alb)
     body = alb.list_server_group_servers(A.ListServerGroupServersRequest(
         server_group_id=ALB_PLAIN, server_ids=[NEW])).body
     assert [(s.status, s.server_ip, s.weight) for s in body.servers] == [
@@ -315,8 +281,7 @@ def test_released_instance_stays_registered(emu: Emulator, alb: Alb) -> None:
     remove(alb)
     emu.finish_lb_jobs()
     assert (SPOT, 8080) not in servers(alb, ALB_PLAIN)
-    err = api_error(lambda: alb.add_servers_to_server_group(A.AddServersToServerGroupRequest(
-        server_group_id=ALB_PLAIN, servers=[_add(SPOT)])))
+    err = api_error(lambda: add(alb, ALB_PLAIN, _add(SPOT)))
     assert (err.code, err.data["statusCode"]) == ("ResourceNotFound.Ecs", 404)
 
 
@@ -455,8 +420,7 @@ def test_a_failed_job_changes_nothing_and_says_why(emu: Emulator, alb: Alb) -> N
     assert (job.status, job.error_code) == ("Failed", "IncorrectStatus.ServerGroup")
     assert job.error_message
     assert servers(alb, ALB_PLAIN)[(SPOT, 8080)] == (50, "Available")
-    add_job = alb.add_servers_to_server_group(A.AddServersToServerGroupRequest(
-        server_group_id=ALB_PLAIN, servers=[_add()])).body.job_id
+    add_job = add(alb)
     emu.fail_lb_job(add_job, "ResourceQuotaExceeded.LoadBalancerServersNum")
     assert (NEW, 8080) not in servers(alb, ALB_PLAIN)
     with pytest.raises(ValueError, match="does not document"):

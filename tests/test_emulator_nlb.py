@@ -14,65 +14,31 @@ from alibabacloud_nlb20220430.client import Client as Nlb
 
 from tests.helpers import api_error, sdk_config
 from tests.lb_helpers import (
+    ABSENT,
     JOB_S,
+    NEW,
     NLB_IP,
     NLB_TCP,
+    NO_GROUP,
     SPOT,
     SPOT_IP,
     WEB2,
     Case,
+    GroupCalls,
     check_documented_answer,
     contract,
     covered,
     emu,
-    members,
 )
 from tools.emulator import Emulator
 from tools.emulator.contract import Contract
 
 __all__ = ["contract", "emu"]  # the fixtures, imported for pytest
 
-NEW = "i-bp1new0000000000001"
-ABSENT = "i-bp1zzzzzzzzzzzzzzzz9"
 NLB = "nlb-bp1edge00000000001"
-NO_GROUP = "sgp-bp1nothere000001"
-
-
-def _upd(sid: str = SPOT, port: int | None = 443, weight: int = 0
-         ) -> N.UpdateServerGroupServersAttributeRequestServers:
-    return N.UpdateServerGroupServersAttributeRequestServers(
-        server_id=sid, server_type="Ecs", port=port, weight=weight)
-
-
-def _rm(sid: str = SPOT, port: int = 443, server_type: str = "Ecs"
-        ) -> N.RemoveServersFromServerGroupRequestServers:
-    return N.RemoveServersFromServerGroupRequestServers(server_id=sid, server_type=server_type,
-                                                        port=port)
-
-
-def _add(sid: str = NEW, port: int = 443) -> N.AddServersToServerGroupRequestServers:
-    return N.AddServersToServerGroupRequestServers(server_id=sid, server_type="Ecs", port=port,
-                                                   weight=100)
-
-
-def update(c: Nlb, group: str = NLB_TCP, *servers: N.UpdateServerGroupServersAttributeRequestServers,
-           token: str | None = None, dry_run: bool | None = None) -> str:
-    return str(c.update_server_group_servers_attribute(N.UpdateServerGroupServersAttributeRequest(
-        server_group_id=group, servers=list(servers) or [_upd()], client_token=token,
-        dry_run=dry_run)).body.job_id)
-
-
-def remove(c: Nlb, group: str = NLB_TCP, *servers: N.RemoveServersFromServerGroupRequestServers,
-           token: str | None = None, dry_run: bool | None = None) -> str:
-    return str(c.remove_servers_from_server_group(N.RemoveServersFromServerGroupRequest(
-        server_group_id=group, servers=list(servers) or [_rm()], client_token=token,
-        dry_run=dry_run)).body.job_id)
-
-
-def add(c: Nlb, group: str = NLB_TCP, *servers: N.AddServersToServerGroupRequestServers,
-        token: str | None = None) -> str:
-    return str(c.add_servers_to_server_group(N.AddServersToServerGroupRequest(
-        server_group_id=group, servers=list(servers) or [_add()], client_token=token)).body.job_id)
+CALLS = GroupCalls(N, NLB_TCP, 443)
+_upd, _rm, _add = CALLS.upd, CALLS.rm, CALLS.new
+update, remove, add, servers = CALLS.update, CALLS.remove, CALLS.add, CALLS.servers
 
 
 CASES: list[Case[Nlb]] = [
@@ -104,7 +70,8 @@ CASES: list[Case[Nlb]] = [
     Case("update-not-member", "UpdateServerGroupServersAttribute",
          lambda c: update(c, NLB_TCP, _upd(NEW)), "ResourceNotFound.BackendServer"),
     Case("update-no-port", "UpdateServerGroupServersAttribute",
-         lambda c: update(c, NLB_TCP, _upd(port=None)), "MissingParam.Port"),
+         lambda c: update(c, NLB_TCP, N.UpdateServerGroupServersAttributeRequestServers(
+             server_id=SPOT, server_type="Ecs", weight=0)), "MissingParam.Port"),
     Case("update-twice", "UpdateServerGroupServersAttribute",
          lambda c: update(c, NLB_TCP, _upd(), _upd(weight=3)), "IllegalParam.Servers"),
     Case("update-no-group", "UpdateServerGroupServersAttribute", lambda c: update(c, NO_GROUP),
@@ -141,17 +108,12 @@ def nlb(emu: Emulator) -> Nlb:
     return Nlb(sdk_config(emu))
 
 
-def servers(nlb: Nlb, group: str) -> dict[tuple[str, int], tuple[int, str]]:
-    return members(nlb.list_server_group_servers(N.ListServerGroupServersRequest(
-        server_group_id=group)).body)
-
-
 def job_status(nlb: Nlb, job_id: str) -> str:
     return str(nlb.get_job_status(N.GetJobStatusRequest(job_id=job_id)).body.status)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_nlb_action_answers_as_documented(case: Case, emu: Emulator, nlb: Nlb,
+def test_nlb_action_answers_as_documented(case: Case[Nlb], emu: Emulator, nlb: Nlb,
                                           contract: Contract) -> None:
     """GIVEN the setup WHEN the SDK calls the action THEN success or the documented error (with
     its documented HTTP status), and the raw body and the request conform to the contract."""

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.emulator import Emulator, Fleet
+from tools.envelopes import eventbridge_copy
 from tools.invoke import applied_environment, build_context, fc_environment, load_function
 
 REGION = "cn-hangzhou"
@@ -122,18 +123,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return round(ordered[index], 3)
 
 
-def as_eventbridge(payload: dict[str, Any]) -> dict[str, Any]:
-    event_time = datetime.strptime(payload["eventTime"], "%Y%m%dT%H%M%S.%f%z")
-    return {
-        "id": "eb-" + payload["id"], "source": "acs.ecs", "specversion": "1.0",
-        "type": "ecs:Instance:PreemptibleInstanceInterruption",
-        "subject": payload["resourceId"], "time": event_time.replace(microsecond=0).isoformat(),
-        "datacontenttype": "application/json;charset=utf-8",
-        "aliyunaccountid": payload["userId"], "aliyunregionid": payload["regionId"],
-        "aliyuneventbusname": "default", "data": payload["content"],
-    }
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     doc, spot, sold_out = build_fleet(args.instances, args.sold_out, args.boot_s, args.seed,
                                       args.healthy_after_s)
@@ -163,7 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 emu.interrupt_spot(iid)
             notices = [e for e in emu.events()
                        if e["name"] == "Instance:PreemptibleInstanceInterruption"]
-            deliveries = [n for payload in notices for n in (payload, as_eventbridge(payload))]
+            deliveries = [n for payload in notices for n in (payload, eventbridge_copy(payload))]
             random.Random(args.seed).shuffle(deliveries)
             emu.clear_calls()
             started = time.monotonic()

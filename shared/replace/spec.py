@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -43,28 +43,20 @@ class SpecStore(ledger.ClaimPort, Protocol):
                       data: Mapping[str, Any] | None = None) -> None: ...
 
 
-@dataclass(frozen=True)
-class LaunchSpec:
-    """One instance's launch, as captured (JSON-ready through :meth:`to_dict`)."""
+@dataclass(frozen=True, kw_only=True)
+class LaunchSpec(LaunchRequest):
+    """One instance's launch, as captured: the request fields (from the instance, or its
+    template and version), with whose it is and when they were read (JSON-ready through
+    :meth:`to_dict`); :meth:`request` is the launch on one candidate."""
 
     instance_id: str
     region_id: str
+    vpc_id: str | None
+    # A described instance always has these (a bare request may leave them to its template).
     instance_type: str
     zone_id: str
-    vswitch_id: str | None
-    vpc_id: str | None
     image_id: str
-    security_group_ids: tuple[str, ...] = ()
-    key_pair_name: str | None = None
-    ram_role_name: str | None = None
-    user_data: str | None = field(default=None, repr=False)
     spot_strategy: str = "SpotAsPriceGo"
-    spot_price_limit: float | None = None
-    spot_interruption_behavior: str | None = None
-    instance_name: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()
-    launch_template_id: str | None = None
-    launch_template_version: int | None = None
     captured_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
