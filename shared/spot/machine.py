@@ -1204,7 +1204,10 @@ class Drainer:
         if pending:
             left = (until - self.clock()).total_seconds() if until is not None else JOB_WAIT_S
             failed, unfinished = clients.lbs.wait_jobs(pending, timeout_s=max(left, JOB_MIN_WAIT_S))
-            for write in failed:
+            # NLB's GetJobStatus has no failed state: a job still unfinished at the end of the
+            # wait may have failed, so the next write to its group takes a new token too (a
+            # job still running then answers Conflict.Lock, retried; never a doubled effect).
+            for write in failed + [w for w in unfinished if w.group.product is Product.NLB]:
                 run.failed_jobs[write.group] = run.failed_jobs.get(write.group, 0) + 1
             for write in failed + unfinished:
                 failures.append((list(write.members), TransientError(

@@ -29,16 +29,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared import ledger
-from shared.clients import CloudError
+from shared.clients import CloudError, NotFoundError
 from shared.events import iso, parse_iso_or_none
-from shared.lb.model import Membership, Product
+from shared.lb.model import GroupRef, Membership, Product
 from shared.lb.pools import LbScope
-from shared.ledger import DrainStatus, Kind
+from shared.ledger import DrainStatus, EntryLike, Kind
 from shared.log import emit, get_logger
 from shared.spot.deadline import utc_now
 from shared.spot.index import MembershipIndex, member_id, scan_key, server_keys, source_of
 from shared.spot.machine import full_scope, lb_scope
-from shared.spot.record import ClientsPort, Ledger, summary
+from shared.spot.record import ClientsPort, Ledger, memberships_of, summary
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -114,25 +114,45 @@ def shared_scan(
     owner: str | None = None,
 ) -> ScanReport | None:
     """Run the region's shared scan for a notice of ``notice_time`` unless one covers it
-    (module docstring); None when nothing ran. ``clients`` are the region's."""
+    (module docstring); None when nothing ran. ``clients`` are the region's.
+
+    The groups the burst's drains serve in are read first (*hot*: a membership registered since
+    the index was built is most likely beside its siblings, in the same service's groups), and
+    what they show late goes to weight 0 at once and is removed after its drain time while the
+    rest of the scope is read; then the rest's late memberships take the same path."""
     owner = f"{owner or 'scan'}:{uuid.uuid4().hex[:8]}"
     if not _take(store, region, notice_time, fresh_s=settings.lb_index_fresh_s,
                  owner=owner, now=clock()):
         return None
     report = ScanReport(key=scan_key(region), region=region, started_at=iso(clock()) or "")
     index = MembershipIndex(store, clock)  # type: ignore[arg-type]
+    seed = f"{report.key}:{report.started_at}"
+    batches: list[_LateBatch] = []
     try:
-        scope, members = full_scan(clients, settings, region)
+        hot = _retrying_each(clients, _hot_groups(store, settings, region, clock()))
+        first = _LateBatch.found(store, settings, region, hot, clock(), seed=f"{seed}:hot")
+        if first is not None:
+            batches.append(first)
+            first.stop(clients, report, clock)
+        scope, members = full_scan(clients, settings, region,
+                                   between=lambda: _remove_due(batches, clients, report, clock))
     except CloudError as err:
         report.errors.append(f"scan: {err}")
+        _finish_late(store, clients, batches, report, clock=clock, sleep=sleep)
         store.ledger_update(report.key, status="failed",
-                            data={"lease_until": None, "errors": report.errors})
+                            data={"lease_until": None, "errors": report.errors,
+                                  "late": report.late, "removed_at": report.removed_at})
         raise
     index.record_scan(region, members, sources=scope)
     report.scanned_at, report.sources, report.memberships = iso(clock()), len(scope), len(members)
-    emit(log, "membership scan", region=region, sources=len(scope), memberships=len(members))
-    _drain_late(store, clients, settings, region, members=members, report=report, clock=clock,
-                sleep=sleep)
+    emit(log, "membership scan", region=region, sources=len(scope), memberships=len(members),
+         hot_groups_first=len({m.group for m in hot}))
+    rest = _LateBatch.found(store, settings, region, members, clock(), seed=seed,
+                            known={mid for b in batches for mid in b.member_ids()})
+    if rest is not None:
+        batches.append(rest)
+        rest.stop(clients, report, clock)
+    _finish_late(store, clients, batches, report, clock=clock, sleep=sleep)
     store.ledger_update(report.key, status="done", data={
         "scanned_at": report.scanned_at, "scope": scope, "sources": report.sources,
         "memberships": report.memberships, "late": report.late, "removed_at": report.removed_at,
@@ -140,10 +160,10 @@ def shared_scan(
     return report
 
 
-def full_scan(clients: ClientsPort, settings: Settings, region: str
-              ) -> tuple[list[str], list[Membership]]:
+def full_scan(clients: ClientsPort, settings: Settings, region: str, *,
+              between: Callable[[], None] | None = None) -> tuple[list[str], list[Membership]]:
     """Every member of every pool in scope on every product of ``lb_products``: (the sources
-    read, the members)."""
+    read, the members). ``between`` runs after each source (the scan's due removals)."""
     clb = _retrying(lambda: lb_scope(clients.lb, settings, region)
                     ) if Product.CLB.value in settings.lb_products else []
     scope = _retrying(lambda: full_scope(clients, settings, region, clb))
@@ -154,6 +174,8 @@ def full_scan(clients: ClientsPort, settings: Settings, region: str
     members: list[Membership] = []
     for part in parts:
         members += _retrying(lambda part=part: clients.lbs.scan(part))  # type: ignore[misc]
+        if between is not None:
+            between()
     read = [*scope.clb_ids, *(f"{p.value}:{g}" for p in (Product.ALB, Product.NLB)
                               for g in scope.where(p))]
     return sorted({*read, *(source_of(m) for m in members)}), members
@@ -171,63 +193,163 @@ def _retrying(call: Callable[[], T], sleep: Callable[[float], None] = time.sleep
     return call()
 
 
-def _drain_late(store: Ledger, clients: ClientsPort, settings: Settings, region: str, *,
-                members: Sequence[Membership], report: ScanReport,
-                clock: Callable[[], datetime], sleep: Callable[[float], None]) -> None:
-    """Weight 0, wait, remove: the memberships of drained instances the drains did not know."""
-    now = clock()
-    by_key: dict[str, list[Membership]] = {}
-    for m in members:
-        for key in server_keys(m):
-            by_key.setdefault(key, []).append(m)
-    late: dict[str, list[Membership]] = {}
-    late_keys: dict[str, list[str]] = {}
-    deadlines: list[datetime] = []
+def _open_drains(store: Ledger, settings: Settings, region: str, now: datetime
+                 ) -> list[tuple[EntryLike, datetime]]:
+    """The region's drains whose deadline is ahead (their late memberships still matter)."""
+    out: list[tuple[EntryLike, datetime]] = []
     for entry in store.ledger_find(Kind.DRAIN.value, limit=100_000):
         deadline = parse_iso_or_none(entry.data.get("deadline"))
         if (entry.instance_id is None or deadline is None or deadline <= now
                 or str(entry.data.get("region") or settings.region) != region
                 or entry.status not in LIVE_DRAINS):
             continue
-        known = {member_id(Membership.from_snapshot(s))
-                 for name in ("memberships", "master_slave") for s in entry.data.get(name) or ()}
-        keys = list(entry.data.get("index_keys") or [entry.instance_id])
-        found = {member_id(m): m for key in keys for m in by_key.get(key, ())
-                 if (m.server_id == entry.instance_id or m.server_type.lower() != "ecs")
-                 and m.removable}
-        extra = [m for mid, m in sorted(found.items()) if mid not in known]
-        if extra:
-            late[entry.key] = extra
-            late_keys[entry.key] = keys
-            deadlines.append(deadline)
-    if not late:
-        return
-    everything = [m for ms in late.values() for m in ms]
-    report.late = {key: [summary(m) for m in ms] for key, ms in late.items()}
-    emit(log, "memberships the index did not know", level=30, region=region,
-         drains=len(late), memberships=len(everything))
-    lbs, seed = clients.lbs, f"{report.key}:{report.started_at}"
-    latest = min(deadlines) - timedelta(seconds=settings.spot_margin_s)
-    try:
-        lbs.wait(lbs.set_weights(everything, 0, token_seed=f"{seed}:weight0"),
-                 timeout_s=max(1.0, (latest - clock()).total_seconds() / 2))
-    except CloudError as err:  # removed below all the same
-        report.errors.append(f"weight0: {err}")
-    wait = max(0.0, min(float(settings.drain_time_s), (latest - clock()).total_seconds()))
-    sleep(wait)
-    try:
-        lbs.wait(lbs.remove(everything, token_seed=f"{seed}:remove"),
-                 timeout_s=max(1.0, (min(deadlines) - clock()).total_seconds()))
-    except CloudError as err:
-        report.errors.append(f"remove: {err}")
-    report.removed_at = iso(clock())
+        out.append((entry, deadline))
+    return out
+
+
+def _hot_groups(store: Ledger, settings: Settings, region: str, now: datetime) -> list[GroupRef]:
+    """The groups the open drains recorded memberships in, most shared first."""
+    count: dict[GroupRef, int] = {}
+    for entry, _deadline in _open_drains(store, settings, region, now):
+        for m in memberships_of(entry.data):
+            count[m.group] = count.get(m.group, 0) + 1
+    products = set(settings.lb_products)
+    return [g for g, _ in sorted(count.items(), key=lambda kv: (-kv[1], str(kv[0])))
+            if g.product.value in products]
+
+
+def _retrying_each(clients: ClientsPort, hot: Sequence[GroupRef]) -> list[Membership]:
+    """The members of each hot group (a group gone meanwhile: none)."""
+    members: list[Membership] = []
+    for group in hot:
+        try:
+            members += _retrying(lambda group=group: clients.lbs.members_of(group))  # type: ignore[misc]
+        except NotFoundError:
+            continue
+    return members
+
+
+@dataclass
+class _LateBatch:
+    """Late memberships found by one read of the scan, and where their removal stands."""
+
+    late: dict[str, list[Membership]]  # drain key -> its late memberships
+    keys: dict[str, list[str]]  # drain key -> its index keys
+    deadline: datetime  # the earliest of their drains'
+    margin_s: float
+    drain_s: float
+    seed: str
+    remove_at: datetime | None = None
+    removed_at: datetime | None = None
+
+    @classmethod
+    def found(cls, store: Ledger, settings: Settings, region: str,
+              members: Sequence[Membership], now: datetime, *, seed: str,
+              known: set[str] | frozenset[str] = frozenset()) -> _LateBatch | None:
+        """What ``members`` show of the open drains' instances that the drains did not record
+        (nor an earlier batch, ``known``); None when nothing."""
+        by_key: dict[str, list[Membership]] = {}
+        for m in members:
+            for key in server_keys(m):
+                by_key.setdefault(key, []).append(m)
+        late: dict[str, list[Membership]] = {}
+        keys_of: dict[str, list[str]] = {}
+        deadlines: list[datetime] = []
+        for entry, deadline in _open_drains(store, settings, region, now):
+            recorded = {member_id(Membership.from_snapshot(s))
+                        for name in ("memberships", "master_slave")
+                        for s in entry.data.get(name) or ()}
+            keys = list(entry.data.get("index_keys") or [entry.instance_id])
+            seen = {member_id(m): m for key in keys for m in by_key.get(key, ())
+                    if (m.server_id == entry.instance_id or m.server_type.lower() != "ecs")
+                    and m.removable}
+            extra = [m for mid, m in sorted(seen.items())
+                     if mid not in recorded and mid not in known]
+            if extra:
+                late[entry.key], keys_of[entry.key] = extra, keys
+                deadlines.append(deadline)
+        if not late:
+            return None
+        return cls(late, keys_of, min(deadlines), float(settings.spot_margin_s),
+                   float(settings.drain_time_s), seed)
+
+    def members(self) -> list[Membership]:
+        return [m for ms in self.late.values() for m in ms]
+
+    def member_ids(self) -> set[str]:
+        return {member_id(m) for m in self.members()}
+
+    def stop(self, clients: ClientsPort, report: ScanReport,
+             clock: Callable[[], datetime]) -> None:
+        """Weight 0 (one write per group for all of them); the removal falls due after the drain
+        time, or what the earliest deadline leaves."""
+        everything = self.members()
+        for key, ms in self.late.items():
+            report.late.setdefault(key, []).extend(summary(m) for m in ms)
+        emit(log, "memberships the index did not know", level=30, region=report.region,
+             drains=len(self.late), memberships=len(everything))
+        latest = self.deadline - timedelta(seconds=self.margin_s)
+        lbs = clients.lbs
+        try:
+            lbs.wait(lbs.set_weights(everything, 0, token_seed=f"{self.seed}:weight0"),
+                     timeout_s=max(1.0, (latest - clock()).total_seconds() / 2))
+        except CloudError as err:  # removed all the same
+            report.errors.append(f"weight0: {err}")
+        now = clock()
+        wait = max(0.0, min(self.drain_s, (latest - now).total_seconds()))
+        self.remove_at = now + timedelta(seconds=wait)
+
+    def remove(self, clients: ClientsPort, report: ScanReport,
+               clock: Callable[[], datetime]) -> None:
+        lbs = clients.lbs
+        try:
+            failed, unfinished = lbs.wait_jobs(
+                lbs.remove(self.members(), token_seed=f"{self.seed}:remove"),
+                timeout_s=max(1.0, (self.deadline - clock()).total_seconds()))
+            if failed or unfinished:
+                report.errors.append("remove: jobs not succeeded: " + ", ".join(
+                    str(w.job_id) for w in [*failed, *unfinished]))
+            else:
+                self.removed_at = clock()
+        except CloudError as err:
+            report.errors.append(f"remove: {err}")
+
+
+def _remove_due(batches: Sequence[_LateBatch], clients: ClientsPort, report: ScanReport,
+                clock: Callable[[], datetime]) -> None:
+    """Between two sources of the scan: the late memberships whose drain time has passed."""
+    now = clock()
+    for batch in batches:
+        if batch.remove_at is not None and batch.removed_at is None and batch.remove_at <= now:
+            batch.remove(clients, report, clock)
+            batch.remove_at = None  # tried: _finish_late does not try again
+
+
+def _finish_late(store: Ledger, clients: ClientsPort, batches: Sequence[_LateBatch],
+                 report: ScanReport, *, clock: Callable[[], datetime],
+                 sleep: Callable[[float], None]) -> None:
+    """Remove what is still due (after its time), then record the findings in each drain."""
+    for batch in sorted(batches, key=lambda b: b.remove_at or clock()):
+        if batch.remove_at is None:
+            continue
+        wait = (batch.remove_at - clock()).total_seconds()
+        if wait > 0:
+            sleep(wait)
+        batch.remove(clients, report, clock)
+    removed = [b.removed_at for b in batches if b.removed_at is not None]
+    report.removed_at = iso(max(removed)) if removed else None
     index = MembershipIndex(store, clock)  # type: ignore[arg-type]
-    for key, ms in late.items():
-        index.forget(region, late_keys[key])
-        store.ledger_update(key, data={"scan": {
-            "key": report.key, "late": [summary(m) for m in ms], "late_snapshots":
-            [m.snapshot() for m in ms], "removed_at": report.removed_at,
-            "scanned_at": report.scanned_at}})
+    for batch in batches:
+        for key, ms in batch.late.items():
+            index.forget(report.region, batch.keys[key])
+            entry = store.ledger_get(key)
+            before = (entry.data.get("scan") or {}) if entry is not None else {}
+            late = [*(before.get("late") or ()), *(summary(m) for m in ms)]
+            snapshots = [*(before.get("late_snapshots") or ()), *(m.snapshot() for m in ms)]
+            store.ledger_update(key, data={"scan": {
+                "key": report.key, "late": late, "late_snapshots": snapshots,
+                "removed_at": iso(batch.removed_at) if batch.removed_at else None,
+                "scanned_at": report.scanned_at}})
 
 
 def record_sweep_scan(store: Ledger, region: str, scope: Sequence[str], *,

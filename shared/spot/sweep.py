@@ -245,8 +245,14 @@ def _reclaimed(sweep: _Sweep, entry: EntryLike, clients: ClientsPort) -> None:
         found = _still_registered(clients, recorded)
         if found:
             lbs = clients.lbs
-            lbs.wait(lbs.remove(found, token_seed=entry.key + ":reclaimed", dry_run=sweep.dry),
-                     timeout_s=RESTORE_JOB_WAIT_S)
+            # One seed per sweep: a failed job of an earlier sweep is not answered again.
+            pending = lbs.wait(lbs.remove(found, token_seed=f"{entry.key}:reclaimed:{iso(sweep.now)}",
+                                          dry_run=sweep.dry), timeout_s=RESTORE_JOB_WAIT_S)
+            if pending:  # not succeeded: the entry stays for the next sweep
+                raise TransientError(
+                    "JobNotFinished", f"{len(pending)} removal job(s) did not succeed",
+                    action="reclaimed leftovers", resource_ids=[str(w.group) for w in pending],
+                    retryable=True)
             sweep.report.released_backends_removed += [
                 {"instance_id": iid, **summary(m)} for m in found]
     emit(log, "drain reclaimed", instance_id=iid, key=entry.key, dry_run=sweep.dry or None)
