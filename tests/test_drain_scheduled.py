@@ -262,3 +262,24 @@ def test_the_handler_schedules_and_its_timer_tick_removes(emu: Emulator, store: 
     data = store.ledger_get(KEY).data  # type: ignore[union-attr]
     assert parse_iso_or_none(data["removed_at"]) >= parse_iso_or_none(data["remove_after"])  # type: ignore[operator]
     assert call(tick)["scheduled_removals"] == {"finished": [], "live": [], "errors": []}
+
+
+def test_a_throttled_verification_read_is_retried_until_it_answers(emu: Emulator, store: Store) -> None:
+    """GIVEN a scheduled drain WHEN the tick's verification reads are throttled past the SDK's
+    own retries (a burst's shared scan reads the same action) THEN the drain pauses and reads
+    again, and ends drained in this tick instead of failing it for the next one."""
+    settings = scheduled_settings(emu, store)
+    before = groups(emu)
+    clock = Time()
+    Drainer(store, clients_for(emu, settings), settings, clock=clock).drain(notice(emu))
+    clock.offset_s += 20.0
+    emu.set_faults(fail_next={"DescribeVServerGroupAttribute": ["Throttling.User"] * 6})
+    slept_before = clock.offset_s
+    report = finish_due(store, clients_for(emu, settings), None, settings, clock=clock,
+                        sleep=clock.sleep, lookahead=False)
+    assert [f["outcome"] for f in report.finished] == ["drained"] and report.errors == []
+    assert groups(emu) == drained(before)
+    assert clock.offset_s > slept_before  # it paused between the throttled reads
+    throttled = [c for c in emu.calls() if c.action.endswith("DescribeVServerGroupAttribute")
+                 and c.code == "Throttling.User"]
+    assert len(throttled) == 6

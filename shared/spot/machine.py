@@ -938,7 +938,8 @@ class Drainer:
         removed_again_at: datetime | None = None
         since = time.monotonic()  # the removal ended: any read started since shows it
         for attempt in range(VERIFY_ROUNDS):
-            still = self._present(run, memberships, lb, since=since)
+            still = self._read_patiently(
+                run, lambda since=since: self._present(run, memberships, lb, since=since))  # type: ignore[misc]
             if not still or attempt == VERIFY_ROUNDS - 1:
                 break
             emit(log, "still registered", level=30, instance_id=run.instance_id,
@@ -961,6 +962,25 @@ class Drainer:
             outcome = Outcome.LEFTOVERS_REMOVED
         status = DrainStatus.PARTIAL if still else DrainStatus.DONE
         return status, self._final(run, outcome, path, still, late=late)
+
+    def _read_patiently(self, run: Run, read: Callable[[], list[Membership]]) -> list[Membership]:
+        """A verification read, again after jittered pauses while throttled or busy, until the
+        deadline: the removal is done, so its check may wait for the API (a burst's shared scan
+        reads the same action meanwhile) rather than hand the drain to the next tick."""
+        for attempt in range(MAX_ROUNDS):
+            try:
+                return read()
+            except CloudError as err:
+                pause = ROUND_PAUSES_S[min(attempt, len(ROUND_PAUSES_S) - 1)]
+                pause *= random.uniform(0.5, 1.0)
+                if not err.retryable or run.deadline.time_left_s(self.clock()) - pause <= 0:
+                    raise
+                emit(log, "verification read failed", level=30, instance_id=run.instance_id,
+                     code=err.code, attempt=attempt + 1)
+                run.lease.renew(self.clock() + timedelta(
+                    seconds=pause + self.settings.drain_lease_grace_s))
+                self.sleep(pause)
+        return read()
 
     def _final(self, run: Run, outcome: Outcome, path: Phase, leftover: Sequence[Membership],
                *, reason: str | None = None, late: bool = False) -> dict[str, Any]:

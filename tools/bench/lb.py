@@ -413,7 +413,11 @@ def _figures(spec: Run, targets: Sequence[str], payloads: Sequence[dict[str, Any
         "writes_ok": writes_ok,
         "writes_per_membership": round(writes_ok / max(1, members), 2),
         "max_writes_per_group_step": max(per_group_step.values(), default=0),
-        "busiest_group_steps": [f"{g} {a} x{n}" for (g, a), n in per_group_step.most_common(5)],
+        # how many groups took 1, 2, ... accepted writes at one step (weight 0, or removal)
+        "writes_per_group_step": dict(sorted(Counter(per_group_step.values()).items())),
+        "busiest_group_steps": [
+            f"{g} {a} x{n} ({sum(1 for k in before if k[1] == g)} interrupted)"
+            for (g, a), n in per_group_step.most_common(5)],
         "throttled": throttled, "calls": len(calls),
         "late_added": extra["late_added"],
         "late_stop_max_s": round(max(late_stop), 2) if late_stop else None,
