@@ -206,7 +206,8 @@ class Replacer:
     def _describe(self, clients: ClientsPort, region: str, iid: str) -> Instance | None:
         if self.coalescer is None:
             return clients.ecs.describe_instances([iid]).get(iid)
-        found, _ = self.coalescer.call(("describe", region), [iid], clients.ecs.describe_instances)
+        found, _ = self.coalescer.call(("describe", region), [iid], clients.ecs.describe_instances,
+                                       reuse=True)
         return found.get(iid) if isinstance(found, dict) else None
 
     def resume(self, entry: ledger.EntryLike) -> ReplaceResult | None:

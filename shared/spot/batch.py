@@ -41,47 +41,65 @@ class Coalescer:
     The first caller of a key waits the window, takes the batch and makes the call with every
     item gathered (in arrival order, duplicates kept out); the others wait for its result. A
     window of 0 still merges the callers that arrive while a call for the key is being made
-    ("single flight" for the next round)."""
+    ("single flight" for the next round). ``reuse``: a caller whose items a call under way or
+    already made for the key covers takes that call's result (a describe of the same instances
+    within one invocation: a lone notice's drain and its replacement read it once)."""
 
     def __init__(self, window_s: float = 0.2, sleep: Callable[[float], None] = time.sleep) -> None:
         self.window_s = window_s
         self._sleep = sleep
         self._lock = threading.Lock()
         self._open: dict[Hashable, _Batch[Any]] = {}
+        self._sent: dict[Hashable, list[_Batch[Any]]] = {}  # calls under way or made, per key
         self.calls = 0  # calls made (for reports and tests)
         self.merged = 0  # callers served by another's call
 
-    def call(self, key: Hashable, items: Sequence[T],
-             send: Callable[[list[T]], R]) -> tuple[R, bool]:
+    def call(self, key: Hashable, items: Sequence[T], send: Callable[[list[T]], R], *,
+             window_s: float | None = None, reuse: bool = False) -> tuple[R, bool]:
         """``send(items of every caller)`` once per batch; returns (its result, whether this
         caller made the call). Raises the call's error in every caller."""
         with self._lock:
-            batch = self._open.get(key)
-            leader = batch is None
+            batch = self._covering(key, items) if reuse else None
+            leader = False
             if batch is None:
-                batch = self._open[key] = _Batch()
-            else:
+                batch = self._open.get(key)
+                leader = batch is None
+                if batch is None:
+                    batch = self._open[key] = _Batch()
+                batch.items.extend(i for i in items if i not in batch.items)
+            if not leader:
                 self.merged += 1
-            batch.items.extend(i for i in items if i not in batch.items)
         if not leader:
             batch.done.wait()
             if batch.error is not None:
                 raise batch.error
             return batch.result, False
-        if self.window_s > 0:
-            self._sleep(self.window_s)
+        window = self.window_s if window_s is None else window_s
+        if window > 0:
+            self._sleep(window)
         with self._lock:
             del self._open[key]
             self.calls += 1
             gathered = list(batch.items)
+            if reuse:
+                self._sent.setdefault(key, []).append(batch)
         try:
             batch.result = send(gathered)
         except BaseException as err:
             batch.error = err
+            with self._lock:  # a failed call serves nobody later
+                sent = self._sent.get(key, [])
+                if batch in sent:
+                    sent.remove(batch)
             raise
         finally:
             batch.done.set()
         return batch.result, True
+
+    def _covering(self, key: Hashable, items: Sequence[Any]) -> _Batch[Any] | None:
+        sent: list[_Batch[Any]] = self._sent.get(key, [])
+        return next((made for made in reversed(sent) if all(i in made.items for i in items)),
+                    None)
 
 
 @dataclass

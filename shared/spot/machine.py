@@ -574,8 +574,11 @@ class Drainer:
         """DescribeInstances in the notice's region; its errors raise (the platform retries).
         The drains of one invocation describe their instances in one call."""
         ecs = self.clients_in(region).ecs
-        found, _ = self._coalesced(("describe", region), [iid], ecs.describe_instances)
-        return found.get(iid)  # type: ignore[no-any-return]
+        # Alone, no window: joined only by a call under way or made (its replacement's).
+        alone = self._active <= 1 and self.batch_size <= 1
+        found, _ = self.coalescer.call(("describe", region), [iid], ecs.describe_instances,
+                                       window_s=0.0 if alone else None, reuse=True)
+        return found.get(iid)
 
     def _duplicate(self, entry: EntryLike, event: EcsEvent) -> DrainResult:
         reason = f"already {entry.status}: {entry.data.get('outcome')}"
