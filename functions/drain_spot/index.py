@@ -138,6 +138,11 @@ def _finisher_tick(event: bytes) -> bool:
 
 
 def _finish_scheduled(settings: Settings, context: Any) -> dict[str, Any]:
+    """The tick: the scheduled removals due before the next tick, each at its time (they may
+    keep this invocation up to a period), beside the shared scans no delivery ran and the
+    replacements' progress, which do not wait for them."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from shared.clients import Clients, credentials_from_context
     from shared.spot.finish import finish_due
     from shared.spot.scan import uncovered_scans
@@ -145,17 +150,20 @@ def _finish_scheduled(settings: Settings, context: Any) -> dict[str, Any]:
 
     store = store_for(settings.db_url)
     credentials = credentials_from_context(context)
-    try:
-        report = finish_due(store, lambda: Clients.warm(settings, credentials),
-                            _notifier(store, settings), settings,
-                            owner=getattr(context, "request_id", None))
-    finally:  # a burst whose shared scan failed or never ran (its delivery died) gets it here
-        if settings.lb_index and not settings.dry_run:
-            uncovered_scans(store, lambda: Clients.warm(settings, credentials), settings,
-                            owner=getattr(context, "request_id", None))
-    from shared.replace.sweep import sweep_replacements
+    owner = getattr(context, "request_id", None)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        removals = pool.submit(contextvars.copy_context().run, finish_due, store,
+                               lambda: Clients.warm(settings, credentials),
+                               _notifier(store, settings), settings, owner=owner)
+        try:  # a burst whose shared scan failed or never ran (its delivery died) gets it here
+            if settings.lb_index and not settings.dry_run:
+                uncovered_scans(store, lambda: Clients.warm(settings, credentials), settings,
+                                owner=owner)
+            from shared.replace.sweep import sweep_replacements
 
-    replaced = sweep_replacements(_replacer(store, settings, context))
+            replaced = sweep_replacements(_replacer(store, settings, context))
+        finally:
+            report = removals.result()  # its error, if any, is the tick's
     return {"scheduled_removals": report.to_dict(), "replacements": replaced.to_dict()}
 
 

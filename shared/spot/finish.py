@@ -61,6 +61,9 @@ MAX_PARALLEL_FINISHES = 200
 # How long a round's drains wait for each other before their removal: their takeovers are a
 # few store writes each, which a shared database serializes (SQLite: ~1 s for 100 drains).
 GATE_S = 5.0
+# A tick looks this far ahead at most, whatever its period: it waits for those removals, and
+# the function's timeout (300 s deployed) must leave room for the wait and the removals.
+LOOKAHEAD_MAX_S = 120.0
 
 
 @dataclass
@@ -144,8 +147,8 @@ def finish_due(
     found = [e for status in (DrainStatus.WAITED, DrainStatus.REMOVED)
              for e in store.ledger_find(Kind.DRAIN.value, status=status.value)]
     now = clock()
-    every = settings.drain_finish_every_s if lookahead else 0.0
-    rounds = plan(found, now, horizon=now + timedelta(seconds=max(every, 0.0)),
+    ahead = min(settings.drain_finish_every_s, LOOKAHEAD_MAX_S) if lookahead else 0.0
+    rounds = plan(found, now, horizon=now + timedelta(seconds=max(ahead, 0.0)),
                   window_s=settings.drain_round_s)
     if not rounds:
         return report

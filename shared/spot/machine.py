@@ -526,7 +526,9 @@ class Drainer:
         run = self._run_of(got, str(entry.data.get("event_id") or ""))
         run.allow_wait = allow_wait
         if party is not None and run.status in step_named(StepName.REMOVE, self.steps).after:
-            run.party = party  # else (removed: verify left) nothing to wait for it
+            run.party = party
+        elif party is not None:  # removed already, verify left: nobody waits for it
+            party.arrive(wait=False)
         return self._run(run)
 
     # --- claim, join, takeover -----------------------------------------------------------
