@@ -553,9 +553,6 @@ def test_a_round_removes_the_others_when_one_drain_is_taken_meanwhile(
     assert drain_entry(store, taken).status == "waited"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Drainer.resume gives the pass of a drain resumed at `removed` up only after its verify "
-    "(in `finally`), not at once: the round's other drains wait for its verification"))
 def test_a_drain_resumed_at_removed_does_not_hold_the_round_through_its_verification(
     emu: Emulator, store: Store, monkeypatch: pytest.MonkeyPatch, watched: list[Watched]
 ) -> None:
