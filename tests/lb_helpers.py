@@ -1,13 +1,14 @@
 """What the ALB and NLB tests share: the lb fleet (tests/fixtures/fleets/lb.yaml) and its ids, the
 server-group requests both SDKs spell alike, a documented-answer case and its check against the
-contract."""
+contract, and a sleep that decides how the functions' ALB/NLB jobs end (:class:`JobPauses`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import pytest
 from Tea.exceptions import TeaException
@@ -15,6 +16,10 @@ from Tea.exceptions import TeaException
 from tests.helpers import FLEETS, emulator_for
 from tools.emulator import Emulator, load_fleet
 from tools.emulator.contract import Contract, ViolationKind, load_contract
+
+if TYPE_CHECKING:
+    from shared.clients import Clients
+    from shared.settings import Settings
 
 JOB_S = 0.2
 C = TypeVar("C")
@@ -79,6 +84,44 @@ def lb_functions_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]
     with emulator_for("lb.yaml", monkeypatch, start_delay_s=0.01, lb_job_s=0.05) as emulator:
         emulator.set_lb_jobs(drain_scale=0.01)
         yield emulator
+
+
+@dataclass(eq=False)  # called as a sleep, kept as one (hashable)
+class JobPauses:
+    """A ``sleep`` for the functions' clients (``Clients.from_settings(..., sleep=...)``) that
+    lets the test decide how each ALB/NLB job ends: every pause of a job wait ends the jobs then
+    ``Processing``, the first one of ``fail`` (api name, group id) as ``Failed`` (a code its
+    action documents; NLB's GetJobStatus then answers ``processing`` for it forever), the others
+    ``Succeeded``. With the emulator's jobs long (``set_lb_jobs(job_s=60)``) none ends any other
+    way. ``real``: the pause is slept too (a wait that only its timeout ends must not spin)."""
+
+    emu: Emulator
+    fail: tuple[str, str] | None = None
+    real: bool = False
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    CODES: ClassVar[dict[str, str]] = {"alb": "IncorrectStatus.ServerGroup",
+                                       "nlb": "IncorrectStatus.serverGroup"}
+
+    def __call__(self, seconds: float) -> None:
+        for product, code in self.CODES.items():
+            for job in self.emu.lb_jobs(product):
+                if (not self.failed and job["status"] == "Processing"
+                        and (job["api_name"], job["group_id"]) == self.fail):
+                    self.emu.fail_lb_job(job["id"], code)
+                    self.failed.append(job)
+        self.emu.finish_lb_jobs()
+        if self.real:
+            time.sleep(seconds)
+
+    def clients(self, settings: Settings) -> Clients:
+        """The functions' clients on ``settings`` (the emulator's first credential), pausing
+        here."""
+        from shared.clients import Clients, Credentials
+
+        cred = self.emu.credentials[0]
+        return Clients.from_settings(settings, Credentials(
+            cred["access_key_id"], cred["access_key_secret"]), sleep=self)
 
 
 def groups(emu: Emulator) -> dict[Member, int]:

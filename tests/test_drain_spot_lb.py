@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared.clients import TransientError
 from shared.drain import Drainer, StepName, sweep_drains
 from shared.events import parse
 from shared.ledger import LeaseHeldError, drain_key
@@ -29,6 +31,7 @@ from tests.lb_helpers import (
     SPOT,
     SPOT_IP,
     WEB1,
+    JobPauses,
     Member,
     groups,
     lb_functions_emulator,
@@ -367,3 +370,81 @@ def test_a_burst_removes_a_natively_draining_group_s_members_in_one_write(
         assert not [c for c in writes(emu, "RemoveServersFromServerGroup")
                     if group_of(c) == ALB_DRAIN]
         assert {m["server_id"] for m in emu.lb_group(ALB_DRAIN)["members"]} == set()
+
+
+@dataclass
+class Standing:
+    """A drain's clock that stands still but for the drain's own sleeps."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def test_an_nlb_weight_job_that_never_succeeds_is_written_again_with_a_new_token(
+        emu: Emulator, store: Store) -> None:
+    """GIVEN spot-1's NLB weight-0 job in the tcp group failed (NLB's GetJobStatus documents no
+    failed state: it answers ``processing`` until the wait's end) and time left before deadline
+    - margin when that wait ends WHEN the drain writes that group again THEN it sends another
+    ClientToken (the first would answer the failed job again), the new job succeeds, and the
+    drain ends drained, the gentle way."""
+    settings = settings_for(emu, store, ECS_EVENT_OPS_DRAIN_TIME_S="0.2")
+    emu.set_lb_jobs(job_s=60)  # the jobs end at the clients' pauses
+    pauses = JobPauses(emu, fail=("UpdateServerGroupServersAttribute", NLB_TCP), real=True)
+    before = groups(emu)
+    event = notice(emu)
+    deadline = event.event_time + timedelta(seconds=settings.spot_notice_s)
+    # 0.9 s before deadline - margin (no group's native drain fits: all four take weight 0);
+    # the drain's clock stands while the load balancers' wait (JOB_MIN_WAIT_S at least) runs,
+    # so that wait ends with time left for a second write.
+    clock = Standing(deadline - timedelta(seconds=settings.spot_margin_s + 0.9))
+    result = Drainer(store, pauses.clients(settings), settings, clock=clock,
+                     sleep=clock.sleep).drain(event)
+    assert [(j["api_name"], j["group_id"]) for j in pauses.failed] == [
+        ("UpdateServerGroupServersAttribute", NLB_TCP)]
+    assert result.outcome.value == "drained"
+    assert groups(emu) == drained(before)
+    tokens = [c.params.get("ClientToken") for c in writes(emu, "UpdateServerGroupServersAttribute")
+              if group_of(c) == NLB_TCP]
+    assert len(tokens) == len(set(tokens)) == 2
+    assert [j["status"] for j in emu.lb_jobs("nlb") if j["group_id"] == NLB_TCP
+            and j["api_name"] == "UpdateServerGroupServersAttribute"] == ["Failed", "Succeeded"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "product bug: the count of a group's failed jobs that picks a new ClientToken "
+    "(Run.failed_jobs, shared.spot.machine._write_groups) lives in one run of the drain; a drain "
+    "whose removal job failed with no time left for a second write raises, and every takeover "
+    "(the sweep's, a redelivery's, the finisher's) starts a new run that sends the failed job's "
+    "token again: ALB answers the Failed job, NLB's GetJobStatus says processing until the wait "
+    "ends; the drain never ends and the released instance stays registered"))
+@pytest.mark.parametrize("group", [ALB_PLAIN, NLB_TCP], ids=["alb", "nlb"])
+def test_a_removal_job_failed_at_the_deadline_gets_a_new_token_from_the_sweep(
+        emu: Emulator, store: Store, group: str) -> None:
+    """GIVEN spot-1's removal job in one group failed with no time left before the deadline for a
+    second write (the drain raises, its entry open) and spot-1 then released WHEN the sweep takes
+    the drain over THEN its removal there sends another ClientToken (the first would answer the
+    failed job again): spot-1 leaves the group and the drain ends."""
+    settings = settings_for(emu, store)
+    emu.set_lb_jobs(job_s=60)  # the jobs end at the clients' pauses
+    event = notice(emu)
+    deadline = event.event_time + timedelta(seconds=settings.spot_notice_s)
+    clock = Standing(deadline - timedelta(seconds=0.1))  # remove at once, no second write
+    failing = JobPauses(emu, fail=("RemoveServersFromServerGroup", group), real=True)
+    with pytest.raises(TransientError):
+        Drainer(store, failing.clients(settings), settings, clock=clock,
+                sleep=clock.sleep).drain(event)
+    assert failing.failed
+    emu.release(SPOT)
+    later = deadline + timedelta(seconds=settings.restore_after_s + 1)
+    report = sweep_drains(store, JobPauses(emu, real=True).clients(settings), None, settings,
+                          later)
+    tokens = [c.params.get("ClientToken") for c in writes(emu, "RemoveServersFromServerGroup")
+              if group_of(c) == group]
+    assert len(tokens) == len(set(tokens)) == 2
+    assert report["errors"] == [] and report["finished"] == [SPOT]
+    assert not [k for k in groups(emu) if k[0] == group and k[1] == SPOT]

@@ -1,19 +1,28 @@
 """The sweep handler on ALB and NLB: a drained instance that was not reclaimed is put back
-(added where removed, re-weighted where present at weight 0), and released backends are removed,
-through the real SDKs against the emulator (tests/fixtures/fleets/lb.yaml)."""
+(added where removed, re-weighted where present at weight 0), released backends are removed, and
+a reclaimed drain's leftovers are removed (a removal job that fails is tried again by the next
+sweep), through the real SDKs against the emulator (tests/fixtures/fleets/lb.yaml)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from shared.clients import Clients, Credentials
+from shared.drain import Drainer, sweep_drains
+from shared.events import parse
 from shared.lb.model import GroupKind, Membership, Product
 from shared.settings import Settings
+from shared.spot.record import memberships_of, summary
+from shared.store import Store
+from tests.helpers import Time
 from tests.lb_helpers import (
+    ALB_ACK,
     ALB_DRAIN,
     ALB_PLAIN,
     NLB_IP,
@@ -21,6 +30,7 @@ from tests.lb_helpers import (
     SPOT,
     WEB1,
     WEB2,
+    JobPauses,
     groups,
     lb_functions_emulator,
 )
@@ -89,3 +99,60 @@ def test_the_sweep_restores_alb_nlb_memberships_and_removes_released_backends(
         ("alb", "RemoveServersFromServerGroup", ALB_DRAIN),
         ("alb", "RemoveServersFromServerGroup", ALB_PLAIN),
         ("nlb", "RemoveServersFromServerGroup", NLB_TCP)])
+
+
+def test_a_reclaimed_drain_s_alb_leftover_whose_removal_fails_waits_for_the_next_sweep(
+        emu: Emulator, tmp_path: Path) -> None:
+    """GIVEN a partial ALB/NLB drain (its verify left spot-1 at weight 0 in the ALB api group and
+    the NLB tcp group) and spot-1 released WHEN the sweep's removal of the ALB leftover ends
+    Failed THEN it is not reported removed: the sweep reports JobNotFinished for the drain,
+    which stays partial (not reclaimed); the next sweep removes it with another ClientToken (the
+    first would answer the failed job again) and marks the drain reclaimed."""
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}")
+    settings = Settings.from_env({**ENV, "ECS_EVENT_OPS_DRAIN_TIME_S": "0.1",
+                                  "ECS_EVENT_OPS_CLOUD_URL": emu.url,
+                                  "ECS_EVENT_OPS_DB_URL": store.url})
+    emu.set_lb_jobs(job_s=60)  # the jobs end at the clients' pauses
+    clients = JobPauses(emu).clients(settings)
+    clock = Time()
+    emu.interrupt_spot(SPOT)
+    (event,) = parse(json.dumps(emu.events()[-1])).events
+    drained = Drainer(store, clients, settings, clock=clock, sleep=clock.sleep).drain(event)
+    assert drained.outcome.value == "drained"
+    entry = store.ledger_get(drained.key)
+    assert entry is not None
+    left = [replace(m, weight=0) for m in memberships_of(entry.data)
+            if m.group_id in (ALB_PLAIN, NLB_TCP)]
+    assert len(left) == 2
+    lbs = clients.lbs
+    assert lbs.wait(lbs.add(left, token_seed="left-behind"), timeout_s=10) == []
+    store.ledger_update(drained.key, status="partial", data={
+        "outcome": "partial", "leftover": [summary(m) for m in left]})
+    emu.release(SPOT)
+    later = clock() + timedelta(seconds=300 + settings.restore_after_s + 1)
+    failing = JobPauses(emu, fail=("RemoveServersFromServerGroup", ALB_PLAIN))
+    emu.clear_calls()
+
+    first = sweep_drains(store, failing.clients(settings), None, settings, later)
+    assert failing.failed
+    assert (first["released_backends_removed"], first["reclaimed"]) == ([], [])
+    (error,) = first["errors"]
+    assert error["key"] == drained.key and "JobNotFinished" in error["error"]
+    after_first = store.ledger_get(drained.key)
+    assert after_first is not None and after_first.status == "partial"
+    assert {k: v for k, v in groups(emu).items() if k[1] == SPOT and k[0] != ALB_ACK} == {
+        (ALB_PLAIN, SPOT, 8080): 0}  # the NLB one went; the ALB one is still there
+
+    second = sweep_drains(store, JobPauses(emu).clients(settings), None, settings,
+                          later + timedelta(minutes=5))
+    assert second["errors"] == [] and second["reclaimed"] == [SPOT]
+    assert [(r["instance_id"], r["group_id"]) for r in second["released_backends_removed"]] == [
+        (SPOT, ALB_PLAIN)]
+    final = store.ledger_get(drained.key)
+    assert final is not None and final.status == "reclaimed"
+    assert {k for k in groups(emu) if k[1] == SPOT} == {(ALB_ACK, SPOT, 30080)}
+    tokens = [c.params.get("ClientToken") for c in emu.calls()
+              if (c.product, c.action, c.status) == ("alb", "RemoveServersFromServerGroup", 200)
+              and c.params.get("ServerGroupId") == ALB_PLAIN]
+    assert len(tokens) == len(set(tokens)) == 2
+    store.close()
