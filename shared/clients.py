@@ -1071,6 +1071,9 @@ class Instance:
     security_group_ids: tuple[str, ...] = ()
     key_pair_name: str | None = None
     spot_price_limit: float | None = None
+    # Its elastic network interfaces, the primary one first: a load balancer's Eni-type member
+    # names one of them (shared.spot.index).
+    eni_ids: tuple[str, ...] = ()
 
     @property
     def is_spot(self) -> bool:
@@ -1108,6 +1111,7 @@ class Instance:
             "security_group_ids": list(self.security_group_ids),
             "key_pair_name": self.key_pair_name,
             "spot_price_limit": self.spot_price_limit,
+            "eni_ids": list(self.eni_ids),
         }
 
 
@@ -1130,6 +1134,8 @@ def _instance_from_map(item: Mapping[str, Any]) -> Instance:
         for tag in _items(item.get("Tags"), "Tag")
         if tag.get("TagKey") is not None
     )
+    enis = sorted(_items(item.get("NetworkInterfaces"), "NetworkInterface"),
+                  key=lambda eni: eni.get("Type") != "Primary")  # stable: the API's order else
     return Instance(
         instance_id=_str(item.get("InstanceId")),
         name=_str(item.get("InstanceName")),
@@ -1154,6 +1160,8 @@ def _instance_from_map(item: Mapping[str, Any]) -> Instance:
         security_group_ids=_strings(item.get("SecurityGroupIds"), "SecurityGroupId"),
         key_pair_name=_opt(item.get("KeyPairName")),
         spot_price_limit=_float(item.get("SpotPriceLimit")),
+        eni_ids=tuple(_unique(_str(eni.get("NetworkInterfaceId")) for eni in enis
+                              if eni.get("NetworkInterfaceId"))),
     )
 
 

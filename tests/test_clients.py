@@ -113,6 +113,7 @@ def test_describe_instances_parses_every_attribute(emu: Emulator, sleep: Recordi
     assert web.tag("x") is None
     assert web.private_ips == ("10.0.0.11",)
     assert web.public_ips == ("47.96.10.11",)
+    assert web.eni_ids == ("eni-bp1aaaaaaaaaaaaaaaa1",)  # the emulator's default primary ENI
     assert not web.is_spot
     assert web.lock_reasons == ()
     spot = found[SPOT1]
@@ -122,6 +123,7 @@ def test_describe_instances_parses_every_attribute(emu: Emulator, sleep: Recordi
     snap = web.snapshot()
     assert json.loads(json.dumps(snap)) == snap
     assert snap["tags"] == {"auto-start": "true", "env": "prod"}
+    assert snap["eni_ids"] == ["eni-bp1aaaaaaaaaaaaaaaa1"]
     [call] = calls_of(emu, "DescribeInstances")
     assert json.loads(call.params["InstanceIds"]) == [WEB1, SPOT1]
     assert call.params["RegionId"] == "cn-hangzhou"

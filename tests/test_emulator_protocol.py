@@ -312,6 +312,17 @@ GOOD_INSTANCE = {"id": "i-bp1good000000000001"}
      "instances[0].id: 'i-bp1good000000000001\\n' does not match"),
     ({"instances": [{"name": "x"}]}, "instances[0].id: is required"),
     ({"instances": [GOOD_INSTANCE, GOOD_INSTANCE]}, "instances[1].id: duplicate instance id"),
+    ({"instances": [GOOD_INSTANCE | {"private_ip": "10.0.0.5", "enis": [
+        {"id": "eni-bp1a0001", "private_ip": "10.0.0.6"}]}]},
+     "instances[0].enis[0].private_ip: the primary ENI has the instance's 10.0.0.5"),
+    ({"instances": [GOOD_INSTANCE | {"enis": [{"id": "eni-bp1a0001"}, {"id": "eni-bp1a0002"}]}]},
+     "instances[0].enis[1].private_ip: is required"),
+    ({"instances": [GOOD_INSTANCE | {"enis": []}]}, "instances[0].enis: names no ENI"),
+    ({"instances": [GOOD_INSTANCE | {"enis": [{"id": "i-bp1a0001"}]}]},
+     "instances[0].enis[0].id: 'i-bp1a0001' does not match"),
+    ({"instances": [GOOD_INSTANCE, {"id": "i-bp1b0001", "enis": [
+        {"id": "eni-bp1good000000000001"}]}]},
+     "instances[1].enis[0].id: duplicate ENI id 'eni-bp1good000000000001'"),
     ({"instances": [GOOD_INSTANCE | {"tags": {"auto-start": True}}]},
      "instances[0].tags.auto-start: True is not a string"),
     ({"instances": [GOOD_INSTANCE | {"lock_reasons": ["money"]}]},
@@ -349,6 +360,28 @@ def test_fleet_defaults_and_files(tmp_path: Path) -> None:
         load_fleet(bad)
     for name in ("basic.yaml", "spot.yaml"):
         assert load_fleet(FLEETS / name).instances
+
+
+def test_describe_instances_answers_each_instance_s_network_interfaces() -> None:
+    """GIVEN an instance naming two ENIs and one naming none WHEN described THEN
+    NetworkInterfaces lists the named ones, the primary first with the instance's IP, and the
+    default primary ENI (eni-<id tail>) of the other; the answer conforms to api-meta."""
+    fleet = Fleet.from_dict({"instances": [
+        {"id": "i-bp1two000000000001", "private_ip": "10.0.0.5",
+         "enis": [{"id": "eni-bp1first01"}, {"id": "eni-bp1second1", "private_ip": "10.0.0.6"}]},
+        GOOD_INSTANCE]})
+    with Emulator(fleet, start_delay_s=0.01) as emu:
+        found = describe(client(emu)).instances.instance
+        enis = {i.instance_id: [(n.network_interface_id, n.type, n.primary_ip_address)
+                                for n in i.network_interfaces.network_interface] for i in found}
+        assert enis == {
+            "i-bp1two000000000001": [("eni-bp1first01", "Primary", "10.0.0.5"),
+                                     ("eni-bp1second1", "Secondary", "10.0.0.6")],
+            "i-bp1good000000000001": [("eni-bp1good000000000001", "Primary", "10.0.0.1")]}
+        assert emu.instance("i-bp1two000000000001")["enis"] == [
+            {"id": "eni-bp1first01", "private_ip": "10.0.0.5"},
+            {"id": "eni-bp1second1", "private_ip": "10.0.0.6"}]
+        assert emu.contract_violations() == []
 
 
 # --- control endpoints and CLI ---------------------------------------------------------------

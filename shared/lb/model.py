@@ -120,6 +120,11 @@ class Membership:
     # The member's state as last read (ALB/NLB: Adding|Available|Configuring|Removing); not
     # part of identity or of the snapshot.
     status: str | None = field(default=None, compare=False)
+    # ALB/NLB: its group's VPC (ListServerGroups VpcId), None when unknown (CLB, a snapshot
+    # written before it was kept). A property of the group, not of the membership's identity:
+    # a member found by a private IP is an instance's only in the instance's VPC
+    # (shared.spot.index.Owner).
+    vpc_id: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Accept the plain strings too ("vserver", "alb"), so `is` comparisons stay right.
@@ -162,11 +167,12 @@ class Membership:
         return Membership(
             self.load_balancer_id, self.group_kind, self.group_id, self.server_id, self.port,
             weight, self.server_type, self.server_ip, self.description, self.role, self.product,
-            self.native_drain, self.drain_timeout_s, self.managed_by, self.status)
+            self.native_drain, self.drain_timeout_s, self.managed_by, self.status, self.vpc_id)
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready form, so a drain can be undone from the store later. CLB memberships keep
-        exactly the keys they always had (plus ``managed_by`` when set)."""
+        exactly the keys they always had (plus ``managed_by`` when set); ``vpc_id`` only when
+        known."""
         out: dict[str, Any] = {
             "load_balancer_id": self.load_balancer_id,
             "group_kind": self.group_kind.value,
@@ -185,6 +191,8 @@ class Membership:
             out["drain_timeout_s"] = self.drain_timeout_s
         if self.managed_by is not None:
             out["managed_by"] = self.managed_by
+        if self.vpc_id is not None:
+            out["vpc_id"] = self.vpc_id
         return out
 
     @classmethod
@@ -205,6 +213,7 @@ class Membership:
             native_drain=bool(data.get("native_drain")),
             drain_timeout_s=_int(data.get("drain_timeout_s")),
             managed_by=_opt(data.get("managed_by")),
+            vpc_id=_opt(data.get("vpc_id")),
         )
 
 

@@ -221,6 +221,7 @@ class ServerGroupClient(_Adapter):
             drain_timeout_s=group.drain_timeout_s,
             managed_by=group.managed_by,
             status=_opt(item.get("Status")),
+            vpc_id=group.vpc_id,
         )
 
     def members_of(self, group: GroupRef) -> list[Membership]:

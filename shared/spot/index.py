@@ -5,7 +5,16 @@ balancer in scope (1,155 reads and a minute for 50 CLBs x 20 groups at 50 ms a c
 and a burst of notices multiplies it into the API's throttling. The index turns that into one
 store read per notice: rows ``server key -> membership`` in the store's ``lb_index`` table
 (schema v6), where a server key is what a group may register the instance by: its instance id,
-an ENI id or a private IP (an ``eni``/``Ip``-type member is found by its IP).
+one of its ENI ids (DescribeInstances NetworkInterfaces; an ``eni``-type member names one) or a
+private IP (an ``Ip``-type member is its IP; an ``eni`` one carries it too).
+
+Which of the memberships found by those keys are the instance's (:class:`Owner`): one
+registered by its id or one of its ENI ids; one found only by a private IP (``Ip`` type, an
+``eni`` the instance is not known to have) only when its group is in the instance's VPC (ALB /
+NLB ListServerGroups ``VpcId``), since the same private IP may be in use in another VPC; where
+either VPC is unknown (CLB, a drain or snapshot recorded before they were kept) it counts; an
+``ecs`` member found by an IP is another instance's. A drain replacing or forgetting its rows
+keeps the rows of the same keys that are not its instance's.
 
 Kept fresh by:
 
@@ -28,6 +37,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared.events import iso, parse_iso_or_none
+from shared.lb.model import Membership
 from shared.ledger import Kind
 from shared.spot.deadline import utc_now
 
@@ -35,6 +45,7 @@ __all__ = [
     "IndexLookup",
     "IndexStore",
     "MembershipIndex",
+    "Owner",
     "instance_keys",
     "member_id",
     "scan_key",
@@ -56,6 +67,10 @@ class _MembershipLike(Protocol):
     def server_ip(self) -> str | None: ...
     @property
     def port(self) -> int | None: ...
+    @property
+    def server_type(self) -> str: ...
+    @property
+    def vpc_id(self) -> str | None: ...
     def snapshot(self) -> dict[str, Any]: ...
 
 
@@ -112,6 +127,34 @@ def instance_keys(instance_id: str, private_ips: Sequence[str] = (),
     return list(dict.fromkeys(k for k in (instance_id, *eni_ids, *private_ips) if k))
 
 
+@dataclass(frozen=True)
+class Owner:
+    """An instance as its drain recorded it: which memberships found by its keys are its own
+    (module docstring)."""
+
+    instance_id: str
+    eni_ids: frozenset[str] = frozenset()
+    vpc_id: str | None = None
+
+    @classmethod
+    def of(cls, instance_id: str | None, data: Mapping[str, Any]) -> Owner:
+        """From a drain's ledger data (its ``instance``; older entries have neither its ENIs
+        nor its VPC)."""
+        instance = data.get("instance")
+        if not isinstance(instance, Mapping):
+            return cls(instance_id or "")
+        return cls(instance_id or "", frozenset(str(e) for e in instance.get("eni_ids") or ()),
+                   str(instance["vpc_id"]) if instance.get("vpc_id") else None)
+
+    def owns(self, m: _MembershipLike) -> bool:
+        """Whether ``m``, found by one of the instance's keys, is its own."""
+        if m.server_id == self.instance_id or m.server_id in self.eni_ids:
+            return True
+        if m.server_type.lower() == "ecs":  # found by an IP: another instance's
+            return False
+        return self.vpc_id is None or m.vpc_id is None or m.vpc_id == self.vpc_id
+
+
 def scan_key(region: str) -> str:
     """The ledger entry of a region's last full scan (shared.spot.scan)."""
     return f"lbscan:{region}"
@@ -147,8 +190,11 @@ class MembershipIndex:
         self.store = store
         self.clock = clock
 
-    def lookup(self, region: str, keys: Sequence[str]) -> IndexLookup:
-        rows = self.store.index_lookup(region, keys)
+    def lookup(self, region: str, keys: Sequence[str], owner: Owner | None = None
+               ) -> IndexLookup:
+        """What the index knows under ``keys``; with ``owner``, only what is its own."""
+        rows = [r for r in self.store.index_lookup(region, keys)
+                if owner is None or owner.owns(Membership.from_snapshot(r.data))]
         by_member: dict[str, _Row] = {}
         for row in rows:  # a membership found by id and by IP is one membership
             if row.member not in by_member or row.seen_at > by_member[row.member].seen_at:
@@ -172,14 +218,27 @@ class MembershipIndex:
                                         sources=list(sources))
 
     def record_found(self, region: str, keys: Sequence[str],
-                     memberships: Sequence[_MembershipLike]) -> int:
-        """What a drain found for the instance known by ``keys`` replaces its rows."""
-        return self.store.index_replace(region, self._rows(memberships, None),
+                     memberships: Sequence[_MembershipLike], owner: Owner | None = None
+                     ) -> int:
+        """What a drain found for the instance known by ``keys`` replaces its rows (with
+        ``owner``: the rows of these keys that are not its own stay)."""
+        return self.store.index_replace(
+            region, [*self._others(region, keys, owner), *self._rows(memberships, None)],
+            server_keys=list(keys))
+
+    def forget(self, region: str, keys: Sequence[str], owner: Owner | None = None) -> int:
+        """The instance's memberships are gone (removed by its drain); with ``owner``, the
+        rows of these keys that are not its own stay."""
+        return self.store.index_replace(region, self._others(region, keys, owner),
                                         server_keys=list(keys))
 
-    def forget(self, region: str, keys: Sequence[str]) -> int:
-        """The instance's memberships are gone (removed by its drain)."""
-        return self.store.index_replace(region, [], server_keys=list(keys))
+    def _others(self, region: str, keys: Sequence[str], owner: Owner | None) -> list[Any]:
+        """The rows of ``keys`` that are not ``owner``'s (another VPC's member of the same
+        private IP, another instance's ecs member by its IP), as they are."""
+        if owner is None:
+            return []
+        return [r for r in self.store.index_lookup(region, keys)
+                if not owner.owns(Membership.from_snapshot(r.data))]
 
     def _rows(self, memberships: Sequence[_MembershipLike], seen_at: datetime | None
               ) -> list[Any]:

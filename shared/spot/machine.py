@@ -73,7 +73,7 @@ from shared.log import emit, get_logger
 from shared.spot import record
 from shared.spot.batch import Coalescer, GroupQueue, Party, Ticket
 from shared.spot.deadline import Deadline, Phase, utc_now
-from shared.spot.index import MembershipIndex, instance_keys
+from shared.spot.index import MembershipIndex, Owner, instance_keys
 from shared.spot.record import (
     ClientsPort,
     DrainResult,
@@ -480,9 +480,12 @@ class Drainer:
             "instance": {"status": instance.status if instance else None,
                          "spot_strategy": instance.spot_strategy if instance else None,
                          "lock_reasons": list(instance.lock_reasons) if instance else [],
-                         "private_ips": list(instance.private_ips) if instance else []},
+                         "private_ips": list(instance.private_ips) if instance else [],
+                         "eni_ids": list(instance.eni_ids) if instance else [],
+                         "vpc_id": instance.vpc_id if instance else None},
             "verified_at": iso(now),
-            "index_keys": instance_keys(iid, instance.private_ips if instance else ()),
+            "index_keys": instance_keys(iid, instance.private_ips if instance else (),
+                                        instance.eni_ids if instance else ()),
         }
         if instance is None:
             initial["released"] = True
@@ -692,7 +695,8 @@ class Drainer:
             removable, kept, scope = self._discover_in_time(run)
             index_report = {"used": False}
             if self.index is not None:  # what the scan of the scope found keeps the index fresh
-                self.index.record_found(run.region, self._keys(run), [*removable, *kept])
+                self.index.record_found(run.region, self._keys(run), [*removable, *kept],
+                                        self._owner(run))
         master_slave = [m for m in kept if m.group_kind is GroupKind.MASTER_SLAVE]
         managed = [m for m in kept if m.group_kind is not GroupKind.MASTER_SLAVE]
         history = record.drain_history(self.store, run.instance_id, exclude=run.key)
@@ -892,7 +896,7 @@ class Drainer:
         self._native_done(run)
         removed_at = self.clock()
         if self.index is not None:
-            self.index.forget(run.region, self._keys(run))
+            self.index.forget(run.region, self._keys(run), self._owner(run))
         time_left = run.deadline.time_left_s(removed_at)
         return DrainStatus.REMOVED, {
             "removed_at": iso(removed_at), "path": path.value,
@@ -1067,18 +1071,21 @@ class Drainer:
     def _keys(self, run: Run) -> list[str]:
         return list(run.data.get("index_keys") or [run.instance_id])
 
+    @staticmethod
+    def _owner(run: Run) -> Owner:
+        return Owner.of(run.instance_id, run.data)
+
     def _find_indexed(self, run: Run
                       ) -> tuple[list[Membership], list[Membership], list[str], dict[str, Any]] | None:
         """The memberships the index knows (shared.spot.index), or None when it cannot answer
         (off, or the region never scanned): no cloud read. Found by IP, only a member
-        registered by that IP (eni / Ip type) counts: an ecs member is its instance's."""
+        registered by that IP (eni / Ip type), in the instance's VPC, counts (Owner)."""
         if self.index is None:
             return None
-        lookup = self.index.lookup(run.region, self._keys(run))
+        lookup = self.index.lookup(run.region, self._keys(run), self._owner(run))
         if not lookup.known:
             return None
-        found = [m for m in (Membership.from_snapshot(s) for s in lookup.snapshots)
-                 if m.server_id == run.instance_id or m.server_type.lower() != "ecs"]
+        found = [Membership.from_snapshot(s) for s in lookup.snapshots]
         removable = [m for m in found if m.removable]
         kept = [m for m in found if reported(m)]
         entry = self.store.ledger_get(f"lbscan:{run.region}")
@@ -1102,7 +1109,8 @@ class Drainer:
         ips = list(instance.get("private_ips") or ()) if isinstance(instance, Mapping) else []
         for attempt in range(MAX_ROUNDS):
             try:
-                return self._discover(run.instance_id, run.region, ips)
+                return self._discover(run.instance_id, run.region, [*self._keys(run), *ips],
+                                      self._owner(run))
             except TransientError as err:
                 pause = ROUND_PAUSES_S[min(attempt, len(ROUND_PAUSES_S) - 1)]
                 pause *= random.uniform(0.5, 1.0)
@@ -1116,11 +1124,13 @@ class Drainer:
                 self.sleep(pause)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _discover(self, iid: str, region: str, ips: Sequence[str] = ()
+    def _discover(self, iid: str, region: str, keys: Sequence[str] = (),
+                  owner: Owner | None = None
                   ) -> tuple[list[Membership], list[Membership], list[str]]:
         """(removable, reported, CLB scope): every membership of the instance on the products
-        in scope; ALB/NLB also by its private IPs (Ip-type groups). Reported: CLB master-slave
-        members and groups a controller manages."""
+        in scope; ALB/NLB also by its other ``keys`` (ENI ids, private IPs: Eni and Ip
+        members), those of ``owner`` only. Reported: CLB master-slave members and groups a
+        controller manages."""
         scope = self.scope(region)
         clients = self.clients_in(region)
         found: list[Membership] = []
@@ -1139,7 +1149,8 @@ class Drainer:
         if products:
             full = self.full_scope(region)
             others = replace(full, products=full.products - {Product.CLB})
-            found += clients.lbs.find([iid, *ips], others)
+            found += [m for m in clients.lbs.find([iid, *keys], others)
+                      if owner is None or owner.owns(m)]
         removable = [m for m in found if m.removable]
         kept = [m for m in found if reported(m)]
         emit(log, "memberships found", instance_id=iid, scope=len(scope), hinted=len(hinted),
@@ -1334,8 +1345,9 @@ class Drainer:
         if phase is Phase.LEFTOVER and in_service(instance):
             reason = "late notice, instance in service: would be left in place"
         else:
-            removable, kept, _ = self._discover(
-                iid, region, instance.private_ips if instance else ())
+            keys = instance_keys(iid, instance.private_ips, instance.eni_ids) if instance else ()
+            owner = Owner(iid, frozenset(instance.eni_ids), instance.vpc_id) if instance else None
+            removable, kept, _ = self._discover(iid, region, keys, owner)
         master_slave = [m for m in kept if m.group_kind is GroupKind.MASTER_SLAVE]
         managed = [m for m in kept if m.group_kind is not GroupKind.MASTER_SLAVE]
         if self.settings.dry_run_reason:  # a dry run nobody asked for says why

@@ -36,7 +36,7 @@ from shared.lb.pools import LbScope
 from shared.ledger import DrainStatus, EntryLike, Kind
 from shared.log import emit, get_logger
 from shared.spot.deadline import utc_now
-from shared.spot.index import MembershipIndex, member_id, scan_key, server_keys, source_of
+from shared.spot.index import MembershipIndex, Owner, member_id, scan_key, server_keys, source_of
 from shared.spot.machine import full_scope, lb_scope
 from shared.spot.record import ClientsPort, Ledger, memberships_of, summary
 
@@ -260,9 +260,9 @@ class _LateBatch:
                         for name in ("memberships", "master_slave")
                         for s in entry.data.get(name) or ()}
             keys = list(entry.data.get("index_keys") or [entry.instance_id])
+            owner = Owner.of(entry.instance_id, entry.data)
             seen = {member_id(m): m for key in keys for m in by_key.get(key, ())
-                    if (m.server_id == entry.instance_id or m.server_type.lower() != "ecs")
-                    and m.removable}
+                    if owner.owns(m) and m.removable}
             extra = [m for mid, m in sorted(seen.items())
                      if mid not in recorded and mid not in known]
             if extra:
@@ -341,8 +341,9 @@ def _finish_late(store: Ledger, clients: ClientsPort, batches: Sequence[_LateBat
     index = MembershipIndex(store, clock)  # type: ignore[arg-type]
     for batch in batches:
         for key, ms in batch.late.items():
-            index.forget(report.region, batch.keys[key])
             entry = store.ledger_get(key)
+            index.forget(report.region, batch.keys[key], None if entry is None
+                         else Owner.of(entry.instance_id, entry.data))
             before = (entry.data.get("scan") or {}) if entry is not None else {}
             late = [*(before.get("late") or ()), *(summary(m) for m in ms)]
             snapshots = [*(before.get("late_snapshots") or ()), *(m.snapshot() for m in ms)]

@@ -142,6 +142,12 @@ def instance_view(world: World, inst: Instance) -> dict[str, Any]:
         "InnerIpAddress": {"IpAddress": []},
         "ExpiredTime": inst.expired_time,
         "AutoReleaseTime": inst.auto_release_time,
+        "NetworkInterfaces": {"NetworkInterface": [
+            {"NetworkInterfaceId": eni.id, "Type": "Primary" if n == 0 else "Secondary",
+             "PrimaryIpAddress": eni.private_ip,
+             "PrivateIpSets": {"PrivateIpSet": [
+                 {"PrivateIpAddress": eni.private_ip, "Primary": True}]}}
+            for n, eni in enumerate(inst.interfaces())]},
     }
 
 

@@ -18,7 +18,11 @@ default)::
          stopped_mode: KeepCharging, charge_type: PostPaid, tags: {auto-start: "true"},
          lock_reasons: [], private_ip: 10.0.0.11, public_ip: null, vpc_id: vpc-..., image_id: ...,
          creation_time: "2026-11-20T08:00Z", expired_time: "2099-12-31T15:59Z",
-         auto_release_time: ""}
+         auto_release_time: "",
+         enis: [{id: eni-..., private_ip: 10.0.0.11}, {id: eni-..., private_ip: 10.0.0.12}]}
+                                      # enis: its network interfaces, the primary one first
+                                      # (its private_ip: the instance's); default one primary
+                                      # ENI, eni-<the instance id without "i-">
     load_balancers:
       - id: lb-bp1...
         name: web
@@ -92,6 +96,7 @@ from shared.events import ACCOUNT_RE, INSTANCE_ID_RE, REGION_RE  # one rule for 
 __all__ = [
     "DEFAULT_CREDENTIAL",
     "Credential",
+    "EniSpec",
     "Fleet",
     "FleetError",
     "GroupSpec",
@@ -162,6 +167,19 @@ class Credential:
 
 
 @dataclass(frozen=True)
+class EniSpec:
+    """An elastic network interface of an instance (DescribeInstances NetworkInterfaces)."""
+
+    id: str
+    private_ip: str
+
+
+def primary_eni_id(instance_id: str) -> str:
+    """The primary ENI of an instance whose fleet entry names none: ``eni-`` + the id's tail."""
+    return "eni-" + instance_id.removeprefix("i-")
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """One ECS instance as the fleet file declares it."""
 
@@ -183,6 +201,7 @@ class InstanceSpec:
     creation_time: str
     expired_time: str
     auto_release_time: str
+    enis: tuple[EniSpec, ...] = ()  # the primary one first; () when the entry names none
 
 
 @dataclass(frozen=True)
@@ -437,8 +456,9 @@ INSTANCE_KEYS = (
     "id", "name", "status", "instance_type", "zone", "spot_strategy",
     "spot_interruption_behavior", "stopped_mode", "charge_type", "image_id", "tags",
     "lock_reasons", "private_ip", "public_ip", "vpc_id", "creation_time", "expired_time",
-    "auto_release_time",
+    "auto_release_time", "enis",
 )
+ENI_KEYS = ("id", "private_ip")
 LB_KEYS = (
     "id", "name", "tags", "address", "default_servers", "vserver_groups",
     "master_slave_groups", "listeners",
@@ -472,11 +492,16 @@ def _parse_fleet(doc: Any) -> Fleet:
 
     instances = []
     seen_ids: set[str] = set()
+    seen_enis: set[str] = set()
     for n, item in enumerate(_list(data.get("instances", []), "instances")):
         spec = validate_instance(item, f"instances[{n}]", region)
         if spec.id in seen_ids:
             raise _fail(f"instances[{n}].id", f"duplicate instance id {spec.id!r}")
         seen_ids.add(spec.id)
+        for k, eni in enumerate(spec.enis or (EniSpec(primary_eni_id(spec.id), ""),)):
+            if eni.id in seen_enis:
+                raise _fail(f"instances[{n}].enis[{k}].id", f"duplicate ENI id {eni.id!r}")
+            seen_enis.add(eni.id)
         instances.append(spec)
 
     lbs = []
@@ -541,6 +566,7 @@ def validate_instance(value: Any, path: str, region: str) -> InstanceSpec:
         for n, reason in enumerate(_list(data.get("lock_reasons", []), f"{path}.lock_reasons"))
     )
     public_ip = data.get("public_ip")
+    private_ip = _ip(data.get("private_ip", "10.0.0.1"), f"{path}.private_ip")
     return InstanceSpec(
         id=iid,
         name=_string(data.get("name", iid), f"{path}.name", max_len=128),
@@ -561,7 +587,7 @@ def validate_instance(value: Any, path: str, region: str) -> InstanceSpec:
                          f"{path}.image_id"),
         tags=_tags(data.get("tags", {}), f"{path}.tags"),
         lock_reasons=locks,
-        private_ip=_ip(data.get("private_ip", "10.0.0.1"), f"{path}.private_ip"),
+        private_ip=private_ip,
         public_ip=None if public_ip is None else _ip(public_ip, f"{path}.public_ip"),
         vpc_id=_string(data.get("vpc_id", "vpc-bp1emulator0000000001"), f"{path}.vpc_id",
                        re.compile(r"^vpc-[a-z0-9]{4,64}$")),
@@ -573,7 +599,30 @@ def validate_instance(value: Any, path: str, region: str) -> InstanceSpec:
                              re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z$")),
         auto_release_time=_string(data.get("auto_release_time", ""), f"{path}.auto_release_time",
                                   re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z)?$")),
+        enis=_enis(data, path, private_ip),
     )
+
+
+def _enis(data: Mapping[str, Any], path: str, private_ip: str) -> tuple[EniSpec, ...]:
+    """``enis``: the primary one first, its private_ip the instance's (by default); each other
+    one with its own."""
+    if "enis" not in data:
+        return ()
+    items = _list(data["enis"], f"{path}.enis")
+    if not items:
+        raise _fail(f"{path}.enis", "names no ENI (leave it out for the default primary one)")
+    out: list[EniSpec] = []
+    for n, item in enumerate(items):
+        at = f"{path}.enis[{n}]"
+        entry = _object(item, at, ENI_KEYS, ("id",) if n == 0 else ("id", "private_ip"))
+        ip = _ip(entry.get("private_ip", private_ip), f"{at}.private_ip")
+        if n == 0 and ip != private_ip:
+            raise _fail(f"{at}.private_ip", f"the primary ENI has the instance's {private_ip}")
+        eni = EniSpec(_string(entry["id"], f"{at}.id", ENI_ID_RE), ip)
+        if any(e.id == eni.id for e in out):
+            raise _fail(f"{at}.id", f"duplicate ENI id {eni.id!r}")
+        out.append(eni)
+    return tuple(out)
 
 
 def _server(value: Any, path: str, kind: str) -> ServerSpec:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
 from tools.emulator.fleet import (
+    EniSpec,
     Fleet,
     GroupSpec,
     InstanceSpec,
@@ -27,6 +28,7 @@ from tools.emulator.fleet import (
     ServerSpec,
     StockSpec,
     VSwitchSpec,
+    primary_eni_id,
 )
 from tools.emulator.netlb import NetLbState
 
@@ -119,6 +121,11 @@ class Instance:
     spot_price_limit: float = 0.0
     # When it last became Running (World clock); 0.0: Running since before the emulator began.
     running_since: float = 0.0
+    enis: tuple[EniSpec, ...] = ()  # the fleet's; () is one primary ENI (interfaces())
+
+    def interfaces(self) -> tuple[EniSpec, ...]:
+        """Its ENIs, the primary one first (it holds the instance's private IP)."""
+        return self.enis or (EniSpec(primary_eni_id(self.id), self.private_ip),)
 
     @classmethod
     def from_spec(cls, spec: InstanceSpec) -> Instance:
@@ -130,7 +137,7 @@ class Instance:
             tags=dict(spec.tags), lock_reasons=list(spec.lock_reasons),
             private_ip=spec.private_ip, public_ip=spec.public_ip, vpc_id=spec.vpc_id,
             creation_time=spec.creation_time, expired_time=spec.expired_time,
-            auto_release_time=spec.auto_release_time,
+            auto_release_time=spec.auto_release_time, enis=spec.enis,
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -146,6 +153,7 @@ class Instance:
             "public_ip": self.public_ip, "vpc_id": self.vpc_id,
             "creation_time": self.creation_time, "expired_time": self.expired_time,
             "auto_release_time": self.auto_release_time,
+            "enis": [{"id": e.id, "private_ip": e.private_ip} for e in self.interfaces()],
         }
 
 
