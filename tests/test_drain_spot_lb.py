@@ -415,13 +415,6 @@ def test_an_nlb_weight_job_that_never_succeeds_is_written_again_with_a_new_token
             and j["api_name"] == "UpdateServerGroupServersAttribute"] == ["Failed", "Succeeded"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: the count of a group's failed jobs that picks a new ClientToken "
-    "(Run.failed_jobs, shared.spot.machine._write_groups) lives in one run of the drain; a drain "
-    "whose removal job failed with no time left for a second write raises, and every takeover "
-    "(the sweep's, a redelivery's, the finisher's) starts a new run that sends the failed job's "
-    "token again: ALB answers the Failed job, NLB's GetJobStatus says processing until the wait "
-    "ends; the drain never ends and the released instance stays registered"))
 @pytest.mark.parametrize("group", [ALB_PLAIN, NLB_TCP], ids=["alb", "nlb"])
 def test_a_removal_job_failed_at_the_deadline_gets_a_new_token_from_the_sweep(
         emu: Emulator, store: Store, group: str) -> None:

@@ -306,12 +306,6 @@ def test_a_late_removal_whose_alb_job_fails_is_reported_not_counted(
             if m["server_id"] == SPOT] == [(9090, 0)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product gap: shared.spot.sweep._reclaimed removes only the drain's verify leftovers "
-    "(data['leftover']); a late membership whose shared-scan removal did not succeed "
-    "(data['scan']['removed_at'] None) stays registered once the instance is released, and the "
-    "drain is marked reclaimed; with the ALB/NLB scope unbounded the released-backend scan "
-    "does not run to catch it either"))
 def test_a_late_membership_whose_scan_removal_failed_goes_with_the_reclaimed_drain(
         lb_emu: Emulator, lb_store: Store) -> None:
     """GIVEN the shared scan's removal of spot-1's late ALB membership failed and spot-1 then

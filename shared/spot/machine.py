@@ -1220,9 +1220,13 @@ class Drainer:
                     calls = (lb.set_weights(members, 0) if operation == "weight0"
                              else lb.remove_members(members))
                 else:
+                    # A new token after a failed job (the same one answers the failed job
+                    # again), and for every new holder: a run that died, or raised after a
+                    # failed job, leaves no count behind, and its taker re-reads what it sends.
                     failed_before = run.failed_jobs.get(group, 0)
-                    seed = f"{run.key}:{operation}" + (f":{failed_before}" if failed_before
-                                                       else "")
+                    generation = run.lease.generation
+                    seed = (f"{run.key}:{operation}" + (f":g{generation}" if generation else "")
+                            + (f":{failed_before}" if failed_before else ""))
                     writes = (clients.lbs.set_weights(members, 0, token_seed=seed)
                               if operation == "weight0"
                               else clients.lbs.remove(members, token_seed=seed))

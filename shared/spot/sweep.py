@@ -229,6 +229,11 @@ def _after_deadline(sweep: _Sweep, entry: EntryLike, *, instance: Instance | Non
 def _reclaimed(sweep: _Sweep, entry: EntryLike, clients: ClientsPort) -> None:
     iid = entry.instance_id or ""
     leftover = [m for m in entry.data.get("leftover") or () if isinstance(m, dict)]
+    # The late memberships the burst's shared scan found and could not remove are left too.
+    scan = entry.data.get("scan") or {}
+    late = ([m for m in scan.get("late_snapshots") or () if isinstance(m, dict)]
+            if isinstance(scan, dict) and not scan.get("removed_at") else [])
+    leftover += late
     clb_left = sorted({str(m.get("load_balancer_id")) for m in leftover
                        if (m.get("product") or Product.CLB.value) == Product.CLB.value})
     if clb_left:
@@ -240,7 +245,8 @@ def _reclaimed(sweep: _Sweep, entry: EntryLike, clients: ClientsPort) -> None:
     other_groups = {(m.get("product"), m.get("group_id")) for m in leftover
                     if m.get("product") not in (None, Product.CLB.value)}
     if other_groups:
-        recorded = [m for m in memberships_of(entry.data)
+        recorded = [m for m in [*memberships_of(entry.data),
+                                *(Membership.from_snapshot(s) for s in late)]
                     if (m.product.value, m.group_id) in other_groups]
         found = _still_registered(clients, recorded)
         if found:
