@@ -217,19 +217,24 @@ def test_plan_window_boundaries() -> None:
 
 def test_plan_leaves_out_what_is_not_a_due_scheduled_removal_of_its_own() -> None:
     """Left out: deadline passed (or now), no remove_after, no deadline, no instance, due after
-    the horizon, and a lease held past the removal time (by a redelivery, another tick) or, for
-    an overdue one, past now. Kept: due exactly at the horizon, the drain's own lease ending at
-    its removal time, an overdue one whose lease expired."""
+    the horizon (unless within the window of a round begun by it), and a lease held past the
+    removal time (by a redelivery, another tick) or, for an overdue one, past now. Kept: due
+    exactly at the horizon, the drain's own lease ending at its removal time, an overdue one
+    whose lease expired; a round begun by the horizon keeps its members due after it."""
     entries = [
         scheduled("late", 1, deadline_s=-1), scheduled("edge", 1, deadline_s=0),
         scheduled("unscheduled", None), scheduled("nodeadline", 1, deadline_s=None),
         scheduled("noinstance", 1, instance=False), scheduled("after", 60.001),
         scheduled("held", 3, lease_s=3.5), scheduled("heldnow", -10, lease_s=0.5),
         scheduled("own", 3), scheduled("horizon", 60), scheduled("expired", -10, lease_s=-5),
-        scheduled("removed", -40, lease_s=-1, status="removed"),
+        scheduled("removed", -40, lease_s=-1, status="removed"), scheduled("beyond", 65.001),
+        scheduled("alone", 62, deadline_s=300),
     ]
     rounds = plan(entries, NOW, horizon=at(60), window_s=5.0)
-    assert shape(rounds) == [(3.0, keys("expired", "removed", "own")), (60.0, keys("horizon"))]
+    assert shape(rounds) == [(3.0, keys("expired", "removed", "own")),
+                             (62.0, keys("horizon", "after", "alone"))]
+    # nothing begun by the horizon: what is due after it is the next tick's
+    assert plan([scheduled("after", 60.001)], NOW, horizon=at(60), window_s=5.0) == []
 
 
 def test_plan_makes_overdue_removals_now_and_the_default_horizon_is_now() -> None:
@@ -242,7 +247,8 @@ def test_plan_makes_overdue_removals_now_and_the_default_horizon_is_now() -> Non
         (4.0, keys("old", "now", "recent", "later")), (20.0, keys("far"))]
     assert shape(plan(entries, NOW, horizon=at(60))) == [
         (0.0, keys("old", "now", "recent")), (4.0, keys("later")), (20.0, keys("far"))]
-    assert shape(plan(entries, NOW, window_s=5.0)) == [(0.0, keys("old", "now", "recent"))]
+    # a round begun now keeps what falls due within its window
+    assert shape(plan(entries, NOW, window_s=5.0)) == [(4.0, keys("old", "now", "recent", "later"))]
     assert [e.key for e in due(entries, NOW)] == keys("old", "now", "recent")
     assert plan([scheduled("later", 4)], NOW) == [] and due([scheduled("later", 4)], NOW) == []
 
@@ -524,24 +530,28 @@ def test_a_tick_whose_period_ends_before_the_removal_time_makes_no_call(
 def test_a_round_removes_the_others_when_one_drain_is_taken_meanwhile(
     emu: Emulator, store: Store, monkeypatch: pytest.MonkeyPatch, watched: list[Watched]
 ) -> None:
-    """GIVEN a scheduled batch of three WHEN the tick, waiting for the round's time, sees a
-    redelivery take one drain over meanwhile (a live lease: LeaseHeldError) THEN the tick
-    reports it under ``live`` and leaves it at weight 0; the other two meet without waiting
-    for it (the round's gate opened with every party counted, no timeout) and are removed in
-    one write."""
+    """GIVEN a scheduled batch of three WHEN, between the tick's plan and its hold on the
+    round's drains, a redelivery takes one over (its removal time came: a live lease of
+    another) THEN the tick reports it under ``live`` and leaves it at weight 0; the other two
+    meet without waiting for it (the round's gate counted only them, no timeout) and are
+    removed in one write."""
     deliver(emu, store, monkeypatch)
     settings = scheduled_settings(emu, store)
     clock = Time()
     taken = WEB1
+    real_plan = finish.plan
 
-    def sleep(seconds: float) -> None:  # the round's wait; a redelivery takes WEB1 meanwhile
-        clock.sleep(seconds)
+    def plan_then_redelivery(*args: Any, **kwargs: Any) -> list[finish.Round]:
+        rounds = real_plan(*args, **kwargs)
+        due_at = times(store, taken, "remove_after")[0]
         ledger.acquire(store, ledger.drain_key(taken, 1), kind=Kind.DRAIN, owner="redelivery",
-                       until=clock() + timedelta(seconds=60), now=clock())
+                       until=due_at + timedelta(seconds=60), now=due_at)
+        return rounds
 
+    monkeypatch.setattr(finish, "plan", plan_then_redelivery)
     emu.clear_calls()
     report = finish_due(store, clients_for(emu, settings), None, settings, clock=clock,
-                        sleep=sleep)
+                        sleep=clock.sleep)
     assert report.live == [ledger.drain_key(taken, 1)]
     assert sorted(f["instance_id"] for f in report.finished) == sorted({SPOT, WEB2})
     assert report.errors == []
@@ -551,6 +561,35 @@ def test_a_round_removes_the_others_when_one_drain_is_taken_meanwhile(
     assert servers(removal) == {SPOT, WEB2}
     assert http_members(emu) == {taken: 0}
     assert drain_entry(store, taken).status == "waited"
+
+
+def test_a_redelivery_meets_the_round_holding_its_drain_and_is_retried(
+    emu: Emulator, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIVEN a scheduled batch of three WHEN a redelivery comes while the tick holds the drains
+    for its round (planned, waiting for the round's time) THEN the redelivery is refused (a
+    live lease: the platform retries it) and the round removes all three in one write."""
+    deliver(emu, store, monkeypatch)
+    settings = scheduled_settings(emu, store)
+    clock = Time()
+    refused: list[str] = []
+
+    def sleep(seconds: float) -> None:  # the round's wait; a redelivery of WEB1 meanwhile
+        try:
+            ledger.acquire(store, ledger.drain_key(WEB1, 1), kind=Kind.DRAIN,
+                           owner="redelivery", until=clock() + timedelta(seconds=60),
+                           now=clock() + timedelta(seconds=seconds))
+        except LeaseHeldError as err:
+            refused.append(str(err))
+        clock.sleep(seconds)
+
+    emu.clear_calls()
+    report = finish_due(store, clients_for(emu, settings), None, settings, clock=clock,
+                        sleep=sleep)
+    assert len(refused) == 1 and report.live == [] and report.errors == []
+    assert sorted(f["instance_id"] for f in report.finished) == sorted(SPOTS)
+    (removal,) = writes(emu, "RemoveVServerGroupBackendServers", HTTP)
+    assert servers(removal) == set(SPOTS)
 
 
 def test_a_drain_resumed_at_removed_does_not_hold_the_round_through_its_verification(

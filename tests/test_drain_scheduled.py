@@ -39,7 +39,7 @@ __all__ = ["emu", "store"]  # the fixtures, imported for pytest
 
 EVERY_S = 60.0
 SCHEDULED_ENV = {**ENV, "ECS_EVENT_OPS_DRAIN_FINISH_EVERY_S": str(EVERY_S)}
-BOUND_S = 2 * (EVERY_S + FINISH_LATENESS_S) + 30.0  # the default lease grace
+BOUND_S = 2 * (EVERY_S + FINISH_LATENESS_S) + 30.0 + 5.0  # the default lease grace and round
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
 WEIGHT0 = {("rsp-bp1api000000000001", 8080), ("rsp-bp1http00000000001", 80),
            ("rsp-bp1https0000000001", 443), ("default", None)}
@@ -79,6 +79,9 @@ def test_a_removal_is_schedulable_only_if_two_ticks_still_start_it_by_deadline_m
     assert deadline.removal_schedulable(T0 + timedelta(seconds=10), 0.0, 30.0) is False
     assert deadline.removal_schedulable(T0 + timedelta(seconds=190), 10.0, 30.0) is True  # +80
     assert deadline.removal_schedulable(T0 + timedelta(seconds=190.001), 10.0, 30.0) is False
+    # a round may hold the removal up to its window after remove_after
+    assert deadline.removal_schedulable(T0 + timedelta(seconds=85), 60.0, 30.0, 5.0) is True
+    assert deadline.removal_schedulable(T0 + timedelta(seconds=85.001), 60.0, 30.0, 5.0) is False
 
 
 # --- the drain and the tick -------------------------------------------------------------------

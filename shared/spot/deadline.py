@@ -71,16 +71,17 @@ class Deadline:
         return Phase.GENTLE
 
     def removal_schedulable(self, remove_after: datetime, every_s: float,
-                            lease_grace_s: float = 0.0) -> bool:
+                            lease_grace_s: float = 0.0, round_s: float = 0.0) -> bool:
         """Whether a removal handed to a finisher ticking every ``every_s`` seconds provably
         starts no later than an in-invocation wait would remove (``deadline - margin``), even if
         one tick fails or dies: the first tick at or after ``remove_after`` comes within
         ``every_s`` (plus :data:`FINISH_LATENESS_S`); one that died holding the drain leaves a
-        lease that expires ``lease_grace_s`` later (a taker that does not wait leases no more),
-        and the next tick comes within another ``every_s`` (plus the lateness)."""
+        lease that expires ``lease_grace_s`` after its round, which comes up to ``round_s``
+        after ``remove_after`` (shared.spot.finish), and the next tick comes within another
+        ``every_s`` (plus the lateness)."""
         if every_s <= 0:
             return False
-        bound_s = 2 * (every_s + FINISH_LATENESS_S) + lease_grace_s
+        bound_s = 2 * (every_s + FINISH_LATENESS_S) + lease_grace_s + round_s
         return remove_after + timedelta(seconds=bound_s) <= self.at - timedelta(seconds=self.margin_s)
 
     def wait_s(self, now: datetime, drain_time_s: float, weight0_at: datetime | None = None) -> float:

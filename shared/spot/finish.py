@@ -51,7 +51,7 @@ from shared.spot.record import ClientsPort, Ledger, NotifierPort
 if TYPE_CHECKING:
     from shared.settings import Settings
 
-__all__ = ["FinishReport", "Round", "due", "finish_due", "plan"]
+__all__ = ["FinishReport", "Round", "due", "finish_due", "parked", "plan"]
 
 log = get_logger(__name__)
 
@@ -95,7 +95,9 @@ def plan(entries: Sequence[EntryLike], now: datetime, *, horizon: datetime | Non
     """The rounds of one tick: the scheduled drains whose removal is due by ``horizon`` (the
     next tick; default: now), deadline ahead, and lease expired (those due later are still
     leased to their scheduler until ``remove_after``, which is then expired); those due within
-    ``window_s`` of the first of a round join it, made at the latest of their times."""
+    ``window_s`` of the first of a round join it, made at the latest of their times. A round
+    begun by the horizon takes its members due after it too (the next tick would otherwise
+    split it: two writes per group for one round)."""
     horizon = horizon or now
     timed: list[tuple[datetime, EntryLike]] = []
     for entry in entries:
@@ -103,7 +105,7 @@ def plan(entries: Sequence[EntryLike], now: datetime, *, horizon: datetime | Non
         deadline = parse_iso_or_none(entry.data.get("deadline"))
         if remove_after is None or deadline is None or entry.instance_id is None:
             continue
-        if not remove_after <= horizon or not now < deadline:
+        if not remove_after <= horizon + timedelta(seconds=window_s) or not now < deadline:
             continue
         # held past its removal time by someone (a redelivery, another tick): theirs
         if ledger.lease_live(entry.data, max(now, remove_after)):
@@ -118,11 +120,42 @@ def plan(entries: Sequence[EntryLike], now: datetime, *, horizon: datetime | Non
             rounds.append(Round(members[-1][0], tuple(e for _, e in members)))
             members = []
         if not members:
+            if at > horizon:  # begins after the horizon: the next tick's
+                break
             first = at
         members.append((at, entry))
     if members:
         rounds.append(Round(members[-1][0], tuple(e for _, e in members)))
     return rounds
+
+
+def parked(entry: EntryLike) -> bool:
+    """A drain its scheduler left at weight 0 (``waited``, leased exactly until its removal
+    time): nobody acts on it until then, so a tick may take it for its round at once."""
+    return (entry.status == DrainStatus.WAITED.value
+            and entry.data.get("lease_until") is not None
+            and entry.data.get("lease_until") == entry.data.get("remove_after"))
+
+
+def _hold(store: Ledger, round_: Round, owner: str, *, now: datetime, grace_s: float,
+          report: FinishReport) -> Round:
+    """Take the round's parked drains for this tick until the round's time plus the grace, so
+    the next tick leaves them to this round (a tick that dies holding them leaves them for the
+    grace, as a dead taker does). A drain taken by someone else meanwhile (a redelivery) is
+    theirs: reported ``live``, left out of the round."""
+    until = iso(max(round_.at, now) + timedelta(seconds=grace_s))
+    kept: list[EntryLike] = []
+    for entry in round_.entries:
+        if not parked(entry) or not ledger.lease_live(entry.data, now):
+            kept.append(entry)  # expired: taken over at the round as before
+        elif store.ledger_swap(entry.key, statuses=[DrainStatus.WAITED.value],
+                               expect={"owner": entry.data.get("owner"),
+                                       "generation": entry.data.get("generation")},
+                               data={"owner": owner, "lease_until": until}):
+            kept.append(entry)
+        else:
+            report.live.append(entry.key)
+    return Round(round_.at, tuple(kept))
 
 
 def finish_due(
@@ -154,6 +187,8 @@ def finish_due(
         return report
     drainer = Drainer(store, clients, settings, notifier=notifier, clock=clock, sleep=sleep,
                       owner=owner or f"finish:{uuid.uuid4().hex[:12]}")
+    rounds = [_hold(store, r, drainer.owner, now=now, grace_s=settings.drain_lease_grace_s,
+                    report=report) for r in rounds]
     emit(log, "scheduled removals planned", rounds=len(rounds),
          drains=sum(len(r.entries) for r in rounds),
          first_at=iso(rounds[0].at), last_at=iso(rounds[-1].at))

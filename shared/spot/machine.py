@@ -818,7 +818,8 @@ class Drainer:
             wait = run.deadline.wait_s(now, self.settings.drain_time_s, served_since)
         remove_after = now + timedelta(seconds=wait)
         if wait > 0 and run.deadline.removal_schedulable(
-                remove_after, self.settings.drain_finish_every_s, self.settings.drain_lease_grace_s):
+                remove_after, self.settings.drain_finish_every_s, self.settings.drain_lease_grace_s,
+                self.settings.drain_round_s):
             # No instance asleep through the wait: the lease runs until the removal is due, the
             # finisher tick (or a redelivery, or the sweep) takes it over then.
             emit(log, "draining", instance_id=run.instance_id, key=run.key,
