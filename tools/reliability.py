@@ -728,6 +728,13 @@ class Platform:
         else:
             self.succeeded(delivery, result.value)
 
+    def replace_kill_pending(self) -> bool:
+        """A delivery planned to die inside its replacement is queued or in flight."""
+        planned = [d for d in self.queue if d.plan and d.plan.startswith("kill:replace:")]
+        flying = [i for i in self.pool.busy() if i.delivery is not None
+                  and (i.delivery.plan or "").startswith("kill:replace:")]
+        return bool(planned or flying)
+
     def due(self) -> list[Delivery]:
         now = time.time()
         busy = {i.delivery.instance for i in self.pool.busy() if i.delivery is not None and i.spawned} | {
@@ -784,7 +791,11 @@ def deliver_all(emu: Emulator, db_url: str, run: Run, rng: random.Random, size: 
         if time.monotonic() - last_sweep >= SWEEP_EVERY_S:
             last_sweep = time.monotonic()
             quiet = _sweep_quiet(emu, db_url, run, platform.env)
-            quiet = _replacements_quiet(emu, db_url, run, platform.env) and quiet
+            # While the delivery planned to die inside its replacement is still to be retried
+            # (it raised before its kill point: a fault), the timer would take that replacement
+            # over and launch it first, and the kill inside it would never be exercised.
+            quiet = (_replacements_quiet(emu, db_url, run, platform.env) and quiet
+                     if not platform.replace_kill_pending() else False)
             quiet_sweeps = quiet_sweeps + 1 if quiet else 0
         due = platform.due()
         if platform.outage_left < 0 and due:
