@@ -90,7 +90,7 @@ def lb_functions_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]
 class JobPauses:
     """A ``sleep`` for the functions' clients (``Clients.from_settings(..., sleep=...)``) that
     lets the test decide how each ALB/NLB job ends: every pause of a job wait ends the jobs then
-    ``Processing``, the first one of ``fail`` (api name, group id) as ``Failed`` (a code its
+    ``Processing``, the first ``times`` of ``fail`` (api name, group id) as ``Failed`` (a code its
     action documents; NLB's GetJobStatus then answers ``processing`` for it forever), the others
     ``Succeeded``. With the emulator's jobs long (``set_lb_jobs(job_s=60)``) none ends any other
     way. ``real``: the pause is slept too (a wait that only its timeout ends must not spin)."""
@@ -99,6 +99,7 @@ class JobPauses:
     fail: tuple[str, str] | None = None
     real: bool = False
     failed: list[dict[str, Any]] = field(default_factory=list)
+    times: int = 1  # how many of ``fail``'s jobs end Failed (the first ones)
 
     CODES: ClassVar[dict[str, str]] = {"alb": "IncorrectStatus.ServerGroup",
                                        "nlb": "IncorrectStatus.serverGroup"}
@@ -106,7 +107,7 @@ class JobPauses:
     def __call__(self, seconds: float) -> None:
         for product, code in self.CODES.items():
             for job in self.emu.lb_jobs(product):
-                if (not self.failed and job["status"] == "Processing"
+                if (len(self.failed) < self.times and job["status"] == "Processing"
                         and (job["api_name"], job["group_id"]) == self.fail):
                     self.emu.fail_lb_job(job["id"], code)
                     self.failed.append(job)

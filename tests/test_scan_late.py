@@ -27,9 +27,9 @@ from shared.events import EcsEvent, parse
 from shared.lb.model import GroupKind, Membership, Product
 from shared.settings import Settings
 from shared.spot.index import scan_key
-from shared.spot.scan import ScanReport, shared_scan
+from shared.spot.scan import REMOVE_ATTEMPTS, ScanReport, shared_scan
 from shared.store import Store
-from tests.helpers import FLEETS, Time, clients_for
+from tests.helpers import FLEETS, Killed, Time, clients_for
 from tests.lb_helpers import ALB_PLAIN, JobPauses, lb_functions_emulator
 from tests.test_drain_index import build_index
 from tests.test_drain_spot import (
@@ -256,10 +256,12 @@ class FailedLateRemoval:
     job_id: str
 
 
-def late_alb_removal_failed(emu: Emulator, store: Store) -> FailedLateRemoval:
+def late_alb_removal_failed(emu: Emulator, store: Store, times: int = REMOVE_ATTEMPTS
+                            ) -> FailedLateRemoval:
     """The index built by a first shared scan (ALB/NLB scope unbounded: every group), then
     spot-1 registered in its ALB api group on port 9090 and drained from the index, then the
-    shared scan of its notice, whose removal of that late membership ends Failed."""
+    shared scan of its notice, whose removals of that late membership end Failed (``times``:
+    the first ones; by default every one the scan makes)."""
     settings = Settings.from_env({**LB_ENV, "ECS_EVENT_OPS_CLOUD_URL": emu.url,
                                   "ECS_EVENT_OPS_DB_URL": store.url})
     clients = JobPauses(emu).clients(settings)
@@ -275,13 +277,13 @@ def late_alb_removal_failed(emu: Emulator, store: Store) -> FailedLateRemoval:
     assert drained.index["used"] is True
     old = (datetime.now(timezone.utc) - timedelta(seconds=120)).isoformat()
     store.ledger_update(scan_key(REGION), data={"started_at": old, "scanned_at": old})
-    failing = JobPauses(emu, fail=("RemoveServersFromServerGroup", ALB_PLAIN))
+    failing = JobPauses(emu, fail=("RemoveServersFromServerGroup", ALB_PLAIN), times=times)
     scan_clock = Time()
     report = shared_scan(store, failing.clients(settings), settings, REGION, event.event_time,
                          clock=scan_clock, sleep=scan_clock.sleep)
     assert report is not None
-    (job,) = failing.failed
-    return FailedLateRemoval(settings, drained.key, report, str(job["id"]))
+    assert len(failing.failed) == times
+    return FailedLateRemoval(settings, drained.key, report, str(failing.failed[0]["id"]))
 
 
 def test_a_late_removal_whose_alb_job_fails_is_reported_not_counted(
@@ -294,7 +296,8 @@ def test_a_late_removal_whose_alb_job_fails_is_reported_not_counted(
     failed = late_alb_removal_failed(lb_emu, lb_store)
     report = failed.report
     assert report.removed_at is None
-    assert report.errors == [f"remove: jobs not succeeded: {failed.job_id}"]
+    assert len(report.errors) == REMOVE_ATTEMPTS  # each removal again with a new token
+    assert report.errors[0] == f"remove: jobs not succeeded: {failed.job_id}"
     entry = lb_store.ledger_get(scan_key(REGION))
     assert entry is not None and entry.status == "done"
     assert (entry.data["errors"], entry.data["removed_at"]) == (report.errors, None)
@@ -304,6 +307,25 @@ def test_a_late_removal_whose_alb_job_fails_is_reported_not_counted(
     assert drain.data["scan"]["removed_at"] is None
     assert [(m["port"], m["weight"]) for m in lb_emu.lb_group(ALB_PLAIN)["members"]
             if m["server_id"] == SPOT] == [(9090, 0)]
+
+
+def test_a_late_removal_whose_job_failed_once_is_made_again_with_a_new_token(
+        lb_emu: Emulator, lb_store: Store) -> None:
+    """GIVEN the shared scan's first removal of spot-1's late ALB membership ends Failed WHEN
+    the scan goes on THEN it removes it again with another ClientToken (the same one would
+    answer the failed job), and the drain's entry records it removed."""
+    failed = late_alb_removal_failed(lb_emu, lb_store, times=1)
+    report = failed.report
+    assert report.errors == [f"remove: jobs not succeeded: {failed.job_id}"]
+    assert report.removed_at is not None
+    tokens = [c.params.get("ClientToken") for c in lb_emu.calls()
+              if c.action.endswith("RemoveServersFromServerGroup")
+              and c.params.get("ServerGroupId") == ALB_PLAIN]
+    assert len(tokens) >= 2 and len(set(tokens[-2:])) == 2
+    drain = lb_store.ledger_get(failed.drain_key)
+    assert drain is not None and drain.data["scan"]["removed_at"] is not None
+    assert drain.data["scan"]["pending"] == []
+    assert [m for m in lb_emu.lb_group(ALB_PLAIN)["members"] if m["server_id"] == SPOT] == []
 
 
 def test_a_late_membership_whose_scan_removal_failed_goes_with_the_reclaimed_drain(
@@ -320,3 +342,43 @@ def test_a_late_membership_whose_scan_removal_failed_goes_with_the_reclaimed_dra
     assert report["reclaimed"] == [SPOT]
     assert [m["port"] for m in lb_emu.lb_group(ALB_PLAIN)["members"]
             if m["server_id"] == SPOT] == []
+
+
+def test_a_scan_killed_after_its_weight_0_write_leaves_the_original_weight_for_the_next(
+        lb_emu: Emulator, lb_store: Store) -> None:
+    """GIVEN the shared scan found spot-1's late ALB membership (weight 30) WHEN its process is
+    killed after the weight-0 write, before the removal THEN the drain's entry already records
+    the membership with weight 30, pending; the next scan (the dead one's lease expired) removes
+    it and still records 30, not the 0 it finds, so a restore would put 30 back."""
+    settings = Settings.from_env({**LB_ENV, "ECS_EVENT_OPS_CLOUD_URL": lb_emu.url,
+                                  "ECS_EVENT_OPS_DB_URL": lb_store.url})
+    clients = JobPauses(lb_emu).clients(settings)
+    assert shared_scan(lb_store, clients, settings, REGION, datetime.now(timezone.utc)) is not None
+    lbs = clients.lbs
+    late = Membership("", GroupKind.SERVER_GROUP, ALB_PLAIN, SPOT, 9090, 30, "Ecs",
+                      product=Product.ALB)
+    assert lbs.wait(lbs.add([late], token_seed="registered-since"), timeout_s=10) == []
+    clock = Time()
+    event = interrupted(lb_emu)
+    drained = Drainer(lb_store, clients, settings, clock=clock, sleep=clock.sleep).drain(event)
+    old = (datetime.now(timezone.utc) - timedelta(seconds=120)).isoformat()
+    lb_store.ledger_update(scan_key(REGION), data={"started_at": old, "scanned_at": old})
+
+    def killed(_seconds: float) -> None:  # the wait before the removal: the process dies
+        raise Killed
+
+    with pytest.raises(Killed):
+        shared_scan(lb_store, clients, settings, REGION, event.event_time, sleep=killed)
+    assert [(m["port"], m["weight"]) for m in lb_emu.lb_group(ALB_PLAIN)["members"]
+            if m["server_id"] == SPOT] == [(9090, 0)]
+    scan = lb_store.ledger_get(drained.key).data["scan"]  # type: ignore[union-attr]
+    assert [(s["port"], s["weight"]) for s in scan["late_snapshots"]] == [(9090, 30)]
+    assert scan["pending"] and scan["removed_at"] is None
+    lb_store.ledger_update(scan_key(REGION), data={"started_at": old, "lease_until": old})
+    again = Time()
+    assert shared_scan(lb_store, clients, settings, REGION, event.event_time,
+                       clock=again, sleep=again.sleep) is not None
+    assert [m for m in lb_emu.lb_group(ALB_PLAIN)["members"] if m["server_id"] == SPOT] == []
+    scan = lb_store.ledger_get(drained.key).data["scan"]  # type: ignore[union-attr]
+    assert [(s["port"], s["weight"]) for s in scan["late_snapshots"]] == [(9090, 30)]
+    assert scan["pending"] == [] and scan["removed_at"] is not None

@@ -133,7 +133,7 @@ def shared_scan(
         first = _LateBatch.found(store, settings, region, hot, clock(), seed=f"{seed}:hot")
         if first is not None:
             batches.append(first)
-            first.stop(clients, report, clock)
+            first.stop(store, clients, report, clock)
         scope, members = full_scan(clients, settings, region,
                                    between=lambda: _remove_due(batches, clients, report, clock))
     except CloudError as err:
@@ -151,7 +151,7 @@ def shared_scan(
                             known={mid for b in batches for mid in b.member_ids()})
     if rest is not None:
         batches.append(rest)
-        rest.stop(clients, report, clock)
+        rest.stop(store, clients, report, clock)
     _finish_late(store, clients, batches, report, clock=clock, sleep=sleep)
     store.ledger_update(report.key, status="done", data={
         "scanned_at": report.scanned_at, "scope": scope, "sources": report.sources,
@@ -241,6 +241,7 @@ class _LateBatch:
     seed: str
     remove_at: datetime | None = None
     removed_at: datetime | None = None
+    attempts: int = 0
 
     @classmethod
     def found(cls, store: Ledger, settings: Settings, region: str,
@@ -259,11 +260,16 @@ class _LateBatch:
             recorded = {member_id(Membership.from_snapshot(s))
                         for name in ("memberships", "master_slave")
                         for s in entry.data.get(name) or ()}
+            # What an earlier scan recorded late and did not remove (it died after its weight-0
+            # write): taken again, with the weight it recorded, not the 0 it wrote.
+            scan = entry.data.get("scan") if isinstance(entry.data.get("scan"), dict) else {}
+            before = {member_id(m): m for m in (Membership.from_snapshot(s)
+                                                for s in (scan or {}).get("late_snapshots") or ())}
             keys = list(entry.data.get("index_keys") or [entry.instance_id])
             owner = Owner.of(entry.instance_id, entry.data)
             seen = {member_id(m): m for key in keys for m in by_key.get(key, ())
                     if owner.owns(m) and m.removable}
-            extra = [m for mid, m in sorted(seen.items())
+            extra = [before.get(mid, m) for mid, m in sorted(seen.items())
                      if mid not in recorded and mid not in known]
             if extra:
                 late[entry.key], keys_of[entry.key] = extra, keys
@@ -279,13 +285,16 @@ class _LateBatch:
     def member_ids(self) -> set[str]:
         return {member_id(m) for m in self.members()}
 
-    def stop(self, clients: ClientsPort, report: ScanReport,
+    def stop(self, store: Ledger, clients: ClientsPort, report: ScanReport,
              clock: Callable[[], datetime]) -> None:
-        """Weight 0 (one write per group for all of them); the removal falls due after the drain
-        time, or what the earliest deadline leaves."""
+        """Recorded in each drain's entry first (their original weights: a scan that dies after
+        its write leaves them for the restore, the sweep's removal or the next scan), then weight
+        0 (one write per group for all of them); the removal falls due after the drain time, or
+        what the earliest deadline leaves."""
         everything = self.members()
         for key, ms in self.late.items():
             report.late.setdefault(key, []).extend(summary(m) for m in ms)
+            _record_late(store, key, ms, report, removed_at=None)
         emit(log, "memberships the index did not know", level=30, region=report.region,
              drains=len(self.late), memberships=len(everything))
         latest = self.deadline - timedelta(seconds=self.margin_s)
@@ -300,57 +309,92 @@ class _LateBatch:
         self.remove_at = now + timedelta(seconds=wait)
 
     def remove(self, clients: ClientsPort, report: ScanReport,
-               clock: Callable[[], datetime]) -> None:
+               clock: Callable[[], datetime]) -> bool:
+        """One removal (retried while throttled or busy); whether it succeeded."""
         lbs = clients.lbs
+        self.attempts += 1
         try:
-            failed, unfinished = lbs.wait_jobs(
-                lbs.remove(self.members(), token_seed=f"{self.seed}:remove"),
-                timeout_s=max(1.0, (self.deadline - clock()).total_seconds()))
+            failed, unfinished = _retrying(lambda: lbs.wait_jobs(
+                lbs.remove(self.members(), token_seed=f"{self.seed}:remove:{self.attempts}"),
+                timeout_s=max(1.0, (self.deadline - clock()).total_seconds())))
             if failed or unfinished:
                 report.errors.append("remove: jobs not succeeded: " + ", ".join(
                     str(w.job_id) for w in [*failed, *unfinished]))
-            else:
-                self.removed_at = clock()
+                return False
         except CloudError as err:
             report.errors.append(f"remove: {err}")
+            return False
+        self.removed_at = clock()
+        return True
+
+
+REMOVE_ATTEMPTS = 3  # a late batch's removals (each with a new token, throttling retried inside)
 
 
 def _remove_due(batches: Sequence[_LateBatch], clients: ClientsPort, report: ScanReport,
                 clock: Callable[[], datetime]) -> None:
-    """Between two sources of the scan: the late memberships whose drain time has passed."""
+    """Between two sources of the scan: the late memberships whose drain time has passed (one
+    try; what fails is tried again at the end of the scan)."""
     now = clock()
     for batch in batches:
         if batch.remove_at is not None and batch.removed_at is None and batch.remove_at <= now:
             batch.remove(clients, report, clock)
-            batch.remove_at = None  # tried: _finish_late does not try again
 
 
 def _finish_late(store: Ledger, clients: ClientsPort, batches: Sequence[_LateBatch],
                  report: ScanReport, *, clock: Callable[[], datetime],
                  sleep: Callable[[float], None]) -> None:
-    """Remove what is still due (after its time), then record the findings in each drain."""
+    """Remove what is still due (after its time, again while it fails, before the deadline),
+    then record in each drain what was removed."""
     for batch in sorted(batches, key=lambda b: b.remove_at or clock()):
-        if batch.remove_at is None:
+        if batch.remove_at is None or batch.removed_at is not None:
             continue
         wait = (batch.remove_at - clock()).total_seconds()
         if wait > 0:
             sleep(wait)
-        batch.remove(clients, report, clock)
+        while (batch.removed_at is None and batch.attempts < REMOVE_ATTEMPTS
+               and clock() < batch.deadline):
+            if not batch.remove(clients, report, clock):
+                sleep(SCAN_PAUSES_S[min(batch.attempts, len(SCAN_PAUSES_S) - 1)])
     removed = [b.removed_at for b in batches if b.removed_at is not None]
     report.removed_at = iso(max(removed)) if removed else None
     index = MembershipIndex(store, clock)  # type: ignore[arg-type]
     for batch in batches:
+        if batch.removed_at is None:  # still recorded as pending in its drains (stop)
+            continue
         for key, ms in batch.late.items():
-            entry = store.ledger_get(key)
+            entry = _record_late(store, key, ms, report, removed_at=batch.removed_at)
             index.forget(report.region, batch.keys[key], None if entry is None
                          else Owner.of(entry.instance_id, entry.data))
-            before = (entry.data.get("scan") or {}) if entry is not None else {}
-            late = [*(before.get("late") or ()), *(summary(m) for m in ms)]
-            snapshots = [*(before.get("late_snapshots") or ()), *(m.snapshot() for m in ms)]
-            store.ledger_update(key, data={"scan": {
-                "key": report.key, "late": late, "late_snapshots": snapshots,
-                "removed_at": iso(batch.removed_at) if batch.removed_at else None,
-                "scanned_at": report.scanned_at}})
+
+
+def _record_late(store: Ledger, key: str, ms: Sequence[Membership], report: ScanReport, *,
+                 removed_at: datetime | None) -> EntryLike | None:
+    """A drain's late memberships in its entry (``scan``): their snapshots (the first seen: the
+    original weight), those not yet removed (``pending``), and ``removed_at`` once none is."""
+    entry = store.ledger_get(key)
+    if entry is None:
+        return None
+    raw = entry.data.get("scan")
+    scan: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+    snapshots = {member_id(Membership.from_snapshot(s)): s
+                 for s in scan.get("late_snapshots") or () if isinstance(s, dict)}
+    for m in ms:
+        snapshots.setdefault(member_id(m), m.snapshot())
+    ids = {member_id(m) for m in ms}
+    pending = set(scan.get("pending") or ())
+    pending = pending | ids if removed_at is None else pending - ids
+    last = parse_iso_or_none(scan.get("last_removed_at"))
+    if removed_at is not None:
+        last = removed_at if last is None else max(last, removed_at)
+    store.ledger_update(key, data={"scan": {
+        "key": report.key, "late": [summary(Membership.from_snapshot(s))
+                                    for s in snapshots.values()],
+        "late_snapshots": list(snapshots.values()), "pending": sorted(pending),
+        "last_removed_at": iso(last) if last else None,
+        "removed_at": iso(last) if last and not pending else None,
+        "scanned_at": report.scanned_at}})
+    return entry
 
 
 def record_sweep_scan(store: Ledger, region: str, scope: Sequence[str], *,
