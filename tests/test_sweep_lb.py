@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,13 +102,10 @@ def test_the_sweep_restores_alb_nlb_memberships_and_removes_released_backends(
         ("nlb", "RemoveServersFromServerGroup", NLB_TCP)])
 
 
-def test_a_reclaimed_drain_s_alb_leftover_whose_removal_fails_waits_for_the_next_sweep(
-        emu: Emulator, tmp_path: Path) -> None:
-    """GIVEN a partial ALB/NLB drain (its verify left spot-1 at weight 0 in the ALB api group and
-    the NLB tcp group) and spot-1 released WHEN the sweep's removal of the ALB leftover ends
-    Failed THEN it is not reported removed: the sweep reports JobNotFinished for the drain,
-    which stays partial (not reclaimed); the next sweep removes it with another ClientToken (the
-    first would answer the failed job again) and marks the drain reclaimed."""
+def _partial_and_released(emu: Emulator, tmp_path: Path
+                          ) -> tuple[Store, Settings, Any, datetime]:
+    """A partial ALB/NLB drain of spot-1 (its verify left it at weight 0 in the ALB api group
+    and the NLB tcp group), spot-1 released, and a time past its restore time."""
     store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}")
     settings = Settings.from_env({**ENV, "ECS_EVENT_OPS_DRAIN_TIME_S": "0.1",
                                   "ECS_EVENT_OPS_CLOUD_URL": emu.url,
@@ -130,6 +128,17 @@ def test_a_reclaimed_drain_s_alb_leftover_whose_removal_fails_waits_for_the_next
         "outcome": "partial", "leftover": [summary(m) for m in left]})
     emu.release(SPOT)
     later = clock() + timedelta(seconds=300 + settings.restore_after_s + 1)
+    return store, settings, drained, later
+
+
+def test_a_reclaimed_drain_s_alb_leftover_whose_removal_fails_waits_for_the_next_sweep(
+        emu: Emulator, tmp_path: Path) -> None:
+    """GIVEN a partial ALB/NLB drain (its verify left spot-1 at weight 0 in the ALB api group and
+    the NLB tcp group) and spot-1 released WHEN the sweep's removal of the ALB leftover ends
+    Failed THEN it is not reported removed: the sweep reports JobNotFinished for the drain,
+    which stays partial (not reclaimed); the next sweep removes it with another ClientToken (the
+    first would answer the failed job again) and marks the drain reclaimed."""
+    store, settings, drained, later = _partial_and_released(emu, tmp_path)
     failing = JobPauses(emu, fail=("RemoveServersFromServerGroup", ALB_PLAIN))
     emu.clear_calls()
 
@@ -155,4 +164,26 @@ def test_a_reclaimed_drain_s_alb_leftover_whose_removal_fails_waits_for_the_next
               if (c.product, c.action, c.status) == ("alb", "RemoveServersFromServerGroup", 200)
               and c.params.get("ServerGroupId") == ALB_PLAIN]
     assert len(tokens) == len(set(tokens)) == 2
+    store.close()
+
+
+def test_a_reclaimed_leftover_whose_removal_keeps_failing_is_reported_after_three_sweeps(
+        emu: Emulator, tmp_path: Path) -> None:
+    """GIVEN a reclaimed drain's ALB leftover whose removal job fails in every sweep WHEN the
+    third sweep meets it THEN it stops trying (each try holds the sweep for the job wait): the
+    drain is marked reclaimed, the leftover is not reported removed, and the sweep reports the
+    group for a person to look at."""
+    store, settings, drained, later = _partial_and_released(emu, tmp_path)
+    failing = JobPauses(emu, fail=("RemoveServersFromServerGroup", ALB_PLAIN), times=3)
+    reports = [sweep_drains(store, failing.clients(settings), None, settings,
+                            later + timedelta(minutes=5 * n)) for n in range(3)]
+    assert len(failing.failed) == 3
+    assert [r["reclaimed"] for r in reports] == [[], [], [SPOT]]
+    assert all("JobNotFinished" in r["errors"][0]["error"] for r in reports[:2])
+    (given_up,) = reports[2]["errors"]
+    assert given_up["key"] == drained.key and "in 3 sweeps" in given_up["error"]
+    assert all(r["group_id"] != ALB_PLAIN for r in reports[2]["released_backends_removed"])
+    final = store.ledger_get(drained.key)
+    assert final is not None and final.status == "reclaimed"
+    assert (ALB_PLAIN, SPOT, 8080) in groups(emu)  # still there: for a person
     store.close()

@@ -108,8 +108,8 @@ __all__ = [
 log = get_logger(__name__)
 
 JOB_WAIT_S = 60.0  # an ALB/NLB job of a step with no deadline of its own (verify's removals)
-JOB_MIN_WAIT_S = 1.0
-JOB_SLACK_S = 15.0  # a native drain's removal job: its drain timeout plus this at most  # a step's jobs get at least this long, even at its deadline
+JOB_MIN_WAIT_S = 1.0  # a step's jobs get at least this long, even at its deadline
+JOB_SLACK_S = 15.0  # a native drain's removal job: its drain timeout plus this at most
 VERIFY_ROUNDS = 3
 VERIFY_PAUSE_S = 0.5
 # Rounds of a step (each call already retried by the client), never past the step's deadline.
@@ -761,7 +761,7 @@ class Drainer:
         if not native or (self._active <= 1 and self.batch_size <= 1):
             return {}
         lbs = self.clients_in(run.region).lbs
-        seed = f"{run.key}:native"
+        seed = _native_seed(run)
         queued: dict[GroupRef, Ticket[list[Write]]] = {}
         for group, members in groups(native).items():
             timeout = float(max((m.drain_timeout_s or 0) for m in members)) + NATIVE_HOLD_SLACK_S
@@ -785,7 +785,7 @@ class Drainer:
             try:
                 ticket = (queued or {}).get(group)
                 if ticket is None:
-                    writes = lbs.remove(members, token_seed=f"{run.key}:native")
+                    writes = lbs.remove(members, token_seed=_native_seed(run))
                 else:
                     shared = ticket.wait() or []
                     writes = shared if ticket.first else [
@@ -1386,6 +1386,13 @@ class Drainer:
              missed_deadline=result.missed_deadline, dry_run=True)
         self._notify(result, deadline)
         return result
+
+
+def _native_seed(run: Run) -> str:
+    """A native removal's token seed: per holder (a takeover after a failed job must not be
+    answered that job again)."""
+    generation = run.lease.generation
+    return f"{run.key}:native" + (f":g{generation}" if generation else "")
 
 
 def _job_record(write: Write) -> dict[str, Any]:

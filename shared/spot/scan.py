@@ -49,8 +49,8 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 SCAN_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 8.0, 8.0)  # a source's retries while throttled
-SCAN_LEASE_S = 240.0
-UNCOVERED_AFTER_S = 60.0  # the finisher scans for a burst whose delivery did not, after this  # longer than a scan of a large scope under throttling; a dead holder's ends
+SCAN_LEASE_S = 240.0  # longer than a scan of a large scope under throttling; a dead holder's ends
+UNCOVERED_AFTER_S = 60.0  # the finisher scans for a burst whose delivery did not, after this
 LIVE_DRAINS = frozenset({DrainStatus.CLAIMED, DrainStatus.FOUND, DrainStatus.WEIGHTED,
                          DrainStatus.WAITED, DrainStatus.REMOVED, DrainStatus.DONE,
                          DrainStatus.PARTIAL})

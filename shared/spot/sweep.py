@@ -226,6 +226,10 @@ def _after_deadline(sweep: _Sweep, entry: EntryLike, *, instance: Instance | Non
     _undo(sweep, entry, clients, Undo.RESTORE)
 
 
+# Sweeps that try a reclaimed drain's ALB/NLB leftovers before reporting them for a person.
+RECLAIM_ATTEMPTS = 3
+
+
 def _reclaimed(sweep: _Sweep, entry: EntryLike, clients: ClientsPort) -> None:
     iid = entry.instance_id or ""
     leftover = [m for m in entry.data.get("leftover") or () if isinstance(m, dict)]
@@ -254,11 +258,25 @@ def _reclaimed(sweep: _Sweep, entry: EntryLike, clients: ClientsPort) -> None:
             # One seed per sweep: a failed job of an earlier sweep is not answered again.
             pending = lbs.wait(lbs.remove(found, token_seed=f"{entry.key}:reclaimed:{iso(sweep.now)}",
                                           dry_run=sweep.dry), timeout_s=RESTORE_JOB_WAIT_S)
-            if pending:  # not succeeded: the entry stays for the next sweep
-                raise TransientError(
-                    "JobNotFinished", f"{len(pending)} removal job(s) did not succeed",
-                    action="reclaimed leftovers", resource_ids=[str(w.group) for w in pending],
-                    retryable=True)
+            if pending:
+                attempts = int(entry.data.get("reclaim_attempts") or 0) + 1
+                if attempts < RECLAIM_ATTEMPTS:  # the entry stays for the next sweep
+                    if not sweep.dry:
+                        sweep.store.ledger_update(entry.key,
+                                                  data={"reclaim_attempts": attempts})
+                    raise TransientError(
+                        "JobNotFinished", f"{len(pending)} removal job(s) did not succeed",
+                        action="reclaimed leftovers",
+                        resource_ids=[str(w.group) for w in pending], retryable=True)
+                # Given up (each try holds the sweep for the job wait): a person must look.
+                left = {str(w.group) for w in pending}
+                emit(log, "reclaimed leftovers not removed", level=40, instance_id=iid,
+                     key=entry.key, groups=sorted(left), attempts=attempts,
+                     decision="reported")
+                sweep.report.errors.append({"step": "reclaimed leftovers", "key": entry.key,
+                                            "error": f"removal jobs did not succeed in "
+                                                     f"{attempts} sweeps: {sorted(left)}"})
+                found = [m for m in found if str(m.group) not in left]
             sweep.report.released_backends_removed += [
                 {"instance_id": iid, **summary(m)} for m in found]
     emit(log, "drain reclaimed", instance_id=iid, key=entry.key, dry_run=sweep.dry or None)
