@@ -192,12 +192,13 @@ class GroupQueue:
 
 
 class Gate:
-    """The drains of one finisher round meet here before their removal: each waits until every
-    one of them has arrived (or left without a removal, or ``timeout_s`` passed since the gate
-    was built), so their removals reach the :class:`GroupQueue` within one window and a group
-    gets one write for the round. Without it, the takeovers (a few store writes each, which a
-    shared database serializes) spread the drains' arrivals over seconds, and a group got one
-    write for every few of them."""
+    """Drains that should write together meet here: a delivered batch's before its first write
+    (weight 0), a finisher round's before its removal. Each waits until every one of them has
+    arrived (or left without such a write, or ``timeout_s`` passed since the gate was built), so
+    their writes reach the :class:`GroupQueue` within one window and a group gets one write for
+    them all. Without it, their claims or takeovers (a few store writes each, which a shared
+    database serializes) spread the arrivals over seconds, and a group got one write for every
+    few of them."""
 
     def __init__(self, parties: int, timeout_s: float,
                  monotonic: Callable[[], float] = time.monotonic) -> None:

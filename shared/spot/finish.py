@@ -7,8 +7,10 @@ removal falls due before the next tick (and any left overdue: lease expired, dea
 passed), and removes them in *rounds* (:func:`plan`): the removals due within
 ``drain_round_s`` of each other form one round, made at the latest of their times, so none is
 removed before its drain time, none later than ``drain_round_s`` after it, and a group shared
-by the round's instances gets one write for all of them. A round takes its drains over (lease
-expired by then), runs ``remove`` and ``verify`` as the drain itself would (or ``verify`` alone
+by the round's instances gets one write for all of them. The tick holds a round's parked
+drains from its plan (their lease, until the round plus the grace: :func:`_hold`), so the next
+tick does not split the round; at the round it takes them over, runs ``remove`` and ``verify``
+as the drain itself would (or ``verify`` alone
 after a tick that died between them), one thread each, the drains meeting before their removal
 (:class:`shared.spot.batch.Gate`) so their writes go together; then it notifies as the drain
 would.
