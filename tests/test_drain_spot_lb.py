@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,10 @@ import pytest
 from shared.clients import TransientError
 from shared.drain import Drainer, StepName, sweep_drains
 from shared.events import parse
+from shared.lb.model import GroupKind, Membership, Product
 from shared.ledger import LeaseHeldError, drain_key
 from shared.settings import Settings
+from shared.spot import machine
 from shared.store import Store
 from tests.helpers import Killed, Time, clients_for
 from tests.lb_helpers import (
@@ -383,6 +385,34 @@ class Standing:
 
     def sleep(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def test_a_job_that_never_succeeds_is_waited_for_a_step_s_cap_not_until_the_deadline(
+        emu: Emulator, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN spot-1's NLB weight-0 job failed silently (GetJobStatus answers ``processing``
+    forever) with the whole notice ahead WHEN the drain waits for it THEN it waits the step's cap
+    (JOB_STEP_WAIT_S, shortened here), not until deadline - margin, writes again with a new
+    token, and ends drained the gentle way."""
+    monkeypatch.setattr(machine, "JOB_STEP_WAIT_S", 1.0)
+    settings = settings_for(emu, store, ECS_EVENT_OPS_DRAIN_TIME_S="0.2")
+    emu.set_lb_jobs(job_s=60)  # the jobs end at the clients' pauses
+    pauses = JobPauses(emu, fail=("UpdateServerGroupServersAttribute", NLB_TCP), real=True)
+    before = groups(emu)
+    result = Drainer(store, pauses.clients(settings), settings).drain(notice(emu))
+    assert result.outcome.value == "drained" and result.phase.value == "gentle"
+    assert groups(emu) == drained(before)
+    tokens = [c.params.get("ClientToken") for c in writes(emu, "UpdateServerGroupServersAttribute")
+              if group_of(c) == NLB_TCP]
+    assert len(tokens) == len(set(tokens)) == 2
+
+
+def test_the_job_wait_cap_covers_a_native_drain_s_timeout_on_removal_only() -> None:
+    native = Membership("", GroupKind.SERVER_GROUP, "sgp-a", SPOT, 80, 100, "Ecs",
+                        product=Product.ALB, native_drain=True, drain_timeout_s=120)
+    plain = replace(native, native_drain=False, drain_timeout_s=None)
+    assert machine.job_wait_cap("weight0", [native]) == machine.JOB_STEP_WAIT_S
+    assert machine.job_wait_cap("remove", [plain]) == machine.JOB_STEP_WAIT_S
+    assert machine.job_wait_cap("remove", [plain, native]) == 120 + machine.JOB_SLACK_S
 
 
 def test_an_nlb_weight_job_that_never_succeeds_is_written_again_with_a_new_token(

@@ -110,6 +110,12 @@ log = get_logger(__name__)
 JOB_WAIT_S = 60.0  # an ALB/NLB job of a step with no deadline of its own (verify's removals)
 JOB_MIN_WAIT_S = 1.0  # a step's jobs get at least this long, even at its deadline
 JOB_SLACK_S = 15.0  # a native drain's removal job: its drain timeout plus this at most
+# A write's job is waited for this long at most (a natively draining group's removal: its drain
+# timeout plus the slack): a job still unfinished then may have failed silently (NLB's
+# GetJobStatus has no failed state), so the step's next round writes again with a new token
+# instead of waiting until the deadline. ACK's cloud controller waits 30 s for an NLB job
+# (reference: load-balancers-and-replacement.md, "ACK CCM").
+JOB_STEP_WAIT_S = 30.0
 VERIFY_ROUNDS = 3
 VERIFY_PAUSE_S = 0.5
 # Rounds of a step (each call already retried by the client), never past the step's deadline.
@@ -1244,6 +1250,7 @@ class Drainer:
             made += calls
         if pending:
             left = (until - self.clock()).total_seconds() if until is not None else JOB_WAIT_S
+            left = min(left, job_wait_cap(operation, memberships))
             failed, unfinished = clients.lbs.wait_jobs(pending, timeout_s=max(left, JOB_MIN_WAIT_S))
             # NLB's GetJobStatus has no failed state: a job still unfinished at the end of the
             # wait may have failed, so the next write to its group takes a new token too (a
@@ -1386,6 +1393,15 @@ class Drainer:
              missed_deadline=result.missed_deadline, dry_run=True)
         self._notify(result, deadline)
         return result
+
+
+def job_wait_cap(operation: str, memberships: Sequence[Membership]) -> float:
+    """How long a write's jobs are waited for at most (:data:`JOB_STEP_WAIT_S`)."""
+    if operation != "remove":
+        return JOB_STEP_WAIT_S
+    drains = [(m.drain_timeout_s or 0) + JOB_SLACK_S for m in memberships
+              if m.product is not Product.CLB and m.native_drain]
+    return max([JOB_STEP_WAIT_S, *drains])
 
 
 def _native_seed(run: Run) -> str:

@@ -37,7 +37,7 @@ from shared.ledger import DrainStatus, EntryLike, Kind
 from shared.log import emit, get_logger
 from shared.spot.deadline import utc_now
 from shared.spot.index import MembershipIndex, Owner, member_id, scan_key, server_keys, source_of
-from shared.spot.machine import full_scope, lb_scope
+from shared.spot.machine import full_scope, job_wait_cap, lb_scope
 from shared.spot.record import ClientsPort, Ledger, memberships_of, summary
 
 if TYPE_CHECKING:
@@ -301,7 +301,8 @@ class _LateBatch:
         lbs = clients.lbs
         try:
             lbs.wait(lbs.set_weights(everything, 0, token_seed=f"{self.seed}:weight0"),
-                     timeout_s=max(1.0, (latest - clock()).total_seconds() / 2))
+                     timeout_s=max(1.0, min((latest - clock()).total_seconds() / 2,
+                                            job_wait_cap("weight0", everything))))
         except CloudError as err:  # removed all the same
             report.errors.append(f"weight0: {err}")
         now = clock()
@@ -316,7 +317,8 @@ class _LateBatch:
         try:
             failed, unfinished = _retrying(lambda: lbs.wait_jobs(
                 lbs.remove(self.members(), token_seed=f"{self.seed}:remove:{self.attempts}"),
-                timeout_s=max(1.0, (self.deadline - clock()).total_seconds())))
+                timeout_s=max(1.0, min((self.deadline - clock()).total_seconds(),
+                                       job_wait_cap("remove", self.members())))))
             if failed or unfinished:
                 report.errors.append("remove: jobs not succeeded: " + ", ".join(
                     str(w.job_id) for w in [*failed, *unfinished]))
