@@ -256,12 +256,11 @@ class FailedLateRemoval:
     job_id: str
 
 
-def late_alb_removal_failed(emu: Emulator, store: Store, times: int = REMOVE_ATTEMPTS
-                            ) -> FailedLateRemoval:
+def drained_beside_a_late_alb_member(emu: Emulator, store: Store
+                                     ) -> tuple[Settings, Any, EcsEvent, Any]:
     """The index built by a first shared scan (ALB/NLB scope unbounded: every group), then
-    spot-1 registered in its ALB api group on port 9090 and drained from the index, then the
-    shared scan of its notice, whose removals of that late membership end Failed (``times``:
-    the first ones; by default every one the scan makes)."""
+    spot-1 registered in its ALB api group on port 9090 (weight 30) and drained from the index,
+    the index then older than its fresh time: (settings, clients, the notice, the drain)."""
     settings = Settings.from_env({**LB_ENV, "ECS_EVENT_OPS_CLOUD_URL": emu.url,
                                   "ECS_EVENT_OPS_DB_URL": store.url})
     clients = JobPauses(emu).clients(settings)
@@ -277,6 +276,16 @@ def late_alb_removal_failed(emu: Emulator, store: Store, times: int = REMOVE_ATT
     assert drained.index["used"] is True
     old = (datetime.now(timezone.utc) - timedelta(seconds=120)).isoformat()
     store.ledger_update(scan_key(REGION), data={"started_at": old, "scanned_at": old})
+    return settings, clients, event, drained
+
+
+def late_alb_removal_failed(emu: Emulator, store: Store, times: int = REMOVE_ATTEMPTS
+                            ) -> FailedLateRemoval:
+    """The index built by a first shared scan (ALB/NLB scope unbounded: every group), then
+    spot-1 registered in its ALB api group on port 9090 and drained from the index, then the
+    shared scan of its notice, whose removals of that late membership end Failed (``times``:
+    the first ones; by default every one the scan makes)."""
+    settings, _clients, event, drained = drained_beside_a_late_alb_member(emu, store)
     failing = JobPauses(emu, fail=("RemoveServersFromServerGroup", ALB_PLAIN), times=times)
     scan_clock = Time()
     report = shared_scan(store, failing.clients(settings), settings, REGION, event.event_time,
@@ -350,19 +359,8 @@ def test_a_scan_killed_after_its_weight_0_write_leaves_the_original_weight_for_t
     killed after the weight-0 write, before the removal THEN the drain's entry already records
     the membership with weight 30, pending; the next scan (the dead one's lease expired) removes
     it and still records 30, not the 0 it finds, so a restore would put 30 back."""
-    settings = Settings.from_env({**LB_ENV, "ECS_EVENT_OPS_CLOUD_URL": lb_emu.url,
-                                  "ECS_EVENT_OPS_DB_URL": lb_store.url})
-    clients = JobPauses(lb_emu).clients(settings)
-    assert shared_scan(lb_store, clients, settings, REGION, datetime.now(timezone.utc)) is not None
-    lbs = clients.lbs
-    late = Membership("", GroupKind.SERVER_GROUP, ALB_PLAIN, SPOT, 9090, 30, "Ecs",
-                      product=Product.ALB)
-    assert lbs.wait(lbs.add([late], token_seed="registered-since"), timeout_s=10) == []
-    clock = Time()
-    event = interrupted(lb_emu)
-    drained = Drainer(lb_store, clients, settings, clock=clock, sleep=clock.sleep).drain(event)
+    settings, clients, event, drained = drained_beside_a_late_alb_member(lb_emu, lb_store)
     old = (datetime.now(timezone.utc) - timedelta(seconds=120)).isoformat()
-    lb_store.ledger_update(scan_key(REGION), data={"started_at": old, "scanned_at": old})
 
     def killed(_seconds: float) -> None:  # the wait before the removal: the process dies
         raise Killed
