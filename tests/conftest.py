@@ -17,6 +17,12 @@ from typing import Any
 
 import pytest
 
+# The SDK's default credential chain (built by the tests of ECS_EVENT_OPS_CREDENTIALS=default-chain)
+# would otherwise include the ECS RAM-role provider, which asks the instance metadata service
+# (100.100.100.200) and schedules a background refresh: never in a test. Read by
+# alibabacloud_credentials at its import, so set before any test imports it; subprocesses inherit.
+os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+
 from shared.store import Store
 
 PG_ENV = "ECS_EVENT_OPS_TEST_PG_URL"
