@@ -29,7 +29,7 @@ from shared.lb.model import GroupKind, Membership
 from shared.ledger import Kind, LeaseHeldError
 from shared.spot import finish
 from shared.spot.batch import Gate, Party
-from shared.spot.finish import Round, due, finish_due, plan
+from shared.spot.finish import Round, finish_due, plan
 from shared.spot.machine import VERIFY_PAUSE_S
 from shared.store import LedgerEntry, Store
 from tests.helpers import FLEETS, Killed, Time, clients_for
@@ -240,7 +240,7 @@ def test_plan_leaves_out_what_is_not_a_due_scheduled_removal_of_its_own() -> Non
 def test_plan_makes_overdue_removals_now_and_the_default_horizon_is_now() -> None:
     """GIVEN removals overdue (30 s, 1 s), due now and due later WHEN planned THEN the overdue
     ones are made at now (not in the past), joined by what falls within the window; without a
-    horizon only what is due now is taken, as due() lists it. Equal times keep their order."""
+    horizon only what is due now is taken. Equal times keep their order."""
     entries = [scheduled("later", 4), scheduled("old", -30), scheduled("now", 0),
                scheduled("recent", -1), scheduled("far", 20)]
     assert shape(plan(entries, NOW, horizon=at(60), window_s=5.0)) == [
@@ -249,8 +249,8 @@ def test_plan_makes_overdue_removals_now_and_the_default_horizon_is_now() -> Non
         (0.0, keys("old", "now", "recent")), (4.0, keys("later")), (20.0, keys("far"))]
     # a round begun now keeps what falls due within its window
     assert shape(plan(entries, NOW, window_s=5.0)) == [(4.0, keys("old", "now", "recent", "later"))]
-    assert [e.key for e in due(entries, NOW)] == keys("old", "now", "recent")
-    assert plan([scheduled("later", 4)], NOW) == [] and due([scheduled("later", 4)], NOW) == []
+    assert [e.key for r in plan(entries, NOW) for e in r.entries] == keys("old", "now", "recent")
+    assert plan([scheduled("later", 4)], NOW) == []
 
 
 # --- against the emulator ---------------------------------------------------------------------

@@ -53,7 +53,7 @@ from shared.spot.record import ClientsPort, Ledger, NotifierPort
 if TYPE_CHECKING:
     from shared.settings import Settings
 
-__all__ = ["FinishReport", "Round", "due", "finish_due", "parked", "plan"]
+__all__ = ["FinishReport", "Round", "finish_due", "parked", "plan"]
 
 log = get_logger(__name__)
 
@@ -84,12 +84,6 @@ class Round:
 
     at: datetime
     entries: tuple[EntryLike, ...]
-
-
-def due(entries: Sequence[EntryLike], now: datetime) -> list[EntryLike]:
-    """The scheduled drains whose removal is due: ``remove_after`` passed, lease expired,
-    deadline ahead (after it the sweep decides)."""
-    return [e for r in plan(entries, now) for e in r.entries]
 
 
 def plan(entries: Sequence[EntryLike], now: datetime, *, horizon: datetime | None = None,
